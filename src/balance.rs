@@ -1,0 +1,68 @@
+//! Load-balancing algorithms, one file each, behind one small trait.
+//!
+//! A balancer is built once per pool snapshot from the endpoints that may take new work
+//! (healthy, not ejected, not draining), so it can precompute (Maglev table, smooth WRR
+//! schedule). `pick` is on the request path: no allocation, no lock beyond what an
+//! algorithm's own state strictly needs, and it must honour `usable` (an endpoint at its
+//! connection limit, or the one a retry is moving away from, is skipped).
+
+use std::sync::Arc;
+
+use crate::config::Algorithm;
+use crate::pool::Endpoint;
+
+mod consistent_hash;
+mod least_connections;
+mod p2c;
+mod random;
+mod round_robin;
+mod weighted_round_robin;
+
+pub use consistent_hash::ConsistentHash;
+pub use least_connections::LeastConnections;
+pub use p2c::PowerOfTwoChoices;
+pub use random::Random;
+pub use round_robin::RoundRobin;
+pub use weighted_round_robin::WeightedRoundRobin;
+
+/// Per-request input to a pick.
+pub struct PickContext<'a> {
+    /// Hash of the request key (ConsistentHash); `None` when the request has no key.
+    pub hash: Option<u64>,
+    /// Endpoints for which this returns false must not be picked.
+    pub usable: &'a dyn Fn(&Endpoint) -> bool,
+}
+
+impl PickContext<'_> {
+    /// A context that accepts every endpoint and carries no hash.
+    pub fn any() -> PickContext<'static> {
+        PickContext {
+            hash: None,
+            usable: &|_| true,
+        }
+    }
+}
+
+/// A load-balancing algorithm over a fixed endpoint list.
+pub trait Balancer: Send + Sync + std::fmt::Debug {
+    /// Index into `endpoints` (the same slice the balancer was built with) of the chosen
+    /// endpoint, or `None` when no endpoint is usable.
+    fn pick(&self, endpoints: &[Arc<Endpoint>], ctx: &PickContext<'_>) -> Option<usize>;
+}
+
+/// Builds the balancer for `algorithm` over `endpoints`.
+pub fn build(algorithm: &Algorithm, endpoints: &[Arc<Endpoint>]) -> Box<dyn Balancer> {
+    match algorithm {
+        Algorithm::RoundRobin => Box::new(RoundRobin::new(endpoints)),
+        Algorithm::WeightedRoundRobin => Box::new(WeightedRoundRobin::new(endpoints)),
+        Algorithm::LeastConnections => Box::new(LeastConnections::new(endpoints)),
+        Algorithm::PowerOfTwoChoices => Box::new(PowerOfTwoChoices::new(endpoints)),
+        Algorithm::ConsistentHash(_) => Box::new(ConsistentHash::new(endpoints)),
+        Algorithm::Random => Box::new(Random::new(endpoints)),
+    }
+}
+
+/// Hashes a request key (header value, cookie value, client IP bytes) for ConsistentHash.
+pub fn hash_key(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}

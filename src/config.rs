@@ -1,0 +1,284 @@
+//! The validated configuration model: what the data plane reads.
+//!
+//! Nothing here is deserialized directly. [`validate`] (fed by the file loader or the
+//! Kubernetes controller) is the only way in, and it reports every error at once with the
+//! file, the pool and the field path. Durations are `std::time::Duration`, addresses are
+//! `SocketAddr`, weights are non-zero: the proxy never re-checks any of it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod duration;
+mod load;
+mod validate;
+
+pub use duration::parse_duration;
+pub use load::{LoadError, load_file, parse_documents};
+pub use validate::{Source, ValidationError, ValidationErrors, validate};
+
+/// Every pool the process should serve, validated as a whole.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigSet {
+    /// Pools sorted by name.
+    pub pools: Vec<Arc<PoolConfig>>,
+}
+
+/// One validated `BackendPool`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// `namespace/name`: the pool's name in logs, metrics and `/pools`.
+    pub name: String,
+    /// HTTP or TCP.
+    pub protocol: Protocol,
+    /// Where the pool accepts traffic.
+    pub listener: ListenerConfig,
+    /// Static endpoints (file mode) or resolved EndpointSlice endpoints (controller).
+    pub endpoints: Vec<EndpointConfig>,
+    /// Balancing algorithm with its parameters.
+    pub algorithm: Algorithm,
+    /// Active health checks, when configured.
+    pub health_check: Option<HealthCheckConfig>,
+    /// Passive health, when configured.
+    pub outlier_detection: Option<OutlierConfig>,
+    /// Retries, when configured.
+    pub retry: Option<RetryConfig>,
+    /// Session affinity, when configured.
+    pub affinity: Option<AffinityConfig>,
+    /// Timeouts (always present, contract defaults).
+    pub timeouts: Timeouts,
+    /// How long removed endpoints keep in-flight work (default 30 s).
+    pub drain_timeout: Duration,
+    /// Concurrent requests/connections per endpoint; `None` = unlimited.
+    pub max_connections_per_endpoint: Option<u32>,
+    /// TCP only: PROXY protocol header sent to backends.
+    pub send_proxy_protocol: ProxyProtocolVersion,
+}
+
+/// Layer the pool balances at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// HTTP/1.1 + HTTP/2.
+    Http,
+    /// Plain TCP.
+    Tcp,
+}
+
+impl Protocol {
+    /// Name as written in the resource (`HTTP`, `TCP`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "HTTP",
+            Protocol::Tcp => "TCP",
+        }
+    }
+}
+
+/// A pool's listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    /// TCP port, 1..=65535.
+    pub port: u16,
+    /// HTTP: hosts matched (lower-cased); empty = any.
+    pub hosts: Vec<HostMatch>,
+    /// HTTP: path prefix, always starting with `/`, without a trailing `/` unless it is `/`.
+    pub path_prefix: String,
+    /// TLS termination, when configured.
+    pub tls: Option<TlsConfig>,
+    /// Accept PROXY protocol headers.
+    pub proxy_protocol: bool,
+}
+
+/// A host pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostMatch {
+    /// Exact host, lower-case, no port.
+    Exact(String),
+    /// `*.suffix`: holds `.suffix` (with the leading dot), lower-case.
+    Wildcard(String),
+}
+
+/// Certificate source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TlsConfig {
+    /// PEM files (standalone), paths already resolved against the config file.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+    /// PEM material already loaded (Kubernetes Secret), shared by reference.
+    Pem {
+        /// Certificate chain.
+        cert: Arc<[u8]>,
+        /// Private key.
+        key: Arc<[u8]>,
+    },
+}
+
+/// One endpoint of a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EndpointConfig {
+    /// Where to connect.
+    pub address: SocketAddr,
+    /// Relative share, 1..=1000.
+    pub weight: u32,
+    /// `false` for an endpoint that must get no new work but may finish
+    /// in-flight work (Kubernetes `terminating`).
+    pub ready: bool,
+}
+
+/// Balancing algorithm with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Each endpoint in turn.
+    RoundRobin,
+    /// Smooth weighted round robin.
+    WeightedRoundRobin,
+    /// Fewest in-flight requests relative to weight.
+    LeastConnections,
+    /// Two random choices by EWMA latency x load.
+    PowerOfTwoChoices,
+    /// Maglev hashing on a request key.
+    ConsistentHash(HashKey),
+    /// Uniform random.
+    Random,
+}
+
+impl Algorithm {
+    /// Name as written in the resource.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "RoundRobin",
+            Algorithm::WeightedRoundRobin => "WeightedRoundRobin",
+            Algorithm::LeastConnections => "LeastConnections",
+            Algorithm::PowerOfTwoChoices => "PowerOfTwoChoices",
+            Algorithm::ConsistentHash(_) => "ConsistentHash",
+            Algorithm::Random => "Random",
+        }
+    }
+}
+
+/// What ConsistentHash hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// A request header (lower-case name).
+    Header(http::HeaderName),
+    /// A cookie by name.
+    Cookie(String),
+    /// The client IP address.
+    ClientIp,
+}
+
+/// Active health check settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheckConfig {
+    /// HTTP GET or TCP connect.
+    pub kind: HealthCheckKind,
+    /// Port probed; `None` = the endpoint's own port.
+    pub port: Option<u16>,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Time one check may take.
+    pub timeout: Duration,
+    /// Passes to turn healthy.
+    pub healthy_threshold: u32,
+    /// Failures to turn unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Use every endpoint when all are unhealthy.
+    pub fail_open: bool,
+}
+
+/// How an endpoint is probed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HealthCheckKind {
+    /// GET `path`, passing when the status is in one of `expected` (inclusive ranges).
+    Http {
+        /// Request path.
+        path: String,
+        /// Inclusive status ranges.
+        expected: Vec<(u16, u16)>,
+    },
+    /// A TCP connect.
+    Tcp,
+}
+
+/// Passive health settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutlierConfig {
+    /// Failures in a row that eject.
+    pub consecutive_failures: u32,
+    /// Ejection time per time ejected.
+    pub base_ejection_time: Duration,
+    /// Most of the pool ejected at once, percent.
+    pub max_ejection_percent: u32,
+}
+
+/// Retry settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryConfig {
+    /// Extra tries after the first.
+    pub attempts: u32,
+    /// Backoff floor.
+    pub backoff_base: Duration,
+    /// Backoff ceiling.
+    pub backoff_max: Duration,
+    /// Retry after a failed connect.
+    pub on_connect_failure: bool,
+    /// Retry after a reset.
+    pub on_reset: bool,
+    /// Retry after a 5xx answer.
+    pub on_5xx: bool,
+    /// Share of requests that may be retries over 10 s.
+    pub budget_ratio: f64,
+    /// Retries per second always allowed.
+    pub budget_min_per_second: u32,
+}
+
+/// Session affinity settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AffinityConfig {
+    /// Cookie naming the endpoint by an opaque token.
+    Cookie {
+        /// Cookie name.
+        name: String,
+        /// Max-Age.
+        ttl: Duration,
+    },
+    /// Hash of the client address.
+    ClientIp,
+}
+
+/// Timeouts, each always set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Upstream connect.
+    pub connect: Duration,
+    /// Until the response headers arrive.
+    pub request: Duration,
+    /// Idle keep-alive connection.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            request: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// PROXY protocol header sent to TCP backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolVersion {
+    /// None.
+    None,
+    /// Text v1.
+    V1,
+    /// Binary v2.
+    V2,
+}

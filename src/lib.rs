@@ -1,0 +1,10 @@
+//! sluice: a Kubernetes ingress controller and L4/L7 load balancer.
+//!
+//! Data plane: [`pool`], [`balance`], [`health`], [`proxy`] — they read only the validated
+//! model in [`config`] and never import Kubernetes types. Producers of that model: the file
+//! loader ([`config::load_file`]) and, in Kubernetes mode, the controller.
+
+pub mod api;
+pub mod balance;
+pub mod config;
+pub mod pool;

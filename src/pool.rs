@@ -1,0 +1,196 @@
+//! ServerPool: a pool's endpoint set, its health state and the snapshot the proxy reads.
+//!
+//! Writers (reload, health checker, outlier detector) serialize on a small writer mutex
+//! and publish a new immutable [`Snapshot`] with one atomic swap. Readers (every request)
+//! do a single `ArcSwap` load: no lock, no config clone. Endpoints are `Arc`s shared by
+//! successive snapshots, so their live state survives reloads.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use crate::balance::{self, Balancer, PickContext};
+use crate::config::PoolConfig;
+
+mod endpoint;
+mod stats;
+mod upstream;
+
+pub use endpoint::{ActiveGuard, Endpoint, Unavailable, now_ns};
+pub use stats::EndpointStats;
+pub use upstream::{UpstreamBody, UpstreamPool};
+
+/// What the proxy reads for one pool: immutable once published.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The pool's validated configuration.
+    pub config: Arc<PoolConfig>,
+    /// Every member that is not draining, in configuration order.
+    pub members: Vec<Arc<Endpoint>>,
+    /// Members that take new work (healthy, not ejected), or all members when the pool
+    /// fails open.
+    pub available: Vec<Arc<Endpoint>>,
+    /// The algorithm, built over `available`.
+    pub balancer: Box<dyn Balancer>,
+}
+
+impl Snapshot {
+    /// Picks an endpoint for new work and takes one of its connection slots.
+    ///
+    /// `skip` excludes an endpoint (the one a retry moves away from). `None` when every
+    /// available endpoint is excluded or at `maxConnectionsPerEndpoint`.
+    pub fn pick(&self, hash: Option<u64>, skip: Option<&Endpoint>) -> Option<ActiveGuard> {
+        let limit = self.config.max_connections_per_endpoint;
+        let usable = |e: &Endpoint| {
+            skip.is_none_or(|s| !std::ptr::eq(s, e)) && limit.is_none_or(|l| e.active() < l)
+        };
+        let ctx = PickContext {
+            hash,
+            usable: &usable,
+        };
+        // A slot can be taken between the check and the increment; retry a few times.
+        for _ in 0..4 {
+            let i = self.balancer.pick(&self.available, &ctx)?;
+            if let Some(guard) = self.available[i].try_begin(limit) {
+                return Some(guard);
+            }
+        }
+        None
+    }
+}
+
+/// A pool: its current snapshot plus the endpoints still draining after removal.
+#[derive(Debug)]
+pub struct Pool {
+    name: String,
+    snapshot: ArcSwap<Snapshot>,
+    writer: Mutex<Draining>,
+}
+
+/// Endpoints removed from the pool that may still have in-flight work.
+#[derive(Debug, Default)]
+struct Draining {
+    endpoints: Vec<Arc<Endpoint>>,
+}
+
+impl Pool {
+    /// A pool serving `config` with fresh endpoints.
+    pub fn new(config: Arc<PoolConfig>) -> Self {
+        let members: Vec<Arc<Endpoint>> = config
+            .endpoints
+            .iter()
+            .map(|e| {
+                let ep = Arc::new(Endpoint::new(e.address, e.weight));
+                ep.set(Unavailable::Draining, !e.ready);
+                ep
+            })
+            .collect();
+        let snapshot = build_snapshot(config.clone(), members);
+        Pool {
+            name: config.name.clone(),
+            snapshot: ArcSwap::from_pointee(snapshot),
+            writer: Mutex::new(Draining::default()),
+        }
+    }
+
+    /// `namespace/name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current snapshot (one atomic load; cheap enough for every request).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Applies a new configuration of the same pool: endpoints with an address already
+    /// present keep their state; new ones start fresh; removed ones start draining.
+    /// Returns the endpoints that were removed (to be cut at `drainTimeout`).
+    pub fn update(&self, config: Arc<PoolConfig>) -> Vec<Arc<Endpoint>> {
+        let mut draining = self.writer.lock();
+        let old = self.snapshot.load_full();
+        let mut previous: Vec<Arc<Endpoint>> = old.members.clone();
+        previous.extend(draining.endpoints.iter().cloned());
+        let mut members = Vec::with_capacity(config.endpoints.len());
+        for e in &config.endpoints {
+            let ep = match previous.iter().position(|p| p.address() == e.address) {
+                Some(i) => previous.swap_remove(i),
+                None => Arc::new(Endpoint::new(e.address, e.weight)),
+            };
+            ep.set_weight(e.weight);
+            ep.set(Unavailable::Draining, !e.ready);
+            members.push(ep);
+        }
+        for ep in &previous {
+            ep.set(Unavailable::Draining, true);
+            ep.upstream.clear();
+        }
+        draining.endpoints = previous.clone();
+        draining.endpoints.extend(
+            members
+                .iter()
+                .filter(|e| e.has(Unavailable::Draining))
+                .cloned(),
+        );
+        members.retain(|e| !e.has(Unavailable::Draining));
+        self.snapshot
+            .store(Arc::new(build_snapshot(config, members)));
+        previous
+    }
+
+    /// Republishes the snapshot after a health or ejection change of a member.
+    pub fn refresh(&self) {
+        let _draining = self.writer.lock();
+        let old = self.snapshot.load_full();
+        self.snapshot.store(Arc::new(build_snapshot(
+            old.config.clone(),
+            old.members.clone(),
+        )));
+    }
+
+    /// Forgets draining endpoints whose work is done; returns how many remain.
+    pub fn reap_drained(&self) -> usize {
+        let mut draining = self.writer.lock();
+        draining.endpoints.retain(|e| e.active() > 0);
+        draining.endpoints.len()
+    }
+
+    /// Members plus draining endpoints, for `/pools` and status.
+    pub fn all_endpoints(&self) -> Vec<Arc<Endpoint>> {
+        let draining = self.writer.lock();
+        let mut all = self.snapshot.load().members.clone();
+        all.extend(draining.endpoints.iter().cloned());
+        all
+    }
+
+    /// Looks a member up by address.
+    pub fn member(&self, address: SocketAddr) -> Option<Arc<Endpoint>> {
+        self.snapshot
+            .load()
+            .members
+            .iter()
+            .find(|e| e.address() == address)
+            .cloned()
+    }
+}
+
+fn build_snapshot(config: Arc<PoolConfig>, members: Vec<Arc<Endpoint>>) -> Snapshot {
+    let mut available: Vec<Arc<Endpoint>> = members
+        .iter()
+        .filter(|e| e.is_available())
+        .cloned()
+        .collect();
+    let fail_open = config.health_check.as_ref().is_some_and(|h| h.fail_open);
+    if available.is_empty() && fail_open {
+        available = members.clone();
+    }
+    let balancer = balance::build(&config.algorithm, &available);
+    Snapshot {
+        config,
+        members,
+        available,
+        balancer,
+    }
+}
