@@ -10,13 +10,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod crd;
 mod duration;
 mod load;
 mod validate;
 
-pub use duration::parse_duration;
+pub use crd::crd_yaml;
+pub use duration::{format_duration, parse_duration};
 pub use load::{LoadError, load_file, parse_documents};
-pub use validate::{Source, ValidationError, ValidationErrors, validate};
+pub use validate::{Source, ValidationError, ValidationErrors, validate, validate_with_secrets};
 
 /// Every pool the process should serve, validated as a whole.
 #[derive(Debug, Clone, Default, PartialEq)]

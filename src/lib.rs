@@ -8,3 +8,7 @@ pub mod api;
 pub mod balance;
 pub mod config;
 pub mod pool;
+pub mod admin;
+pub mod demo;
+pub mod proxy;
+pub mod standalone;

@@ -19,8 +19,8 @@ mod stats;
 mod upstream;
 
 pub use endpoint::{ActiveGuard, Endpoint, Unavailable, now_ns};
-pub use stats::EndpointStats;
-pub use upstream::{UpstreamBody, UpstreamPool};
+pub use stats::{DURATION_BUCKETS, EndpointStats, Histogram, PoolStats};
+pub use upstream::{UpstreamBody, UpstreamPool, set_worker_slots};
 
 /// What the proxy reads for one pool: immutable once published.
 #[derive(Debug)]
@@ -67,6 +67,8 @@ pub struct Pool {
     name: String,
     snapshot: ArcSwap<Snapshot>,
     writer: Mutex<Draining>,
+    /// Pool-level metrics.
+    pub stats: PoolStats,
 }
 
 /// Endpoints removed from the pool that may still have in-flight work.
@@ -92,6 +94,7 @@ impl Pool {
             name: config.name.clone(),
             snapshot: ArcSwap::from_pointee(snapshot),
             writer: Mutex::new(Draining::default()),
+            stats: PoolStats::default(),
         }
     }
 

@@ -1,16 +1,21 @@
-//! Random (placeholder until implemented).
+//! Random: a uniformly random endpoint.
+//!
+//! `fastrand`'s thread-local generator: no shared state at all, so no contention between
+//! cores, and no pattern a client could synchronize with. An unusable endpoint hands its
+//! pick to the next usable one in order.
 
 use std::sync::Arc;
 
+use super::round_robin::scan_from;
 use super::{Balancer, PickContext};
 use crate::pool::Endpoint;
 
-/// Random balancer.
+/// Uniform random balancer.
 #[derive(Debug)]
 pub struct Random;
 
 impl Random {
-    /// Builds the balancer over `endpoints`.
+    /// Builds the balancer over `endpoints` (it keeps no state of its own).
     pub fn new(_endpoints: &[Arc<Endpoint>]) -> Self {
         Random
     }
@@ -18,6 +23,77 @@ impl Random {
 
 impl Balancer for Random {
     fn pick(&self, endpoints: &[Arc<Endpoint>], ctx: &PickContext<'_>) -> Option<usize> {
-        endpoints.iter().position(|e| (ctx.usable)(e))
+        if endpoints.is_empty() {
+            return None;
+        }
+        scan_from(endpoints, fastrand::usize(..endpoints.len()), ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
+        (0..n)
+            .map(|i| {
+                let addr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
+                Arc::new(Endpoint::new(addr, 1))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn picks_are_roughly_uniform() {
+        let eps = endpoints(3);
+        let random = Random::new(&eps);
+        let mut counts = [0; 3];
+        for _ in 0..30_000 {
+            counts[random.pick(&eps, &PickContext::any()).unwrap()] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (9000..=11000).contains(&c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn unusable_endpoint_is_never_picked() {
+        let eps = endpoints(3);
+        let skipped = Arc::as_ptr(&eps[0]);
+        let usable = |e: &Endpoint| !std::ptr::eq(e, skipped);
+        let ctx = PickContext {
+            hash: None,
+            usable: &usable,
+        };
+        let random = Random::new(&eps);
+        assert!((0..300).all(|_| random.pick(&eps, &ctx) != Some(0)));
+    }
+
+    #[test]
+    fn no_endpoints_gives_none() {
+        assert_eq!(Random::new(&[]).pick(&[], &PickContext::any()), None);
+    }
+
+    proptest! {
+        #[test]
+        fn picks_a_usable_endpoint_iff_one_exists(
+            mask in prop::collection::vec(any::<bool>(), 0..24),
+            picks in 1usize..20,
+        ) {
+            let eps = endpoints(mask.len());
+            let usable = |e: &Endpoint| {
+                eps.iter().position(|p| std::ptr::eq(&**p, e)).is_some_and(|i| mask[i])
+            };
+            let ctx = PickContext { hash: None, usable: &usable };
+            let random = Random::new(&eps);
+            for _ in 0..picks {
+                match random.pick(&eps, &ctx) {
+                    Some(i) => prop_assert!(mask[i]),
+                    None => prop_assert!(mask.iter().all(|u| !u)),
+                }
+            }
+        }
     }
 }

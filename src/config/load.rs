@@ -1,9 +1,23 @@
-//! Loading BackendPool documents from a YAML file.
+//! Loading `BackendPool` documents from a standalone YAML file.
+//!
+//! Owns reading the file, splitting it into `---` documents and turning each into a typed
+//! [`BackendPool`], reporting every bad document (by index, `namespace/name` and field path)
+//! rather than the first. It must not apply defaults or rules: that is [`validate`]'s job,
+//! shared with the controller.
 
 use std::path::Path;
 
-use super::{ConfigSet, ValidationErrors};
+use serde::Deserialize;
+use serde_norway::Value;
+
+use super::validate::{Source, ValidationError, ValidationErrors, validate};
+use super::{ConfigSet, TlsConfig};
 use crate::api::BackendPool;
+
+/// The `apiVersion` every document must carry.
+const API_VERSION: &str = "sluice.dev/v1alpha1";
+/// The `kind` every document must carry.
+const KIND: &str = "BackendPool";
 
 /// Why a file could not become a `ConfigSet`.
 #[derive(Debug, thiserror::Error)]
@@ -16,18 +30,186 @@ pub enum LoadError {
         /// Cause.
         source: std::io::Error,
     },
-    /// One or more documents are invalid.
+    /// One or more documents are invalid; every error found, one per line.
     #[error("{0}")]
     Invalid(ValidationErrors),
 }
 
-/// Parses every `---`-separated document of `text` (placeholder).
-pub fn parse_documents(_file: &str, _text: &str) -> Result<Vec<BackendPool>, ValidationErrors> {
-    Ok(Vec::new())
+/// Parses every `---`-separated document of `text` into a [`BackendPool`].
+///
+/// `file` names the source in errors. Empty documents are skipped. A missing
+/// `metadata.namespace` becomes `default`. Each bad document yields one error, e.g.
+/// `pools.yaml: document 2 (default/web): spec.algorithm: unknown variant "Fastest", ...`,
+/// and parsing goes on with the next one; a YAML syntax error ends parsing, since the rest
+/// of the stream cannot be trusted.
+pub fn parse_documents(file: &str, text: &str) -> Result<Vec<BackendPool>, ValidationErrors> {
+    let (pools, errors) = parse_all(file, text);
+    if errors.is_empty() {
+        Ok(pools)
+    } else {
+        Err(ValidationErrors(errors))
+    }
 }
 
-/// Reads, parses and validates `path` (placeholder).
+/// Reads, parses and validates `path` ([`Source::File`] rules, relative `certFile`/`keyFile`
+/// resolved against the file's directory), and checks that TLS files exist.
+///
+/// Every error is reported at once: the documents that parse are validated even when
+/// others do not.
 pub fn load_file(path: &Path) -> Result<ConfigSet, LoadError> {
-    let _ = path;
-    Ok(ConfigSet::default())
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: file.clone(),
+        source,
+    })?;
+    let (pools, mut errors) = parse_all(&file, &text);
+    match validate(&Source::File(file.clone()), &pools) {
+        Ok(set) if errors.is_empty() => {
+            check_tls_files(&file, &set, &mut errors);
+            if errors.is_empty() {
+                Ok(set)
+            } else {
+                Err(LoadError::Invalid(ValidationErrors(errors)))
+            }
+        }
+        Ok(_) => Err(LoadError::Invalid(ValidationErrors(errors))),
+        Err(invalid) => {
+            errors.extend(invalid.0);
+            Err(LoadError::Invalid(ValidationErrors(errors)))
+        }
+    }
 }
+
+/// Parses what it can: the good documents and an error per bad one.
+fn parse_all(file: &str, text: &str) -> (Vec<BackendPool>, Vec<ValidationError>) {
+    let mut pools = Vec::new();
+    let mut errors = Vec::new();
+    for (i, document) in serde_norway::Deserializer::from_str(text).enumerate() {
+        let index = i + 1;
+        // An untyped pass first: it survives any well-formed YAML, so the document's name
+        // is known for the typed errors below.
+        let value = match Value::deserialize(document) {
+            Ok(value) => value,
+            Err(e) => {
+                errors.push(ValidationError {
+                    message: format!("{file}: document {index}: {e}"),
+                    pool: None,
+                    field: None,
+                });
+                break;
+            }
+        };
+        if value.is_null() {
+            continue;
+        }
+        let doc = Document::new(file, index, &value);
+        if !value.is_mapping() {
+            errors.push(doc.error(None, "expected a BackendPool (a YAML mapping)".to_owned()));
+            continue;
+        }
+        let mut header_ok = true;
+        for (field, expected) in [("apiVersion", API_VERSION), ("kind", KIND)] {
+            match value.get(field) {
+                Some(Value::String(s)) if s == expected => {}
+                None => {
+                    errors.push(doc.error(Some(field), format!("required ({expected})")));
+                    header_ok = false;
+                }
+                Some(other) => {
+                    let found = serde_norway::to_string(other).unwrap_or_default();
+                    errors.push(doc.error(
+                        Some(field),
+                        format!("expected {expected}, found {}", found.trim_end()),
+                    ));
+                    header_ok = false;
+                }
+            }
+        }
+        if !header_ok {
+            continue;
+        }
+        match serde_path_to_error::deserialize::<_, BackendPool>(value) {
+            Ok(mut pool) => {
+                if pool.metadata.namespace.as_deref().is_none_or(str::is_empty) {
+                    pool.metadata.namespace = Some("default".to_owned());
+                }
+                pools.push(pool);
+            }
+            Err(e) => {
+                let path = e.path().to_string();
+                // serde quotes names with backticks; the rest of sluice's messages use `"`.
+                let problem = e.inner().to_string().replace('`', "\"");
+                let field = (path != ".").then_some(path.as_str());
+                errors.push(doc.error(field, problem));
+            }
+        }
+    }
+    (pools, errors)
+}
+
+/// How errors name one document: `pools.yaml: document 2 (default/web)`.
+struct Document {
+    label: String,
+    pool: Option<String>,
+}
+
+impl Document {
+    fn new(file: &str, index: usize, value: &Value) -> Self {
+        let meta = value.get("metadata");
+        let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
+        let namespace = meta
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or("default");
+        let pool = name.map(|n| format!("{namespace}/{n}"));
+        let label = match &pool {
+            Some(p) => format!("{file}: document {index} ({p})"),
+            None => format!("{file}: document {index}"),
+        };
+        Document { label, pool }
+    }
+
+    fn error(&self, field: Option<&str>, problem: String) -> ValidationError {
+        let message = match field {
+            Some(f) => format!("{}: {f}: {problem}", self.label),
+            None => format!("{}: {problem}", self.label),
+        };
+        ValidationError {
+            message,
+            pool: self.pool.clone(),
+            field: field.map(str::to_owned),
+        }
+    }
+}
+
+/// `sluice check` should catch a certificate path typo before `serve` does.
+fn check_tls_files(file: &str, set: &ConfigSet, errors: &mut Vec<ValidationError>) {
+    for pool in &set.pools {
+        let Some(TlsConfig::Files { cert, key }) = &pool.listener.tls else {
+            continue;
+        };
+        for (field, path) in [
+            ("spec.listener.tls.certFile", cert),
+            ("spec.listener.tls.keyFile", key),
+        ] {
+            let problem = match std::fs::metadata(path) {
+                Ok(m) if m.is_file() => continue,
+                Ok(_) => "not a file".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            errors.push(ValidationError {
+                message: format!(
+                    "{file}: pool {}: {field}: cannot read {}: {problem}",
+                    pool.name,
+                    path.display()
+                ),
+                pool: Some(pool.name.clone()),
+                field: Some(field.to_owned()),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

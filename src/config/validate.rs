@@ -1,38 +1,844 @@
-//! Validation: BackendPool documents -> `ConfigSet` (placeholder).
+//! Validation: `BackendPool` resources -> [`ConfigSet`], the only way into the model.
+//!
+//! Owns every rule the contract puts on a pool (ranges, durations, which fields go with
+//! which protocol, cross-pool port and route conflicts) and every default. It collects all
+//! errors rather than stopping at the first, each naming the source, the pool and the field
+//! path. It does no I/O and never panics on input: the file loader and the controller both
+//! call it, and the proxy trusts what it returns.
 
-use super::ConfigSet;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::duration::parse_duration;
+use super::{
+    AffinityConfig, Algorithm, ConfigSet, EndpointConfig, HashKey, HealthCheckConfig,
+    HealthCheckKind, ListenerConfig, OutlierConfig, PoolConfig, Protocol, ProxyProtocolVersion,
+    RetryConfig, Timeouts, TlsConfig,
+};
+use crate::api;
 use crate::api::BackendPool;
 
-/// Where the documents came from (for error messages).
-#[derive(Debug, Clone)]
+mod conflicts;
+mod names;
+#[cfg(test)]
+mod tests;
+
+/// Where the documents came from: decides the error prefix and the mode-specific rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A file path.
+    /// A standalone file, as the user named it. Errors start with this path, and relative
+    /// `certFile`/`keyFile` paths are resolved against its directory. Standalone rules:
+    /// static `endpoints` are required (Services cannot be resolved) and TLS needs
+    /// `certFile` + `keyFile`.
     File(String),
-    /// The Kubernetes API.
+    /// The Kubernetes API. Errors start with `pool ns/name`; `service` may stand alone and
+    /// TLS needs `secretName`.
     Kubernetes,
 }
 
 /// One validation failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct ValidationError {
-    /// Full message.
+    /// Full message: `<file>: pool <ns/name>: <field path>: <problem>` (no file part for
+    /// Kubernetes; `document N` instead of `pool` for documents that could not be read).
     pub message: String,
+    /// The pool (`namespace/name`) the error belongs to, when known. A conflict between
+    /// two pools belongs to the later one in name order (its message names the other), so
+    /// refusing the pools named here always leaves a consistent rest.
+    pub pool: Option<String>,
+    /// The field path (`spec.healthCheck.interval`), when the error is about one field.
+    pub field: Option<String>,
 }
 
-/// Every failure found.
+/// Every failure found, in document order (per-pool errors first, then cross-pool ones).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ValidationErrors(pub Vec<ValidationError>);
 
 impl std::fmt::Display for ValidationErrors {
+    /// One error per line, no trailing newline.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for e in &self.0 {
-            writeln!(f, "{}", e.message)?;
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            f.write_str(&e.message)?;
         }
         Ok(())
     }
 }
 
-/// Validates `pools` as a whole.
-pub fn validate(_source: &Source, _pools: &[BackendPool]) -> Result<ConfigSet, ValidationErrors> {
-    Ok(ConfigSet::default())
+impl std::error::Error for ValidationErrors {}
+
+/// Validates `pools` as a whole and builds the model, applying every contract default.
+///
+/// In [`Source::Kubernetes`] mode a `listener.tls.secretName` becomes a
+/// [`TlsConfig::Pem`] with **empty** material: the Secret has not been read yet and the
+/// controller must replace it before the pool serves TLS. A controller that can read
+/// Secrets should call [`validate_with_secrets`] instead, which fills the material in and
+/// turns a missing Secret into an error on `spec.listener.tls.secretName`.
+pub fn validate(source: &Source, pools: &[BackendPool]) -> Result<ConfigSet, ValidationErrors> {
+    validate_with_secrets(source, pools, &|_, _| {
+        Ok(TlsConfig::Pem {
+            cert: Arc::from(Vec::new()),
+            key: Arc::from(Vec::new()),
+        })
+    })
+}
+
+/// [`validate`] with a lookup for TLS Secrets (Kubernetes mode only).
+///
+/// `secrets(namespace, secret_name)` returns the certificate material, or the problem
+/// (`Secret default/web-tls not found`) reported on `spec.listener.tls.secretName`.
+/// It is never called for [`Source::File`].
+pub fn validate_with_secrets(
+    source: &Source,
+    pools: &[BackendPool],
+    secrets: &dyn Fn(&str, &str) -> Result<TlsConfig, String>,
+) -> Result<ConfigSet, ValidationErrors> {
+    let mut errors = Vec::new();
+    let mut checked = Vec::with_capacity(pools.len());
+    let mut seen = HashSet::new();
+    for (index, pool) in pools.iter().enumerate() {
+        let mut ctx = Ctx::new(source, pool, index, &mut errors);
+        let unique = if ctx.named && !seen.insert(ctx.name.clone()) {
+            let problem = format!("pool {} is defined more than once", ctx.name);
+            ctx.error("metadata.name", problem);
+            false
+        } else {
+            true
+        };
+        let mut checked_pool = check_pool(&mut ctx, &pool.spec, secrets);
+        checked_pool.unique = unique;
+        checked.push(checked_pool);
+    }
+    checked.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    conflicts::check(source, &checked, &mut errors);
+    if errors.is_empty() {
+        Ok(ConfigSet {
+            pools: checked.into_iter().map(|c| Arc::new(c.config)).collect(),
+        })
+    } else {
+        Err(ValidationErrors(errors))
+    }
+}
+
+/// A pool after its own checks, with what the cross-pool checks need to know.
+struct Checked {
+    /// The model, with defaults in place of invalid values.
+    config: PoolConfig,
+    /// The port was valid (cross-pool port rules apply).
+    port_ok: bool,
+    /// Hosts and path prefix were valid (route conflicts apply).
+    route_ok: bool,
+    /// Whether the listener terminates TLS.
+    tls: bool,
+    /// First pool of its name (a duplicate takes no part in cross-pool checks).
+    unique: bool,
+}
+
+/// Collects errors for one pool under its prefix.
+struct Ctx<'a> {
+    /// `pools.yaml: pool default/web` or `pool default/web`.
+    prefix: String,
+    /// `namespace/name` (or a stand-in when `metadata.name` is missing).
+    name: String,
+    /// `metadata.name` and `metadata.namespace` were valid.
+    named: bool,
+    namespace: String,
+    file_mode: bool,
+    base_dir: Option<&'a Path>,
+    errors: &'a mut Vec<ValidationError>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(
+        source: &'a Source,
+        pool: &BackendPool,
+        index: usize,
+        errors: &'a mut Vec<ValidationError>,
+    ) -> Self {
+        let namespace = pool
+            .metadata
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        let raw_name = pool.metadata.name.clone().unwrap_or_default();
+        let name_ok = names::is_dns_subdomain(&raw_name);
+        let namespace_ok = names::is_dns_label(&namespace);
+        let name = if raw_name.is_empty() {
+            format!("{namespace}/#{} (no metadata.name)", index + 1)
+        } else {
+            format!("{namespace}/{raw_name}")
+        };
+        let (prefix, file_mode, base_dir) = match source {
+            Source::File(file) => (
+                format!("{file}: pool {name}"),
+                true,
+                Path::new(file).parent(),
+            ),
+            Source::Kubernetes => (format!("pool {name}"), false, None),
+        };
+        let mut ctx = Ctx {
+            prefix,
+            name,
+            named: name_ok && namespace_ok,
+            namespace,
+            file_mode,
+            base_dir,
+            errors,
+        };
+        if raw_name.is_empty() {
+            ctx.error("metadata.name", "required");
+        } else if !name_ok {
+            ctx.error(
+                "metadata.name",
+                format!("{raw_name:?} is not a valid name (lower-case DNS subdomain)"),
+            );
+        }
+        if !namespace_ok {
+            let problem = format!("{:?} is not a valid namespace (lower-case DNS label)", ctx.namespace);
+            ctx.error("metadata.namespace", problem);
+        }
+        ctx
+    }
+
+    fn error(&mut self, field: &str, problem: impl std::fmt::Display) {
+        self.errors.push(ValidationError {
+            message: format!("{}: {field}: {problem}", self.prefix),
+            pool: Some(self.name.clone()),
+            field: Some(field.to_owned()),
+        });
+    }
+
+    /// Parses an optional duration; `nonzero` rejects `0s` where zero makes no sense.
+    fn duration(
+        &mut self,
+        field: &str,
+        value: Option<&String>,
+        default: Duration,
+        nonzero: bool,
+    ) -> Duration {
+        let Some(value) = value else {
+            return default;
+        };
+        match parse_duration(value) {
+            Ok(d) if nonzero && d.is_zero() => {
+                self.error(field, "must be greater than 0");
+                default
+            }
+            Ok(d) => d,
+            Err(problem) => {
+                self.error(field, problem);
+                default
+            }
+        }
+    }
+
+    /// Checks `value` (default `default`) lies in `lo..=hi`.
+    fn range(&mut self, field: &str, value: Option<u32>, default: u32, lo: u32, hi: u32) -> u32 {
+        let v = value.unwrap_or(default);
+        if (lo..=hi).contains(&v) {
+            v
+        } else {
+            self.error(field, format!("must be {lo}..={hi}, got {v}"));
+            default
+        }
+    }
+}
+
+fn check_pool(
+    ctx: &mut Ctx<'_>,
+    spec: &api::BackendPoolSpec,
+    secrets: &dyn Fn(&str, &str) -> Result<TlsConfig, String>,
+) -> Checked {
+    let protocol = match spec.protocol {
+        api::Protocol::Http => Protocol::Http,
+        api::Protocol::Tcp => Protocol::Tcp,
+    };
+    let (listener, port_ok, route_ok) = check_listener(ctx, protocol, &spec.listener, secrets);
+    let endpoints = check_endpoints(ctx, spec);
+    let algorithm = check_algorithm(ctx, protocol, spec);
+    let health_check = spec
+        .health_check
+        .as_ref()
+        .map(|hc| check_health(ctx, hc));
+    let outlier_detection = spec.outlier_detection.as_ref().map(|od| OutlierConfig {
+        consecutive_failures: ctx.range(
+            "spec.outlierDetection.consecutiveFailures",
+            od.consecutive_failures,
+            5,
+            1,
+            u32::MAX,
+        ),
+        base_ejection_time: ctx.duration(
+            "spec.outlierDetection.baseEjectionTime",
+            od.base_ejection_time.as_ref(),
+            Duration::from_secs(30),
+            true,
+        ),
+        max_ejection_percent: ctx.range(
+            "spec.outlierDetection.maxEjectionPercent",
+            od.max_ejection_percent,
+            50,
+            0,
+            100,
+        ),
+    });
+    let retry = spec.retry.as_ref().map(|r| check_retry(ctx, r));
+    let affinity = spec
+        .session_affinity
+        .as_ref()
+        .and_then(|a| check_affinity(ctx, protocol, a));
+    let timeouts = check_timeouts(ctx, spec.timeouts.as_ref());
+    let drain_timeout = ctx.duration(
+        "spec.drainTimeout",
+        spec.drain_timeout.as_ref(),
+        Duration::from_secs(30),
+        false,
+    );
+    let max_connections_per_endpoint = spec.max_connections_per_endpoint.filter(|&n| n > 0);
+    let send_proxy_protocol = match spec.send_proxy_protocol {
+        None | Some(api::ProxyProtocolVersion::None) => ProxyProtocolVersion::None,
+        Some(v) if protocol == Protocol::Http => {
+            ctx.error(
+                "spec.sendProxyProtocol",
+                format!("{v:?} is only for protocol TCP"),
+            );
+            ProxyProtocolVersion::None
+        }
+        Some(api::ProxyProtocolVersion::V1) => ProxyProtocolVersion::V1,
+        Some(api::ProxyProtocolVersion::V2) => ProxyProtocolVersion::V2,
+    };
+    let tls = spec.listener.tls.is_some();
+    Checked {
+        config: PoolConfig {
+            name: ctx.name.clone(),
+            protocol,
+            listener,
+            endpoints,
+            algorithm,
+            health_check,
+            outlier_detection,
+            retry,
+            affinity,
+            timeouts,
+            drain_timeout,
+            max_connections_per_endpoint,
+            send_proxy_protocol,
+        },
+        port_ok,
+        route_ok,
+        tls,
+        unique: true,
+    }
+}
+
+/// Returns the listener, whether its port is valid and whether its routes are.
+fn check_listener(
+    ctx: &mut Ctx<'_>,
+    protocol: Protocol,
+    spec: &api::ListenerSpec,
+    secrets: &dyn Fn(&str, &str) -> Result<TlsConfig, String>,
+) -> (ListenerConfig, bool, bool) {
+    let port = match u16::try_from(spec.port) {
+        Ok(p) if p > 0 => Some(p),
+        _ => {
+            ctx.error(
+                "spec.listener.port",
+                format!("must be 1..=65535, got {}", spec.port),
+            );
+            None
+        }
+    };
+    let mut route_ok = true;
+    let mut hosts = Vec::new();
+    let mut path_prefix = "/".to_owned();
+    let mut tls = None;
+    if protocol == Protocol::Tcp {
+        if spec.hosts.as_ref().is_some_and(|h| !h.is_empty()) {
+            ctx.error("spec.listener.hosts", "only for protocol HTTP");
+        }
+        if spec.path_prefix.is_some() {
+            ctx.error("spec.listener.pathPrefix", "only for protocol HTTP");
+        }
+        if spec.tls.is_some() {
+            ctx.error("spec.listener.tls", "only for protocol HTTP");
+        }
+    } else {
+        for (i, raw) in spec.hosts.iter().flatten().enumerate() {
+            match names::parse_host(raw) {
+                Ok(h) if !hosts.contains(&h) => hosts.push(h),
+                Ok(_) => {}
+                Err(problem) => {
+                    ctx.error(&format!("spec.listener.hosts[{i}]"), problem);
+                    route_ok = false;
+                }
+            }
+        }
+        if let Some(raw) = &spec.path_prefix {
+            match normalize_path_prefix(raw) {
+                Ok(p) => path_prefix = p,
+                Err(problem) => {
+                    ctx.error("spec.listener.pathPrefix", problem);
+                    route_ok = false;
+                }
+            }
+        }
+        if let Some(t) = &spec.tls {
+            tls = check_tls(ctx, t, secrets);
+        }
+    }
+    let listener = ListenerConfig {
+        port: port.unwrap_or(0),
+        hosts,
+        path_prefix,
+        tls,
+        proxy_protocol: spec.proxy_protocol.unwrap_or(false),
+    };
+    (listener, port.is_some(), route_ok)
+}
+
+/// `/api/` -> `/api`; `/` stays `/`.
+fn normalize_path_prefix(raw: &str) -> Result<String, String> {
+    if !raw.starts_with('/') {
+        return Err(format!("{raw:?} must start with \"/\""));
+    }
+    if raw
+        .chars()
+        .any(|c| c == '?' || c == '#' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{raw:?} must be a path (no query, fragment or whitespace)"
+        ));
+    }
+    let trimmed = raw.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    })
+}
+
+fn check_tls(
+    ctx: &mut Ctx<'_>,
+    spec: &api::TlsSpec,
+    secrets: &dyn Fn(&str, &str) -> Result<TlsConfig, String>,
+) -> Option<TlsConfig> {
+    let given = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+    let (secret, cert, key) = (
+        given(&spec.secret_name),
+        given(&spec.cert_file),
+        given(&spec.key_file),
+    );
+    if ctx.file_mode {
+        match (cert, key) {
+            (Some(cert), Some(key)) => {
+                let resolve = |f: String| match ctx.base_dir {
+                    Some(dir) => dir.join(f),
+                    None => f.into(),
+                };
+                Some(TlsConfig::Files {
+                    cert: resolve(cert),
+                    key: resolve(key),
+                })
+            }
+            (None, None) if secret.is_some() => {
+                ctx.error(
+                    "spec.listener.tls",
+                    "secretName needs Kubernetes mode; standalone mode needs certFile and keyFile",
+                );
+                None
+            }
+            (None, None) => {
+                ctx.error("spec.listener.tls", "certFile and keyFile are required");
+                None
+            }
+            (Some(_), None) => {
+                ctx.error("spec.listener.tls.keyFile", "required with certFile");
+                None
+            }
+            (None, Some(_)) => {
+                ctx.error("spec.listener.tls.certFile", "required with keyFile");
+                None
+            }
+        }
+    } else {
+        let Some(secret) = secret else {
+            ctx.error(
+                "spec.listener.tls.secretName",
+                "required in Kubernetes mode (certFile and keyFile are for standalone mode)",
+            );
+            return None;
+        };
+        if !names::is_dns_subdomain(&secret) {
+            ctx.error(
+                "spec.listener.tls.secretName",
+                format!("{secret:?} is not a valid Secret name"),
+            );
+            return None;
+        }
+        let namespace = ctx.namespace.clone();
+        match secrets(&namespace, &secret) {
+            Ok(tls) => Some(tls),
+            Err(problem) => {
+                ctx.error("spec.listener.tls.secretName", problem);
+                None
+            }
+        }
+    }
+}
+
+fn check_endpoints(ctx: &mut Ctx<'_>, spec: &api::BackendPoolSpec) -> Vec<EndpointConfig> {
+    if let Some(service) = &spec.service {
+        if !names::is_dns_label(&service.name) {
+            ctx.error(
+                "spec.service.name",
+                format!("{:?} is not a valid Service name", service.name),
+            );
+        }
+        match &service.port {
+            api::ServicePort::Number(n) if !(1..=65535).contains(n) => {
+                ctx.error("spec.service.port", format!("must be 1..=65535, got {n}"));
+            }
+            api::ServicePort::Name(n) if n.is_empty() => {
+                ctx.error("spec.service.port", "port name must not be empty");
+            }
+            _ => {}
+        }
+    }
+    let listed = spec.endpoints.as_deref().unwrap_or_default();
+    if listed.is_empty() {
+        match (&spec.service, ctx.file_mode) {
+            (Some(_), true) => ctx.error(
+                "spec.service",
+                "standalone mode cannot resolve Services; list static spec.endpoints",
+            ),
+            (None, true) => ctx.error("spec.endpoints", "required (at least one endpoint)"),
+            (None, false) => ctx.error(
+                "spec.endpoints",
+                "either spec.service or spec.endpoints is required",
+            ),
+            (Some(_), false) => {}
+        }
+    }
+    let mut endpoints: Vec<EndpointConfig> = Vec::with_capacity(listed.len());
+    let mut first_index = std::collections::HashMap::new();
+    for (i, ep) in listed.iter().enumerate() {
+        let weight_field = format!("spec.endpoints[{i}].weight");
+        let weight = ctx.range(&weight_field, ep.weight, 1, 1, 1000);
+        let field = format!("spec.endpoints[{i}].address");
+        let address = match ep.address.trim().parse::<SocketAddr>() {
+            Ok(a) if a.port() == 0 => {
+                ctx.error(&field, format!("{:?} has port 0", ep.address));
+                continue;
+            }
+            Ok(a) => a,
+            Err(_) => {
+                ctx.error(
+                    &field,
+                    format!(
+                        "invalid address {:?} (expected ip:port, IPv6 as [::1]:80)",
+                        ep.address
+                    ),
+                );
+                continue;
+            }
+        };
+        if let Some(first) = first_index.get(&address) {
+            ctx.error(
+                &field,
+                format!("{address} is already listed as spec.endpoints[{first}]"),
+            );
+            continue;
+        }
+        first_index.insert(address, i);
+        endpoints.push(EndpointConfig {
+            address,
+            weight,
+            ready: true,
+        });
+    }
+    endpoints
+}
+
+fn check_algorithm(
+    ctx: &mut Ctx<'_>,
+    protocol: Protocol,
+    spec: &api::BackendPoolSpec,
+) -> Algorithm {
+    use api::AlgorithmName as A;
+    let name = spec.algorithm;
+    let key = match (&spec.hash_key, name) {
+        (None, A::ConsistentHash) => {
+            ctx.error("spec.hashKey", "required with algorithm ConsistentHash");
+            None
+        }
+        (Some(_), other) if other != A::ConsistentHash => {
+            ctx.error(
+                "spec.hashKey",
+                format!("only with algorithm ConsistentHash (algorithm is {other:?})"),
+            );
+            None
+        }
+        (Some(k), _) => check_hash_key(ctx, protocol, k),
+        (None, _) => None,
+    };
+    match name {
+        A::RoundRobin => Algorithm::RoundRobin,
+        A::WeightedRoundRobin => Algorithm::WeightedRoundRobin,
+        A::LeastConnections => Algorithm::LeastConnections,
+        A::PowerOfTwoChoices => Algorithm::PowerOfTwoChoices,
+        A::ConsistentHash => Algorithm::ConsistentHash(key.unwrap_or(HashKey::ClientIp)),
+        A::Random => Algorithm::Random,
+    }
+}
+
+fn check_hash_key(
+    ctx: &mut Ctx<'_>,
+    protocol: Protocol,
+    spec: &api::HashKeySpec,
+) -> Option<HashKey> {
+    let client_ip = spec.client_ip == Some(true);
+    let set = usize::from(spec.header.is_some())
+        + usize::from(spec.cookie.is_some())
+        + usize::from(client_ip);
+    if set != 1 {
+        ctx.error(
+            "spec.hashKey",
+            format!("set exactly one of header, cookie, clientIP: true (found {set})"),
+        );
+        return None;
+    }
+    if protocol == Protocol::Tcp && !client_ip {
+        let field = if spec.header.is_some() {
+            "spec.hashKey.header"
+        } else {
+            "spec.hashKey.cookie"
+        };
+        ctx.error(field, "TCP pools can only hash on clientIP");
+        return None;
+    }
+    if let Some(h) = &spec.header {
+        return match http::HeaderName::from_bytes(h.as_bytes()) {
+            Ok(name) => Some(HashKey::Header(name)),
+            Err(_) => {
+                ctx.error("spec.hashKey.header", format!("invalid header name {h:?}"));
+                None
+            }
+        };
+    }
+    if let Some(c) = &spec.cookie {
+        if !names::is_cookie_name(c) {
+            ctx.error("spec.hashKey.cookie", format!("invalid cookie name {c:?}"));
+            return None;
+        }
+        return Some(HashKey::Cookie(c.clone()));
+    }
+    Some(HashKey::ClientIp)
+}
+
+fn check_health(ctx: &mut Ctx<'_>, spec: &api::HealthCheckSpec) -> HealthCheckConfig {
+    let http = spec.protocol.unwrap_or(api::Protocol::Http) == api::Protocol::Http;
+    let kind = if http {
+        let path = spec.path.clone().unwrap_or_else(|| "/healthz".to_owned());
+        if !path.starts_with('/') {
+            ctx.error(
+                "spec.healthCheck.path",
+                format!("{path:?} must start with \"/\""),
+            );
+        }
+        let mut expected = Vec::new();
+        match &spec.expected_statuses {
+            None => expected.push((200, 399)),
+            Some(list) if list.is_empty() => {
+                ctx.error("spec.healthCheck.expectedStatuses", "must not be empty");
+            }
+            Some(list) => {
+                for (i, s) in list.iter().enumerate() {
+                    match parse_status_range(s) {
+                        Ok(r) => expected.push(r),
+                        Err(problem) => {
+                            ctx.error(&format!("spec.healthCheck.expectedStatuses[{i}]"), problem)
+                        }
+                    }
+                }
+            }
+        }
+        HealthCheckKind::Http { path, expected }
+    } else {
+        if spec.path.is_some() {
+            ctx.error("spec.healthCheck.path", "only for HTTP health checks");
+        }
+        if spec.expected_statuses.is_some() {
+            ctx.error(
+                "spec.healthCheck.expectedStatuses",
+                "only for HTTP health checks",
+            );
+        }
+        HealthCheckKind::Tcp
+    };
+    let port = ctx.range("spec.healthCheck.port", spec.port, 0, 0, 65535);
+    HealthCheckConfig {
+        kind,
+        port: u16::try_from(port).ok().filter(|&p| p > 0),
+        interval: ctx.duration(
+            "spec.healthCheck.interval",
+            spec.interval.as_ref(),
+            Duration::from_secs(5),
+            true,
+        ),
+        timeout: ctx.duration(
+            "spec.healthCheck.timeout",
+            spec.timeout.as_ref(),
+            Duration::from_secs(1),
+            true,
+        ),
+        healthy_threshold: ctx.range(
+            "spec.healthCheck.healthyThreshold",
+            spec.healthy_threshold,
+            2,
+            1,
+            u32::MAX,
+        ),
+        unhealthy_threshold: ctx.range(
+            "spec.healthCheck.unhealthyThreshold",
+            spec.unhealthy_threshold,
+            3,
+            1,
+            u32::MAX,
+        ),
+        fail_open: spec.fail_open.unwrap_or(false),
+    }
+}
+
+/// `200` or `200-399`, each code within 100..=599.
+fn parse_status_range(s: &str) -> Result<(u16, u16), String> {
+    let invalid = || format!("invalid status {s:?} (expected a code like 200 or a range like 200-399, within 100..=599)");
+    let code = |t: &str| {
+        t.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+    };
+    let (lo, hi) = match s.split_once('-') {
+        Some((a, b)) => (code(a), code(b)),
+        None => (code(s), code(s)),
+    };
+    match (lo, hi) {
+        (Some(lo), Some(hi)) if lo <= hi => Ok((lo, hi)),
+        (Some(lo), Some(hi)) => Err(format!("range {s:?} is empty ({lo} > {hi})")),
+        _ => Err(invalid()),
+    }
+}
+
+fn check_retry(ctx: &mut Ctx<'_>, spec: &api::RetrySpec) -> RetryConfig {
+    let attempts = ctx.range("spec.retry.attempts", spec.attempts, 2, 0, 10);
+    let backoff = spec.backoff.clone().unwrap_or_default();
+    let base_default = Duration::from_millis(25);
+    let max_default = Duration::from_secs(1);
+    let backoff_base = ctx.duration(
+        "spec.retry.backoff.base",
+        backoff.base.as_ref(),
+        base_default,
+        false,
+    );
+    let backoff_max = ctx.duration(
+        "spec.retry.backoff.max",
+        backoff.max.as_ref(),
+        max_default,
+        false,
+    );
+    let (backoff_base, backoff_max) = if backoff_base > backoff_max {
+        ctx.error(
+            "spec.retry.backoff",
+            format!(
+                "base {} is greater than max {}",
+                super::duration::format_duration(backoff_base),
+                super::duration::format_duration(backoff_max)
+            ),
+        );
+        (base_default, max_default)
+    } else {
+        (backoff_base, backoff_max)
+    };
+    let retry_on = spec.retry_on.as_deref().unwrap_or(&[
+        api::RetryOn::ConnectFailure,
+        api::RetryOn::Reset,
+        api::RetryOn::Status5xx,
+    ]);
+    let budget = spec.budget.clone().unwrap_or_default();
+    let ratio = budget.ratio.unwrap_or(0.2);
+    let budget_ratio = if (0.0..=1.0).contains(&ratio) {
+        ratio
+    } else {
+        ctx.error(
+            "spec.retry.budget.ratio",
+            format!("must be within 0..=1, got {ratio}"),
+        );
+        0.2
+    };
+    RetryConfig {
+        attempts,
+        backoff_base,
+        backoff_max,
+        on_connect_failure: retry_on.contains(&api::RetryOn::ConnectFailure),
+        on_reset: retry_on.contains(&api::RetryOn::Reset),
+        on_5xx: retry_on.contains(&api::RetryOn::Status5xx),
+        budget_ratio,
+        budget_min_per_second: budget.min_per_second.unwrap_or(10),
+    }
+}
+
+fn check_affinity(
+    ctx: &mut Ctx<'_>,
+    protocol: Protocol,
+    spec: &api::SessionAffinitySpec,
+) -> Option<AffinityConfig> {
+    match spec.kind.unwrap_or_default() {
+        api::AffinityType::None => None,
+        api::AffinityType::ClientIp => Some(AffinityConfig::ClientIp),
+        api::AffinityType::Cookie => {
+            if protocol == Protocol::Tcp {
+                ctx.error(
+                    "spec.sessionAffinity.type",
+                    "Cookie is only for protocol HTTP (TCP pools may use ClientIP)",
+                );
+                return None;
+            }
+            let name = spec
+                .cookie_name
+                .clone()
+                .unwrap_or_else(|| "sluice-affinity".to_owned());
+            if !names::is_cookie_name(&name) {
+                ctx.error(
+                    "spec.sessionAffinity.cookieName",
+                    format!("invalid cookie name {name:?}"),
+                );
+            }
+            let ttl = ctx.duration(
+                "spec.sessionAffinity.ttl",
+                spec.ttl.as_ref(),
+                Duration::from_secs(3600),
+                true,
+            );
+            Some(AffinityConfig::Cookie { name, ttl })
+        }
+    }
+}
+
+fn check_timeouts(ctx: &mut Ctx<'_>, spec: Option<&api::TimeoutsSpec>) -> Timeouts {
+    let d = Timeouts::default();
+    let Some(spec) = spec else {
+        return d;
+    };
+    Timeouts {
+        connect: ctx.duration("spec.timeouts.connect", spec.connect.as_ref(), d.connect, true),
+        request: ctx.duration("spec.timeouts.request", spec.request.as_ref(), d.request, true),
+        idle: ctx.duration("spec.timeouts.idle", spec.idle.as_ref(), d.idle, true),
+    }
 }

@@ -53,3 +53,53 @@ impl EndpointStats {
         out
     }
 }
+
+/// Upper bounds (seconds) of the request-duration histogram buckets.
+pub const DURATION_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// A lock-free histogram: one atomic per bucket, sum kept in nanoseconds.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; DURATION_BUCKETS.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = DURATION_BUCKETS.iter().position(|&b| secs <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// (sum in seconds, count, cumulative bucket counts by upper bound).
+    pub fn read(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut acc = 0;
+        let buckets = DURATION_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(&b, n)| {
+                acc += n.load(Ordering::Relaxed);
+                (b, acc)
+            })
+            .collect();
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        (sum, self.count.load(Ordering::Relaxed), buckets)
+    }
+}
+
+/// Counters for one pool.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// `sluice_request_duration_seconds{pool}`.
+    pub duration: Histogram,
+    /// `sluice_retries_total{pool}`.
+    pub retries: AtomicU64,
+}

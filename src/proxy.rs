@@ -1,0 +1,15 @@
+//! LoadBalancer: listeners and forwarding (HTTP/1.1, h2c, TCP).
+//!
+//! Reads only the validated model and pool snapshots; never imports Kubernetes types.
+
+pub mod body;
+pub mod dataplane;
+pub mod error;
+pub mod headers;
+pub mod http;
+pub mod router;
+pub mod server;
+pub mod tcp;
+pub mod telemetry;
+
+pub use dataplane::{ApplyError, Dataplane, DataplaneOptions};

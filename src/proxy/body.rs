@@ -1,0 +1,83 @@
+//! The response body sluice sends to clients: either a short local answer or the backend's
+//! body streamed frame by frame (never buffered whole). When a backend body ends cleanly the
+//! upstream connection goes back to its endpoint's idle pool; any other end drops it.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::http::Exchange;
+
+/// Body of every response sluice produces.
+pub enum ProxyBody {
+    /// A local answer (error pages, admin).
+    Full(Option<Bytes>),
+    /// A backend's body and the bookkeeping that ends with it.
+    Upstream {
+        /// The backend body.
+        inner: Incoming,
+        /// Finished (and logged) when the body ends or is dropped.
+        exchange: Exchange,
+    },
+}
+
+impl ProxyBody {
+    /// A local answer with `text`.
+    pub fn text(text: &'static str) -> Self {
+        ProxyBody::Full(Some(Bytes::from_static(text.as_bytes())))
+    }
+
+    /// No body.
+    pub fn empty() -> Self {
+        ProxyBody::Full(None)
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ProxyBody::Upstream { inner, exchange } => {
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(d) = frame.data_ref() {
+                            exchange.bytes_out += d.len() as u64;
+                        }
+                        if inner.is_end_stream() {
+                            exchange.complete();
+                        }
+                    }
+                    Poll::Ready(None) => exchange.complete(),
+                    Poll::Ready(Some(Err(_))) => exchange.fail(),
+                    Poll::Pending => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Full(data) => data.is_none(),
+            ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
+            ProxyBody::Full(None) => SizeHint::with_exact(0),
+            ProxyBody::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Data-plane failures: which side failed, what the client is told, whether a retry is
+//! allowed. The `retryOn` decision and the 502/503/504 mapping live here and only here.
+
+use http::StatusCode;
+
+use crate::config::RetryConfig;
+
+/// Why a request could not be answered by a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No pool matches the host and path.
+    #[error("no route")]
+    NoRoute,
+    /// The pool has no endpoint that may take new work.
+    #[error("no available endpoint")]
+    NoEndpoint,
+    /// The TCP connect failed or timed out: nothing was sent.
+    #[error("connect to {0} failed: {1}")]
+    Connect(std::net::SocketAddr, std::io::Error),
+    /// The HTTP/1 handshake on a fresh connection failed: nothing was sent.
+    #[error("handshake failed: {0}")]
+    Handshake(hyper::Error),
+    /// The connection failed after the request may have been (partly) sent.
+    #[error("upstream connection failed: {0}")]
+    Reset(hyper::Error),
+    /// No response head within `timeouts.request`.
+    #[error("request timed out")]
+    Timeout,
+    /// The backend answered 5xx (only an error when deciding on a retry).
+    #[error("upstream answered {0}")]
+    Status(StatusCode),
+}
+
+impl ProxyError {
+    /// The status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect(..) | ProxyError::Handshake(_) | ProxyError::Reset(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Status(s) => *s,
+        }
+    }
+
+    /// True when nothing reached the backend, so any request may be retried.
+    pub fn nothing_sent(&self) -> bool {
+        matches!(self, ProxyError::Connect(..) | ProxyError::Handshake(_))
+    }
+
+    /// True when this failure counts against the endpoint for outlier detection.
+    pub fn is_endpoint_failure(&self) -> bool {
+        match self {
+            ProxyError::Connect(..)
+            | ProxyError::Handshake(_)
+            | ProxyError::Reset(_)
+            | ProxyError::Timeout => true,
+            ProxyError::Status(s) => s.is_server_error(),
+            ProxyError::NoRoute | ProxyError::NoEndpoint => false,
+        }
+    }
+
+    /// Whether `retry` allows another attempt after this failure. `replayable` is false when
+    /// the request body may already have been consumed or the method is not idempotent:
+    /// then only a failure before anything was sent may be retried.
+    pub fn retryable(&self, retry: &RetryConfig, replayable: bool) -> bool {
+        let allowed = match self {
+            ProxyError::Connect(..) | ProxyError::Handshake(_) => retry.on_connect_failure,
+            ProxyError::Reset(_) => retry.on_reset,
+            ProxyError::Status(s) => retry.on_5xx && s.is_server_error(),
+            ProxyError::Timeout | ProxyError::NoRoute | ProxyError::NoEndpoint => false,
+        };
+        allowed && (replayable || self.nothing_sent())
+    }
+
+    /// Short plain-text body for the error answer.
+    pub fn body(&self) -> &'static str {
+        match self.status() {
+            StatusCode::NOT_FOUND => "no route for this host and path\n",
+            StatusCode::SERVICE_UNAVAILABLE => "no healthy endpoint available\n",
+            StatusCode::GATEWAY_TIMEOUT => "upstream timed out\n",
+            _ => "upstream failed\n",
+        }
+    }
+}

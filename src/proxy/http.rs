@@ -1,0 +1,381 @@
+//! The HTTP forwarding path: one request from route lookup to the streamed response.
+//!
+//! How a request finds its endpoint: the connection's [`Listener`] holds the port's
+//! [`Router`] in an `ArcSwap`; one atomic load gives the router, a hash lookup on the
+//! lower-cased host and a scan of that host's prefixes (longest first) give the `Arc<Pool>`;
+//! one more atomic load gives the pool's immutable [`Snapshot`], whose balancer picks an
+//! endpoint among those available and takes a connection slot on it. Nothing is locked
+//! except the calling worker's own idle-connection list, and no configuration is cloned.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::body::ProxyBody;
+use super::error::ProxyError;
+use super::headers;
+use super::router::Router;
+use super::telemetry::{self, AccessLog};
+use crate::balance::hash_key;
+use crate::config::{Algorithm, HashKey};
+use crate::pool::{ActiveGuard, Endpoint, Pool, Snapshot, UpstreamBody, now_ns};
+
+/// Everything requests on one HTTP listener port share.
+#[derive(Debug)]
+pub struct Listener {
+    /// The port's routes, swapped on every configuration change.
+    pub router: ArcSwap<Router>,
+    /// Whether clients reach this port over TLS (sets `X-Forwarded-Proto`).
+    pub https: bool,
+    /// Where access-log lines go, if enabled.
+    pub access_log: Option<AccessLog>,
+}
+
+/// One client connection.
+#[derive(Debug)]
+pub struct Connection {
+    /// The listener it arrived on.
+    pub listener: Arc<Listener>,
+    /// The client's address (after PROXY protocol, when enabled).
+    pub peer: SocketAddr,
+    /// `X-Forwarded-For` element for this client, computed once.
+    pub client_ip: HeaderValue,
+}
+
+impl Connection {
+    /// Describes a new client connection on `listener`.
+    pub fn new(listener: Arc<Listener>, peer: SocketAddr) -> Self {
+        Connection { listener, peer, client_ip: headers::client_ip_value(peer.ip()) }
+    }
+}
+
+/// Serves one request. Never fails: every problem becomes a status code.
+pub async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<Connection>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    if let Err(status) = check_request(&req) {
+        let mut resp = local(status, "bad request\n");
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(resp);
+    }
+    let router = conn.listener.router.load();
+    let host = request_host(&req);
+    let Some(pool) = router.find(host, req.uri().path()).cloned() else {
+        drop(router);
+        return Ok(error_response(&ProxyError::NoRoute));
+    };
+    drop(router);
+    Ok(forward(req, conn, pool).await)
+}
+
+/// Rejects what a strict HTTP/1.1 reader would: missing or repeated `Host` (RFC 9112 3.2).
+fn check_request(req: &Request<Incoming>) -> Result<(), StatusCode> {
+    if req.version() == Version::HTTP_11 {
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        if hosts.next().is_none() || hosts.next().is_some() {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+    }
+    Ok(())
+}
+
+/// The host the client asked for: `:authority` / absolute-form URI, else `Host`.
+fn request_host(req: &Request<Incoming>) -> Option<&str> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
+}
+
+async fn forward(mut req: Request<Incoming>, conn: Arc<Connection>, pool: Arc<Pool>) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let snapshot = pool.snapshot();
+    let hash = request_hash(&snapshot, &req, &conn);
+    let Some(guard) = snapshot.pick(hash, None) else {
+        return finish_local(&pool, &conn, &req, ProxyError::NoEndpoint, start);
+    };
+    let upgrade = headers::wants_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let log = conn.listener.access_log.as_ref().map(|_| telemetry::RequestInfo::from_request(&req));
+
+    let upstream_req = match upstream_request(req, &conn, upgrade) {
+        Ok(r) => r,
+        Err(status) => return local(status, "bad request\n"),
+    };
+    let endpoint = guard.endpoint().clone();
+    match send(&endpoint, &snapshot, upstream_req).await {
+        Ok((mut resp, sender)) => {
+            let status = resp.status();
+            endpoint.stats.record_status(status.as_u16());
+            endpoint.observe_latency(start.elapsed().as_nanos() as u64, now_ns());
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                if let Some(client_upgrade) = client_upgrade {
+                    let backend_upgrade = hyper::upgrade::on(&mut resp);
+                    tokio::spawn(tunnel(client_upgrade, backend_upgrade, guard));
+                    let (mut parts, _) = resp.into_parts();
+                    headers::strip_hop_by_hop(&mut parts.headers, true);
+                    return Response::from_parts(parts, ProxyBody::empty());
+                }
+            }
+            let (mut parts, body) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers, false);
+            let exchange = Exchange {
+                guard: Some(guard),
+                conn: Some(sender),
+                pool,
+                start,
+                status: status.as_u16(),
+                bytes_out: 0,
+                log: log.map(|info| (info, conn)),
+                done: false,
+            };
+            Response::from_parts(parts, ProxyBody::Upstream { inner: body, exchange })
+        }
+        Err(err) => {
+            endpoint.stats.record_status(err.status().as_u16());
+            tracing::debug!(pool = pool.name(), backend = endpoint.label(), error = %err, "upstream failed");
+            let status = err.status();
+            let mut exchange = Exchange {
+                guard: Some(guard),
+                conn: None,
+                pool,
+                start,
+                status: status.as_u16(),
+                bytes_out: 0,
+                log: log.map(|info| (info, conn)),
+                done: false,
+            };
+            exchange.fail();
+            error_response(&err)
+        }
+    }
+}
+
+/// Answers locally (no endpoint reached) and accounts for it.
+fn finish_local(
+    pool: &Arc<Pool>,
+    conn: &Arc<Connection>,
+    req: &Request<Incoming>,
+    err: ProxyError,
+    start: Instant,
+) -> Response<ProxyBody> {
+    let mut exchange = Exchange {
+        guard: None,
+        conn: None,
+        pool: pool.clone(),
+        start,
+        status: err.status().as_u16(),
+        bytes_out: 0,
+        log: conn
+            .listener
+            .access_log
+            .as_ref()
+            .map(|_| (telemetry::RequestInfo::from_request(req), conn.clone())),
+        done: false,
+    };
+    exchange.fail();
+    error_response(&err)
+}
+
+/// The ConsistentHash key of this request, if the pool hashes.
+fn request_hash(snapshot: &Snapshot, req: &Request<Incoming>, conn: &Connection) -> Option<u64> {
+    let Algorithm::ConsistentHash(key) = &snapshot.config.algorithm else {
+        return None;
+    };
+    match key {
+        HashKey::Header(name) => req.headers().get(name).map(|v| hash_key(v.as_bytes())),
+        HashKey::Cookie(name) => cookie(req, name).map(|v| hash_key(v.as_bytes())),
+        HashKey::ClientIp => Some(hash_key(conn.client_ip.as_bytes())),
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Rewrites the client request for the backend: origin-form URI, HTTP/1.1, `Host` kept
+/// (taken from `:authority` for HTTP/2 clients), hop-by-hop removed, forwarding headers set.
+fn upstream_request(
+    req: Request<Incoming>,
+    conn: &Connection,
+    upgrade: bool,
+) -> Result<Request<UpstreamBody>, StatusCode> {
+    let (mut parts, body) = req.into_parts();
+    let authority = parts.uri.authority().cloned();
+    if !parts.headers.contains_key(header::HOST) {
+        let Some(authority) = &authority else {
+            return Err(StatusCode::BAD_REQUEST);
+        };
+        let value = HeaderValue::from_str(authority.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
+        parts.headers.insert(header::HOST, value);
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    if authority.is_some() || parts.uri.scheme().is_some() {
+        parts.uri = Uri::try_from(path).map_err(|_| StatusCode::BAD_REQUEST)?;
+    }
+    if parts.version == Version::HTTP_2 && parts.method == Method::CONNECT {
+        return Err(StatusCode::NOT_IMPLEMENTED);
+    }
+    parts.version = Version::HTTP_11;
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    let host = parts.headers.get(header::HOST).cloned();
+    headers::set_forwarded(&mut parts.headers, &conn.client_ip, conn.listener.https, host.as_ref());
+    telemetry::propagate_trace(&mut parts.headers);
+    Ok(Request::from_parts(parts, UpstreamBody::Stream(body)))
+}
+
+/// Sends `req` on a pooled or new connection to `endpoint`, waiting at most
+/// `timeouts.request` for the response head.
+async fn send(
+    endpoint: &Arc<Endpoint>,
+    snapshot: &Snapshot,
+    req: Request<UpstreamBody>,
+) -> Result<(Response<Incoming>, SendRequest<UpstreamBody>), ProxyError> {
+    let timeouts = snapshot.config.timeouts;
+    let mut sender = match endpoint.upstream.take(timeouts.idle) {
+        Some(mut s) => match s.ready().await {
+            Ok(()) => s,
+            Err(_) => connect(endpoint.address(), timeouts.connect).await?,
+        },
+        None => connect(endpoint.address(), timeouts.connect).await?,
+    };
+    match tokio::time::timeout(timeouts.request, sender.send_request(req)).await {
+        Ok(Ok(resp)) => Ok((resp, sender)),
+        Ok(Err(e)) => Err(ProxyError::Reset(e)),
+        Err(_) => Err(ProxyError::Timeout),
+    }
+}
+
+/// Opens a new HTTP/1 connection and spawns its driver on the current worker.
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<SendRequest<UpstreamBody>, ProxyError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(ProxyError::Connect(addr, e)),
+        Err(_) => {
+            let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+            return Err(ProxyError::Connect(addr, e));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(ProxyError::Handshake)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            tracing::debug!(backend = %addr, error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// Copies bytes both ways between an upgraded client and backend until both sides close.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    guard: ActiveGuard,
+) {
+    let (client, backend) = match tokio::try_join!(client, backend) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut backend = TokioIo::new(backend);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+        tracing::debug!(backend = guard.endpoint().label(), error = %e, "tunnel ended");
+    }
+}
+
+/// A local answer with a short text body.
+pub fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::text(text));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+fn error_response(err: &ProxyError) -> Response<ProxyBody> {
+    local(err.status(), err.body())
+}
+
+/// Bookkeeping for one forwarded request, finished when the response body ends or is
+/// dropped: the upstream connection goes back to the idle pool only after a clean end,
+/// then duration, access log and the endpoint's slot are released.
+pub struct Exchange {
+    guard: Option<ActiveGuard>,
+    conn: Option<SendRequest<UpstreamBody>>,
+    pool: Arc<Pool>,
+    start: Instant,
+    status: u16,
+    /// Response body bytes sent to the client so far.
+    pub bytes_out: u64,
+    log: Option<(telemetry::RequestInfo, Arc<Connection>)>,
+    done: bool,
+}
+
+impl Exchange {
+    /// The response body ended cleanly: the connection may be reused.
+    pub fn complete(&mut self) {
+        if let (Some(conn), Some(guard)) = (self.conn.take(), &self.guard) {
+            guard.endpoint().upstream.put(conn);
+        }
+        self.finish();
+    }
+
+    /// The exchange failed or was abandoned: the connection is closed.
+    pub fn fail(&mut self) {
+        self.conn = None;
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let elapsed = self.start.elapsed();
+        self.pool.stats.duration.observe(elapsed);
+        if let Some((info, conn)) = &self.log {
+            if let Some(log) = &conn.listener.access_log {
+                let backend = self.guard.as_ref().map(|g| g.endpoint().label());
+                log.http(info, self.pool.name(), conn.peer, backend, self.status, self.bytes_out, elapsed);
+            }
+        }
+        self.guard = None;
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.fail();
+    }
+}
+
+/// A body that is a fixed byte string (used by local answers of other modules).
+pub fn full(bytes: Bytes) -> ProxyBody {
+    ProxyBody::Full(Some(bytes))
+}

@@ -1,0 +1,217 @@
+//! Routing table of one HTTP listener port: host, then longest path prefix.
+//!
+//! Built once per configuration change and read through an `ArcSwap` by every request.
+//! Host matching is case-insensitive and ignores the port; an exact host beats the longest
+//! matching `*.suffix` wildcard, which beats the pools with no hosts. Within the chosen host
+//! group the longest `pathPrefix` matching by whole segments wins. There is no fall-through
+//! to a less specific host group (nginx `server_name` and Envoy virtual hosts behave alike).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::HostMatch;
+use crate::pool::Pool;
+
+/// Longest hostname we lower-case on the stack; longer names cannot be valid DNS names.
+const MAX_HOST: usize = 253;
+
+/// Pools of one host group ordered by path prefix, longest first.
+#[derive(Debug, Default, Clone)]
+struct PathTable {
+    routes: Vec<(Box<str>, Arc<Pool>)>,
+}
+
+impl PathTable {
+    fn insert(&mut self, prefix: &str, pool: Arc<Pool>) {
+        self.routes.push((prefix.into(), pool));
+        self.routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+    }
+
+    fn find(&self, path: &str) -> Option<&Arc<Pool>> {
+        self.routes.iter().find(|(prefix, _)| prefix_matches(prefix, path)).map(|(_, p)| p)
+    }
+}
+
+/// `/api` matches `/api`, `/api/`, `/api/x` and `/api?q`, not `/apix`; `/` matches all.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'),
+        None => false,
+    }
+}
+
+/// The routes of one HTTP port.
+#[derive(Debug, Default, Clone)]
+pub struct Router {
+    exact: HashMap<Box<str>, PathTable>,
+    /// `.suffix` patterns, longest first.
+    wildcard: Vec<(Box<str>, PathTable)>,
+    any: PathTable,
+}
+
+impl Router {
+    /// Adds `pool` for its hosts (or any host) and path prefix.
+    pub fn add(&mut self, hosts: &[HostMatch], prefix: &str, pool: Arc<Pool>) {
+        if hosts.is_empty() {
+            self.any.insert(prefix, pool);
+            return;
+        }
+        for host in hosts {
+            match host {
+                HostMatch::Exact(h) => {
+                    self.exact.entry(h.as_str().into()).or_default().insert(prefix, pool.clone())
+                }
+                HostMatch::Wildcard(suffix) => {
+                    match self.wildcard.iter_mut().find(|(s, _)| **s == **suffix) {
+                        Some((_, table)) => table.insert(prefix, pool.clone()),
+                        None => {
+                            let mut table = PathTable::default();
+                            table.insert(prefix, pool.clone());
+                            self.wildcard.push((suffix.as_str().into(), table));
+                            self.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The pool for `host` (may carry a port, any case) and `path`.
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Pool>> {
+        let host = host.map(strip_port).unwrap_or("");
+        let mut buf = [0u8; MAX_HOST];
+        let lower = if host.len() <= MAX_HOST {
+            let out = &mut buf[..host.len()];
+            out.copy_from_slice(host.as_bytes());
+            out.make_ascii_lowercase();
+            // ASCII lower-casing keeps UTF-8 valid.
+            std::str::from_utf8(out).unwrap_or("")
+        } else {
+            ""
+        };
+        if !lower.is_empty() {
+            if let Some(table) = self.exact.get(lower) {
+                return table.find(path);
+            }
+            for (suffix, table) in &self.wildcard {
+                if lower.len() > suffix.len() && lower.ends_with(&**suffix) {
+                    return table.find(path);
+                }
+            }
+        }
+        self.any.find(path)
+    }
+
+    /// Every pool reachable on this port.
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.exact
+            .values()
+            .chain(self.wildcard.iter().map(|(_, t)| t))
+            .chain(std::iter::once(&self.any))
+            .flat_map(|t| t.routes.iter().map(|(_, p)| p))
+    }
+}
+
+/// `host:port` -> `host`; `[v6]:port` -> `[v6]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rfind(':') {
+        Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Algorithm, ListenerConfig, PoolConfig, Protocol, ProxyProtocolVersion, Timeouts};
+    use std::time::Duration;
+
+    fn pool(name: &str) -> Arc<Pool> {
+        Arc::new(Pool::new(Arc::new(PoolConfig {
+            name: name.into(),
+            protocol: Protocol::Http,
+            listener: ListenerConfig {
+                port: 80,
+                hosts: vec![],
+                path_prefix: "/".into(),
+                tls: None,
+                proxy_protocol: false,
+            },
+            endpoints: vec![],
+            algorithm: Algorithm::RoundRobin,
+            health_check: None,
+            outlier_detection: None,
+            retry: None,
+            affinity: None,
+            timeouts: Timeouts::default(),
+            drain_timeout: Duration::from_secs(30),
+            max_connections_per_endpoint: None,
+            send_proxy_protocol: ProxyProtocolVersion::None,
+        })))
+    }
+
+    fn routed<'a>(r: &'a Router, host: &str, path: &str) -> Option<&'a str> {
+        r.find(Some(host), path).map(|p| p.name())
+    }
+
+    #[test]
+    fn exact_host_beats_wildcard_beats_any() {
+        let mut r = Router::default();
+        r.add(&[], "/", pool("any"));
+        r.add(&[HostMatch::Wildcard(".example.com".into())], "/", pool("wild"));
+        r.add(&[HostMatch::Exact("shop.example.com".into())], "/", pool("exact"));
+        assert_eq!(routed(&r, "shop.example.com", "/"), Some("exact"));
+        assert_eq!(routed(&r, "SHOP.Example.com:8080", "/x"), Some("exact"));
+        assert_eq!(routed(&r, "a.example.com", "/"), Some("wild"));
+        assert_eq!(routed(&r, "a.b.example.com", "/"), Some("wild"));
+        assert_eq!(routed(&r, "example.com", "/"), Some("any"));
+        assert_eq!(routed(&r, "other.test", "/"), Some("any"));
+    }
+
+    #[test]
+    fn longest_segment_prefix_wins() {
+        let mut r = Router::default();
+        r.add(&[], "/", pool("root"));
+        r.add(&[], "/api", pool("api"));
+        r.add(&[], "/api/v2", pool("v2"));
+        assert_eq!(routed(&r, "h", "/api"), Some("api"));
+        assert_eq!(routed(&r, "h", "/api/x"), Some("api"));
+        assert_eq!(routed(&r, "h", "/api/v2/y"), Some("v2"));
+        assert_eq!(routed(&r, "h", "/apix"), Some("root"));
+        assert_eq!(routed(&r, "h", "/api?q=1"), Some("api"));
+    }
+
+    #[test]
+    fn no_match_in_chosen_host_group_is_none() {
+        let mut r = Router::default();
+        r.add(&[HostMatch::Exact("a.test".into())], "/api", pool("a"));
+        r.add(&[], "/", pool("any"));
+        assert_eq!(routed(&r, "a.test", "/other"), None);
+        assert_eq!(routed(&r, "b.test", "/other"), Some("any"));
+    }
+
+    #[test]
+    fn longer_wildcard_suffix_is_more_specific() {
+        let mut r = Router::default();
+        r.add(&[HostMatch::Wildcard(".example.com".into())], "/", pool("short"));
+        r.add(&[HostMatch::Wildcard(".eu.example.com".into())], "/", pool("long"));
+        assert_eq!(routed(&r, "x.eu.example.com", "/"), Some("long"));
+        assert_eq!(routed(&r, "x.us.example.com", "/"), Some("short"));
+    }
+
+    #[test]
+    fn ipv6_host_port_is_stripped() {
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+        assert_eq!(strip_port("a.test:80"), "a.test");
+        assert_eq!(strip_port("a.test"), "a.test");
+    }
+}

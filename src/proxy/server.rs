@@ -1,0 +1,212 @@
+//! Worker threads, listening sockets and per-connection serving.
+//!
+//! sluice runs like nginx: one single-threaded tokio runtime per worker thread, and for
+//! every listener port one `SO_REUSEPORT` socket per worker, so the kernel spreads new
+//! connections across workers and a connection lives its whole life on one thread (its
+//! upstream connections too). No work stealing, no cross-thread wake-ups on the hot path.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use socket2::{Domain, Socket, Type};
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::http::{Connection, Listener, handle};
+
+/// How long a client may take to send a complete request head (slowloris bound).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head accepted; larger gets 431.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// HTTP/2 concurrent streams per connection.
+pub const H2_MAX_STREAMS: u32 = 100;
+/// HTTP/2 header list limit.
+pub const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
+
+/// The worker threads and their runtimes.
+pub struct Workers {
+    handles: Vec<Handle>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    exit: CancellationToken,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers").field("count", &self.handles.len()).finish()
+    }
+}
+
+impl Workers {
+    /// Starts `n` worker threads, each with its own single-threaded runtime.
+    pub fn start(n: usize) -> io::Result<Self> {
+        let exit = CancellationToken::new();
+        let mut handles = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n.max(1) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            handles.push(rt.handle().clone());
+            let exit = exit.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("sluice-worker-{i}"))
+                    .spawn(move || rt.block_on(exit.cancelled()))?,
+            );
+        }
+        Ok(Workers { handles, threads, exit })
+    }
+
+    /// Runtime handles, one per worker.
+    pub fn handles(&self) -> &[Handle] {
+        &self.handles
+    }
+
+    /// Stops every worker runtime (after draining) and joins the threads.
+    pub fn stop(self) {
+        self.exit.cancel();
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Binds one listening socket with `SO_REUSEPORT` (several may share the address).
+pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// Stop signals of one listener: `stop` ends accepting and asks connections to finish
+/// gracefully; `cut` closes whatever is still open (drain timeout).
+#[derive(Debug, Clone, Default)]
+pub struct Drain {
+    /// Stop accepting; finish in-flight work.
+    pub stop: CancellationToken,
+    /// Close everything now.
+    pub cut: CancellationToken,
+}
+
+/// What accepted connections are handed to.
+pub trait Acceptor: Send + Sync + 'static {
+    /// Serves one accepted connection until it ends or `drain` says stop.
+    fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        drain: Drain,
+    ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// Runs the accept loop of one socket on the current worker.
+pub async fn accept_loop<A: Acceptor>(
+    socket: std::net::TcpListener,
+    acceptor: Arc<A>,
+    drain: Drain,
+    tracker: TaskTracker,
+) {
+    let listener = match tokio::net::TcpListener::from_std(socket) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register listener");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = drain.stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tracker.spawn(acceptor.clone().serve(stream, peer, drain.clone()));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        }
+    }
+}
+
+/// The HTTP server settings every connection uses, including hyper's known traps: the
+/// header-read timeout only works with a timer, and HTTP/2 limits must be explicit.
+pub fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES + 1024)
+        .max_headers(256)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .max_pending_accept_reset_streams(50)
+        .max_local_error_reset_streams(64)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}
+
+/// Serves HTTP/1.1 and h2c (prior knowledge, auto-detected) on accepted connections.
+#[derive(Debug)]
+pub struct HttpAcceptor {
+    /// The port's shared state.
+    pub listener: Arc<Listener>,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+impl HttpAcceptor {
+    /// An acceptor for `listener`.
+    pub fn new(listener: Arc<Listener>) -> Self {
+        HttpAcceptor { listener, builder: http_builder() }
+    }
+}
+
+impl Acceptor for HttpAcceptor {
+    fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        drain: Drain,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            let conn = Arc::new(Connection::new(self.listener.clone(), peer));
+            let service = service_fn(move |req| handle(req, conn.clone()));
+            let serving = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(serving);
+            tokio::select! {
+                res = serving.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(client = %peer, error = %e, "client connection ended");
+                    }
+                }
+                _ = drain.stop.cancelled() => {
+                    serving.as_mut().graceful_shutdown();
+                    tokio::select! {
+                        _ = serving.as_mut() => {}
+                        _ = drain.cut.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! TCP pools: one endpoint per connection, bytes copied both ways with half-close kept
+//! (EOF from one side shuts down writing to the other, the other direction continues).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::server::{Acceptor, Drain};
+use super::telemetry::AccessLog;
+use crate::balance::hash_key;
+use crate::config::{Algorithm, AffinityConfig};
+use crate::pool::{ActiveGuard, Pool, now_ns};
+
+/// Copy buffer per direction: large buffers cut syscalls on bulk transfers.
+const COPY_BUFFER: usize = 64 * 1024;
+/// Most endpoints tried when connects fail.
+const MAX_CONNECT_TRIES: usize = 3;
+
+/// Serves a TCP pool's port.
+#[derive(Debug)]
+pub struct TcpAcceptor {
+    /// The pool that owns the port.
+    pub pool: Arc<Pool>,
+    /// Access log, when enabled.
+    pub access_log: Option<AccessLog>,
+}
+
+impl Acceptor for TcpAcceptor {
+    fn serve(
+        self: Arc<Self>,
+        client: TcpStream,
+        peer: SocketAddr,
+        drain: Drain,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            let start = Instant::now();
+            let Some((backend, guard)) = self.connect(peer).await else {
+                // No endpoint: accept and close at once (contract).
+                return;
+            };
+            let endpoint = guard.endpoint().clone();
+            endpoint.stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
+            let idle = self.pool.snapshot().config.timeouts.idle;
+            let activity = Arc::new(AtomicU64::new(now_ns()));
+            let mut client = Tracked { inner: client, activity: activity.clone(), read: 0 };
+            let mut backend = Tracked { inner: backend, activity: activity.clone(), read: 0 };
+            let copy = tokio::io::copy_bidirectional_with_sizes(
+                &mut client,
+                &mut backend,
+                COPY_BUFFER,
+                COPY_BUFFER,
+            );
+            tokio::select! {
+                res = copy => {
+                    if let Err(e) = res {
+                        tracing::debug!(pool = self.pool.name(), backend = endpoint.label(), error = %e, "tcp connection ended");
+                    }
+                }
+                _ = idle_watch(&activity, idle) => {
+                    tracing::debug!(pool = self.pool.name(), backend = endpoint.label(), "tcp connection idle, closed");
+                }
+                _ = drain.cut.cancelled() => {}
+                _ = endpoint_cut(&guard, &self.pool) => {}
+            }
+            if let Some(log) = &self.access_log {
+                log.tcp(self.pool.name(), peer, Some(endpoint.label()), client.read, backend.read, start.elapsed());
+            }
+        }
+    }
+}
+
+impl TcpAcceptor {
+    /// Picks an endpoint and connects, moving to another endpoint when a connect fails.
+    async fn connect(&self, peer: SocketAddr) -> Option<(TcpStream, ActiveGuard)> {
+        let snapshot = self.pool.snapshot();
+        let config = &snapshot.config;
+        let by_client = matches!(config.algorithm, Algorithm::ConsistentHash(_))
+            || matches!(config.affinity, Some(AffinityConfig::ClientIp));
+        let hash = by_client.then(|| hash_key(peer.ip().to_string().as_bytes()));
+        let mut failed: Option<Arc<crate::pool::Endpoint>> = None;
+        for _ in 0..MAX_CONNECT_TRIES.min(snapshot.available.len().max(1)) {
+            let guard = snapshot.pick(hash, failed.as_deref())?;
+            let addr = guard.endpoint().address();
+            match tokio::time::timeout(config.timeouts.connect, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, guard));
+                }
+                Ok(Err(e)) => tracing::debug!(pool = self.pool.name(), backend = %addr, error = %e, "tcp connect failed"),
+                Err(_) => tracing::debug!(pool = self.pool.name(), backend = %addr, "tcp connect timed out"),
+            }
+            failed = Some(guard.endpoint().clone());
+        }
+        None
+    }
+}
+
+/// Resolves when the connection has been idle for `idle`.
+async fn idle_watch(activity: &AtomicU64, idle: Duration) {
+    let idle_ns = idle.as_nanos() as u64;
+    loop {
+        let last = activity.load(Ordering::Relaxed);
+        let due = last.saturating_add(idle_ns);
+        let now = now_ns();
+        if now >= due {
+            return;
+        }
+        tokio::time::sleep(Duration::from_nanos(due - now)).await;
+    }
+}
+
+/// Resolves when the endpoint was removed and its pool's `drainTimeout` has passed.
+async fn endpoint_cut(guard: &ActiveGuard, pool: &Pool) {
+    use crate::pool::Unavailable;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if guard.endpoint().has(Unavailable::Draining) {
+            tokio::time::sleep(pool.snapshot().config.drain_timeout).await;
+            return;
+        }
+    }
+}
+
+/// A stream that stamps the shared activity clock and counts bytes read.
+struct Tracked {
+    inner: TcpStream,
+    activity: Arc<AtomicU64>,
+    read: u64,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.read += n as u64;
+            self.activity.store(now_ns(), Ordering::Relaxed);
+        }
+        res
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

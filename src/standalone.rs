@@ -1,0 +1,290 @@
+//! Standalone mode: `serve`, `check` and `demo`, and the process plumbing they share
+//! (logging, worker start-up, the admin endpoint, reload on file change and SIGHUP, drain
+//! on SIGTERM/SIGINT).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, Admin};
+use crate::config::{self, ConfigSet, LoadError};
+use crate::demo::EchoServer;
+use crate::proxy::server::Workers;
+use crate::proxy::telemetry::AccessLog;
+use crate::proxy::{Dataplane, DataplaneOptions};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Process options shared by every serving command.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address the pool listeners bind.
+    pub bind: IpAddr,
+    /// Admin endpoint address.
+    pub admin_listen: SocketAddr,
+    /// Log format (stderr).
+    pub log_format: LogFormat,
+    /// Tracing filter.
+    pub log_level: String,
+    /// Access log on stdout.
+    pub access_log: bool,
+    /// OTLP trace export endpoint.
+    pub otlp_endpoint: Option<String>,
+    /// Worker threads; `None` = one per CPU.
+    pub workers: Option<usize>,
+}
+
+/// Installs the tracing subscriber on stderr.
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// `sluice check`: 0 when the file is valid, 1 with every error otherwise.
+pub fn check(path: &Path) -> ExitCode {
+    match config::load_file(path) {
+        Ok(set) => {
+            println!("{}: ok ({} pools)", path.display(), set.pools.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprint!("{}", error_text(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn error_text(e: &LoadError) -> String {
+    let mut s = e.to_string();
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+/// `sluice serve`: load, serve, reload on change, drain on signal.
+pub fn serve(path: PathBuf, options: Options) -> ExitCode {
+    init_logging(options.log_format, &options.log_level);
+    let initial = match config::load_file(&path) {
+        Ok(set) => set,
+        Err(e) => {
+            eprint!("{}", error_text(&e));
+            return ExitCode::from(1);
+        }
+    };
+    run(options, initial, move |admin, stop| watch_file(path, admin, stop))
+}
+
+/// `sluice demo`: three echo backends and a RoundRobin pool in front of them.
+pub fn demo(port: u16, options: Options) -> ExitCode {
+    init_logging(options.log_format, &options.log_level);
+    let mut backends = Vec::new();
+    for name in ["echo-1", "echo-2", "echo-3"] {
+        match EchoServer::start(name, SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)) {
+            Ok(b) => backends.push(b),
+            Err(e) => {
+                eprintln!("cannot start demo backends: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let endpoints: String = backends
+        .iter()
+        .map(|b| format!("    - {{address: \"{}\"}}\n", b.addr()))
+        .collect();
+    let yaml = format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: demo, namespace: default}}\nspec:\n  protocol: HTTP\n  listener: {{port: {port}}}\n  algorithm: RoundRobin\n  endpoints:\n{endpoints}"
+    );
+    let set = match config::parse_documents("demo", &yaml)
+        .and_then(|docs| config::validate(&config::Source::File("demo".into()), &docs))
+    {
+        Ok(set) => set,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut options = options;
+    if options.bind.is_unspecified() {
+        options.bind = Ipv4Addr::LOCALHOST.into();
+    }
+    eprintln!(
+        "sluice demo: pool default/demo on http://{bind}:{port}/ -> {backends}\n\n  curl http://{bind}:{port}/hello        # repeat: answers rotate echo-1, echo-2, echo-3\n  curl --http2-prior-knowledge http://{bind}:{port}/\n  curl http://{admin}/pools\n  curl http://{admin}/metrics\n\nCtrl-C to stop.",
+        bind = options.bind,
+        admin = options.admin_listen,
+        backends = backends.iter().map(|b| b.addr().to_string()).collect::<Vec<_>>().join(", "),
+    );
+    // The echo servers run on their own threads; keep them alive while serving.
+    let code = run(options, set, |_, stop| async move { stop.cancelled().await });
+    drop(backends);
+    code
+}
+
+/// Starts workers, applies `initial`, serves the admin endpoint and runs `reloader` until
+/// SIGINT/SIGTERM; then drains and returns the exit status.
+fn run<F, Fut>(options: Options, initial: ConfigSet, reloader: F) -> ExitCode
+where
+    F: FnOnce(Arc<Admin>, CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    let workers = options.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    crate::pool::set_worker_slots(workers);
+    if options.otlp_endpoint.is_some() {
+        tracing::warn!("--otlp-endpoint: OTLP export is not built in yet; traceparent is still propagated");
+    }
+    let control = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let workers = match Workers::start(workers) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("cannot start workers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let dataplane = Arc::new(Dataplane::new(
+        workers,
+        DataplaneOptions { bind: options.bind, access_log: options.access_log.then_some(AccessLog) },
+    ));
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&control, async move {
+        let started = Instant::now();
+        if let Err(e) = dataplane.apply(&initial) {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+        let admin = Arc::new(Admin::new(dataplane.clone()));
+        admin.metrics.reload(true);
+        admin.metrics.apply_took(started.elapsed().as_secs_f64());
+        let admin_listener = match tokio::net::TcpListener::bind(options.admin_listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("--admin-listen {}: {e}", options.admin_listen);
+                return ExitCode::from(1);
+            }
+        };
+        admin.set_ready();
+        tracing::info!(admin = %options.admin_listen, pools = initial.pools.len(), "sluice serving");
+        let stop = CancellationToken::new();
+        tokio::spawn(admin::serve(admin.clone(), admin_listener, stop.clone()));
+        tokio::task::spawn_local(reloader(admin.clone(), stop.clone()));
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining");
+        stop.cancel();
+        drop(admin);
+        match Arc::try_unwrap(dataplane) {
+            Ok(dp) => dp.shutdown().await,
+            Err(dp) => {
+                // Something still holds the data plane (an admin request in flight): wait briefly.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Ok(dp) = Arc::try_unwrap(dp) {
+                    dp.shutdown().await;
+                }
+            }
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Reloads `path` on file events (coalesced over 100 ms) and on SIGHUP.
+async fn watch_file(path: PathBuf, admin: Arc<Admin>, stop: CancellationToken) {
+    use notify::Watcher;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
+    let file_name = path.file_name().map(|n| n.to_owned());
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let watch_tx = tx.clone();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            let ours = event.paths.iter().any(|p| p.file_name() == file_name.as_deref());
+            if ours && !event.kind.is_access() {
+                let _ = watch_tx.send(Instant::now());
+            }
+        }
+    });
+    // Watch the directory: editors replace the file (rename over it), which a watch on the
+    // file itself would lose.
+    let _watcher = match watcher {
+        Ok(mut w) => match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch config directory; SIGHUP still reloads");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch config file; SIGHUP still reloads");
+            None
+        }
+    };
+    let hup_tx = tx;
+    tokio::task::spawn_local(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            while hup.recv().await.is_some() {
+                let _ = hup_tx.send(Instant::now());
+            }
+        }
+    });
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            seen = rx.recv() => match seen { Some(t) => t, None => return },
+        };
+        // Coalesce bursts of writes (editors write, truncate, rename).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while rx.try_recv().is_ok() {}
+        reload(&path, &admin, first);
+    }
+}
+
+/// Loads, validates and applies `path`; a failure changes nothing.
+fn reload(path: &Path, admin: &Admin, seen: Instant) {
+    let result = config::load_file(path)
+        .map_err(|e| error_text(&e))
+        .and_then(|set| admin.dataplane.apply(&set).map(|()| set.pools.len()).map_err(|e| e.to_string()));
+    match result {
+        Ok(pools) => {
+            admin.metrics.reload(true);
+            admin.metrics.apply_took(seen.elapsed().as_secs_f64());
+            tracing::info!(file = %path.display(), pools, "configuration reloaded");
+        }
+        Err(e) => {
+            admin.metrics.reload(false);
+            tracing::error!(file = %path.display(), "configuration refused, previous one keeps serving:\n{}", e.trim_end());
+        }
+    }
+}
