@@ -5,6 +5,7 @@
 pub mod body;
 pub mod dataplane;
 pub mod error;
+pub mod guard;
 pub mod headers;
 pub mod http;
 pub mod router;

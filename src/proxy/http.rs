@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::body::ProxyBody;
 use super::error::ProxyError;
+use super::guard::Verdict;
 use super::headers;
 use super::router::Router;
 use super::telemetry::{self, AccessLog};
@@ -51,12 +52,19 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// `X-Forwarded-For` element for this client, computed once.
     pub client_ip: HeaderValue,
+    /// What the smuggling guard found on this connection.
+    pub verdict: Arc<Verdict>,
 }
 
 impl Connection {
     /// Describes a new client connection on `listener`.
     pub fn new(listener: Arc<Listener>, peer: SocketAddr) -> Self {
-        Connection { listener, peer, client_ip: headers::client_ip_value(peer.ip()) }
+        Connection {
+            listener,
+            peer,
+            client_ip: headers::client_ip_value(peer.ip()),
+            verdict: Arc::default(),
+        }
     }
 }
 
@@ -65,7 +73,9 @@ pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<Connection>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    if let Err(status) = check_request(&req) {
+    // Always advance the guard's request index, even when check_request fails.
+    let framing_ok = conn.verdict.next_request_ok();
+    if let Err(status) = check_request(&req, framing_ok) {
         let mut resp = local(status, "bad request\n");
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Ok(resp);
@@ -80,8 +90,12 @@ pub async fn handle(
     Ok(forward(req, conn, pool).await)
 }
 
-/// Rejects what a strict HTTP/1.1 reader would: missing or repeated `Host` (RFC 9112 3.2).
-fn check_request(req: &Request<Incoming>) -> Result<(), StatusCode> {
+/// Rejects what a strict HTTP/1.1 reader would: ambiguous framing (seen by the guard),
+/// missing or repeated `Host` (RFC 9112 3.2).
+fn check_request(req: &Request<Incoming>, framing_ok: bool) -> Result<(), StatusCode> {
+    if !framing_ok {
+        return Err(StatusCode::BAD_REQUEST);
+    }
     if req.version() == Version::HTTP_11 {
         let mut hosts = req.headers().get_all(header::HOST).iter();
         if hosts.next().is_none() || hosts.next().is_some() {

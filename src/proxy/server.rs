@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use socket2::{Domain, Socket, Type};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::guard::Guarded;
 use super::http::{Connection, Listener, handle};
 
 /// How long a client may take to send a complete request head (slowloris bound).
@@ -144,19 +144,24 @@ pub async fn accept_loop<A: Acceptor>(
     }
 }
 
-/// The HTTP server settings every connection uses, including hyper's known traps: the
-/// header-read timeout only works with a timer, and HTTP/2 limits must be explicit.
-pub fn http_builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// HTTP/1 server settings, including hyper's known traps: the header-read timeout only
+/// works with a timer, and the header size limit must be set explicitly to get 431.
+fn http1_builder() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES + 1024)
+        .max_header_size(MAX_HEADER_BYTES)
         .max_headers(256)
         .keep_alive(true);
     builder
-        .http2()
+}
+
+/// HTTP/2 server settings: bounded streams and header lists, rapid-reset limits.
+fn http2_builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(H2_MAX_STREAMS)
         .max_header_list_size(H2_MAX_HEADER_LIST)
@@ -166,19 +171,66 @@ pub fn http_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Decides HTTP/1 or HTTP/2 (prior knowledge) by peeking at the first bytes, without
+/// consuming them. `None` when the client closed or stayed silent past the header deadline.
+async fn sniff_h2(stream: &TcpStream) -> Option<bool> {
+    let mut buf = [0u8; 24];
+    let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
+    loop {
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await.ok()?.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Some(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(true);
+        }
+        // A prefix of the preface: wait for more bytes.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Serves HTTP/1.1 and h2c (prior knowledge, auto-detected) on accepted connections.
 #[derive(Debug)]
 pub struct HttpAcceptor {
     /// The port's shared state.
     pub listener: Arc<Listener>,
-    builder: auto::Builder<TokioExecutor>,
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
 
 impl HttpAcceptor {
     /// An acceptor for `listener`.
     pub fn new(listener: Arc<Listener>) -> Self {
-        HttpAcceptor { listener, builder: http_builder() }
+        HttpAcceptor { listener, http1: http1_builder(), http2: http2_builder() }
     }
+}
+
+/// Drives a connection until it ends; on `stop`, asks it to finish gracefully, and on
+/// `cut` drops it.
+macro_rules! drive {
+    ($serving:expr, $drain:expr, $peer:expr) => {{
+        let serving = $serving;
+        tokio::pin!(serving);
+        tokio::select! {
+            res = serving.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(client = %$peer, error = %e, "client connection ended");
+                }
+            }
+            _ = $drain.stop.cancelled() => {
+                serving.as_mut().graceful_shutdown();
+                tokio::select! {
+                    _ = serving.as_mut() => {}
+                    _ = $drain.cut.cancelled() => {}
+                }
+            }
+        }
+    }};
 }
 
 impl Acceptor for HttpAcceptor {
@@ -189,23 +241,17 @@ impl Acceptor for HttpAcceptor {
         drain: Drain,
     ) -> impl Future<Output = ()> + Send + 'static {
         async move {
+            let Some(h2) = sniff_h2(&stream).await else {
+                return;
+            };
             let conn = Arc::new(Connection::new(self.listener.clone(), peer));
-            let service = service_fn(move |req| handle(req, conn.clone()));
-            let serving = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(serving);
-            tokio::select! {
-                res = serving.as_mut() => {
-                    if let Err(e) = res {
-                        tracing::debug!(client = %peer, error = %e, "client connection ended");
-                    }
-                }
-                _ = drain.stop.cancelled() => {
-                    serving.as_mut().graceful_shutdown();
-                    tokio::select! {
-                        _ = serving.as_mut() => {}
-                        _ = drain.cut.cancelled() => {}
-                    }
-                }
+            if h2 {
+                let service = service_fn(move |req| handle(req, conn.clone()));
+                drive!(self.http2.serve_connection(TokioIo::new(stream), service), drain, peer);
+            } else {
+                let io = TokioIo::new(Guarded::new(stream, conn.verdict.clone()));
+                let service = service_fn(move |req| handle(req, conn.clone()));
+                drive!(self.http1.serve_connection(io, service).with_upgrades(), drain, peer);
             }
         }
     }

@@ -38,7 +38,11 @@ fn parses_every_document_and_skips_empty_ones() {
 #[test]
 fn empty_text_is_no_pools() {
     assert!(parse_documents("pools.yaml", "").unwrap().is_empty());
-    assert!(parse_documents("pools.yaml", "# nothing\n").unwrap().is_empty());
+    assert!(
+        parse_documents("pools.yaml", "# nothing\n")
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -69,7 +73,9 @@ fn nested_type_error_names_the_list_index() {
     );
     let errors = messages(parse_documents("pools.yaml", &text).unwrap_err());
     assert!(
-        errors[0].starts_with("pools.yaml: document 1 (default/web): spec.endpoints[1].weight: invalid type"),
+        errors[0].starts_with(
+            "pools.yaml: document 1 (default/web): spec.endpoints[1].weight: invalid type"
+        ),
         "{errors:?}"
     );
 }
@@ -91,7 +97,10 @@ fn unknown_spec_field_is_reported_with_its_parent_path() {
 
 #[test]
 fn missing_required_field_is_reported() {
-    let text = pool_doc("{name: web}", r#"{endpoints: [{address: "127.0.0.1:9001"}]}"#);
+    let text = pool_doc(
+        "{name: web}",
+        r#"{endpoints: [{address: "127.0.0.1:9001"}]}"#,
+    );
     let errors = messages(parse_documents("pools.yaml", &text).unwrap_err());
     assert_eq!(
         errors,
@@ -140,10 +149,17 @@ fn non_mapping_document_is_rejected() {
 
 #[test]
 fn yaml_syntax_error_reports_its_location_and_stops() {
-    let text = format!("{}---\nspec: [unclosed\n---\n{}", pool_doc("{name: a}", SPEC), pool_doc("{name: b}", SPEC));
+    let text = format!(
+        "{}---\nspec: [unclosed\n---\n{}",
+        pool_doc("{name: a}", SPEC),
+        pool_doc("{name: b}", SPEC)
+    );
     let errors = messages(parse_documents("pools.yaml", &text).unwrap_err());
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].starts_with("pools.yaml: document 2: "), "{errors:?}");
+    assert!(
+        errors[0].starts_with("pools.yaml: document 2: "),
+        "{errors:?}"
+    );
     assert!(errors[0].contains("line"), "{errors:?}");
 }
 
@@ -198,7 +214,11 @@ fn load_file_reports_parse_and_validation_errors_together() {
     };
     let file = path.display();
     assert_eq!(
-        errors.to_string().lines().map(str::to_owned).collect::<Vec<_>>(),
+        errors
+            .to_string()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
         [
             format!(
                 r#"{file}: document 1 (default/a): spec.algorithm: unknown variant "Fastest", expected one of "RoundRobin", "WeightedRoundRobin", "LeastConnections", "PowerOfTwoChoices", "ConsistentHash", "Random""#
@@ -214,5 +234,8 @@ fn load_file_reports_parse_and_validation_errors_together() {
 fn unreadable_file_is_an_io_error_naming_it() {
     let err = load_file(Path::new("/nonexistent/sluice/pools.yaml")).unwrap_err();
     assert!(matches!(err, LoadError::Io { .. }));
-    assert!(err.to_string().starts_with("/nonexistent/sluice/pools.yaml: "));
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/sluice/pools.yaml: ")
+    );
 }

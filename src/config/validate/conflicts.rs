@@ -54,7 +54,7 @@ pub(super) fn check(source: &Source, pools: &[Checked], errors: &mut Vec<Validat
         for p in others {
             if p.tls != first.tls {
                 let (this, that) = if p.tls {
-                    ("terminates TLS", "plain text")
+                    ("terminates TLS", "is plain text")
                 } else {
                     ("is plain text", "terminates TLS")
                 };
@@ -62,7 +62,7 @@ pub(super) fn check(source: &Source, pools: &[Checked], errors: &mut Vec<Validat
                     p,
                     "spec.listener.tls",
                     format!(
-                        "this pool {this} but pool {} on port {port} is {that}; TLS and plain-text pools cannot share a port",
+                        "this pool {this} but pool {} on port {port} {that}; TLS and plain-text pools cannot share a port",
                         first.config.name
                     ),
                 );

@@ -21,7 +21,9 @@ pub(super) fn is_dns_subdomain(s: &str) -> bool {
 pub(super) fn parse_host(raw: &str) -> Result<HostMatch, String> {
     let host = raw.to_ascii_lowercase();
     if host.contains(':') {
-        return Err(format!("invalid host {raw:?}: a host must not include a port"));
+        return Err(format!(
+            "invalid host {raw:?}: a host must not include a port"
+        ));
     }
     if let Some(suffix) = host.strip_prefix("*.") {
         if is_dns_subdomain(suffix) {
@@ -38,7 +40,6 @@ pub(super) fn parse_host(raw: &str) -> Result<HostMatch, String> {
 /// An RFC 6265 cookie name: a non-empty HTTP token.
 pub(super) fn is_cookie_name(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }

@@ -1,0 +1,90 @@
+//! Every example configuration validates; `examples/invalid.yaml` fails with messages that
+//! name the file, the pool and the field.
+
+use std::path::{Path, PathBuf};
+
+use sluice::config::{LoadError, Protocol, load_file};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+#[test]
+fn every_example_except_invalid_validates() {
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(examples()).expect("examples/ is readable") {
+        let path = entry.expect("examples/ entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") || path.ends_with("invalid.yaml") {
+            continue;
+        }
+        if let Err(e) = load_file(&path) {
+            panic!("{} should validate:\n{e}", path.display());
+        }
+        checked.push(path);
+    }
+    assert!(checked.len() >= 2, "found only {checked:?}");
+}
+
+#[test]
+fn basic_example_is_one_http_pool_with_three_endpoints() {
+    let set = load_file(&examples().join("basic.yaml")).expect("basic.yaml validates");
+    assert_eq!(set.pools.len(), 1);
+    let pool = &set.pools[0];
+    assert_eq!(pool.name, "default/web");
+    assert_eq!(pool.protocol, Protocol::Http);
+    assert_eq!(pool.listener.port, 8080);
+    let addresses: Vec<String> = pool
+        .endpoints
+        .iter()
+        .map(|e| e.address.to_string())
+        .collect();
+    assert_eq!(
+        addresses,
+        ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"]
+    );
+}
+
+#[test]
+fn full_example_shares_port_8080_between_http_pools() {
+    let set = load_file(&examples().join("full.yaml")).expect("full.yaml validates");
+    let on_8080: Vec<&str> = set
+        .pools
+        .iter()
+        .filter(|p| p.listener.port == 8080)
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(
+        on_8080,
+        ["default/fallback", "shop/shop-api", "shop/shop-web"]
+    );
+    assert!(set.pools.iter().any(|p| p.protocol == Protocol::Tcp));
+}
+
+#[test]
+fn invalid_example_reports_every_error_with_file_pool_and_field() {
+    let path = examples().join("invalid.yaml");
+    let Err(LoadError::Invalid(errors)) = load_file(&path) else {
+        panic!("invalid.yaml must fail validation");
+    };
+    let file = path.display().to_string();
+    let lines: Vec<String> = errors
+        .to_string()
+        .lines()
+        .map(|l| {
+            l.strip_prefix(&format!("{file}: "))
+                .unwrap_or_else(|| panic!("error does not start with the file name: {l}"))
+                .to_owned()
+        })
+        .collect();
+    let expected = [
+        r#"document 1 (default/web): spec.algorithm: unknown variant "Fastest", expected one of "RoundRobin", "WeightedRoundRobin", "LeastConnections", "PowerOfTwoChoices", "ConsistentHash", "Random""#,
+        r#"pool default/api: spec.listener.pathPrefix: "api" must start with "/""#,
+        r#"pool default/api: spec.endpoints[0].address: invalid address "localhost:9002" (expected ip:port, IPv6 as [::1]:80)"#,
+        "pool default/api: spec.endpoints[1].weight: must be 1..=1000, got 0",
+        r#"pool default/api: spec.healthCheck.interval: invalid duration "5x" (expected 250ms, 5s, 1m, 1h)"#,
+        "pool default/db: spec.listener.hosts: only for protocol HTTP",
+        "pool default/cache: spec.service: standalone mode cannot resolve Services; list static spec.endpoints",
+        "pool default/db: spec.listener.port: port 8081 is used by HTTP pool default/api; HTTP and TCP pools cannot share a port",
+    ];
+    assert_eq!(lines, expected);
+}
