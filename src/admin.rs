@@ -38,7 +38,11 @@ impl Admin {
     /// Admin state over `dataplane`; not ready until [`Admin::set_ready`].
     pub fn new(dataplane: Arc<Dataplane>) -> Self {
         let metrics = Metrics::new(dataplane.clone());
-        Admin { dataplane, metrics, ready: AtomicBool::new(false) }
+        Admin {
+            dataplane,
+            metrics,
+            ready: AtomicBool::new(false),
+        }
     }
 
     /// Marks the first configuration as loaded (`/readyz` answers 200 from now on).
@@ -99,13 +103,18 @@ impl Admin {
                     );
                     resp
                 }
-                Err(_) => local(StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed\n"),
+                Err(_) => local(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "metrics encoding failed\n",
+                ),
             },
             "/pools" => {
                 let body = serde_json::to_vec_pretty(&self.pools_json()).unwrap_or_default();
                 let mut resp = Response::new(full(Bytes::from(body)));
-                resp.headers_mut()
-                    .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
                 resp
             }
             _ => local(StatusCode::NOT_FOUND, "not found\n"),

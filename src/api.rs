@@ -4,6 +4,7 @@
 //! They carry no behaviour: `crate::config::validate` turns them into the validated model
 //! that the data plane reads. Optional blocks stay `Option` so that "left out" means "off".
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -130,23 +131,7 @@ pub struct ServiceRef {
     /// Service name in the pool's namespace.
     pub name: String,
     /// Service port: a number or the port's name.
-    pub port: ServicePort,
-}
-
-/// A Service port given by number or by name.
-#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
-#[serde(untagged)]
-pub enum ServicePort {
-    /// Port number.
-    Number(u32),
-    /// Port name.
-    Name(String),
-}
-
-impl Default for ServicePort {
-    fn default() -> Self {
-        ServicePort::Number(80)
-    }
+    pub port: IntOrString,
 }
 
 /// A static endpoint.

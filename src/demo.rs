@@ -36,43 +36,57 @@ impl EchoServer {
     }
 
     /// Like [`EchoServer::start`], but every answer is delayed by `delay`.
-    pub fn start_with_delay(name: &str, addr: SocketAddr, delay: Duration) -> std::io::Result<EchoServer> {
+    pub fn start_with_delay(
+        name: &str,
+        addr: SocketAddr,
+        delay: Duration,
+    ) -> std::io::Result<EchoServer> {
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let requests = Arc::new(AtomicU64::new(0));
         let stop = CancellationToken::new();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let name: Arc<str> = name.into();
         let (count, token) = (requests.clone(), stop.clone());
-        let thread = std::thread::Builder::new().name(format!("echo-{name}")).spawn(move || {
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
-                    return;
-                };
-                loop {
-                    let (stream, _) = tokio::select! {
-                        _ = token.cancelled() => return,
-                        accepted = listener.accept() => match accepted {
-                            Ok(a) => a,
-                            Err(_) => continue,
-                        },
+        let thread = std::thread::Builder::new()
+            .name(format!("echo-{name}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+                        return;
                     };
-                    let _ = stream.set_nodelay(true);
-                    let (name, count) = (name.clone(), count.clone());
-                    tokio::spawn(async move {
-                        let service = service_fn(move |req| {
-                            count.fetch_add(1, Ordering::Relaxed);
-                            answer(req, name.clone(), delay)
+                    loop {
+                        let (stream, _) = tokio::select! {
+                            _ = token.cancelled() => return,
+                            accepted = listener.accept() => match accepted {
+                                Ok(a) => a,
+                                Err(_) => continue,
+                            },
+                        };
+                        let _ = stream.set_nodelay(true);
+                        let (name, count) = (name.clone(), count.clone());
+                        tokio::spawn(async move {
+                            let service = service_fn(move |req| {
+                                count.fetch_add(1, Ordering::Relaxed);
+                                answer(req, name.clone(), delay)
+                            });
+                            let _ =
+                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                    .await;
                         });
-                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-        })?;
-        Ok(EchoServer { addr, requests, stop, thread: Some(thread) })
+                    }
+                });
+            })?;
+        Ok(EchoServer {
+            addr,
+            requests,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Where it listens.
@@ -104,7 +118,10 @@ async fn answer(
         tokio::time::sleep(delay).await;
     }
     let path = req.uri().path().to_owned();
-    if let Some(ms) = path.strip_prefix("/delay/").and_then(|s| s.parse::<u64>().ok()) {
+    if let Some(ms) = path
+        .strip_prefix("/delay/")
+        .and_then(|s| s.parse::<u64>().ok())
+    {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     if req.headers().contains_key(header::UPGRADE) {
@@ -117,9 +134,14 @@ async fn answer(
         });
         let mut resp = Response::new(Full::new(Bytes::new()));
         *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let proto = req.headers().get(header::UPGRADE).cloned().unwrap_or(HeaderValue::from_static("echo"));
+        let proto = req
+            .headers()
+            .get(header::UPGRADE)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("echo"));
         resp.headers_mut().insert(header::UPGRADE, proto);
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         return Ok(resp);
     }
     let status = path
@@ -138,7 +160,12 @@ async fn answer(
         text
     } else {
         let method = req.method().to_string();
-        let received = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+        let received = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+            .unwrap_or(0);
         format!("{name} {method} {path} {received}\n")
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));

@@ -4,11 +4,12 @@
 //! model in [`config`] and never import Kubernetes types. Producers of that model: the file
 //! loader ([`config::load_file`]) and, in Kubernetes mode, the controller.
 
+pub mod admin;
 pub mod api;
 pub mod balance;
 pub mod config;
-pub mod pool;
-pub mod admin;
 pub mod demo;
+pub mod health;
+pub mod pool;
 pub mod proxy;
 pub mod standalone;

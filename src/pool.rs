@@ -18,7 +18,7 @@ mod endpoint;
 mod stats;
 mod upstream;
 
-pub use endpoint::{ActiveGuard, Endpoint, Unavailable, now_ns};
+pub use endpoint::{ActiveGuard, Endpoint, OutlierState, Unavailable, now_ns};
 pub use stats::{DURATION_BUCKETS, EndpointStats, Histogram, PoolStats};
 pub use upstream::{UpstreamBody, UpstreamPool, set_worker_slots};
 
@@ -83,11 +83,8 @@ impl Pool {
         let members: Vec<Arc<Endpoint>> = config
             .endpoints
             .iter()
-            .map(|e| {
-                let ep = Arc::new(Endpoint::new(e.address, e.weight));
-                ep.set(Unavailable::Draining, !e.ready);
-                ep
-            })
+            .filter(|e| e.ready)
+            .map(|e| Arc::new(Endpoint::new(e.address, e.weight)))
             .collect();
         let snapshot = build_snapshot(config.clone(), members);
         Pool {
@@ -115,32 +112,41 @@ impl Pool {
         let mut draining = self.writer.lock();
         let old = self.snapshot.load_full();
         let mut previous: Vec<Arc<Endpoint>> = old.members.clone();
-        previous.extend(draining.endpoints.iter().cloned());
         let mut members = Vec::with_capacity(config.endpoints.len());
         for e in &config.endpoints {
+            // A member keeps its state; an endpoint that was draining comes back fresh,
+            // because its drain deadline is already running.
             let ep = match previous.iter().position(|p| p.address() == e.address) {
                 Some(i) => previous.swap_remove(i),
                 None => Arc::new(Endpoint::new(e.address, e.weight)),
             };
             ep.set_weight(e.weight);
-            ep.set(Unavailable::Draining, !e.ready);
-            members.push(ep);
+            members.push((ep, e.ready));
         }
-        for ep in &previous {
+        // Endpoints that left, and members now marked not ready (terminating), drain.
+        let mut removed = previous;
+        for (ep, ready) in &members {
+            if !ready {
+                removed.push(ep.clone());
+            }
+        }
+        let members: Vec<Arc<Endpoint>> = members
+            .into_iter()
+            .filter(|(_, ready)| *ready)
+            .map(|(ep, _)| ep)
+            .collect();
+        for ep in &removed {
             ep.set(Unavailable::Draining, true);
             ep.upstream.clear();
+            schedule_cut(ep.clone(), config.drain_timeout);
         }
-        draining.endpoints = previous.clone();
-        draining.endpoints.extend(
-            members
-                .iter()
-                .filter(|e| e.has(Unavailable::Draining))
-                .cloned(),
-        );
-        members.retain(|e| !e.has(Unavailable::Draining));
+        draining
+            .endpoints
+            .retain(|e| e.active() > 0 && !e.cut.is_cancelled());
+        draining.endpoints.extend(removed.iter().cloned());
         self.snapshot
             .store(Arc::new(build_snapshot(config, members)));
-        previous
+        removed
     }
 
     /// Republishes the snapshot after a health or ejection change of a member.
@@ -153,10 +159,12 @@ impl Pool {
         )));
     }
 
-    /// Forgets draining endpoints whose work is done; returns how many remain.
+    /// Forgets draining endpoints whose work is done or was cut; returns how many remain.
     pub fn reap_drained(&self) -> usize {
         let mut draining = self.writer.lock();
-        draining.endpoints.retain(|e| e.active() > 0);
+        draining
+            .endpoints
+            .retain(|e| e.active() > 0 && !e.cut.is_cancelled());
         draining.endpoints.len()
     }
 
@@ -176,6 +184,17 @@ impl Pool {
             .iter()
             .find(|e| e.address() == address)
             .cloned()
+    }
+}
+
+/// Cuts a draining endpoint's remaining work once `timeout` has passed (when a runtime is
+/// available; without one, as in plain unit tests, nothing is cut).
+fn schedule_cut(endpoint: Arc<Endpoint>, timeout: std::time::Duration) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(async move {
+            tokio::time::sleep(timeout).await;
+            endpoint.cut.cancel();
+        });
     }
 }
 

@@ -12,5 +12,6 @@ pub mod router;
 pub mod server;
 pub mod tcp;
 pub mod telemetry;
+pub mod upstream;
 
 pub use dataplane::{ApplyError, Dataplane, DataplaneOptions};

@@ -51,7 +51,9 @@ pub struct Options {
 pub fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -90,7 +92,9 @@ pub fn serve(path: PathBuf, options: Options) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    run(options, initial, move |admin, stop| watch_file(path, admin, stop))
+    run(options, initial, move |admin, stop| {
+        watch_file(path, admin, stop)
+    })
 }
 
 /// `sluice demo`: three echo backends and a RoundRobin pool in front of them.
@@ -130,10 +134,18 @@ pub fn demo(port: u16, options: Options) -> ExitCode {
         "sluice demo: pool default/demo on http://{bind}:{port}/ -> {backends}\n\n  curl http://{bind}:{port}/hello        # repeat: answers rotate echo-1, echo-2, echo-3\n  curl --http2-prior-knowledge http://{bind}:{port}/\n  curl http://{admin}/pools\n  curl http://{admin}/metrics\n\nCtrl-C to stop.",
         bind = options.bind,
         admin = options.admin_listen,
-        backends = backends.iter().map(|b| b.addr().to_string()).collect::<Vec<_>>().join(", "),
+        backends = backends
+            .iter()
+            .map(|b| b.addr().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     // The echo servers run on their own threads; keep them alive while serving.
-    let code = run(options, set, |_, stop| async move { stop.cancelled().await });
+    let code = run(
+        options,
+        set,
+        |_, stop| async move { stop.cancelled().await },
+    );
     drop(backends);
     code
 }
@@ -145,12 +157,19 @@ where
     F: FnOnce(Arc<Admin>, CancellationToken) -> Fut,
     Fut: Future<Output = ()> + 'static,
 {
-    let workers = options.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let workers = options
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     crate::pool::set_worker_slots(workers);
     if options.otlp_endpoint.is_some() {
-        tracing::warn!("--otlp-endpoint: OTLP export is not built in yet; traceparent is still propagated");
+        tracing::warn!(
+            "--otlp-endpoint: OTLP export is not built in yet; traceparent is still propagated"
+        );
     }
-    let control = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let control = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start runtime: {e}");
@@ -166,7 +185,10 @@ where
     };
     let dataplane = Arc::new(Dataplane::new(
         workers,
-        DataplaneOptions { bind: options.bind, access_log: options.access_log.then_some(AccessLog) },
+        DataplaneOptions {
+            bind: options.bind,
+            access_log: options.access_log.then_some(AccessLog),
+        },
     ));
     let local = tokio::task::LocalSet::new();
     local.block_on(&control, async move {
@@ -210,7 +232,10 @@ where
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
@@ -225,11 +250,17 @@ async fn watch_file(path: PathBuf, admin: Arc<Admin>, stop: CancellationToken) {
     use notify::Watcher;
     let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
     let file_name = path.file_name().map(|n| n.to_owned());
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let watch_tx = tx.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            let ours = event.paths.iter().any(|p| p.file_name() == file_name.as_deref());
+            let ours = event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == file_name.as_deref());
             if ours && !event.kind.is_access() {
                 let _ = watch_tx.send(Instant::now());
             }
@@ -275,7 +306,13 @@ async fn watch_file(path: PathBuf, admin: Arc<Admin>, stop: CancellationToken) {
 fn reload(path: &Path, admin: &Admin, seen: Instant) {
     let result = config::load_file(path)
         .map_err(|e| error_text(&e))
-        .and_then(|set| admin.dataplane.apply(&set).map(|()| set.pools.len()).map_err(|e| e.to_string()));
+        .and_then(|set| {
+            admin
+                .dataplane
+                .apply(&set)
+                .map(|()| set.pools.len())
+                .map_err(|e| e.to_string())
+        });
     match result {
         Ok(pools) => {
             admin.metrics.reload(true);

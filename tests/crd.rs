@@ -114,8 +114,6 @@ fn structural_problems(node: &Value, path: &str, in_branch: bool, out: &mut Vec<
 }
 
 #[test]
-#[ignore = "src/api.rs: ServicePort (untagged enum) renders as `anyOf` without `type` or \
-            `x-kubernetes-int-or-string` at spec.service.port; the API server rejects that"]
 fn crd_schema_is_structural() {
     let crd = crd();
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];

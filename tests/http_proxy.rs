@@ -30,15 +30,24 @@ async fn weighted_round_robin_follows_weights_1_2_3() {
     let counts = spread(port, 600, &[]).await;
     for (name, expected) in [("a", 1.0 / 6.0), ("b", 2.0 / 6.0), ("c", 3.0 / 6.0)] {
         let share = counts.get(name).copied().unwrap_or(0) as f64 / 600.0;
-        assert!((share - expected).abs() <= 0.05, "{name}: {share:.3} vs {expected:.3}: {counts:?}");
+        assert!(
+            (share - expected).abs() <= 0.05,
+            "{name}: {share:.3} vs {expected:.3}: {counts:?}"
+        );
     }
 }
 
 /// Runs `clients` concurrent keep-alive loops for `per_client` requests each.
-async fn concurrent_spread(port: u16, clients: usize, per_client: usize) -> std::collections::BTreeMap<String, usize> {
+async fn concurrent_spread(
+    port: u16,
+    clients: usize,
+    per_client: usize,
+) -> std::collections::BTreeMap<String, usize> {
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        tasks.push(tokio::spawn(async move { spread(port, per_client, &[]).await }));
+        tasks.push(tokio::spawn(
+            async move { spread(port, per_client, &[]).await },
+        ));
     }
     let mut total = std::collections::BTreeMap::new();
     for t in tasks {
@@ -51,26 +60,40 @@ async fn concurrent_spread(port: u16, clients: usize, per_client: usize) -> std:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_connections_steers_away_from_a_slow_backend() {
-    let b = [echo("fast1"), echo("fast2"), slow_echo("slow", Duration::from_millis(300))];
+    let b = [
+        echo("fast1"),
+        echo("fast2"),
+        slow_echo("slow", Duration::from_millis(300)),
+    ];
     let port = free_port();
     let eps: Vec<_> = b.iter().map(|e| (e.addr(), 1)).collect();
     let _s = Sluice::start(&pool("lc", port, "LeastConnections", &eps, ""));
     let counts = concurrent_spread(port, 6, 40).await;
     let slow = counts.get("slow").copied().unwrap_or(0);
     let total: usize = counts.values().sum();
-    assert!((slow as f64) < total as f64 * 0.15, "slow got {slow} of {total}: {counts:?}");
+    assert!(
+        (slow as f64) < total as f64 * 0.15,
+        "slow got {slow} of {total}: {counts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_of_two_choices_sends_under_20_percent_to_a_slow_backend() {
-    let b = [echo("fast1"), echo("fast2"), slow_echo("slow", Duration::from_millis(200))];
+    let b = [
+        echo("fast1"),
+        echo("fast2"),
+        slow_echo("slow", Duration::from_millis(200)),
+    ];
     let port = free_port();
     let eps: Vec<_> = b.iter().map(|e| (e.addr(), 1)).collect();
     let _s = Sluice::start(&pool("p2c", port, "PowerOfTwoChoices", &eps, ""));
     let counts = concurrent_spread(port, 4, 50).await;
     let slow = counts.get("slow").copied().unwrap_or(0);
     let total: usize = counts.values().sum();
-    assert!((slow as f64) < total as f64 * 0.20, "slow got {slow} of {total}: {counts:?}");
+    assert!(
+        (slow as f64) < total as f64 * 0.20,
+        "slow got {slow} of {total}: {counts:?}"
+    );
 }
 
 #[tokio::test]
@@ -78,7 +101,13 @@ async fn consistent_hash_keeps_a_key_on_one_backend_and_spreads_keys() {
     let b = [echo("a"), echo("b"), echo("c")];
     let port = free_port();
     let eps: Vec<_> = b.iter().map(|e| (e.addr(), 1)).collect();
-    let _s = Sluice::start(&pool("ch", port, "ConsistentHash", &eps, "  hashKey: {header: x-user}\n"));
+    let _s = Sluice::start(&pool(
+        "ch",
+        port,
+        "ConsistentHash",
+        &eps,
+        "  hashKey: {header: x-user}\n",
+    ));
     for user in ["alice", "bob", "carol"] {
         let counts = spread(port, 20, &[("x-user", user)]).await;
         assert_eq!(counts.len(), 1, "{user} moved: {counts:?}");
@@ -96,15 +125,19 @@ async fn host_and_path_route_to_the_right_pool() {
     let (shop, api, wild, any) = (echo("shop"), echo("api"), echo("wild"), echo("any"));
     let port = free_port();
     let yaml = [
-        pool("shop", port, "RoundRobin", &[(shop.addr(), 1)], "").replace("port: ", "hosts: [shop.test], port: "),
+        pool("shop", port, "RoundRobin", &[(shop.addr(), 1)], "")
+            .replace("port: ", "hosts: [shop.test], port: "),
         pool("api", port, "RoundRobin", &[(api.addr(), 1)], "")
             .replace("port: ", "hosts: [shop.test], pathPrefix: /api, port: "),
-        pool("wild", port, "RoundRobin", &[(wild.addr(), 1)], "").replace("port: ", "hosts: [\"*.example.test\"], port: "),
+        pool("wild", port, "RoundRobin", &[(wild.addr(), 1)], "")
+            .replace("port: ", "hosts: [\"*.example.test\"], port: "),
         pool("any", port, "RoundRobin", &[(any.addr(), 1)], ""),
     ]
     .concat();
     let _s = Sluice::start(&yaml);
-    let route = |host: &'static str, path: &'static str| async move { get(port, path, &[("host", host)]).await.backend() };
+    let route = |host: &'static str, path: &'static str| async move {
+        get(port, path, &[("host", host)]).await.backend()
+    };
     assert_eq!(route("shop.test", "/").await, "shop");
     assert_eq!(route("SHOP.test:8080", "/api/v1").await, "api");
     assert_eq!(route("shop.test", "/apix").await, "shop");
@@ -116,9 +149,13 @@ async fn host_and_path_route_to_the_right_pool() {
 async fn unknown_host_without_a_catch_all_gets_404() {
     let b = echo("a");
     let port = free_port();
-    let yaml = pool("only", port, "RoundRobin", &[(b.addr(), 1)], "").replace("port: ", "hosts: [a.test], port: ");
+    let yaml = pool("only", port, "RoundRobin", &[(b.addr(), 1)], "")
+        .replace("port: ", "hosts: [a.test], port: ");
     let _s = Sluice::start(&yaml);
-    assert_eq!(get(port, "/", &[("host", "b.test")]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(port, "/", &[("host", "b.test")]).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -126,11 +163,27 @@ async fn forwarded_headers_are_set_and_host_preserved() {
     let b = echo("a");
     let port = free_port();
     let _s = Sluice::start(&pool("fwd", port, "RoundRobin", &[(b.addr(), 1)], ""));
-    let r = get(port, "/headers", &[("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "gopher")]).await;
+    let r = get(
+        port,
+        "/headers",
+        &[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "gopher"),
+        ],
+    )
+    .await;
     assert!(r.body.contains("host: app.test\n"), "{}", r.body);
-    assert!(r.body.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1\n"), "{}", r.body);
+    assert!(
+        r.body.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1\n"),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains("x-forwarded-proto: http\n"), "{}", r.body);
-    assert!(r.body.contains("x-forwarded-host: app.test\n"), "{}", r.body);
+    assert!(
+        r.body.contains("x-forwarded-host: app.test\n"),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains("traceparent: 00-"), "{}", r.body);
 }
 
@@ -142,11 +195,21 @@ async fn hop_by_hop_headers_are_stripped() {
     let r = get(
         port,
         "/headers",
-        &[("connection", "keep-alive, x-private"), ("x-private", "secret"), ("keep-alive", "timeout=5"), ("te", "trailers"), ("x-kept", "1")],
+        &[
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "secret"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("x-kept", "1"),
+        ],
     )
     .await;
     for gone in ["x-private", "keep-alive", "te:", "connection"] {
-        assert!(!r.body.contains(gone), "{gone} reached the backend:\n{}", r.body);
+        assert!(
+            !r.body.contains(gone),
+            "{gone} reached the backend:\n{}",
+            r.body
+        );
     }
     assert!(r.body.contains("x-kept: 1"), "{}", r.body);
 }
@@ -161,7 +224,9 @@ async fn websocket_echo_passes_through() {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
                 while let Some(Ok(msg)) = ws.next().await {
                     if msg.is_text() && ws.send(msg).await.is_err() {
                         return;
@@ -172,11 +237,17 @@ async fn websocket_echo_passes_through() {
     });
     let port = free_port();
     let _s = Sluice::start(&pool("ws", port, "RoundRobin", &[(backend, 1)], ""));
-    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/chat")).await.unwrap();
+    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/chat"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
     for i in 0..5 {
         ws.send(Message::text(format!("hello {i}"))).await.unwrap();
-        let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(echoed.into_text().unwrap().as_str(), format!("hello {i}"));
     }
 }
@@ -188,7 +259,9 @@ async fn h2c_prior_knowledge_is_served() {
     let b = echo("a");
     let port = free_port();
     let _s = Sluice::start(&pool("h2", port, "RoundRobin", &[(b.addr(), 1)], ""));
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         hyper_util::rt::TokioIo::new(stream),
@@ -197,7 +270,9 @@ async fn h2c_prior_knowledge_is_served() {
     .unwrap();
     tokio::spawn(conn);
     for _ in 0..3 {
-        let req = http::Request::get(format!("http://app.test:{port}/h2")).body(Empty::<Bytes>::new()).unwrap();
+        let req = http::Request::get(format!("http://app.test:{port}/h2"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
         let resp = sender.send_request(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.version(), http::Version::HTTP_2);
@@ -209,7 +284,8 @@ async fn h2c_prior_knowledge_is_served() {
 #[tokio::test]
 async fn pool_without_endpoints_answers_503() {
     let port = free_port();
-    let yaml = pool("empty", port, "RoundRobin", &[], "").replace("  endpoints:\n", "  endpoints: []\n");
+    let yaml =
+        pool("empty", port, "RoundRobin", &[], "").replace("  endpoints:\n", "  endpoints: []\n");
     let _s = Sluice::start(&yaml);
     let r = get(port, "/", &[]).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -228,9 +304,18 @@ async fn unreachable_backend_answers_502() {
 async fn slow_backend_past_request_timeout_answers_504() {
     let b = slow_echo("slow", Duration::from_secs(3));
     let port = free_port();
-    let _s = Sluice::start(&pool("slow", port, "RoundRobin", &[(b.addr(), 1)], "  timeouts: {request: 300ms}\n"));
-    let started = std::time::Instant::now();
-    assert_eq!(get(port, "/", &[]).await.status, StatusCode::GATEWAY_TIMEOUT);
+    let _s = Sluice::start(&pool(
+        "slow",
+        port,
+        "RoundRobin",
+        &[(b.addr(), 1)],
+        "  timeouts: {request: 300ms}\n",
+    ));
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        get(port, "/", &[]).await.status,
+        StatusCode::GATEWAY_TIMEOUT
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
@@ -252,8 +337,15 @@ async fn content_length_with_transfer_encoding_gets_400_and_never_reaches_the_ba
     .await;
     assert!(pipelined.starts_with("HTTP/1.1 200"), "{pipelined}");
     assert!(pipelined.contains("HTTP/1.1 400"), "{pipelined}");
-    assert!(!pipelined.contains("/third"), "request after the bad one was served: {pipelined}");
-    assert_eq!(b.requests(), 1, "only the valid first request may reach the backend");
+    assert!(
+        !pipelined.contains("/third"),
+        "request after the bad one was served: {pipelined}"
+    );
+    assert_eq!(
+        b.requests(),
+        1,
+        "only the valid first request may reach the backend"
+    );
 }
 
 #[tokio::test]
@@ -278,11 +370,20 @@ async fn metrics_and_pools_report_traffic() {
         get(port, "/", &[]).await;
     }
     let metrics = s.admin_get("/metrics");
-    let line = format!("sluice_requests_total{{pool=\"default/obs\",backend=\"{}\",code=\"200\"}} 3", b.addr());
+    let line = format!(
+        "sluice_requests_total{{pool=\"default/obs\",backend=\"{}\",code=\"200\"}} 3",
+        b.addr()
+    );
     assert!(metrics.contains(&line), "{metrics}");
-    assert!(metrics.contains("sluice_request_duration_seconds_count{pool=\"default/obs\"} 3"), "{metrics}");
+    assert!(
+        metrics.contains("sluice_request_duration_seconds_count{pool=\"default/obs\"} 3"),
+        "{metrics}"
+    );
     let pools: serde_json::Value = serde_json::from_str(&s.admin_get("/pools")).unwrap();
     assert_eq!(pools["pools"][0]["name"], "default/obs");
-    assert_eq!(pools["pools"][0]["endpoints"][0]["address"], b.addr().to_string());
+    assert_eq!(
+        pools["pools"][0]["endpoints"][0]["address"],
+        b.addr().to_string()
+    );
     assert_eq!(pools["pools"][0]["endpoints"][0]["healthy"], true);
 }

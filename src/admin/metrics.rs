@@ -42,7 +42,11 @@ impl Metrics {
             apply_seconds.clone(),
         );
         registry.register_collector(Box::new(PoolCollector { dataplane }));
-        Metrics { registry, reloads, apply_seconds }
+        Metrics {
+            registry,
+            reloads,
+            apply_seconds,
+        }
     }
 
     /// Counts a configuration change: `ok` = applied, else refused.
@@ -85,7 +89,11 @@ impl Collector for PoolCollector {
             for ep in pool.all_endpoints() {
                 for (code, n) in ep.stats.statuses() {
                     let code = code.to_string();
-                    let labels: &Labels = &[("pool", pool.name()), ("backend", ep.label()), ("code", &code)];
+                    let labels: &Labels = &[
+                        ("pool", pool.name()),
+                        ("backend", ep.label()),
+                        ("code", &code),
+                    ];
                     ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
                 }
             }
@@ -100,7 +108,10 @@ impl Collector for PoolCollector {
         for pool in pools.iter() {
             let (sum, count, buckets) = pool.stats.duration.read();
             let labels: &Labels = &[("pool", pool.name())];
-            e.encode_family(&labels)?.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)?;
+            e.encode_family(&labels)?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    sum, count, &buckets, None,
+                )?;
         }
 
         let mut e = encoder.encode_descriptor(
@@ -170,8 +181,11 @@ impl Collector for PoolCollector {
                     ("failure", ep.stats.checks_failed.load(Ordering::Relaxed)),
                 ] {
                     if n > 0 {
-                        let labels: &Labels =
-                            &[("pool", pool.name()), ("backend", ep.label()), ("result", result)];
+                        let labels: &Labels = &[
+                            ("pool", pool.name()),
+                            ("backend", ep.label()),
+                            ("result", result),
+                        ];
                         ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
                     }
                 }

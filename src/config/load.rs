@@ -88,7 +88,7 @@ fn parse_all(file: &str, text: &str) -> (Vec<BackendPool>, Vec<ValidationError>)
         let index = i + 1;
         // An untyped pass first: it survives any well-formed YAML, so the document's name
         // is known for the typed errors below.
-        let value = match Value::deserialize(document) {
+        let mut value = match Value::deserialize(document) {
             Ok(value) => value,
             Err(e) => {
                 errors.push(ValidationError {
@@ -103,6 +103,11 @@ fn parse_all(file: &str, text: &str) -> (Vec<BackendPool>, Vec<ValidationError>)
             continue;
         }
         let doc = Document::new(file, index, &value);
+        // `<<: *defaults` merge keys, so pools can share blocks through anchors.
+        if let Err(e) = value.apply_merge() {
+            errors.push(doc.error(None, e.to_string()));
+            continue;
+        }
         if !value.is_mapping() {
             errors.push(doc.error(None, "expected a BackendPool (a YAML mapping)".to_owned()));
             continue;

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use super::duration::parse_duration;
 use super::{
-    AffinityConfig, Algorithm, ConfigSet, EndpointConfig, HashKey, HealthCheckConfig,
-    HealthCheckKind, ListenerConfig, OutlierConfig, PoolConfig, Protocol, ProxyProtocolVersion,
-    RetryConfig, Timeouts, TlsConfig,
+    ConfigSet, EndpointConfig, ListenerConfig, OutlierConfig, PoolConfig, Protocol,
+    ProxyProtocolVersion, TlsConfig,
 };
 use crate::api;
 use crate::api::BackendPool;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 mod conflicts;
 mod names;
@@ -506,29 +506,31 @@ fn check_endpoints(ctx: &mut Ctx<'_>, spec: &api::BackendPoolSpec) -> Vec<Endpoi
             );
         }
         match &service.port {
-            api::ServicePort::Number(n) if !(1..=65535).contains(n) => {
+            IntOrString::Int(n) if !(1..=65535).contains(n) => {
                 ctx.error("spec.service.port", format!("must be 1..=65535, got {n}"));
             }
-            api::ServicePort::Name(n) if n.is_empty() => {
+            IntOrString::String(n) if n.is_empty() => {
                 ctx.error("spec.service.port", "port name must not be empty");
             }
             _ => {}
         }
     }
     let listed = spec.endpoints.as_deref().unwrap_or_default();
-    if listed.is_empty() {
-        match (&spec.service, ctx.file_mode) {
-            (Some(_), true) => ctx.error(
-                "spec.service",
-                "standalone mode cannot resolve Services; list static spec.endpoints",
-            ),
-            (None, true) => ctx.error("spec.endpoints", "required (at least one endpoint)"),
-            (None, false) => ctx.error(
-                "spec.endpoints",
-                "either spec.service or spec.endpoints is required",
-            ),
-            (Some(_), false) => {}
-        }
+    // An explicit empty list is valid: the pool serves 503 until endpoints are added.
+    match (&spec.service, &spec.endpoints, ctx.file_mode) {
+        (Some(_), _, true) if listed.is_empty() => ctx.error(
+            "spec.service",
+            "standalone mode cannot resolve Services; list static spec.endpoints",
+        ),
+        (None, None, true) => ctx.error(
+            "spec.endpoints",
+            "required (an empty list is allowed: the pool then answers 503)",
+        ),
+        (None, None, false) => ctx.error(
+            "spec.endpoints",
+            "either spec.service or spec.endpoints is required",
+        ),
+        _ => {}
     }
     let mut endpoints: Vec<EndpointConfig> = Vec::with_capacity(listed.len());
     let mut first_index = std::collections::HashMap::new();

@@ -41,6 +41,11 @@ pub struct Endpoint {
     rtt_stamp_ns: AtomicU64,
     /// Counters exported as metrics.
     pub stats: EndpointStats,
+    /// Passive-health state (consecutive live failures, times ejected).
+    pub outlier: OutlierState,
+    /// Cancelled when a removed endpoint's `drainTimeout` has passed: open upstream
+    /// connections and tunnels to it close.
+    pub cut: tokio_util::sync::CancellationToken,
     /// Idle keep-alive HTTP/1 connections to this endpoint.
     pub upstream: UpstreamPool,
 }
@@ -57,6 +62,8 @@ impl Endpoint {
             rtt_ns: AtomicU64::new(INITIAL_RTT_NS),
             rtt_stamp_ns: AtomicU64::new(0),
             stats: EndpointStats::default(),
+            outlier: OutlierState::default(),
+            cut: tokio_util::sync::CancellationToken::new(),
             upstream: UpstreamPool::default(),
         }
     }
@@ -115,6 +122,25 @@ impl Endpoint {
         self.flags.load(Ordering::Acquire) & flag as u8 != 0
     }
 
+    /// Sets or clears `flag`: `None` when the flag already had that value, else whether
+    /// availability changed.
+    pub fn toggle(&self, flag: Unavailable, on: bool) -> Option<bool> {
+        let before = if on {
+            self.flags.fetch_or(flag as u8, Ordering::AcqRel)
+        } else {
+            self.flags.fetch_and(!(flag as u8), Ordering::AcqRel)
+        };
+        if (before & flag as u8 != 0) == on {
+            return None;
+        }
+        let after = if on {
+            before | flag as u8
+        } else {
+            before & !(flag as u8)
+        };
+        Some((before == 0) != (after == 0))
+    }
+
     /// Sets or clears `flag`; returns true when availability changed.
     pub fn set(&self, flag: Unavailable, on: bool) -> bool {
         let before = if on {
@@ -159,6 +185,15 @@ impl Endpoint {
     pub fn rtt_ns(&self) -> u64 {
         self.rtt_ns.load(Ordering::Relaxed)
     }
+}
+
+/// Live-traffic failure accounting used by outlier detection.
+#[derive(Debug, Default)]
+pub struct OutlierState {
+    /// Failures in a row (any success resets it).
+    pub consecutive_failures: AtomicU32,
+    /// Times ejected so far (multiplies the ejection time).
+    pub ejections: AtomicU32,
 }
 
 /// Monotonic nanoseconds since process start, from tokio's clock (pausable in tests).

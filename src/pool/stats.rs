@@ -102,4 +102,94 @@ pub struct PoolStats {
     pub duration: Histogram,
     /// `sluice_retries_total{pool}`.
     pub retries: AtomicU64,
+    /// The pool's retry budget.
+    pub budget: RetryBudget,
+}
+
+/// Seconds in the retry-budget window.
+const BUDGET_WINDOW: u64 = 10;
+
+/// Requests and retries per second over the last 10 s, lock-free: a retry is allowed while
+/// retries stay under `ratio` x requests plus `min_per_second` x 10 (Envoy/linkerd budgets).
+#[derive(Debug, Default)]
+pub struct RetryBudget {
+    buckets: [BudgetBucket; BUDGET_WINDOW as usize],
+}
+
+#[derive(Debug, Default)]
+struct BudgetBucket {
+    second: AtomicU64,
+    requests: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl RetryBudget {
+    fn bucket(&self, second: u64) -> &BudgetBucket {
+        let b = &self.buckets[(second % BUDGET_WINDOW) as usize];
+        let seen = b.second.load(Ordering::Acquire);
+        if seen != second
+            && b.second
+                .compare_exchange(seen, second, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            b.requests.store(0, Ordering::Relaxed);
+            b.retries.store(0, Ordering::Relaxed);
+        }
+        b
+    }
+
+    /// Counts one request at `second` (monotonic seconds).
+    pub fn record_request(&self, second: u64) {
+        self.bucket(second).requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes one retry from the budget if the window allows it.
+    pub fn try_retry(&self, second: u64, ratio: f64, min_per_second: u32) -> bool {
+        let (mut requests, mut retries) = (0u64, 0u64);
+        for b in &self.buckets {
+            let s = b.second.load(Ordering::Acquire);
+            if s + BUDGET_WINDOW > second && s <= second {
+                requests += b.requests.load(Ordering::Relaxed);
+                retries += b.retries.load(Ordering::Relaxed);
+            }
+        }
+        let allowed = ratio * requests as f64 + f64::from(min_per_second) * BUDGET_WINDOW as f64;
+        if (retries as f64) < allowed {
+            self.bucket(second).retries.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_budget_allows_ratio_plus_minimum() {
+        let b = RetryBudget::default();
+        for _ in 0..100 {
+            b.record_request(5);
+        }
+        // 0.2 x 100 + 1/s x 10 s = 30 retries.
+        let granted = (0..100).filter(|_| b.try_retry(5, 0.2, 1)).count();
+        assert_eq!(granted, 30);
+    }
+
+    #[test]
+    fn retry_budget_window_slides() {
+        let b = RetryBudget::default();
+        for _ in 0..100 {
+            b.record_request(1);
+        }
+        assert_eq!((0..50).filter(|_| b.try_retry(1, 0.2, 0)).count(), 20);
+        assert!(!b.try_retry(5, 0.2, 0));
+        // Eleven seconds later the old requests and retries have left the window.
+        for _ in 0..10 {
+            b.record_request(12);
+        }
+        assert_eq!((0..50).filter(|_| b.try_retry(12, 0.2, 0)).count(), 2);
+    }
 }

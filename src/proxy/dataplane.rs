@@ -21,6 +21,7 @@ use super::server::{Drain, HttpAcceptor, Workers, accept_loop, bind_reuseport};
 use super::tcp::TcpAcceptor;
 use super::telemetry::AccessLog;
 use crate::config::{ConfigSet, PoolConfig, Protocol};
+use crate::health::HealthChecker;
 use crate::pool::Pool;
 
 /// Why a configuration could not be applied (the running one keeps serving).
@@ -74,11 +75,14 @@ pub struct Dataplane {
     tracker: TaskTracker,
     state: Mutex<State>,
     pools: ArcSwap<Vec<Arc<Pool>>>,
+    health: HealthChecker,
 }
 
 impl std::fmt::Debug for Dataplane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dataplane").field("workers", &self.workers).finish_non_exhaustive()
+        f.debug_struct("Dataplane")
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,7 +95,13 @@ impl Dataplane {
             tracker: TaskTracker::new(),
             state: Mutex::new(State::default()),
             pools: ArcSwap::from_pointee(Vec::new()),
+            health: HealthChecker::default(),
         }
+    }
+
+    /// The active health checker (subscribe to its transitions for events and status).
+    pub fn health(&self) -> &HealthChecker {
+        &self.health
     }
 
     /// Every pool served now, sorted by name (for `/pools`, metrics and health checks).
@@ -163,10 +173,11 @@ impl Dataplane {
             *dt = (*dt).max(cfg.drain_timeout);
             if cfg.protocol == Protocol::Http {
                 let pool = pools[&cfg.name].clone();
-                routers
-                    .entry(cfg.listener.port)
-                    .or_default()
-                    .add(&cfg.listener.hosts, &cfg.listener.path_prefix, pool);
+                routers.entry(cfg.listener.port).or_default().add(
+                    &cfg.listener.hosts,
+                    &cfg.listener.path_prefix,
+                    pool,
+                );
             }
         }
 
@@ -190,11 +201,15 @@ impl Dataplane {
             if let Some(existing) = state.ports.get_mut(&port) {
                 existing.drain_timeout = timeout;
                 if let Some(listener) = &existing.http {
-                    listener.router.store(Arc::new(routers.remove(&port).unwrap_or_default()));
+                    listener
+                        .router
+                        .store(Arc::new(routers.remove(&port).unwrap_or_default()));
                 }
                 continue;
             }
-            let Some(sockets) = bound.remove(&port) else { continue };
+            let Some(sockets) = bound.remove(&port) else {
+                continue;
+            };
             let drain = Drain::default();
             let http = match &kind {
                 PortKind::Http => {
@@ -217,11 +232,20 @@ impl Dataplane {
                 }
             };
             tracing::info!(port, pool = %cfg.name, protocol = cfg.protocol.as_str(), "listening");
-            state.ports.insert(port, Port { kind, http, drain, drain_timeout: timeout });
+            state.ports.insert(
+                port,
+                Port {
+                    kind,
+                    http,
+                    drain,
+                    drain_timeout: timeout,
+                },
+            );
         }
 
         let mut list: Vec<Arc<Pool>> = pools.values().cloned().collect();
         list.sort_by(|a, b| a.name().cmp(b.name()));
+        self.health.sync(&list);
         self.pools.store(Arc::new(list));
         state.pools = pools;
         Ok(())
@@ -245,7 +269,12 @@ impl Dataplane {
     pub async fn shutdown(self) {
         let longest = {
             let mut state = self.state.lock();
-            let longest = state.ports.values().map(|p| p.drain_timeout).max().unwrap_or_default();
+            let longest = state
+                .ports
+                .values()
+                .map(|p| p.drain_timeout)
+                .max()
+                .unwrap_or_default();
             for (_, port) in std::mem::take(&mut state.ports) {
                 port.drain.stop.cancel();
                 let cut = port.drain.cut.clone();
@@ -256,8 +285,12 @@ impl Dataplane {
             }
             longest
         };
+        self.health.stop();
         self.tracker.close();
-        if tokio::time::timeout(longest + Duration::from_secs(1), self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(longest + Duration::from_secs(1), self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("drain timeout reached with work still open");
         }
         self.workers.stop();

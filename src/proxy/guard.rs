@@ -32,7 +32,10 @@ pub struct Verdict {
 
 impl Default for Verdict {
     fn default() -> Self {
-        Verdict { first_bad: AtomicU64::new(u64::MAX), next_request: AtomicU64::new(0) }
+        Verdict {
+            first_bad: AtomicU64::new(u64::MAX),
+            next_request: AtomicU64::new(0),
+        }
     }
 }
 
@@ -84,7 +87,13 @@ pub struct Guarded<S> {
 impl<S> Guarded<S> {
     /// Guards `inner`, reporting to `verdict`.
     pub fn new(inner: S, verdict: Arc<Verdict>) -> Self {
-        Guarded { inner, state: State::Head, head: Vec::new(), heads: 0, verdict }
+        Guarded {
+            inner,
+            state: State::Head,
+            head: Vec::new(),
+            heads: 0,
+            verdict,
+        }
     }
 
     fn feed(&mut self, mut data: &[u8]) {
@@ -96,7 +105,11 @@ impl<S> Guarded<S> {
                     let n = (left as usize).min(data.len());
                     data = &data[n..];
                     let left = left - n as u64;
-                    self.state = if left == 0 { State::Head } else { State::Body(left) };
+                    self.state = if left == 0 {
+                        State::Head
+                    } else {
+                        State::Body(left)
+                    };
                 }
                 State::Chunked(chunk) => data = self.feed_chunked(chunk, data),
             }
@@ -105,7 +118,8 @@ impl<S> Guarded<S> {
 
     fn feed_head<'a>(&mut self, mut data: &'a [u8]) -> &'a [u8] {
         if self.head.is_empty() {
-            if self.heads == 0 && data.starts_with(&H2_PREFACE[..data.len().min(H2_PREFACE.len())]) {
+            if self.heads == 0 && data.starts_with(&H2_PREFACE[..data.len().min(H2_PREFACE.len())])
+            {
                 if data.len() >= H2_PREFACE.len() {
                     self.state = State::Off;
                     return &[];
@@ -114,7 +128,10 @@ impl<S> Guarded<S> {
                 return &[];
             }
             // Empty lines before a request line are ignored (RFC 9112 2.2).
-            let skip = data.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            let skip = data
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
             data = &data[skip..];
             if data.is_empty() {
                 return data;
@@ -161,7 +178,9 @@ impl<S> Guarded<S> {
         let mut upgrade = req.method == Some("CONNECT");
         for h in req.headers.iter() {
             if h.name.eq_ignore_ascii_case("content-length") {
-                let Some(n) = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok())
+                let Some(n) = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
                 else {
                     return self.bad();
                 };
@@ -180,7 +199,9 @@ impl<S> Guarded<S> {
                 upgrade = true;
             }
         }
-        if transfer_encoding && (content_length.is_some() || !chunked_last || req.version == Some(0)) {
+        if transfer_encoding
+            && (content_length.is_some() || !chunked_last || req.version == Some(0))
+        {
             return self.bad();
         }
         if upgrade {
@@ -207,7 +228,10 @@ impl<S> Guarded<S> {
                 Chunk::Size { size, digits } => match b {
                     b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' if digits < 16 => {
                         let v = (b as char).to_digit(16).unwrap_or(0) as u64;
-                        chunk = Chunk::Size { size: size * 16 + v, digits: digits + 1 };
+                        chunk = Chunk::Size {
+                            size: size * 16 + v,
+                            digits: digits + 1,
+                        };
                     }
                     b';' | b' ' | b'\t' | b'\r' if digits > 0 => chunk = Chunk::Extension { size },
                     b'\n' if digits > 0 => chunk = after_size(size),
@@ -225,7 +249,11 @@ impl<S> Guarded<S> {
                 Chunk::Data(left) => {
                     let n = (left as usize).min(data.len());
                     let left = left - n as u64;
-                    chunk = if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) };
+                    chunk = if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    };
                     data = &data[n..];
                     continue;
                 }
@@ -252,7 +280,11 @@ impl<S> Guarded<S> {
 }
 
 fn after_size(size: u64) -> Chunk {
-    if size == 0 { Chunk::Trailer { line: 0 } } else { Chunk::Data(size) }
+    if size == 0 {
+        Chunk::Trailer { line: 0 }
+    } else {
+        Chunk::Data(size)
+    }
 }
 
 /// Index just past the blank line ending a head (`\n\n` or `\n\r\n`).
@@ -289,7 +321,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -341,7 +377,8 @@ mod tests {
 
     #[test]
     fn chunked_bodies_are_followed_to_the_next_head_across_reads() {
-        let a: &[u8] = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhel";
+        let a: &[u8] =
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhel";
         let b: &[u8] = b"lo\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\nHo";
         let c: &[u8] = b"st: a\r\nContent-Length: 2\r\n\r\nokGET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
         assert_eq!(verdicts(&[a, b, c], 4), vec![true, true, false, false]);
@@ -363,7 +400,10 @@ mod tests {
 
     #[test]
     fn h2_preface_turns_the_guard_off() {
-        let v = verdicts(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"\x00\x00\x12garbage"], 3);
+        let v = verdicts(
+            &[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"\x00\x00\x12garbage"],
+            3,
+        );
         assert_eq!(v, vec![true, true, true]);
     }
 }

@@ -118,7 +118,10 @@ mod tests {
     #[test]
     fn removes_hop_by_hop_and_connection_named_headers() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -145,9 +148,15 @@ mod tests {
     #[test]
     fn h2c_upgrade_is_never_passed_through() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade, HTTP2-Settings"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+        );
         h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
-        h.insert("http2-settings", HeaderValue::from_static("AAMAAABkAAQAAP__"));
+        h.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAAQAAP__"),
+        );
         assert!(!wants_upgrade(&h));
         strip_hop_by_hop(&mut h, false);
         assert!(h.is_empty());

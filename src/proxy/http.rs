@@ -19,7 +19,6 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::body::ProxyBody;
@@ -28,9 +27,10 @@ use super::guard::Verdict;
 use super::headers;
 use super::router::Router;
 use super::telemetry::{self, AccessLog};
+use super::upstream;
 use crate::balance::hash_key;
 use crate::config::{Algorithm, HashKey};
-use crate::pool::{ActiveGuard, Endpoint, Pool, Snapshot, UpstreamBody, now_ns};
+use crate::pool::{ActiveGuard, Pool, Snapshot, UpstreamBody, now_ns};
 
 /// Everything requests on one HTTP listener port share.
 #[derive(Debug)]
@@ -77,7 +77,8 @@ pub async fn handle(
     let framing_ok = conn.verdict.next_request_ok();
     if let Err(status) = check_request(&req, framing_ok) {
         let mut resp = local(status, "bad request\n");
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Ok(resp);
     }
     let router = conn.listener.router.load();
@@ -107,100 +108,121 @@ fn check_request(req: &Request<Incoming>, framing_ok: bool) -> Result<(), Status
 
 /// The host the client asked for: `:authority` / absolute-form URI, else `Host`.
 fn request_host(req: &Request<Incoming>) -> Option<&str> {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
+    req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    })
 }
 
-async fn forward(mut req: Request<Incoming>, conn: Arc<Connection>, pool: Arc<Pool>) -> Response<ProxyBody> {
+async fn forward(
+    mut req: Request<Incoming>,
+    conn: Arc<Connection>,
+    pool: Arc<Pool>,
+) -> Response<ProxyBody> {
     let start = Instant::now();
     let snapshot = pool.snapshot();
     let hash = request_hash(&snapshot, &req, &conn);
-    let Some(guard) = snapshot.pick(hash, None) else {
-        return finish_local(&pool, &conn, &req, ProxyError::NoEndpoint, start);
-    };
     let upgrade = headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let log = conn.listener.access_log.as_ref().map(|_| telemetry::RequestInfo::from_request(&req));
+    let log = conn
+        .listener
+        .access_log
+        .as_ref()
+        .map(|_| telemetry::RequestInfo::from_request(&req));
+    let replay = snapshot.config.retry.is_some() && !upgrade && upstream::idempotent(req.method());
 
-    let upstream_req = match upstream_request(req, &conn, upgrade) {
-        Ok(r) => r,
+    let (parts, body) = match upstream_parts(req, &conn, upgrade) {
+        Ok(p) => p,
         Err(status) => return local(status, "bad request\n"),
     };
-    let endpoint = guard.endpoint().clone();
-    match send(&endpoint, &snapshot, upstream_req).await {
-        Ok((mut resp, sender)) => {
-            let status = resp.status();
+    let out = if replay {
+        match small_body(body, snapshot.config.timeouts.request).await {
+            Ok(Ok(bytes)) => upstream::Outbound::replayable(parts, bytes),
+            Ok(Err(body)) => upstream::Outbound::streamed(parts, body),
+            Err(()) => return local(StatusCode::BAD_REQUEST, "bad request body\n"),
+        }
+    } else {
+        upstream::Outbound::streamed(parts, body)
+    };
+
+    let mut exchange = Exchange {
+        guard: None,
+        conn: None,
+        pool: pool.clone(),
+        start,
+        status: 0,
+        bytes_out: 0,
+        log: log.map(|info| (info, conn)),
+        done: false,
+    };
+    match upstream::send(&pool, &snapshot, hash, out).await {
+        Ok(upstream::Answered {
+            mut response,
+            sender,
+            guard,
+        }) => {
+            let status = response.status();
+            let endpoint = guard.endpoint().clone();
             endpoint.stats.record_status(status.as_u16());
             endpoint.observe_latency(start.elapsed().as_nanos() as u64, now_ns());
-            if status == StatusCode::SWITCHING_PROTOCOLS {
-                if let Some(client_upgrade) = client_upgrade {
-                    let backend_upgrade = hyper::upgrade::on(&mut resp);
-                    tokio::spawn(tunnel(client_upgrade, backend_upgrade, guard));
-                    let (mut parts, _) = resp.into_parts();
-                    headers::strip_hop_by_hop(&mut parts.headers, true);
-                    return Response::from_parts(parts, ProxyBody::empty());
-                }
+            exchange.status = status.as_u16();
+            if let (StatusCode::SWITCHING_PROTOCOLS, Some(client_upgrade)) =
+                (status, client_upgrade)
+            {
+                let backend_upgrade = hyper::upgrade::on(&mut response);
+                tokio::spawn(tunnel(client_upgrade, backend_upgrade, guard));
+                exchange.complete();
+                let (mut parts, _) = response.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers, true);
+                return Response::from_parts(parts, ProxyBody::empty());
             }
-            let (mut parts, body) = resp.into_parts();
+            let (mut parts, body) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, false);
-            let exchange = Exchange {
-                guard: Some(guard),
-                conn: Some(sender),
-                pool,
-                start,
-                status: status.as_u16(),
-                bytes_out: 0,
-                log: log.map(|info| (info, conn)),
-                done: false,
-            };
-            Response::from_parts(parts, ProxyBody::Upstream { inner: body, exchange })
+            exchange.guard = Some(guard);
+            exchange.conn = Some(sender);
+            Response::from_parts(
+                parts,
+                ProxyBody::Upstream {
+                    inner: body,
+                    exchange,
+                },
+            )
         }
-        Err(err) => {
-            endpoint.stats.record_status(err.status().as_u16());
-            tracing::debug!(pool = pool.name(), backend = endpoint.label(), error = %err, "upstream failed");
+        Err((err, guard)) => {
             let status = err.status();
-            let mut exchange = Exchange {
-                guard: Some(guard),
-                conn: None,
-                pool,
-                start,
-                status: status.as_u16(),
-                bytes_out: 0,
-                log: log.map(|info| (info, conn)),
-                done: false,
-            };
+            exchange.status = status.as_u16();
+            if let Some(guard) = &guard {
+                guard.endpoint().stats.record_status(status.as_u16());
+                tracing::debug!(pool = pool.name(), backend = guard.endpoint().label(), error = %err, "upstream failed");
+            }
+            exchange.guard = guard;
             exchange.fail();
             error_response(&err)
         }
     }
 }
 
-/// Answers locally (no endpoint reached) and accounts for it.
-fn finish_local(
-    pool: &Arc<Pool>,
-    conn: &Arc<Connection>,
-    req: &Request<Incoming>,
-    err: ProxyError,
-    start: Instant,
-) -> Response<ProxyBody> {
-    let mut exchange = Exchange {
-        guard: None,
-        conn: None,
-        pool: pool.clone(),
-        start,
-        status: err.status().as_u16(),
-        bytes_out: 0,
-        log: conn
-            .listener
-            .access_log
-            .as_ref()
-            .map(|_| (telemetry::RequestInfo::from_request(req), conn.clone())),
-        done: false,
-    };
-    exchange.fail();
-    error_response(&err)
+/// Reads a body of at most [`upstream::MAX_REPLAY_BODY`] bytes (declared by
+/// `Content-Length`, or empty) into memory; any other body is handed back to be streamed.
+async fn small_body(
+    body: Incoming,
+    timeout: Duration,
+) -> Result<Result<Option<Bytes>, Incoming>, ()> {
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+    if body.is_end_stream() {
+        return Ok(Ok(None));
+    }
+    match body.size_hint().exact() {
+        Some(n) if n <= upstream::MAX_REPLAY_BODY => {
+            match tokio::time::timeout(timeout, body.collect()).await {
+                Ok(Ok(collected)) => Ok(Ok(Some(collected.to_bytes()))),
+                _ => Err(()),
+            }
+        }
+        _ => Ok(Err(body)),
+    }
 }
 
 /// The ConsistentHash key of this request, if the pool hashes.
@@ -229,22 +251,23 @@ fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
 
 /// Rewrites the client request for the backend: origin-form URI, HTTP/1.1, `Host` kept
 /// (taken from `:authority` for HTTP/2 clients), hop-by-hop removed, forwarding headers set.
-fn upstream_request(
+fn upstream_parts(
     req: Request<Incoming>,
     conn: &Connection,
     upgrade: bool,
-) -> Result<Request<UpstreamBody>, StatusCode> {
+) -> Result<(http::request::Parts, Incoming), StatusCode> {
     let (mut parts, body) = req.into_parts();
     let authority = parts.uri.authority().cloned();
     if !parts.headers.contains_key(header::HOST) {
         let Some(authority) = &authority else {
             return Err(StatusCode::BAD_REQUEST);
         };
-        let value = HeaderValue::from_str(authority.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
+        let value =
+            HeaderValue::from_str(authority.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
         parts.headers.insert(header::HOST, value);
     }
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     if authority.is_some() || parts.uri.scheme().is_some() {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri = Uri::try_from(path).map_err(|_| StatusCode::BAD_REQUEST)?;
     }
     if parts.version == Version::HTTP_2 && parts.method == Method::CONNECT {
@@ -253,54 +276,14 @@ fn upstream_request(
     parts.version = Version::HTTP_11;
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     let host = parts.headers.get(header::HOST).cloned();
-    headers::set_forwarded(&mut parts.headers, &conn.client_ip, conn.listener.https, host.as_ref());
+    headers::set_forwarded(
+        &mut parts.headers,
+        &conn.client_ip,
+        conn.listener.https,
+        host.as_ref(),
+    );
     telemetry::propagate_trace(&mut parts.headers);
-    Ok(Request::from_parts(parts, UpstreamBody::Stream(body)))
-}
-
-/// Sends `req` on a pooled or new connection to `endpoint`, waiting at most
-/// `timeouts.request` for the response head.
-async fn send(
-    endpoint: &Arc<Endpoint>,
-    snapshot: &Snapshot,
-    req: Request<UpstreamBody>,
-) -> Result<(Response<Incoming>, SendRequest<UpstreamBody>), ProxyError> {
-    let timeouts = snapshot.config.timeouts;
-    let mut sender = match endpoint.upstream.take(timeouts.idle) {
-        Some(mut s) => match s.ready().await {
-            Ok(()) => s,
-            Err(_) => connect(endpoint.address(), timeouts.connect).await?,
-        },
-        None => connect(endpoint.address(), timeouts.connect).await?,
-    };
-    match tokio::time::timeout(timeouts.request, sender.send_request(req)).await {
-        Ok(Ok(resp)) => Ok((resp, sender)),
-        Ok(Err(e)) => Err(ProxyError::Reset(e)),
-        Err(_) => Err(ProxyError::Timeout),
-    }
-}
-
-/// Opens a new HTTP/1 connection and spawns its driver on the current worker.
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<SendRequest<UpstreamBody>, ProxyError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(ProxyError::Connect(addr, e)),
-        Err(_) => {
-            let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
-            return Err(ProxyError::Connect(addr, e));
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(ProxyError::Handshake)?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.with_upgrades().await {
-            tracing::debug!(backend = %addr, error = %e, "upstream connection ended");
-        }
-    });
-    Ok(sender)
+    Ok((parts, body))
 }
 
 /// Copies bytes both ways between an upgraded client and backend until both sides close.
@@ -318,8 +301,15 @@ async fn tunnel(
     };
     let mut client = TokioIo::new(client);
     let mut backend = TokioIo::new(backend);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
-        tracing::debug!(backend = guard.endpoint().label(), error = %e, "tunnel ended");
+    tokio::select! {
+        res = tokio::io::copy_bidirectional(&mut client, &mut backend) => {
+            if let Err(e) = res {
+                tracing::debug!(backend = guard.endpoint().label(), error = %e, "tunnel ended");
+            }
+        }
+        _ = guard.endpoint().cut.cancelled() => {
+            tracing::debug!(backend = guard.endpoint().label(), "drain timeout: tunnel closed");
+        }
     }
 }
 
@@ -327,8 +317,10 @@ async fn tunnel(
 pub fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::text(text));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -373,11 +365,19 @@ impl Exchange {
         self.done = true;
         let elapsed = self.start.elapsed();
         self.pool.stats.duration.observe(elapsed);
-        if let Some((info, conn)) = &self.log {
-            if let Some(log) = &conn.listener.access_log {
-                let backend = self.guard.as_ref().map(|g| g.endpoint().label());
-                log.http(info, self.pool.name(), conn.peer, backend, self.status, self.bytes_out, elapsed);
-            }
+        if let Some((info, conn)) = &self.log
+            && let Some(log) = &conn.listener.access_log
+        {
+            let backend = self.guard.as_ref().map(|g| g.endpoint().label());
+            log.http(
+                info,
+                self.pool.name(),
+                conn.peer,
+                backend,
+                self.status,
+                self.bytes_out,
+                elapsed,
+            );
         }
         self.guard = None;
     }

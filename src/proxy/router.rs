@@ -24,11 +24,15 @@ struct PathTable {
 impl PathTable {
     fn insert(&mut self, prefix: &str, pool: Arc<Pool>) {
         self.routes.push((prefix.into(), pool));
-        self.routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        self.routes
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
     }
 
     fn find(&self, path: &str) -> Option<&Arc<Pool>> {
-        self.routes.iter().find(|(prefix, _)| prefix_matches(prefix, path)).map(|(_, p)| p)
+        self.routes
+            .iter()
+            .find(|(prefix, _)| prefix_matches(prefix, path))
+            .map(|(_, p)| p)
     }
 }
 
@@ -61,9 +65,11 @@ impl Router {
         }
         for host in hosts {
             match host {
-                HostMatch::Exact(h) => {
-                    self.exact.entry(h.as_str().into()).or_default().insert(prefix, pool.clone())
-                }
+                HostMatch::Exact(h) => self
+                    .exact
+                    .entry(h.as_str().into())
+                    .or_default()
+                    .insert(prefix, pool.clone()),
                 HostMatch::Wildcard(suffix) => {
                     match self.wildcard.iter_mut().find(|(s, _)| **s == **suffix) {
                         Some((_, table)) => table.insert(prefix, pool.clone()),
@@ -71,7 +77,7 @@ impl Router {
                             let mut table = PathTable::default();
                             table.insert(prefix, pool.clone());
                             self.wildcard.push((suffix.as_str().into(), table));
-                            self.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+                            self.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
                         }
                     }
                 }
@@ -132,7 +138,9 @@ fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Algorithm, ListenerConfig, PoolConfig, Protocol, ProxyProtocolVersion, Timeouts};
+    use crate::config::{
+        Algorithm, ListenerConfig, PoolConfig, Protocol, ProxyProtocolVersion, Timeouts,
+    };
     use std::time::Duration;
 
     fn pool(name: &str) -> Arc<Pool> {
@@ -167,8 +175,16 @@ mod tests {
     fn exact_host_beats_wildcard_beats_any() {
         let mut r = Router::default();
         r.add(&[], "/", pool("any"));
-        r.add(&[HostMatch::Wildcard(".example.com".into())], "/", pool("wild"));
-        r.add(&[HostMatch::Exact("shop.example.com".into())], "/", pool("exact"));
+        r.add(
+            &[HostMatch::Wildcard(".example.com".into())],
+            "/",
+            pool("wild"),
+        );
+        r.add(
+            &[HostMatch::Exact("shop.example.com".into())],
+            "/",
+            pool("exact"),
+        );
         assert_eq!(routed(&r, "shop.example.com", "/"), Some("exact"));
         assert_eq!(routed(&r, "SHOP.Example.com:8080", "/x"), Some("exact"));
         assert_eq!(routed(&r, "a.example.com", "/"), Some("wild"));
@@ -202,8 +218,16 @@ mod tests {
     #[test]
     fn longer_wildcard_suffix_is_more_specific() {
         let mut r = Router::default();
-        r.add(&[HostMatch::Wildcard(".example.com".into())], "/", pool("short"));
-        r.add(&[HostMatch::Wildcard(".eu.example.com".into())], "/", pool("long"));
+        r.add(
+            &[HostMatch::Wildcard(".example.com".into())],
+            "/",
+            pool("short"),
+        );
+        r.add(
+            &[HostMatch::Wildcard(".eu.example.com".into())],
+            "/",
+            pool("long"),
+        );
         assert_eq!(routed(&r, "x.eu.example.com", "/"), Some("long"));
         assert_eq!(routed(&r, "x.us.example.com", "/"), Some("short"));
     }

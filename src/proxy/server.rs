@@ -39,7 +39,9 @@ pub struct Workers {
 
 impl std::fmt::Debug for Workers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Workers").field("count", &self.handles.len()).finish()
+        f.debug_struct("Workers")
+            .field("count", &self.handles.len())
+            .finish()
     }
 }
 
@@ -50,7 +52,9 @@ impl Workers {
         let mut handles = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         for i in 0..n.max(1) {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             handles.push(rt.handle().clone());
             let exit = exit.clone();
             threads.push(
@@ -59,7 +63,11 @@ impl Workers {
                     .spawn(move || rt.block_on(exit.cancelled()))?,
             );
         }
-        Ok(Workers { handles, threads, exit })
+        Ok(Workers {
+            handles,
+            threads,
+            exit,
+        })
     }
 
     /// Runtime handles, one per worker.
@@ -179,7 +187,10 @@ async fn sniff_h2(stream: &TcpStream) -> Option<bool> {
     let mut buf = [0u8; 24];
     let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
     loop {
-        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await.ok()?.ok()?;
+        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
         if n == 0 {
             return None;
         }
@@ -206,7 +217,11 @@ pub struct HttpAcceptor {
 impl HttpAcceptor {
     /// An acceptor for `listener`.
     pub fn new(listener: Arc<Listener>) -> Self {
-        HttpAcceptor { listener, http1: http1_builder(), http2: http2_builder() }
+        HttpAcceptor {
+            listener,
+            http1: http1_builder(),
+            http2: http2_builder(),
+        }
     }
 }
 
@@ -234,25 +249,26 @@ macro_rules! drive {
 }
 
 impl Acceptor for HttpAcceptor {
-    fn serve(
-        self: Arc<Self>,
-        stream: TcpStream,
-        peer: SocketAddr,
-        drain: Drain,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        async move {
-            let Some(h2) = sniff_h2(&stream).await else {
-                return;
-            };
-            let conn = Arc::new(Connection::new(self.listener.clone(), peer));
-            if h2 {
-                let service = service_fn(move |req| handle(req, conn.clone()));
-                drive!(self.http2.serve_connection(TokioIo::new(stream), service), drain, peer);
-            } else {
-                let io = TokioIo::new(Guarded::new(stream, conn.verdict.clone()));
-                let service = service_fn(move |req| handle(req, conn.clone()));
-                drive!(self.http1.serve_connection(io, service).with_upgrades(), drain, peer);
-            }
+    async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, drain: Drain) {
+        let Some(h2) = sniff_h2(&stream).await else {
+            return;
+        };
+        let conn = Arc::new(Connection::new(self.listener.clone(), peer));
+        if h2 {
+            let service = service_fn(move |req| handle(req, conn.clone()));
+            drive!(
+                self.http2.serve_connection(TokioIo::new(stream), service),
+                drain,
+                peer
+            );
+        } else {
+            let io = TokioIo::new(Guarded::new(stream, conn.verdict.clone()));
+            let service = service_fn(move |req| handle(req, conn.clone()));
+            drive!(
+                self.http1.serve_connection(io, service).with_upgrades(),
+                drain,
+                peer
+            );
         }
     }
 }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::server::{Acceptor, Drain};
 use super::telemetry::AccessLog;
 use crate::balance::hash_key;
-use crate::config::{Algorithm, AffinityConfig};
+use crate::config::{AffinityConfig, Algorithm};
 use crate::pool::{ActiveGuard, Pool, now_ns};
 
 /// Copy buffer per direction: large buffers cut syscalls on bulk transfers.
@@ -33,24 +33,30 @@ pub struct TcpAcceptor {
 }
 
 impl Acceptor for TcpAcceptor {
-    fn serve(
-        self: Arc<Self>,
-        client: TcpStream,
-        peer: SocketAddr,
-        drain: Drain,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        async move {
+    async fn serve(self: Arc<Self>, client: TcpStream, peer: SocketAddr, drain: Drain) {
+        {
             let start = Instant::now();
             let Some((backend, guard)) = self.connect(peer).await else {
                 // No endpoint: accept and close at once (contract).
                 return;
             };
             let endpoint = guard.endpoint().clone();
-            endpoint.stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
+            endpoint
+                .stats
+                .tcp_connections
+                .fetch_add(1, Ordering::Relaxed);
             let idle = self.pool.snapshot().config.timeouts.idle;
             let activity = Arc::new(AtomicU64::new(now_ns()));
-            let mut client = Tracked { inner: client, activity: activity.clone(), read: 0 };
-            let mut backend = Tracked { inner: backend, activity: activity.clone(), read: 0 };
+            let mut client = Tracked {
+                inner: client,
+                activity: activity.clone(),
+                read: 0,
+            };
+            let mut backend = Tracked {
+                inner: backend,
+                activity: activity.clone(),
+                read: 0,
+            };
             let copy = tokio::io::copy_bidirectional_with_sizes(
                 &mut client,
                 &mut backend,
@@ -67,10 +73,17 @@ impl Acceptor for TcpAcceptor {
                     tracing::debug!(pool = self.pool.name(), backend = endpoint.label(), "tcp connection idle, closed");
                 }
                 _ = drain.cut.cancelled() => {}
-                _ = endpoint_cut(&guard, &self.pool) => {}
+                _ = endpoint.cut.cancelled() => {}
             }
             if let Some(log) = &self.access_log {
-                log.tcp(self.pool.name(), peer, Some(endpoint.label()), client.read, backend.read, start.elapsed());
+                log.tcp(
+                    self.pool.name(),
+                    peer,
+                    Some(endpoint.label()),
+                    client.read,
+                    backend.read,
+                    start.elapsed(),
+                );
             }
         }
     }
@@ -93,8 +106,12 @@ impl TcpAcceptor {
                     let _ = stream.set_nodelay(true);
                     return Some((stream, guard));
                 }
-                Ok(Err(e)) => tracing::debug!(pool = self.pool.name(), backend = %addr, error = %e, "tcp connect failed"),
-                Err(_) => tracing::debug!(pool = self.pool.name(), backend = %addr, "tcp connect timed out"),
+                Ok(Err(e)) => {
+                    tracing::debug!(pool = self.pool.name(), backend = %addr, error = %e, "tcp connect failed")
+                }
+                Err(_) => {
+                    tracing::debug!(pool = self.pool.name(), backend = %addr, "tcp connect timed out")
+                }
             }
             failed = Some(guard.endpoint().clone());
         }
@@ -113,18 +130,6 @@ async fn idle_watch(activity: &AtomicU64, idle: Duration) {
             return;
         }
         tokio::time::sleep(Duration::from_nanos(due - now)).await;
-    }
-}
-
-/// Resolves when the endpoint was removed and its pool's `drainTimeout` has passed.
-async fn endpoint_cut(guard: &ActiveGuard, pool: &Pool) {
-    use crate::pool::Unavailable;
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        if guard.endpoint().has(Unavailable::Draining) {
-            tokio::time::sleep(pool.snapshot().config.drain_timeout).await;
-            return;
-        }
     }
 }
 

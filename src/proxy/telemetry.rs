@@ -143,7 +143,10 @@ impl AccessLog {
 /// sluice's span as parent; a missing or invalid one is replaced by a new sampled trace.
 pub fn propagate_trace(headers: &mut HeaderMap) {
     let mut out = *b"00-00000000000000000000000000000000-0000000000000000-01";
-    let incoming = headers.get(&TRACEPARENT).map(|v| v.as_bytes()).filter(|v| valid_traceparent(v));
+    let incoming = headers
+        .get(&TRACEPARENT)
+        .map(|v| v.as_bytes())
+        .filter(|v| valid_traceparent(v));
     match incoming {
         Some(v) => {
             out[3..35].copy_from_slice(&v[3..35]);
@@ -162,7 +165,11 @@ fn valid_traceparent(v: &[u8]) -> bool {
         && v.starts_with(b"00-")
         && v[35] == b'-'
         && v[52] == b'-'
-        && v[3..35].iter().chain(&v[36..52]).chain(&v[53..55]).all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        && v[3..35]
+            .iter()
+            .chain(&v[36..52])
+            .chain(&v[53..55])
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
         && v[3..35].iter().any(|&b| b != b'0')
         && v[36..52].iter().any(|&b| b != b'0')
 }
@@ -182,7 +189,10 @@ mod tests {
     #[test]
     fn traceparent_keeps_trace_id_and_replaces_parent() {
         let mut h = HeaderMap::new();
-        h.insert("traceparent", HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
         propagate_trace(&mut h);
         let v = h.get("traceparent").unwrap().to_str().unwrap();
         assert!(v.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));

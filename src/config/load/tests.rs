@@ -36,6 +36,26 @@ fn parses_every_document_and_skips_empty_ones() {
 }
 
 #[test]
+fn merge_keys_are_resolved() {
+    let text = format!(
+        r#"{HEADER}metadata: {{name: a}}
+spec:
+  listener: {{port: 8080}}
+  endpoints: [{{address: "127.0.0.1:1"}}]
+  healthCheck:
+    <<: {{interval: 2s, path: /up}}
+    path: /ready
+"#
+    );
+    let pools = parse_documents("pools.yaml", &text).unwrap();
+    let hc = pools[0].spec.health_check.as_ref().unwrap();
+    assert_eq!(
+        (hc.interval.as_deref(), hc.path.as_deref()),
+        (Some("2s"), Some("/ready"))
+    );
+}
+
+#[test]
 fn empty_text_is_no_pools() {
     assert!(parse_documents("pools.yaml", "").unwrap().is_empty());
     assert!(
