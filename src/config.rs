@@ -13,6 +13,7 @@ use std::time::Duration;
 mod crd;
 mod duration;
 mod load;
+pub mod tls;
 mod validate;
 
 pub use crd::crd_yaml;

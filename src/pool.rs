@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::balance::{self, Balancer, PickContext};
-use crate::config::PoolConfig;
+use crate::config::{AffinityConfig, Algorithm, HashKey, PoolConfig};
 
 mod endpoint;
 mod stats;
@@ -34,9 +34,27 @@ pub struct Snapshot {
     pub available: Vec<Arc<Endpoint>>,
     /// The algorithm, built over `available`.
     pub balancer: Box<dyn Balancer>,
+    /// Cookie affinity: endpoint token -> index in `available`.
+    sticky: std::collections::HashMap<u64, usize>,
 }
 
 impl Snapshot {
+    /// The opaque affinity token of `endpoint` in this pool: a hash of the pool name and
+    /// the address, so every replica agrees on it and the cookie never shows the address.
+    pub fn affinity_token(&self, endpoint: &Endpoint) -> u64 {
+        affinity_token(&self.config.name, endpoint)
+    }
+
+    /// Takes a slot on the endpoint a cookie token names, when it is available and usable.
+    pub fn pick_sticky(&self, token: u64, skip: Option<&Endpoint>) -> Option<ActiveGuard> {
+        let &i = self.sticky.get(&token)?;
+        let endpoint = &self.available[i];
+        if skip.is_some_and(|s| std::ptr::eq(s, endpoint.as_ref())) {
+            return None;
+        }
+        endpoint.try_begin(self.config.max_connections_per_endpoint)
+    }
+
     /// Picks an endpoint for new work and takes one of its connection slots.
     ///
     /// `skip` excludes an endpoint (the one a retry moves away from). `None` when every
@@ -198,21 +216,32 @@ fn schedule_cut(endpoint: Arc<Endpoint>, timeout: std::time::Duration) {
     }
 }
 
+fn affinity_token(pool: &str, endpoint: &Endpoint) -> u64 {
+    let seed = balance::hash_key(pool.as_bytes());
+    xxhash_rust::xxh3::xxh3_64_with_seed(endpoint.label().as_bytes(), seed)
+}
+
 fn build_snapshot(config: Arc<PoolConfig>, members: Vec<Arc<Endpoint>>) -> Snapshot {
-    let mut available: Vec<Arc<Endpoint>> = members
-        .iter()
-        .filter(|e| e.is_available())
-        .cloned()
-        .collect();
+    let mut available: Vec<Arc<Endpoint>> =
+        members.iter().filter(|e| e.is_available()).cloned().collect();
     let fail_open = config.health_check.as_ref().is_some_and(|h| h.fail_open);
     if available.is_empty() && fail_open {
         available = members.clone();
     }
-    let balancer = balance::build(&config.algorithm, &available);
-    Snapshot {
-        config,
-        members,
-        available,
-        balancer,
-    }
+    // ClientIP affinity is consistent hashing on the client address, whatever the algorithm.
+    let balancer = match config.affinity {
+        Some(AffinityConfig::ClientIp) => {
+            balance::build(&Algorithm::ConsistentHash(HashKey::ClientIp), &available)
+        }
+        _ => balance::build(&config.algorithm, &available),
+    };
+    let sticky = match config.affinity {
+        Some(AffinityConfig::Cookie { .. }) => available
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (affinity_token(&config.name, e), i))
+            .collect(),
+        _ => std::collections::HashMap::new(),
+    };
+    Snapshot { config, members, available, balancer, sticky }
 }

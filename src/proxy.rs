@@ -9,9 +9,11 @@ pub mod guard;
 pub mod headers;
 pub mod http;
 pub mod router;
+pub mod proxy_protocol;
 pub mod server;
 pub mod tcp;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 pub use dataplane::{ApplyError, Dataplane, DataplaneOptions};

@@ -188,12 +188,14 @@ impl Document {
     }
 }
 
-/// `sluice check` should catch a certificate path typo before `serve` does.
+/// `sluice check` should catch a certificate path typo, an unreadable file or a key that
+/// does not belong to its certificate before `serve` does.
 fn check_tls_files(file: &str, set: &ConfigSet, errors: &mut Vec<ValidationError>) {
     for pool in &set.pools {
         let Some(TlsConfig::Files { cert, key }) = &pool.listener.tls else {
             continue;
         };
+        let mut unreadable = false;
         for (field, path) in [
             ("spec.listener.tls.certFile", cert),
             ("spec.listener.tls.keyFile", key),
@@ -203,6 +205,7 @@ fn check_tls_files(file: &str, set: &ConfigSet, errors: &mut Vec<ValidationError
                 Ok(_) => "not a file".to_owned(),
                 Err(e) => e.to_string(),
             };
+            unreadable = true;
             errors.push(ValidationError {
                 message: format!(
                     "{file}: pool {}: {field}: cannot read {}: {problem}",
@@ -211,6 +214,13 @@ fn check_tls_files(file: &str, set: &ConfigSet, errors: &mut Vec<ValidationError
                 ),
                 pool: Some(pool.name.clone()),
                 field: Some(field.to_owned()),
+            });
+        }
+        if !unreadable && let Err(problem) = super::tls::load_files(cert, key) {
+            errors.push(ValidationError {
+                message: format!("{file}: pool {}: spec.listener.tls: {problem}", pool.name),
+                pool: Some(pool.name.clone()),
+                field: Some("spec.listener.tls".to_owned()),
             });
         }
     }

@@ -370,9 +370,6 @@ fn check_listener(
         if spec.path_prefix.is_some() {
             ctx.error("spec.listener.pathPrefix", "only for protocol HTTP");
         }
-        if spec.tls.is_some() {
-            ctx.error("spec.listener.tls", "only for protocol HTTP");
-        }
     } else {
         for (i, raw) in spec.hosts.iter().flatten().enumerate() {
             match names::parse_host(raw) {
@@ -393,9 +390,10 @@ fn check_listener(
                 }
             }
         }
-        if let Some(t) = &spec.tls {
-            tls = check_tls(ctx, t, secrets);
-        }
+    }
+    // TLS terminates on HTTP and TCP listeners alike (TCP pools forward the plain bytes).
+    if let Some(t) = &spec.tls {
+        tls = check_tls(ctx, t, secrets);
     }
     let listener = ListenerConfig {
         port: port.unwrap_or(0),

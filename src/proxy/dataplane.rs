@@ -20,6 +20,7 @@ use super::router::Router;
 use super::server::{Drain, HttpAcceptor, Workers, accept_loop, bind_reuseport};
 use super::tcp::TcpAcceptor;
 use super::telemetry::AccessLog;
+use super::tls::{StagedCerts, TlsPort};
 use crate::config::{ConfigSet, PoolConfig, Protocol};
 use crate::health::HealthChecker;
 use crate::pool::Pool;
@@ -27,6 +28,16 @@ use crate::pool::Pool;
 /// Why a configuration could not be applied (the running one keeps serving).
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// A TLS port's certificates could not be loaded.
+    #[error("{reason} (port {port})")]
+    Tls {
+        /// A pool on the port.
+        pool: String,
+        /// The port.
+        port: u16,
+        /// What failed, naming the pool and file.
+        reason: String,
+    },
     /// A new listener could not bind.
     #[error("pool {pool}: spec.listener.port: cannot listen on {addr}: {source}")]
     Bind {
@@ -39,18 +50,43 @@ pub enum ApplyError {
     },
 }
 
-/// What a port serves.
+/// What a port serves; a change of kind rebinds the port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PortKind {
-    Http,
-    Tcp(String),
+    Http { tls: bool, proxy_protocol: bool },
+    Tcp { pool: String, tls: bool, proxy_protocol: bool },
+}
+
+impl PortKind {
+    fn tls(&self) -> bool {
+        match self {
+            PortKind::Http { tls, .. } | PortKind::Tcp { tls, .. } => *tls,
+        }
+    }
+}
+
+/// What the new configuration wants on one port.
+struct PortPlan {
+    kind: PortKind,
+    /// Pools on the port, by name.
+    pools: Vec<Arc<PoolConfig>>,
+    drain_timeout: Duration,
 }
 
 struct Port {
     kind: PortKind,
     http: Option<Arc<Listener>>,
+    tls: Option<Arc<TlsPort>>,
     drain: Drain,
     drain_timeout: Duration,
+}
+
+/// Work prepared for a port before anything changes.
+enum Prepared {
+    /// Bind these sockets and serve with this TLS state.
+    New(Vec<std::net::TcpListener>, Option<Arc<TlsPort>>),
+    /// Keep the port; swap in these certificates if any.
+    Keep(Option<StagedCerts>),
 }
 
 #[derive(Default)]
@@ -76,6 +112,8 @@ pub struct Dataplane {
     state: Mutex<State>,
     pools: ArcSwap<Vec<Arc<Pool>>>,
     health: HealthChecker,
+    tls_ports: Arc<ArcSwap<Vec<Arc<TlsPort>>>>,
+    cert_watch: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -96,6 +134,8 @@ impl Dataplane {
             state: Mutex::new(State::default()),
             pools: ArcSwap::from_pointee(Vec::new()),
             health: HealthChecker::default(),
+            tls_ports: Arc::new(ArcSwap::from_pointee(Vec::new())),
+            cert_watch: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -117,35 +157,44 @@ impl Dataplane {
     /// Applies `set` as a whole: all of it or, on error, none of it.
     pub fn apply(&self, set: &ConfigSet) -> Result<(), ApplyError> {
         let mut state = self.state.lock();
+        let plans = plan_ports(set);
 
-        // Decide the shape of every port first, then bind what is new before changing anything.
-        let mut wanted: BTreeMap<u16, (PortKind, &Arc<PoolConfig>)> = BTreeMap::new();
-        for cfg in &set.pools {
-            let kind = match cfg.protocol {
-                Protocol::Http => PortKind::Http,
-                Protocol::Tcp => PortKind::Tcp(cfg.name.clone()),
-            };
-            wanted.entry(cfg.listener.port).or_insert((kind, cfg));
-        }
-        let mut bound: HashMap<u16, Vec<std::net::TcpListener>> = HashMap::new();
-        for (&port, (kind, cfg)) in &wanted {
-            if state.ports.get(&port).is_some_and(|p| &p.kind == kind) {
-                continue;
+        // 1. Everything that can fail: bind new ports, load certificates.
+        let mut prepared: HashMap<u16, Prepared> = HashMap::new();
+        for (&port, plan) in &plans {
+            let first = plan.pools[0].name.clone();
+            let tls_error = |reason: String| ApplyError::Tls { pool: first.clone(), port, reason };
+            match state.ports.get(&port) {
+                Some(existing) if existing.kind == plan.kind => {
+                    let staged = match &existing.tls {
+                        Some(tls) => tls.stage(&plan.pools).map_err(tls_error)?,
+                        None => None,
+                    };
+                    prepared.insert(port, Prepared::Keep(staged));
+                }
+                _ => {
+                    let tls = if plan.kind.tls() {
+                        let alpn: &[&[u8]] = match plan.kind {
+                            PortKind::Http { .. } => &[b"h2", b"http/1.1"],
+                            PortKind::Tcp { .. } => &[],
+                        };
+                        Some(Arc::new(TlsPort::new(&plan.pools, alpn).map_err(tls_error)?))
+                    } else {
+                        None
+                    };
+                    let addr = SocketAddr::new(self.options.bind, port);
+                    let mut sockets = Vec::new();
+                    for _ in self.workers.handles() {
+                        let socket = bind_reuseport(addr)
+                            .map_err(|source| ApplyError::Bind { pool: first.clone(), addr, source })?;
+                        sockets.push(socket);
+                    }
+                    prepared.insert(port, Prepared::New(sockets, tls));
+                }
             }
-            let addr = SocketAddr::new(self.options.bind, port);
-            let mut sockets = Vec::new();
-            for _ in self.workers.handles() {
-                let socket = bind_reuseport(addr).map_err(|source| ApplyError::Bind {
-                    pool: cfg.name.clone(),
-                    addr,
-                    source,
-                })?;
-                sockets.push(socket);
-            }
-            bound.insert(port, sockets);
         }
 
-        // Pools: update in place by name, create new ones, drain removed ones.
+        // 2. Pools: update in place by name, create new ones, drain removed ones.
         let mut pools = HashMap::with_capacity(set.pools.len());
         for cfg in &set.pools {
             let pool = match state.pools.remove(&cfg.name) {
@@ -165,27 +214,11 @@ impl Dataplane {
             removed.update(Arc::new(cfg));
         }
 
-        // Routers per HTTP port.
-        let mut routers: HashMap<u16, Router> = HashMap::new();
-        let mut drain_timeouts: HashMap<u16, Duration> = HashMap::new();
-        for cfg in &set.pools {
-            let dt = drain_timeouts.entry(cfg.listener.port).or_default();
-            *dt = (*dt).max(cfg.drain_timeout);
-            if cfg.protocol == Protocol::Http {
-                let pool = pools[&cfg.name].clone();
-                routers.entry(cfg.listener.port).or_default().add(
-                    &cfg.listener.hosts,
-                    &cfg.listener.path_prefix,
-                    pool,
-                );
-            }
-        }
-
-        // Stop ports that go away or change kind.
+        // 3. Ports that go away or change kind stop accepting and drain.
         let stale: Vec<u16> = state
             .ports
             .iter()
-            .filter(|(port, p)| wanted.get(port).is_none_or(|(kind, _)| kind != &p.kind))
+            .filter(|(port, p)| plans.get(port).is_none_or(|plan| plan.kind != p.kind))
             .map(|(&port, _)| port)
             .collect();
         for port in stale {
@@ -195,52 +228,58 @@ impl Dataplane {
             }
         }
 
-        // Update kept ports, start new ones.
-        for (port, (kind, cfg)) in wanted {
-            let timeout = drain_timeouts.get(&port).copied().unwrap_or_default();
-            if let Some(existing) = state.ports.get_mut(&port) {
-                existing.drain_timeout = timeout;
-                if let Some(listener) = &existing.http {
-                    listener
-                        .router
-                        .store(Arc::new(routers.remove(&port).unwrap_or_default()));
+        // 4. Kept ports get new routes and certificates; new ports start accepting.
+        for (port, plan) in plans {
+            let router = || {
+                let mut router = Router::default();
+                for cfg in plan.pools.iter().filter(|c| c.protocol == Protocol::Http) {
+                    router.add(&cfg.listener.hosts, &cfg.listener.path_prefix, pools[&cfg.name].clone());
                 }
-                continue;
+                router
+            };
+            match prepared.remove(&port) {
+                Some(Prepared::Keep(staged)) => {
+                    let Some(existing) = state.ports.get_mut(&port) else { continue };
+                    existing.drain_timeout = plan.drain_timeout;
+                    if let Some(listener) = &existing.http {
+                        listener.router.store(Arc::new(router()));
+                    }
+                    if let (Some(tls), Some(staged)) = (&existing.tls, staged) {
+                        tls.commit(staged);
+                    }
+                }
+                Some(Prepared::New(sockets, tls)) => {
+                    let drain = Drain::default();
+                    let http = match &plan.kind {
+                        PortKind::Http { proxy_protocol, .. } => {
+                            let listener = Arc::new(Listener {
+                                router: ArcSwap::from_pointee(router()),
+                                https: tls.is_some(),
+                                access_log: self.options.access_log,
+                            });
+                            let acceptor = HttpAcceptor::new(listener.clone(), tls.clone(), *proxy_protocol);
+                            self.spawn_accept(sockets, Arc::new(acceptor), &drain);
+                            Some(listener)
+                        }
+                        PortKind::Tcp { pool, proxy_protocol, .. } => {
+                            let acceptor = TcpAcceptor {
+                                pool: pools[pool].clone(),
+                                access_log: self.options.access_log,
+                                tls: tls.clone(),
+                                proxy_protocol: *proxy_protocol,
+                            };
+                            self.spawn_accept(sockets, Arc::new(acceptor), &drain);
+                            None
+                        }
+                    };
+                    tracing::info!(port, pools = plan.pools.len(), kind = ?plan.kind, "listening");
+                    state.ports.insert(
+                        port,
+                        Port { kind: plan.kind, http, tls, drain, drain_timeout: plan.drain_timeout },
+                    );
+                }
+                None => {}
             }
-            let Some(sockets) = bound.remove(&port) else {
-                continue;
-            };
-            let drain = Drain::default();
-            let http = match &kind {
-                PortKind::Http => {
-                    let listener = Arc::new(Listener {
-                        router: ArcSwap::from_pointee(routers.remove(&port).unwrap_or_default()),
-                        https: false,
-                        access_log: self.options.access_log,
-                    });
-                    let acceptor = Arc::new(HttpAcceptor::new(listener.clone()));
-                    self.spawn_accept(sockets, acceptor, &drain);
-                    Some(listener)
-                }
-                PortKind::Tcp(name) => {
-                    let acceptor = Arc::new(TcpAcceptor {
-                        pool: pools[name].clone(),
-                        access_log: self.options.access_log,
-                    });
-                    self.spawn_accept(sockets, acceptor, &drain);
-                    None
-                }
-            };
-            tracing::info!(port, pool = %cfg.name, protocol = cfg.protocol.as_str(), "listening");
-            state.ports.insert(
-                port,
-                Port {
-                    kind,
-                    http,
-                    drain,
-                    drain_timeout: timeout,
-                },
-            );
         }
 
         let mut list: Vec<Arc<Pool>> = pools.values().cloned().collect();
@@ -248,7 +287,28 @@ impl Dataplane {
         self.health.sync(&list);
         self.pools.store(Arc::new(list));
         state.pools = pools;
+        let tls: Vec<Arc<TlsPort>> = state.ports.values().filter_map(|p| p.tls.clone()).collect();
+        self.tls_ports.store(Arc::new(tls));
+        self.start_cert_watch();
         Ok(())
+    }
+
+    /// Polls certificate files once a second and reloads those that changed (started once).
+    fn start_cert_watch(&self) {
+        if self.cert_watch.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let ports = self.tls_ports.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let current = ports.load_full();
+                for tls in current.iter() {
+                    tls.reload_if_changed();
+                }
+            }
+        });
     }
 
     fn spawn_accept<A: super::server::Acceptor>(
@@ -295,6 +355,34 @@ impl Dataplane {
         }
         self.workers.stop();
     }
+}
+
+/// Groups pools by listener port; the port's kind comes from its first pool (validation
+/// guarantees the pools of a port agree on protocol and TLS).
+fn plan_ports(set: &ConfigSet) -> BTreeMap<u16, PortPlan> {
+    let mut plans: BTreeMap<u16, PortPlan> = BTreeMap::new();
+    for cfg in &set.pools {
+        let plan = plans.entry(cfg.listener.port).or_insert_with(|| PortPlan {
+            kind: match cfg.protocol {
+                Protocol::Http => PortKind::Http { tls: cfg.listener.tls.is_some(), proxy_protocol: false },
+                Protocol::Tcp => PortKind::Tcp {
+                    pool: cfg.name.clone(),
+                    tls: cfg.listener.tls.is_some(),
+                    proxy_protocol: false,
+                },
+            },
+            pools: Vec::new(),
+            drain_timeout: Duration::ZERO,
+        });
+        if cfg.listener.proxy_protocol {
+            match &mut plan.kind {
+                PortKind::Http { proxy_protocol, .. } | PortKind::Tcp { proxy_protocol, .. } => *proxy_protocol = true,
+            }
+        }
+        plan.drain_timeout = plan.drain_timeout.max(cfg.drain_timeout);
+        plan.pools.push(cfg.clone());
+    }
+    plans
 }
 
 /// Stops accepting on a port and cuts its connections after its drain timeout.

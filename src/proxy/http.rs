@@ -29,7 +29,7 @@ use super::router::Router;
 use super::telemetry::{self, AccessLog};
 use super::upstream;
 use crate::balance::hash_key;
-use crate::config::{Algorithm, HashKey};
+use crate::config::{AffinityConfig, Algorithm, HashKey};
 use crate::pool::{ActiveGuard, Pool, Snapshot, UpstreamBody, now_ns};
 
 /// Everything requests on one HTTP listener port share.
@@ -123,6 +123,13 @@ async fn forward(
     let start = Instant::now();
     let snapshot = pool.snapshot();
     let hash = request_hash(&snapshot, &req, &conn);
+    let https = conn.listener.https;
+    let affinity = match &snapshot.config.affinity {
+        Some(AffinityConfig::Cookie { name, .. }) => {
+            Some(cookie(&req, name).and_then(|v| u64::from_str_radix(v, 16).ok()))
+        }
+        _ => None,
+    };
     let upgrade = headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let log = conn
@@ -156,7 +163,7 @@ async fn forward(
         log: log.map(|info| (info, conn)),
         done: false,
     };
-    match upstream::send(&pool, &snapshot, hash, out).await {
+    match upstream::send(&pool, &snapshot, hash, affinity.flatten(), out).await {
         Ok(upstream::Answered {
             mut response,
             sender,
@@ -179,6 +186,16 @@ async fn forward(
             }
             let (mut parts, body) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, false);
+            if let (Some(presented), Some(AffinityConfig::Cookie { name, ttl })) = (affinity, &snapshot.config.affinity) {
+                let token = snapshot.affinity_token(&endpoint);
+                if presented != Some(token) {
+                    let secure = if https { "; Secure" } else { "" };
+                    let value = format!("{name}={token:016x}; Max-Age={}; Path=/; HttpOnly{secure}", ttl.as_secs());
+                    if let Ok(v) = HeaderValue::from_str(&value) {
+                        parts.headers.append(header::SET_COOKIE, v);
+                    }
+                }
+            }
             exchange.guard = Some(guard);
             exchange.conn = Some(sender);
             Response::from_parts(
@@ -227,6 +244,9 @@ async fn small_body(
 
 /// The ConsistentHash key of this request, if the pool hashes.
 fn request_hash(snapshot: &Snapshot, req: &Request<Incoming>, conn: &Connection) -> Option<u64> {
+    if matches!(snapshot.config.affinity, Some(AffinityConfig::ClientIp)) {
+        return Some(hash_key(conn.client_ip.as_bytes()));
+    }
     let Algorithm::ConsistentHash(key) = &snapshot.config.algorithm else {
         return None;
     };

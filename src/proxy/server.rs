@@ -13,6 +13,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,8 @@ use tokio_util::task::TaskTracker;
 
 use super::guard::Guarded;
 use super::http::{Connection, Listener, handle};
+use super::proxy_protocol;
+use super::tls::TlsPort;
 
 /// How long a client may take to send a complete request head (slowloris bound).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -205,26 +208,6 @@ async fn sniff_h2(stream: &TcpStream) -> Option<bool> {
     }
 }
 
-/// Serves HTTP/1.1 and h2c (prior knowledge, auto-detected) on accepted connections.
-#[derive(Debug)]
-pub struct HttpAcceptor {
-    /// The port's shared state.
-    pub listener: Arc<Listener>,
-    http1: hyper::server::conn::http1::Builder,
-    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
-}
-
-impl HttpAcceptor {
-    /// An acceptor for `listener`.
-    pub fn new(listener: Arc<Listener>) -> Self {
-        HttpAcceptor {
-            listener,
-            http1: http1_builder(),
-            http2: http2_builder(),
-        }
-    }
-}
-
 /// Drives a connection until it ends; on `stop`, asks it to finish gracefully, and on
 /// `cut` drops it.
 macro_rules! drive {
@@ -248,27 +231,78 @@ macro_rules! drive {
     }};
 }
 
+/// Serves HTTP/1.1 and HTTP/2 on accepted connections: h2c prior knowledge is detected
+/// on plain ports, ALPN decides on TLS ports. With `proxy_protocol`, the PROXY header is
+/// read first and its client address is the one every later step sees.
+#[derive(Debug)]
+pub struct HttpAcceptor {
+    /// The port's shared state.
+    pub listener: Arc<Listener>,
+    /// TLS termination, when the port's pools have `tls`.
+    pub tls: Option<Arc<TlsPort>>,
+    /// Expect a PROXY protocol header on every connection.
+    pub proxy_protocol: bool,
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+impl HttpAcceptor {
+    /// An acceptor for `listener`.
+    pub fn new(listener: Arc<Listener>, tls: Option<Arc<TlsPort>>, proxy_protocol: bool) -> Self {
+        HttpAcceptor { listener, tls, proxy_protocol, http1: http1_builder(), http2: http2_builder() }
+    }
+
+    async fn serve_io<S>(&self, io: S, h2: bool, conn: Arc<Connection>, drain: Drain)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = conn.peer;
+        if h2 {
+            let service = service_fn(move |req| handle(req, conn.clone()));
+            drive!(self.http2.serve_connection(TokioIo::new(io), service), drain, peer);
+        } else {
+            let io = TokioIo::new(Guarded::new(io, conn.verdict.clone()));
+            let service = service_fn(move |req| handle(req, conn.clone()));
+            drive!(self.http1.serve_connection(io, service).with_upgrades(), drain, peer);
+        }
+    }
+}
+
+
+/// Reads the PROXY header when the port expects one; `None` closes the connection.
+pub async fn client_address(stream: &mut TcpStream, peer: SocketAddr, expected: bool) -> Option<SocketAddr> {
+    if !expected {
+        return Some(peer);
+    }
+    match proxy_protocol::read_header(stream).await {
+        Ok(announced) => Some(announced.unwrap_or(peer)),
+        Err(e) => {
+            tracing::debug!(client = %peer, error = %e, "connection without a valid PROXY header closed");
+            None
+        }
+    }
+}
+
 impl Acceptor for HttpAcceptor {
-    async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, drain: Drain) {
-        let Some(h2) = sniff_h2(&stream).await else {
+    async fn serve(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, drain: Drain) {
+        let Some(peer) = client_address(&mut stream, peer, self.proxy_protocol).await else {
             return;
         };
         let conn = Arc::new(Connection::new(self.listener.clone(), peer));
-        if h2 {
-            let service = service_fn(move |req| handle(req, conn.clone()));
-            drive!(
-                self.http2.serve_connection(TokioIo::new(stream), service),
-                drain,
-                peer
-            );
-        } else {
-            let io = TokioIo::new(Guarded::new(stream, conn.verdict.clone()));
-            let service = service_fn(move |req| handle(req, conn.clone()));
-            drive!(
-                self.http1.serve_connection(io, service).with_upgrades(),
-                drain,
-                peer
-            );
+        match &self.tls {
+            Some(tls) => {
+                let Some(tls_stream) = tls.accept(stream).await else {
+                    return;
+                };
+                let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                self.serve_io(tls_stream, h2, conn, drain).await;
+            }
+            None => {
+                let Some(h2) = sniff_h2(&stream).await else {
+                    return;
+                };
+                self.serve_io(stream, h2, conn, drain).await;
+            }
         }
     }
 }

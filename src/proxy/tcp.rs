@@ -12,11 +12,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::server::{Acceptor, Drain};
+use super::proxy_protocol;
+use super::server::{Acceptor, Drain, client_address};
+use super::tls::TlsPort;
 use super::telemetry::AccessLog;
 use crate::balance::hash_key;
 use crate::config::{AffinityConfig, Algorithm};
-use crate::pool::{ActiveGuard, Pool, now_ns};
+use crate::health;
+use crate::pool::{ActiveGuard, Pool, Snapshot, now_ns};
 
 /// Copy buffer per direction: large buffers cut syscalls on bulk transfers.
 const COPY_BUFFER: usize = 64 * 1024;
@@ -30,69 +33,67 @@ pub struct TcpAcceptor {
     pub pool: Arc<Pool>,
     /// Access log, when enabled.
     pub access_log: Option<AccessLog>,
+    /// TLS termination (the backend gets plain TCP).
+    pub tls: Option<Arc<TlsPort>>,
+    /// Expect a PROXY protocol header on every connection.
+    pub proxy_protocol: bool,
 }
 
 impl Acceptor for TcpAcceptor {
-    async fn serve(self: Arc<Self>, client: TcpStream, peer: SocketAddr, drain: Drain) {
-        {
-            let start = Instant::now();
-            let Some((backend, guard)) = self.connect(peer).await else {
-                // No endpoint: accept and close at once (contract).
-                return;
-            };
-            let endpoint = guard.endpoint().clone();
-            endpoint
-                .stats
-                .tcp_connections
-                .fetch_add(1, Ordering::Relaxed);
-            let idle = self.pool.snapshot().config.timeouts.idle;
-            let activity = Arc::new(AtomicU64::new(now_ns()));
-            let mut client = Tracked {
-                inner: client,
-                activity: activity.clone(),
-                read: 0,
-            };
-            let mut backend = Tracked {
-                inner: backend,
-                activity: activity.clone(),
-                read: 0,
-            };
-            let copy = tokio::io::copy_bidirectional_with_sizes(
-                &mut client,
-                &mut backend,
-                COPY_BUFFER,
-                COPY_BUFFER,
-            );
-            tokio::select! {
-                res = copy => {
-                    if let Err(e) = res {
-                        tracing::debug!(pool = self.pool.name(), backend = endpoint.label(), error = %e, "tcp connection ended");
-                    }
+    async fn serve(self: Arc<Self>, mut client: TcpStream, peer: SocketAddr, drain: Drain) {
+        let Some(peer) = client_address(&mut client, peer, self.proxy_protocol).await else {
+            return;
+        };
+        match &self.tls {
+            Some(tls) => {
+                if let Some(stream) = tls.accept(client).await {
+                    self.relay(stream, peer, drain).await;
                 }
-                _ = idle_watch(&activity, idle) => {
-                    tracing::debug!(pool = self.pool.name(), backend = endpoint.label(), "tcp connection idle, closed");
-                }
-                _ = drain.cut.cancelled() => {}
-                _ = endpoint.cut.cancelled() => {}
             }
-            if let Some(log) = &self.access_log {
-                log.tcp(
-                    self.pool.name(),
-                    peer,
-                    Some(endpoint.label()),
-                    client.read,
-                    backend.read,
-                    start.elapsed(),
-                );
-            }
+            None => self.relay(client, peer, drain).await,
         }
     }
 }
 
 impl TcpAcceptor {
-    /// Picks an endpoint and connects, moving to another endpoint when a connect fails.
-    async fn connect(&self, peer: SocketAddr) -> Option<(TcpStream, ActiveGuard)> {
+    /// Picks an endpoint, connects, and copies both ways until both sides are done.
+    async fn relay<S>(&self, client: S, peer: SocketAddr, drain: Drain)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let start = Instant::now();
         let snapshot = self.pool.snapshot();
+        let Some((backend, guard)) = self.connect(&snapshot, peer).await else {
+            // No endpoint: accept and close at once (contract).
+            return;
+        };
+        let endpoint = guard.endpoint().clone();
+        endpoint.stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
+        let idle = snapshot.config.timeouts.idle;
+        let activity = Arc::new(AtomicU64::new(now_ns()));
+        let mut client = Tracked { inner: client, activity: activity.clone(), read: 0 };
+        let mut backend = Tracked { inner: backend, activity: activity.clone(), read: 0 };
+        let copy =
+            tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, COPY_BUFFER, COPY_BUFFER);
+        tokio::select! {
+            res = copy => {
+                if let Err(e) = res {
+                    tracing::debug!(pool = self.pool.name(), backend = endpoint.label(), error = %e, "tcp connection ended");
+                }
+            }
+            _ = idle_watch(&activity, idle) => {
+                tracing::debug!(pool = self.pool.name(), backend = endpoint.label(), "tcp connection idle, closed");
+            }
+            _ = drain.cut.cancelled() => {}
+            _ = endpoint.cut.cancelled() => {}
+        }
+        if let Some(log) = &self.access_log {
+            log.tcp(self.pool.name(), peer, Some(endpoint.label()), client.read, backend.read, start.elapsed());
+        }
+    }
+    /// Picks an endpoint and connects, moving to another endpoint when a connect fails,
+    /// then announces the client with PROXY protocol when the pool asks for it.
+    async fn connect(&self, snapshot: &Snapshot, peer: SocketAddr) -> Option<(TcpStream, ActiveGuard)> {
         let config = &snapshot.config;
         let by_client = matches!(config.algorithm, Algorithm::ConsistentHash(_))
             || matches!(config.affinity, Some(AffinityConfig::ClientIp));
@@ -102,9 +103,19 @@ impl TcpAcceptor {
             let guard = snapshot.pick(hash, failed.as_deref())?;
             let addr = guard.endpoint().address();
             match tokio::time::timeout(config.timeouts.connect, TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => {
+                Ok(Ok(mut stream)) => {
                     let _ = stream.set_nodelay(true);
-                    return Some((stream, guard));
+                    let announced = match stream.local_addr() {
+                        Ok(local) => proxy_protocol::send_header(&mut stream, config.send_proxy_protocol, peer, local).await,
+                        Err(e) => Err(e),
+                    };
+                    match announced {
+                        Ok(()) => {
+                            health::report_outcome(&self.pool, snapshot, guard.endpoint(), true);
+                            return Some((stream, guard));
+                        }
+                        Err(e) => tracing::debug!(pool = self.pool.name(), backend = %addr, error = %e, "PROXY header not sent"),
+                    }
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(pool = self.pool.name(), backend = %addr, error = %e, "tcp connect failed")
@@ -134,13 +145,13 @@ async fn idle_watch(activity: &AtomicU64, idle: Duration) {
 }
 
 /// A stream that stamps the shared activity clock and counts bytes read.
-struct Tracked {
-    inner: TcpStream,
+struct Tracked<S> {
+    inner: S,
     activity: Arc<AtomicU64>,
     read: u64,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -157,7 +168,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -116,6 +116,7 @@ pub async fn send(
     pool: &Arc<Pool>,
     snapshot: &Snapshot,
     hash: Option<u64>,
+    sticky: Option<u64>,
     mut out: Outbound,
 ) -> Result<Answered, (ProxyError, Option<ActiveGuard>)> {
     let retry = snapshot.config.retry.as_ref();
@@ -127,8 +128,10 @@ pub async fn send(
     for attempt in 0..attempts {
         let last = attempt + 1 == attempts;
         // Prefer another endpoint than the one that failed; fall back to it if it is the only one.
-        let guard = snapshot
-            .pick(hash, failed.as_deref())
+        // The endpoint a session cookie names comes first while it can take work.
+        let guard = sticky
+            .and_then(|token| snapshot.pick_sticky(token, failed.as_deref()))
+            .or_else(|| snapshot.pick(hash, failed.as_deref()))
             .or_else(|| failed.as_ref().and_then(|_| snapshot.pick(hash, None)));
         let Some(guard) = guard else {
             return Err((ProxyError::NoEndpoint, None));

@@ -65,7 +65,11 @@ impl Sluice {
     }
 
     pub fn start_with(yaml: &str, args: &[&str]) -> Sluice {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), yaml, args)
+    }
+
+    /// Serves `yaml` written as `pools.yaml` into `dir` (where tests put certificates).
+    pub fn start_in(dir: tempfile::TempDir, yaml: &str, args: &[&str]) -> Sluice {
         let config = dir.path().join("pools.yaml");
         std::fs::write(&config, yaml).unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -209,4 +213,248 @@ pub async fn spread(
         *counts.entry(r.backend()).or_default() += 1;
     }
     counts
+}
+
+// ---- Resilience helpers: signals, config rewrites, fallible clients, admin reads. ----
+
+impl Sluice {
+    /// The process id, for signals and /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "HUP") with the `kill` command.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Rewrites the config file: `atomic` writes a sibling file and renames it over the
+    /// config (what editors and Kubernetes ConfigMaps do); otherwise truncates and writes
+    /// in place.
+    pub fn write_config(&self, yaml: &str, atomic: bool) {
+        if atomic {
+            let tmp = self.dir.path().join(".pools.yaml.tmp");
+            std::fs::write(&tmp, yaml).unwrap();
+            std::fs::rename(&tmp, &self.config).unwrap();
+        } else {
+            std::fs::write(&self.config, yaml).unwrap();
+        }
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// An admin path's body, without blocking the calling runtime.
+    pub async fn admin(&self, path: &str) -> String {
+        admin_fetch(self.admin, path).await
+    }
+
+    /// The `/pools` document.
+    pub async fn pools(&self) -> serde_json::Value {
+        serde_json::from_str(&self.admin("/pools").await).unwrap()
+    }
+
+    /// `address -> healthy` for every endpoint of the pool named `pool` in `/pools`.
+    pub async fn health_of(&self, pool: &str) -> std::collections::BTreeMap<String, bool> {
+        let doc = self.pools().await;
+        let mut out = std::collections::BTreeMap::new();
+        for p in doc["pools"].as_array().into_iter().flatten() {
+            if p["name"] != pool {
+                continue;
+            }
+            for e in p["endpoints"].as_array().into_iter().flatten() {
+                out.insert(
+                    e["address"].as_str().unwrap_or_default().to_owned(),
+                    e["healthy"].as_bool().unwrap_or(false),
+                );
+            }
+        }
+        out
+    }
+
+    /// The value of the sample `series` (name and labels exactly as exported), if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.admin("/metrics").await, series)
+    }
+}
+
+/// GETs an admin path over a fresh connection; returns the body (bounded to 5 s).
+pub async fn admin_fetch(admin: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let work = async {
+        let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await.unwrap();
+        out
+    };
+    let out = tokio::time::timeout(Duration::from_secs(5), work)
+        .await
+        .expect("admin endpoint answers within 5 s");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// The value of `series` (e.g. `sluice_retries_total{pool="default/a"}`) in a Prometheus
+/// text document.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns how long it took.
+pub async fn eventually<F, Fut>(timeout: Duration, mut cond: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if cond().await {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Builds one HTTP/1.1 request for `path` with `Host: app.test`.
+fn request(path: &str, method: &str, body: &'static [u8]) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "app.test")
+        .body(Full::new(Bytes::from_static(body)))
+        .unwrap()
+}
+
+async fn read_resp(resp: http::Response<hyper::body::Incoming>) -> Result<Resp, String> {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok(Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// One request on a new connection; every failure (connect, reset, timeout) is an `Err`.
+pub async fn try_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &'static [u8],
+    timeout: Duration,
+) -> Result<Resp, String> {
+    let work = async {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(conn);
+        let resp = sender
+            .send_request(request(path, method, body))
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        read_resp(resp).await
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))?
+}
+
+/// `GET path` on a new connection, fallible, bounded to 5 s.
+pub async fn try_get(port: u16, path: &str) -> Result<Resp, String> {
+    try_request(port, "GET", path, b"", Duration::from_secs(5)).await
+}
+
+/// A client keeping one HTTP/1.1 connection open across requests.
+pub struct KeepAlive {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl KeepAlive {
+    /// Opens the connection.
+    pub async fn connect(port: u16) -> Result<KeepAlive, String> {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(conn);
+        Ok(KeepAlive { sender })
+    }
+
+    /// `GET path` on the open connection (bounded to 5 s).
+    pub async fn get(&mut self, path: &str) -> Result<Resp, String> {
+        let work = async {
+            self.sender
+                .ready()
+                .await
+                .map_err(|e| format!("connection lost: {e}"))?;
+            let resp = self
+                .sender
+                .send_request(request(path, "GET", b""))
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            read_resp(resp).await
+        };
+        tokio::time::timeout(Duration::from_secs(5), work)
+            .await
+            .map_err(|_| "no answer within 5s".to_owned())?
+    }
+}
+
+/// Sends raw bytes, reads until the peer closes or `timeout`; returns what was read and
+/// whether the peer closed the connection.
+pub async fn raw_exchange(port: u16, bytes: &[u8], timeout: Duration) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    // The peer may close before everything is written (it answered 400 early): not an error.
+    let _ = stream.write_all(bytes).await;
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(timeout, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&out).into_owned(), closed)
 }

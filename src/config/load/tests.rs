@@ -186,8 +186,13 @@ fn yaml_syntax_error_reports_its_location_and_stops() {
 #[test]
 fn load_file_validates_and_resolves_tls_paths_against_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cert.pem"), "cert").unwrap();
-    std::fs::write(dir.path().join("key.pem"), "key").unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["a.test".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
     let path = dir.path().join("pools.yaml");
     let spec = r#"{listener: {port: 8443, tls: {certFile: cert.pem, keyFile: key.pem}}, endpoints: [{address: "127.0.0.1:9001"}]}"#;
     std::fs::write(&path, pool_doc("{name: web}", spec)).unwrap();

@@ -422,7 +422,7 @@ fn service_reference_is_checked() {
 }
 
 #[test]
-fn hosts_path_prefix_and_tls_are_http_only() {
+fn hosts_and_path_prefix_are_http_only_but_tls_is_allowed_on_tcp() {
     assert_eq!(
         problems(&[
             "protocol: TCP",
@@ -432,7 +432,6 @@ fn hosts_path_prefix_and_tls_are_http_only() {
         [
             "spec.listener.hosts: only for protocol HTTP",
             "spec.listener.pathPrefix: only for protocol HTTP",
-            "spec.listener.tls: only for protocol HTTP",
         ]
     );
 }

@@ -1,0 +1,170 @@
+//! PROXY protocol v1/v2 (HAProxy's spec, parsed and built with the `ppp` crate): reading
+//! the header a fronting L4 balancer puts before the client's bytes, and writing one to TCP
+//! backends that asked for the client's address.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ppp::{HeaderResult, PartialResult, v1, v2};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::ProxyProtocolVersion;
+
+/// How long a connection may take to send its PROXY header.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest header accepted (v2 with TLVs); v1 is at most 107 bytes.
+const MAX_HEADER: usize = 1024;
+
+/// Why a PROXY header was refused (the connection is closed).
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyHeaderError {
+    /// Nothing valid arrived in time.
+    #[error("no PROXY header within {HEADER_TIMEOUT:?}")]
+    Timeout,
+    /// The bytes are not a PROXY header.
+    #[error("invalid PROXY header")]
+    Invalid,
+    /// The socket failed.
+    #[error("reading PROXY header: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads and consumes the PROXY header at the start of `stream`. Returns the client address
+/// it announces, or `None` for a `LOCAL`/`UNKNOWN` header (health checks of the fronting
+/// balancer), in which case the socket's own peer stands.
+pub async fn read_header(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+    match tokio::time::timeout(HEADER_TIMEOUT, read_header_inner(stream)).await {
+        Ok(r) => r,
+        Err(_) => Err(ProxyHeaderError::Timeout),
+    }
+}
+
+async fn read_header_inner(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+    let mut buf = [0u8; MAX_HEADER];
+    let mut last_seen = 0;
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(ProxyHeaderError::Invalid);
+        }
+        let parsed = HeaderResult::parse(&buf[..n]);
+        if parsed.is_complete() {
+            let (len, addr) = match parsed {
+                HeaderResult::V1(Ok(h)) => (h.header.len(), v1_source(&h.addresses)),
+                HeaderResult::V2(Ok(h)) => (h.len(), v2_source(&h)),
+                _ => return Err(ProxyHeaderError::Invalid),
+            };
+            let mut consumed = vec![0u8; len];
+            stream.read_exact(&mut consumed).await?;
+            return Ok(addr);
+        }
+        if n == MAX_HEADER {
+            return Err(ProxyHeaderError::Invalid);
+        }
+        if n == last_seen {
+            // Peek returns the same bytes until more arrive: wait a little.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        last_seen = n;
+    }
+}
+
+fn v1_source(addresses: &v1::Addresses) -> Option<SocketAddr> {
+    match addresses {
+        v1::Addresses::Tcp4(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
+        v1::Addresses::Tcp6(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
+        v1::Addresses::Unknown => None,
+    }
+}
+
+fn v2_source(h: &v2::Header<'_>) -> Option<SocketAddr> {
+    if h.command == v2::Command::Local {
+        return None;
+    }
+    match h.addresses {
+        v2::Addresses::IPv4(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
+        v2::Addresses::IPv6(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
+        _ => None,
+    }
+}
+
+/// The header announcing `client` -> `local` in `version` (empty for `None`).
+pub fn build_header(version: ProxyProtocolVersion, client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+    // Mixed families cannot be expressed; map both to IPv6 (v4-mapped) then.
+    let (client, local) = match (client, local) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) | (SocketAddr::V6(_), SocketAddr::V6(_)) => (client, local),
+        _ => (to_v6(client), to_v6(local)),
+    };
+    match version {
+        ProxyProtocolVersion::None => Vec::new(),
+        ProxyProtocolVersion::V1 => {
+            let addresses = match (client, local) {
+                (SocketAddr::V4(c), SocketAddr::V4(l)) => {
+                    v1::Addresses::new_tcp4(*c.ip(), *l.ip(), c.port(), l.port())
+                }
+                (SocketAddr::V6(c), SocketAddr::V6(l)) => {
+                    v1::Addresses::new_tcp6(*c.ip(), *l.ip(), c.port(), l.port())
+                }
+                _ => v1::Addresses::Unknown,
+            };
+            addresses.to_string().into_bytes()
+        }
+        ProxyProtocolVersion::V2 => {
+            let addresses: v2::Addresses = (client, local).into();
+            v2::Builder::with_addresses(
+                v2::Version::Two as u8 | v2::Command::Proxy as u8,
+                v2::Protocol::Stream,
+                addresses,
+            )
+            .build()
+            .unwrap_or_default()
+        }
+    }
+}
+
+fn to_v6(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) => SocketAddr::new(a.ip().to_ipv6_mapped().into(), a.port()),
+        v6 => v6,
+    }
+}
+
+/// Writes the PROXY header for `client` to a freshly connected backend.
+pub async fn send_header(
+    backend: &mut TcpStream,
+    version: ProxyProtocolVersion,
+    client: SocketAddr,
+    local: SocketAddr,
+) -> std::io::Result<()> {
+    let header = build_header(version, client, local);
+    if header.is_empty() {
+        return Ok(());
+    }
+    backend.write_all(&header).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_header_round_trips() {
+        let c: SocketAddr = "203.0.113.7:51000".parse().unwrap();
+        let l: SocketAddr = "10.0.0.1:443".parse().unwrap();
+        let bytes = build_header(ProxyProtocolVersion::V1, c, l);
+        assert_eq!(bytes, b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 443\r\n");
+        let HeaderResult::V1(Ok(h)) = HeaderResult::parse(&bytes) else { panic!("not v1") };
+        assert_eq!(v1_source(&h.addresses), Some(c));
+    }
+
+    #[test]
+    fn v2_header_round_trips() {
+        let c: SocketAddr = "[2001:db8::7]:51000".parse().unwrap();
+        let l: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
+        let bytes = build_header(ProxyProtocolVersion::V2, c, l);
+        let HeaderResult::V2(Ok(h)) = HeaderResult::parse(&bytes) else { panic!("not v2") };
+        assert_eq!(v2_source(&h), Some(c));
+        assert_eq!(h.len(), bytes.len());
+    }
+}
