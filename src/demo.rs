@@ -5,11 +5,16 @@
 //! shape the answer: `/status/NNN` answers that status, `/delay/MS` waits first, `/headers`
 //! echoes the request headers, `/healthz` answers 200. `Upgrade` requests get 101 and then
 //! the raw bytes echoed back.
+//!
+//! Test knobs, all off by default: [`EchoServer::set_health`] changes the `/healthz` answer,
+//! [`EchoServer::set_status`] forces the status of every other answer, and
+//! [`EchoServer::record`] keeps every request head received. Dropping the server closes its
+//! port and cuts its open connections (a backend that dies).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 pub struct EchoServer {
     addr: SocketAddr,
     requests: Arc<AtomicU64>,
+    knobs: Arc<Knobs>,
     stop: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -50,7 +56,8 @@ impl EchoServer {
             .enable_all()
             .build()?;
         let name: Arc<str> = name.into();
-        let (count, token) = (requests.clone(), stop.clone());
+        let knobs = Arc::new(Knobs::default());
+        let (count, token, shared) = (requests.clone(), stop.clone(), knobs.clone());
         let thread = std::thread::Builder::new()
             .name(format!("echo-{name}"))
             .spawn(move || {
@@ -67,11 +74,12 @@ impl EchoServer {
                             },
                         };
                         let _ = stream.set_nodelay(true);
-                        let (name, count) = (name.clone(), count.clone());
+                        let (name, count, knobs) = (name.clone(), count.clone(), shared.clone());
                         tokio::spawn(async move {
                             let service = service_fn(move |req| {
                                 count.fetch_add(1, Ordering::Relaxed);
-                                answer(req, name.clone(), delay)
+                                knobs.see(&req);
+                                answer(req, name.clone(), delay, knobs.clone())
                             });
                             let _ =
                                 hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -84,6 +92,7 @@ impl EchoServer {
         Ok(EchoServer {
             addr,
             requests,
+            knobs,
             stop,
             thread: Some(thread),
         })
@@ -97,6 +106,79 @@ impl EchoServer {
     /// Requests answered so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Status answered on `/healthz` from now on (200 until set).
+    pub fn set_health(&self, status: StatusCode) {
+        self.knobs.health.store(status.as_u16(), Ordering::Relaxed);
+    }
+
+    /// Status of every answer other than `/healthz` from now on; `None` goes back to normal.
+    pub fn set_status(&self, status: Option<StatusCode>) {
+        let code = status.map_or(0, |s| s.as_u16());
+        self.knobs.status.store(code, Ordering::Relaxed);
+    }
+
+    /// Starts keeping every request head received (see [`EchoServer::seen`]).
+    pub fn record(&self) {
+        self.knobs.record.store(true, Ordering::Relaxed);
+    }
+
+    /// The request heads received since [`EchoServer::record`], in arrival order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.knobs.seen.lock().clone()
+    }
+
+    /// Forgets the request heads recorded so far (recording goes on).
+    pub fn clear_seen(&self) {
+        self.knobs.seen.lock().clear();
+    }
+}
+
+/// A request head as an echo backend received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The method as sent.
+    pub method: String,
+    /// The request target (path and query).
+    pub target: String,
+    /// Header names (lower case) and values, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Test knobs shared with the serving thread.
+#[derive(Debug, Default)]
+struct Knobs {
+    /// `/healthz` status; 0 means 200.
+    health: AtomicU16,
+    /// Forced status of other answers; 0 means none.
+    status: AtomicU16,
+    record: AtomicBool,
+    seen: parking_lot::Mutex<Vec<Seen>>,
+}
+
+impl Knobs {
+    fn see(&self, req: &Request<Incoming>) {
+        if !self.record.load(Ordering::Relaxed) {
+            return;
+        }
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (k.as_str().to_owned(), v)
+            })
+            .collect();
+        self.seen.lock().push(Seen {
+            method: req.method().to_string(),
+            target: req.uri().to_string(),
+            headers,
+        });
+    }
+
+    fn forced(code: &AtomicU16) -> Option<StatusCode> {
+        StatusCode::from_u16(code.load(Ordering::Relaxed)).ok()
     }
 }
 
@@ -113,6 +195,7 @@ async fn answer(
     mut req: Request<Incoming>,
     name: Arc<str>,
     delay: Duration,
+    knobs: Arc<Knobs>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -144,10 +227,17 @@ async fn answer(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         return Ok(resp);
     }
-    let status = path
-        .strip_prefix("/status/")
-        .and_then(|s| s.parse::<u16>().ok())
-        .and_then(|s| StatusCode::from_u16(s).ok())
+    let status = if path == "/healthz" {
+        Knobs::forced(&knobs.health)
+    } else {
+        Knobs::forced(&knobs.status)
+    };
+    let status = status
+        .or_else(|| {
+            path.strip_prefix("/status/")
+                .and_then(|s| s.parse::<u16>().ok())
+                .and_then(|s| StatusCode::from_u16(s).ok())
+        })
         .unwrap_or(StatusCode::OK);
     let body = if path == "/headers" {
         let mut text = String::new();
