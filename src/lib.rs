@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api;
 pub mod balance;
 pub mod config;
+pub mod controller;
 pub mod demo;
 pub mod health;
 pub mod pool;

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice::controller::{self, ControllerOptions};
 use sluice::standalone::{self, LogFormat, Options};
+
+const STANDALONE_ADMIN: &str = "127.0.0.1:9090";
+const CONTROLLER_ADMIN: &str = "0.0.0.0:9090";
 
 /// Kubernetes ingress controller and L4/L7 load balancer.
 #[derive(Parser, Debug)]
@@ -41,8 +45,20 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Kubernetes mode: watch BackendPools and EndpointSlices.
+    /// Kubernetes mode: watch BackendPools and EndpointSlices (in-cluster config or KUBECONFIG).
     Controller {
+        /// Watch one namespace (default: all).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Elect a leader (a coordination.k8s.io Lease); only the leader writes status and Events.
+        #[arg(long)]
+        leader_elect: bool,
+        /// Namespace of the Lease (default: the pod's own namespace, else `default`).
+        #[arg(long)]
+        leader_namespace: Option<String>,
+        /// Lease name, field manager and event source.
+        #[arg(long, default_value = "sluice")]
+        controller_name: String,
         #[command(flatten)]
         common: Common,
     },
@@ -53,9 +69,10 @@ struct Common {
     /// Address the pool listeners bind.
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
-    /// Admin endpoint (/metrics /healthz /readyz /pools).
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    admin_listen: SocketAddr,
+    /// Admin endpoint (/metrics /healthz /readyz /pools) [default: 127.0.0.1:9090;
+    /// 0.0.0.0:9090 for `controller`].
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     log_format: Format,
@@ -80,10 +97,11 @@ enum Format {
 }
 
 impl Common {
-    fn options(self) -> Options {
+    fn options(self, default_admin: &str) -> Options {
+        let default_admin = default_admin.parse().expect("a literal socket address");
         Options {
             bind: self.bind,
-            admin_listen: self.admin_listen,
+            admin_listen: self.admin_listen.unwrap_or(default_admin),
             log_format: match self.log_format {
                 Format::Text => LogFormat::Text,
                 Format::Json => LogFormat::Json,
@@ -99,7 +117,9 @@ impl Common {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, common } => standalone::serve(config, common.options()),
+        Command::Serve { config, common } => {
+            standalone::serve(config, common.options(STANDALONE_ADMIN))
+        }
         Command::Check { config } => standalone::check(&config),
         Command::Crd => match sluice::config::crd_yaml() {
             Ok(yaml) => {
@@ -111,10 +131,15 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Demo { port, common } => standalone::demo(port, common.options()),
-        Command::Controller { .. } => {
-            eprintln!("sluice controller: Kubernetes mode is not available in this build yet");
-            ExitCode::from(1)
+        Command::Demo { port, common } => standalone::demo(port, common.options(STANDALONE_ADMIN)),
+        Command::Controller { namespace, leader_elect, leader_namespace, controller_name, common } => {
+            let controller = ControllerOptions {
+                namespace,
+                leader_elect,
+                leader_namespace,
+                name: controller_name,
+            };
+            controller::run(controller, common.options(CONTROLLER_ADMIN))
         }
     }
 }

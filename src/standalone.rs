@@ -92,9 +92,7 @@ pub fn serve(path: PathBuf, options: Options) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    run(options, initial, move |admin, stop| {
-        watch_file(path, admin, stop)
-    })
+    run(options, Some(initial), move |admin, stop| watch_file(path, admin, stop))
 }
 
 /// `sluice demo`: three echo backends and a RoundRobin pool in front of them.
@@ -143,7 +141,7 @@ pub fn demo(port: u16, options: Options) -> ExitCode {
     // The echo servers run on their own threads; keep them alive while serving.
     let code = run(
         options,
-        set,
+        Some(set),
         |_, stop| async move { stop.cancelled().await },
     );
     drop(backends);
@@ -152,7 +150,11 @@ pub fn demo(port: u16, options: Options) -> ExitCode {
 
 /// Starts workers, applies `initial`, serves the admin endpoint and runs `reloader` until
 /// SIGINT/SIGTERM; then drains and returns the exit status.
-fn run<F, Fut>(options: Options, initial: ConfigSet, reloader: F) -> ExitCode
+///
+/// With `initial` (standalone) the first configuration is applied before anything else and
+/// `/readyz` turns ready at once; without it (Kubernetes) the producer applies and marks
+/// readiness itself once its caches are synced.
+pub fn run<F, Fut>(options: Options, initial: Option<ConfigSet>, reloader: F) -> ExitCode
 where
     F: FnOnce(Arc<Admin>, CancellationToken) -> Fut,
     Fut: Future<Output = ()> + 'static,
@@ -191,43 +193,72 @@ where
         },
     ));
     let local = tokio::task::LocalSet::new();
-    local.block_on(&control, async move {
+    let served = local.block_on(&control, async move {
         let started = Instant::now();
-        if let Err(e) = dataplane.apply(&initial) {
+        if let Some(initial) = &initial
+            && let Err(e) = dataplane.apply(initial)
+        {
             eprintln!("{e}");
-            return ExitCode::from(1);
+            return Err(ExitCode::from(1));
         }
         let admin = Arc::new(Admin::new(dataplane.clone()));
-        admin.metrics.reload(true);
-        admin.metrics.apply_took(started.elapsed().as_secs_f64());
+        if initial.is_some() {
+            admin.metrics.reload(true);
+            admin.metrics.apply_took(started.elapsed().as_secs_f64());
+        }
         let admin_listener = match tokio::net::TcpListener::bind(options.admin_listen).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("--admin-listen {}: {e}", options.admin_listen);
-                return ExitCode::from(1);
+                return Err(ExitCode::from(1));
             }
         };
-        admin.set_ready();
-        tracing::info!(admin = %options.admin_listen, pools = initial.pools.len(), "sluice serving");
+        if let Some(initial) = &initial {
+            admin.set_ready();
+            tracing::info!(admin = %options.admin_listen, pools = initial.pools.len(), "sluice serving");
+        }
         let stop = CancellationToken::new();
         tokio::spawn(admin::serve(admin.clone(), admin_listener, stop.clone()));
-        tokio::task::spawn_local(reloader(admin.clone(), stop.clone()));
+        let reloading = tokio::task::spawn_local(reloader(admin.clone(), stop.clone()));
         wait_for_signal().await;
         tracing::info!("shutting down: draining");
         stop.cancel();
         drop(admin);
-        match Arc::try_unwrap(dataplane) {
-            Ok(dp) => dp.shutdown().await,
-            Err(dp) => {
-                // Something still holds the data plane (an admin request in flight): wait briefly.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if let Ok(dp) = Arc::try_unwrap(dp) {
-                    dp.shutdown().await;
-                }
-            }
+        // Let the reloader see `stop` and finish what it was doing (bounded).
+        let _ = tokio::time::timeout(Duration::from_secs(1), reloading).await;
+        Ok(dataplane)
+    });
+    match served {
+        Ok(dataplane) => drain(dataplane, local, control),
+        Err(code) => code,
+    }
+}
+
+/// Drains after a stop signal. The draining needs the data plane alone, but tasks of the
+/// control runtime hold it (through the admin state): connections a metrics scraper keeps
+/// open, health checks, timers. So that runtime is shut down first, its tasks dropped, and
+/// in-flight work then finishes (up to the longest `drainTimeout`) on a fresh runtime.
+fn drain(
+    dataplane: Arc<Dataplane>,
+    local: tokio::task::LocalSet,
+    control: tokio::runtime::Runtime,
+) -> ExitCode {
+    drop(local);
+    control.shutdown_background();
+    let Ok(dataplane) = Arc::try_unwrap(dataplane) else {
+        tracing::error!("the data plane is still shared at shutdown: in-flight work is cut");
+        return ExitCode::SUCCESS;
+    };
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(dataplane.shutdown()),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the drain runtime: in-flight work is cut")
         }
-        ExitCode::SUCCESS
-    })
+    }
+    ExitCode::SUCCESS
 }
 
 async fn wait_for_signal() {

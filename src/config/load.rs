@@ -95,6 +95,7 @@ fn parse_all(file: &str, text: &str) -> (Vec<BackendPool>, Vec<ValidationError>)
                     message: format!("{file}: document {index}: {e}"),
                     pool: None,
                     field: None,
+                    conflict: false,
                 });
                 break;
             }
@@ -184,6 +185,7 @@ impl Document {
             message,
             pool: self.pool.clone(),
             field: field.map(str::to_owned),
+            conflict: false,
         }
     }
 }
@@ -214,6 +216,7 @@ fn check_tls_files(file: &str, set: &ConfigSet, errors: &mut Vec<ValidationError
                 ),
                 pool: Some(pool.name.clone()),
                 field: Some(field.to_owned()),
+                conflict: false,
             });
         }
         if !unreadable && let Err(problem) = super::tls::load_files(cert, key) {
@@ -221,6 +224,7 @@ fn check_tls_files(file: &str, set: &ConfigSet, errors: &mut Vec<ValidationError
                 message: format!("{file}: pool {}: spec.listener.tls: {problem}", pool.name),
                 pool: Some(pool.name.clone()),
                 field: Some("spec.listener.tls".to_owned()),
+                conflict: false,
             });
         }
     }

@@ -53,6 +53,9 @@ pub struct ValidationError {
     pub pool: Option<String>,
     /// The field path (`spec.healthCheck.interval`), when the error is about one field.
     pub field: Option<String>,
+    /// True when the pool is fine alone but collides with another pool (port, route,
+    /// TLS mix): the Kubernetes status reason is then `Conflict`, not `InvalidSpec`.
+    pub conflict: bool,
 }
 
 /// Every failure found, in document order (per-pool errors first, then cross-pool ones).
@@ -216,6 +219,7 @@ impl<'a> Ctx<'a> {
             message: format!("{}: {field}: {problem}", self.prefix),
             pool: Some(self.name.clone()),
             field: Some(field.to_owned()),
+            conflict: false,
         });
     }
 
@@ -230,6 +234,11 @@ impl<'a> Ctx<'a> {
         let Some(value) = value else {
             return default;
         };
+        if value.chars().count() > api::MAX_DURATION_LEN {
+            let max = api::MAX_DURATION_LEN;
+            self.error(field, format!("must be at most {max} characters"));
+            return default;
+        }
         match parse_duration(value) {
             Ok(d) if nonzero && d.is_zero() => {
                 self.error(field, "must be greater than 0");
@@ -241,6 +250,14 @@ impl<'a> Ctx<'a> {
                 default
             }
         }
+    }
+
+    /// Checks a list has at most `max` entries (the CRD's `maxItems`).
+    fn max_items(&mut self, field: &str, len: usize, max: usize) -> bool {
+        if len > max {
+            self.error(field, format!("must have at most {max} entries, got {len}"));
+        }
+        len <= max
     }
 
     /// Checks `value` (default `default`) lies in `lo..=hi`.
@@ -371,7 +388,9 @@ fn check_listener(
             ctx.error("spec.listener.pathPrefix", "only for protocol HTTP");
         }
     } else {
-        for (i, raw) in spec.hosts.iter().flatten().enumerate() {
+        let listed = spec.hosts.as_deref().unwrap_or_default();
+        route_ok &= ctx.max_items("spec.listener.hosts", listed.len(), api::MAX_HOSTS);
+        for (i, raw) in listed.iter().enumerate() {
             match names::parse_host(raw) {
                 Ok(h) if !hosts.contains(&h) => hosts.push(h),
                 Ok(_) => {}
@@ -407,6 +426,10 @@ fn check_listener(
 
 /// `/api/` -> `/api`; `/` stays `/`.
 fn normalize_path_prefix(raw: &str) -> Result<String, String> {
+    if raw.chars().count() > api::MAX_PATH_PREFIX_LEN {
+        let max = api::MAX_PATH_PREFIX_LEN;
+        return Err(format!("must be at most {max} characters"));
+    }
     if !raw.starts_with('/') {
         return Err(format!("{raw:?} must start with \"/\""));
     }
@@ -514,6 +537,7 @@ fn check_endpoints(ctx: &mut Ctx<'_>, spec: &api::BackendPoolSpec) -> Vec<Endpoi
         }
     }
     let listed = spec.endpoints.as_deref().unwrap_or_default();
+    ctx.max_items("spec.endpoints", listed.len(), api::MAX_ENDPOINTS);
     // An explicit empty list is valid: the pool serves 503 until endpoints are added.
     match (&spec.service, &spec.endpoints, ctx.file_mode) {
         (Some(_), _, true) if listed.is_empty() => ctx.error(

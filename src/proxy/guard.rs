@@ -7,8 +7,17 @@
 //! follows body framing (Content-Length or chunked) to the next head, and records the
 //! index of the first head a strict reader finds ambiguous. The service compares its own
 //! request index with it and answers 400 + close, so nothing ambiguous is forwarded.
-//! The guard switches itself off for HTTP/2, after an `Upgrade`/`CONNECT` (the bytes that
-//! follow may be a tunnel) and after the first bad head (the connection is closing).
+//!
+//! Ambiguous here: `Transfer-Encoding` with `Content-Length`, in HTTP/1.0, or other than a
+//! single `chunked`; differing or non-numeric `Content-Length`s; a request target a reverse
+//! proxy does not serve (`CONNECT`, authority-form, a scheme other than http/https) or an
+//! absolute-form target whose authority differs from `Host` (the request would be routed
+//! by one host and arrive at the backend with another); anything `httparse` refuses.
+//!
+//! An `Upgrade` request may or may not become a tunnel (only a 101 makes it one), so the
+//! guard keeps reading what follows as requests and only switches itself off when those
+//! bytes cannot start a request line. It also switches off for HTTP/2 and after the first
+//! bad head (the connection is closing).
 
 use std::io;
 use std::pin::Pin;
@@ -81,6 +90,8 @@ pub struct Guarded<S> {
     state: State,
     head: Vec<u8>,
     heads: u64,
+    /// The last head asked for an `Upgrade`: what follows may be a tunnel.
+    maybe_tunnel: bool,
     verdict: Arc<Verdict>,
 }
 
@@ -92,6 +103,7 @@ impl<S> Guarded<S> {
             state: State::Head,
             head: Vec::new(),
             heads: 0,
+            maybe_tunnel: false,
             verdict,
         }
     }
@@ -136,6 +148,11 @@ impl<S> Guarded<S> {
             if data.is_empty() {
                 return data;
             }
+            if self.maybe_tunnel && !may_start_request(data) {
+                // The upgrade went through: these are tunnel bytes, not requests.
+                self.off();
+                return &[];
+            }
             // Common case: the whole head arrived in one read; judge it in place.
             if let Some(end) = head_end(data) {
                 self.state = self.judge(&data[..end]);
@@ -145,37 +162,60 @@ impl<S> Guarded<S> {
         }
         let searched_from = self.head.len().saturating_sub(3);
         self.head.extend_from_slice(data);
+        if self.maybe_tunnel && !may_start_request(&self.head) {
+            self.off();
+            return &[];
+        }
         let Some(end) = head_end(&self.head[searched_from..]).map(|e| e + searched_from) else {
             if self.head.starts_with(H2_PREFACE) {
-                self.state = State::Off;
+                self.off();
             } else if self.head.len() > MAX_HEADER_BYTES + 1024 {
                 // hyper answers 431 for this itself.
-                self.state = State::Off;
+                self.off();
             }
             return &[];
         };
         let consumed_from_data = end - (self.head.len() - data.len());
         let rest = &data[consumed_from_data..];
-        let head = std::mem::take(&mut self.head);
+        let mut head = std::mem::take(&mut self.head);
         self.state = self.judge(&head[..end]);
-        self.head = head;
-        self.head.clear();
+        if self.state != State::Off {
+            // Keep the allocation for the next head.
+            head.clear();
+            self.head = head;
+        }
         self.heads += 1;
         rest
     }
 
     /// Framing of the body that follows a complete head, or `Off` for a bad head.
-    fn judge(&self, head: &[u8]) -> State {
+    fn judge(&mut self, head: &[u8]) -> State {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(head) {
             Ok(httparse::Status::Complete(_)) => {}
             _ => return self.bad(),
         }
+        let (Some(method), Some(target)) = (req.method, req.path) else {
+            return self.bad();
+        };
+        let Some(authority) = target_authority(method, target) else {
+            return self.bad();
+        };
+        if let Some(authority) = authority {
+            // RFC 9112 3.2: Host must then be that same authority.
+            let differs = req.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("host")
+                    && !h.value.trim_ascii().eq_ignore_ascii_case(authority)
+            });
+            if differs {
+                return self.bad();
+            }
+        }
         let mut content_length: Option<u64> = None;
-        let mut transfer_encoding = false;
-        let mut chunked_last = false;
-        let mut upgrade = req.method == Some("CONNECT");
+        let mut transfer_encodings = 0;
+        let mut chunked_only = true;
+        let mut upgrade = false;
         for h in req.headers.iter() {
             if h.name.eq_ignore_ascii_case("content-length") {
                 let Some(n) = std::str::from_utf8(h.value)
@@ -189,25 +229,25 @@ impl<S> Guarded<S> {
                 }
                 content_length = Some(n);
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                transfer_encoding = true;
-                chunked_last = h
-                    .value
-                    .rsplit(|&b| b == b',')
-                    .next()
-                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                // Only a single `chunked` is unambiguous: `gzip, chunked` or `chunked`
+                // twice are read differently by different servers.
+                transfer_encodings += 1;
+                chunked_only &= h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
             } else if h.name.eq_ignore_ascii_case("upgrade") {
                 upgrade = true;
             }
         }
-        if transfer_encoding
-            && (content_length.is_some() || !chunked_last || req.version == Some(0))
+        if transfer_encodings > 0
+            && (transfer_encodings > 1
+                || !chunked_only
+                || content_length.is_some()
+                || req.version == Some(0))
         {
             return self.bad();
         }
-        if upgrade {
-            return State::Off;
-        }
-        if transfer_encoding {
+        // Set for the bytes after this request (and its body); cleared by the next head.
+        self.maybe_tunnel = upgrade;
+        if transfer_encodings > 0 {
             State::Chunked(Chunk::Size { size: 0, digits: 0 })
         } else {
             match content_length {
@@ -217,9 +257,16 @@ impl<S> Guarded<S> {
         }
     }
 
-    fn bad(&self) -> State {
+    fn bad(&mut self) -> State {
         self.verdict.mark_bad(self.heads);
+        self.head = Vec::new();
         State::Off
+    }
+
+    /// Stops following the stream for good (and frees the head buffer).
+    fn off(&mut self) {
+        self.state = State::Off;
+        self.head = Vec::new();
     }
 
     fn feed_chunked<'a>(&mut self, mut chunk: Chunk, mut data: &'a [u8]) -> &'a [u8] {
@@ -277,6 +324,44 @@ impl<S> Guarded<S> {
         self.state = State::Chunked(chunk);
         data
     }
+}
+
+/// The authority of an absolute-form target (`Some(Some(..))`), `Some(None)` for an
+/// origin-form (or `OPTIONS *`) target, and `None` for a target a reverse proxy refuses:
+/// `CONNECT`, authority-form, a scheme other than http/https, an empty authority.
+fn target_authority<'a>(method: &str, target: &'a str) -> Option<Option<&'a [u8]>> {
+    if method == "CONNECT" {
+        return None;
+    }
+    if target.starts_with('/') || (target == "*" && method == "OPTIONS") {
+        return Some(None);
+    }
+    let (scheme, rest) = target.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    (!authority.is_empty()).then_some(Some(authority.as_bytes()))
+}
+
+/// False when `bytes` cannot be the start of a request line (a method token and a space):
+/// after an `Upgrade`, such bytes belong to a tunnel.
+fn may_start_request(bytes: &[u8]) -> bool {
+    const MAX_METHOD: usize = 32;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b' ' {
+            return i > 0;
+        }
+        if i >= MAX_METHOD || !is_tchar(b) {
+            return false;
+        }
+    }
+    true
+}
+
+/// RFC 9110 5.6.2 token characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn after_size(size: u64) -> Chunk {
@@ -396,6 +481,72 @@ mod tests {
     fn space_before_colon_is_bad() {
         let req: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\n";
         assert_eq!(verdicts(&[req], 1), vec![false]);
+    }
+
+    #[test]
+    fn transfer_encoding_must_be_a_single_chunked() {
+        for te in [
+            &b"Transfer-Encoding: gzip, chunked\r\n"[..],
+            b"Transfer-Encoding: chunked, chunked\r\n",
+            b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        ] {
+            let req = [&b"POST / HTTP/1.1\r\nHost: a\r\n"[..], te, b"\r\n0\r\n\r\n"].concat();
+            assert_eq!(
+                verdicts(&[&req], 1),
+                vec![false],
+                "{}",
+                String::from_utf8_lossy(te)
+            );
+        }
+        let fine: &[u8] =
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked \r\n\r\n0\r\n\r\n";
+        assert_eq!(verdicts(&[fine], 1), vec![true]);
+    }
+
+    #[test]
+    fn targets_a_reverse_proxy_does_not_serve_are_bad() {
+        for line in [
+            &b"CONNECT a:443 HTTP/1.1"[..],
+            b"GET a:80 HTTP/1.1",
+            b"GET 5http://a/ HTTP/1.1",
+            b"GET ftp://a/ HTTP/1.1",
+            b"GET http:/// HTTP/1.1",
+            b"GET * HTTP/1.1",
+        ] {
+            let req = [line, b"\r\nHost: a\r\n\r\n"].concat();
+            assert_eq!(
+                verdicts(&[&req], 1),
+                vec![false],
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        let fine: &[u8] =
+            b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\nGET HTTP://A/x?y HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(verdicts(&[fine], 2), vec![true, true]);
+    }
+
+    #[test]
+    fn absolute_form_authority_must_match_host() {
+        let req: &[u8] = b"GET http://a/x HTTP/1.1\r\nHost: b\r\n\r\n";
+        assert_eq!(verdicts(&[req], 1), vec![false]);
+    }
+
+    #[test]
+    fn requests_behind_an_upgrade_that_was_not_carried_out_are_still_judged() {
+        let stream: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(verdicts(&[stream], 2), vec![true, false]);
+    }
+
+    #[test]
+    fn tunnel_bytes_after_an_upgrade_turn_the_guard_off() {
+        let verdict = Arc::new(Verdict::default());
+        let mut g = Guarded::new((), verdict.clone());
+        g.feed(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+        g.feed(&[0x81, 0x85, 1, 2, 3, 4, b'\n', b'\n']);
+        assert_eq!(g.state, State::Off);
+        assert!(g.head.capacity() == 0);
+        assert!(verdict.next_request_ok());
     }
 
     #[test]

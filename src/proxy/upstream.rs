@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::error::ProxyError;
-use crate::config::RetryConfig;
+use crate::config::{Algorithm, RetryConfig};
 use crate::health;
 use crate::pool::{ActiveGuard, Endpoint, Pool, Snapshot, UpstreamBody, now_ns};
 
@@ -131,7 +131,10 @@ pub async fn send(
         // The endpoint a session cookie names comes first while it can take work.
         let guard = sticky
             .and_then(|token| snapshot.pick_sticky(token, failed.as_deref()))
-            .or_else(|| snapshot.pick(hash, failed.as_deref()))
+            .or_else(|| match &failed {
+                None => snapshot.pick(hash, None),
+                Some(failed) => pick_retry(snapshot, hash, failed),
+            })
             .or_else(|| failed.as_ref().and_then(|_| snapshot.pick(hash, None)));
         let Some(guard) = guard else {
             return Err((ProxyError::NoEndpoint, None));
@@ -177,6 +180,51 @@ pub async fn send(
         }
     }
     Err((ProxyError::NoEndpoint, None))
+}
+
+/// The endpoint for a retry, other than `failed`.
+///
+/// RoundRobin and WeightedRoundRobin are not asked: a retry would advance their shared
+/// position, so with one dead endpoint of two, every request's first attempt would land on
+/// the dead one and every request would spend a retry (draining the budget). For them a
+/// retry takes a weighted random pick among the other available endpoints; the other
+/// algorithms keep their own choice with `failed` excluded.
+fn pick_retry(
+    snapshot: &Snapshot,
+    hash: Option<u64>,
+    failed: &Arc<Endpoint>,
+) -> Option<ActiveGuard> {
+    if !matches!(
+        snapshot.config.algorithm,
+        Algorithm::RoundRobin | Algorithm::WeightedRoundRobin
+    ) {
+        return snapshot.pick(hash, Some(failed));
+    }
+    let limit = snapshot.config.max_connections_per_endpoint;
+    let usable =
+        |e: &&Arc<Endpoint>| !Arc::ptr_eq(e, failed) && limit.is_none_or(|l| e.active() < l);
+    let total: u64 = snapshot
+        .available
+        .iter()
+        .filter(usable)
+        .map(|e| u64::from(e.weight()))
+        .sum();
+    if total == 0 {
+        return None;
+    }
+    let mut point = fastrand::u64(..total);
+    let chosen = snapshot.available.iter().filter(usable).find(|e| {
+        let w = u64::from(e.weight());
+        if point < w {
+            return true;
+        }
+        point -= w;
+        false
+    })?;
+    // The slot may have been taken since the check: let the balancer choose then.
+    chosen
+        .try_begin(limit)
+        .or_else(|| snapshot.pick(hash, Some(failed)))
 }
 
 fn take_budget(pool: &Pool, retry: &RetryConfig) -> bool {

@@ -130,5 +130,6 @@ fn error(source: &Source, pool: &str, field: &str, problem: String) -> Validatio
         message,
         pool: Some(pool.to_owned()),
         field: Some(field.to_owned()),
+        conflict: true,
     }
 }

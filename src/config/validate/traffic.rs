@@ -105,6 +105,12 @@ pub(super) fn check_health(ctx: &mut Ctx<'_>, spec: &api::HealthCheckSpec) -> He
             Some(list) if list.is_empty() => {
                 ctx.error("spec.healthCheck.expectedStatuses", "must not be empty");
             }
+            Some(list)
+                if !ctx.max_items(
+                    "spec.healthCheck.expectedStatuses",
+                    list.len(),
+                    api::MAX_EXPECTED_STATUSES,
+                ) => {}
             Some(list) => {
                 for (i, s) in list.iter().enumerate() {
                     match parse_status_range(s) {
@@ -163,7 +169,8 @@ pub(super) fn check_health(ctx: &mut Ctx<'_>, spec: &api::HealthCheckSpec) -> He
     }
 }
 
-/// `200` or `200-399`, each code within 100..=599.
+/// `200` or `200-399`, each code within 100..=599 and written with three digits (the CRD
+/// pattern `^[1-5][0-9][0-9](-[1-5][0-9][0-9])?$`: no spaces, no sign).
 fn parse_status_range(s: &str) -> Result<(u16, u16), String> {
     let invalid = || {
         format!(
@@ -171,9 +178,9 @@ fn parse_status_range(s: &str) -> Result<(u16, u16), String> {
         )
     };
     let code = |t: &str| {
-        t.trim()
-            .parse::<u16>()
-            .ok()
+        Some(t)
+            .filter(|t| t.len() == 3 && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse::<u16>().ok())
             .filter(|c| (100..=599).contains(c))
     };
     let (lo, hi) = match s.split_once('-') {
@@ -250,35 +257,34 @@ pub(super) fn check_affinity(
     protocol: Protocol,
     spec: &api::SessionAffinitySpec,
 ) -> Option<AffinityConfig> {
+    // The cookie fields are checked whatever the type, as the CRD checks them.
+    let name = spec
+        .cookie_name
+        .clone()
+        .unwrap_or_else(|| "sluice-affinity".to_owned());
+    if !names::is_cookie_name(&name) {
+        ctx.error(
+            "spec.sessionAffinity.cookieName",
+            format!("invalid cookie name {name:?}"),
+        );
+    }
+    let ttl = ctx.duration(
+        "spec.sessionAffinity.ttl",
+        spec.ttl.as_ref(),
+        Duration::from_secs(3600),
+        true,
+    );
     match spec.kind.unwrap_or_default() {
         api::AffinityType::None => None,
         api::AffinityType::ClientIp => Some(AffinityConfig::ClientIp),
-        api::AffinityType::Cookie => {
-            if protocol == Protocol::Tcp {
-                ctx.error(
-                    "spec.sessionAffinity.type",
-                    "Cookie is only for protocol HTTP (TCP pools may use ClientIP)",
-                );
-                return None;
-            }
-            let name = spec
-                .cookie_name
-                .clone()
-                .unwrap_or_else(|| "sluice-affinity".to_owned());
-            if !names::is_cookie_name(&name) {
-                ctx.error(
-                    "spec.sessionAffinity.cookieName",
-                    format!("invalid cookie name {name:?}"),
-                );
-            }
-            let ttl = ctx.duration(
-                "spec.sessionAffinity.ttl",
-                spec.ttl.as_ref(),
-                Duration::from_secs(3600),
-                true,
+        api::AffinityType::Cookie if protocol == Protocol::Tcp => {
+            ctx.error(
+                "spec.sessionAffinity.type",
+                "Cookie is only for protocol HTTP (TCP pools may use ClientIP)",
             );
-            Some(AffinityConfig::Cookie { name, ttl })
+            None
         }
+        api::AffinityType::Cookie => Some(AffinityConfig::Cookie { name, ttl }),
     }
 }
 

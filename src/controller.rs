@@ -1,0 +1,326 @@
+//! Kubernetes mode: watch BackendPools, the EndpointSlices and Services they name and the
+//! TLS Secrets they reference; turn them into the same validated model the file loader
+//! produces and hand it to the same apply path. The proxy cannot tell the modes apart.
+//!
+//! Every replica watches and serves; only the elected leader writes status and Events.
+//! RBAC follows what is watched: get/list/watch on backendpools, endpointslices, services
+//! and secrets (Secrets filtered to `type=kubernetes.io/tls` server-side; RBAC cannot
+//! narrow list/watch further), patch on backendpools/status, create/patch on events, and
+//! get/create/update on the leader Lease.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::Admin;
+use crate::api::BackendPool;
+use crate::proxy::ApplyError;
+use crate::standalone::{self, Options};
+
+pub mod index;
+pub mod leader;
+pub mod status;
+
+use index::{Desired, Objects, Refusal, SERVICE_NAME_LABEL};
+use leader::Leadership;
+
+/// How long bursts of watch events are coalesced before recomputing.
+const COALESCE: Duration = Duration::from_millis(50);
+/// How often the leader reconciles status.
+const STATUS_PERIOD: Duration = Duration::from_secs(1);
+
+/// Controller-only options.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Watch one namespace instead of all.
+    pub namespace: Option<String>,
+    /// Elect a leader among replicas (else this replica writes status).
+    pub leader_elect: bool,
+    /// Namespace of the Lease (default: the pod's own namespace, else `default`).
+    pub leader_namespace: Option<String>,
+    /// Lease name, field manager and event source.
+    pub name: String,
+}
+
+/// `sluice controller`.
+pub fn run(controller: ControllerOptions, options: Options) -> ExitCode {
+    standalone::init_logging(options.log_format, &options.log_level);
+    standalone::run(options, None, move |admin, stop| produce(admin, stop, controller))
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Spawns a reflector for `K` and reports every change on `tx`.
+fn reflect<K>(api: Api<K>, config: watcher::Config, tx: mpsc::UnboundedSender<Instant>) -> Store<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    tokio::task::spawn_local(async move {
+        tokio::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => {
+                    let _ = tx.send(Instant::now());
+                }
+                Err(e) => tracing::warn!(kind = %K::kind(&Default::default()), error = %e, "watch error (retrying)"),
+            }
+        }
+    });
+    store
+}
+
+fn pod_namespace() -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+fn identity() -> String {
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "sluice".to_owned());
+    format!("{host}-{:08x}", fastrand::u32(..))
+}
+
+async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOptions) {
+    let client = loop {
+        match Client::try_default().await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG); retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }
+    };
+    let ns = opts.namespace.as_deref();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
+    let pools = reflect(api::<BackendPool>(&client, ns), watcher::Config::default(), tx.clone());
+    let slices = reflect(
+        api::<EndpointSlice>(&client, ns),
+        watcher::Config::default().labels(SERVICE_NAME_LABEL),
+        tx.clone(),
+    );
+    let services = reflect(api::<Service>(&client, ns), watcher::Config::default(), tx.clone());
+    let secrets = reflect(
+        api::<Secret>(&client, ns),
+        watcher::Config::default().fields("type=kubernetes.io/tls"),
+        tx.clone(),
+    );
+    drop(tx);
+
+    let synced = async {
+        let _ = tokio::join!(
+            pools.wait_until_ready(),
+            slices.wait_until_ready(),
+            services.wait_until_ready(),
+            secrets.wait_until_ready()
+        );
+    };
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        _ = synced => {}
+    }
+    tracing::info!(namespace = ns.unwrap_or("(all)"), "caches synced");
+
+    let me = identity();
+    let leadership = if opts.leader_elect {
+        let leadership = Leadership::default();
+        let lease_ns = opts.leader_namespace.clone().unwrap_or_else(pod_namespace);
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_ns);
+        tokio::task::spawn_local(leader::run(leases, opts.name.clone(), me.clone(), leadership.clone(), stop.clone()));
+        leadership
+    } else {
+        Leadership::always()
+    };
+    let recorder = Recorder::new(client.clone(), Reporter { controller: opts.name.clone(), instance: Some(me) });
+    let shared: Arc<Mutex<Desired>> = Arc::default();
+    tokio::task::spawn_local(write_status(
+        client.clone(),
+        opts.name.clone(),
+        pools.clone(),
+        shared.clone(),
+        admin.clone(),
+        leadership.clone(),
+        stop.clone(),
+    ));
+    tokio::task::spawn_local(health_events(pools.clone(), admin.clone(), recorder.clone(), leadership.clone(), stop.clone()));
+
+    let mut seen = Instant::now();
+    let mut refused_before: BTreeMap<String, Refusal> = BTreeMap::new();
+    loop {
+        let objects = Objects {
+            pools: pools.state(),
+            slices: slices.state(),
+            services: services.state(),
+            secrets: secrets.state(),
+        };
+        let desired = apply(&admin, index::desired(&objects), seen);
+        if leadership.is_leader() {
+            for (name, refusal) in &desired.refused {
+                if refused_before.get(name) != Some(refusal) {
+                    invalid_spec_event(&recorder, &pools, name, refusal).await;
+                }
+            }
+        }
+        refused_before = desired.refused.clone();
+        *shared.lock() = desired;
+        admin.set_ready();
+
+        seen = tokio::select! {
+            _ = stop.cancelled() => return,
+            first = rx.recv() => match first { Some(t) => t, None => return },
+        };
+        tokio::time::sleep(COALESCE).await;
+        while rx.try_recv().is_ok() {}
+    }
+}
+
+/// Applies `desired`, refusing (and retrying without) any pool whose listener cannot bind
+/// or whose certificates cannot be loaded, so one pool never blocks the rest.
+fn apply(admin: &Admin, mut desired: Desired, seen: Instant) -> Desired {
+    loop {
+        match admin.dataplane.apply(&desired.set) {
+            Ok(()) => {
+                admin.metrics.reload(true);
+                admin.metrics.apply_took(seen.elapsed().as_secs_f64());
+                return desired;
+            }
+            Err(e) => {
+                admin.metrics.reload(false);
+                let (pool, reason) = match &e {
+                    ApplyError::Bind { pool, .. } => (pool.clone(), "Conflict"),
+                    ApplyError::Tls { pool, .. } => (pool.clone(), "InvalidSpec"),
+                };
+                tracing::error!(pool = %pool, error = %e, "pool refused");
+                let before = desired.set.pools.len();
+                desired.set.pools.retain(|p| p.name != pool);
+                desired.refused.insert(pool, Refusal { reason, message: e.to_string() });
+                if desired.set.pools.len() == before {
+                    return desired;
+                }
+            }
+        }
+    }
+}
+
+async fn write_status(
+    client: Client,
+    manager: String,
+    pools: Store<BackendPool>,
+    shared: Arc<Mutex<Desired>>,
+    admin: Arc<Admin>,
+    leadership: Leadership,
+    stop: CancellationToken,
+) {
+    let mut written = status::Written::default();
+    let mut tick = tokio::time::interval(STATUS_PERIOD);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if !leadership.is_leader() {
+            written.clear();
+            continue;
+        }
+        let desired = shared.lock().clone();
+        let live: HashMap<String, Arc<crate::pool::Pool>> =
+            admin.dataplane.pools().iter().map(|p| (p.name().to_owned(), p.clone())).collect();
+        written.sync(&client, &manager, &pools.state(), &desired, &live).await;
+    }
+}
+
+fn find_pool(pools: &Store<BackendPool>, name: &str) -> Option<Arc<BackendPool>> {
+    let (ns, n) = name.split_once('/')?;
+    pools.get(&reflector::ObjectRef::new(n).within(ns))
+}
+
+async fn health_events(
+    pools: Store<BackendPool>,
+    admin: Arc<Admin>,
+    recorder: Recorder,
+    leadership: Leadership,
+    stop: CancellationToken,
+) {
+    let mut transitions = admin.dataplane.health().subscribe();
+    loop {
+        let t = tokio::select! {
+            _ = stop.cancelled() => return,
+            t = transitions.recv() => match t {
+                Ok(t) => t,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "health events dropped");
+                    continue;
+                }
+                Err(_) => return,
+            },
+        };
+        if !leadership.is_leader() {
+            continue;
+        }
+        let Some(pool) = find_pool(&pools, &t.pool) else { continue };
+        let (type_, reason) = if t.healthy {
+            (EventType::Normal, "EndpointHealthy")
+        } else {
+            (EventType::Warning, "EndpointUnhealthy")
+        };
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(format!("endpoint {}: {}", t.endpoint, t.reason)),
+            action: "HealthCheck".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &pool.object_ref(&())).await {
+            tracing::debug!(error = %e, "event not recorded");
+        }
+    }
+}
+
+async fn invalid_spec_event(recorder: &Recorder, pools: &Store<BackendPool>, name: &str, refusal: &Refusal) {
+    let Some(pool) = find_pool(pools, name) else { return };
+    let mut note = refusal.message.clone();
+    note.truncate(1000);
+    let event = Event {
+        type_: EventType::Warning,
+        reason: refusal.reason.to_owned(),
+        note: Some(note),
+        action: "Validate".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &pool.object_ref(&())).await {
+        tracing::debug!(error = %e, "event not recorded");
+    }
+}

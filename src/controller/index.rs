@@ -1,0 +1,217 @@
+//! Kubernetes objects -> the desired [`ConfigSet`]: pure code, no API calls.
+//!
+//! Every pool is validated with the same rules as standalone files. A pool that fails is
+//! refused alone (its status says why) and the rest are re-validated without it, so one
+//! bad pool never blocks the others. Service endpoints come from EndpointSlices:
+//! `ready` endpoints take new work; `terminating` (serving or not) and not-ready ones are
+//! kept as draining so their in-flight work finishes; duplicates across slices merge.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use crate::api::BackendPool;
+use crate::config::{self, ConfigSet, EndpointConfig, Source, TlsConfig};
+
+/// Label EndpointSlices carry naming their Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Why a pool is not served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// `InvalidSpec` or `Conflict`.
+    pub reason: &'static str,
+    /// Every problem, one per line, naming the field.
+    pub message: String,
+}
+
+/// What the cluster asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    /// The accepted pools, ready to apply.
+    pub set: ConfigSet,
+    /// Refused pools by `namespace/name`.
+    pub refused: BTreeMap<String, Refusal>,
+    /// Accepted pools whose Service could not be resolved, with the reason.
+    pub unresolved: BTreeMap<String, String>,
+}
+
+/// The watched objects, as the reflectors hold them.
+#[derive(Debug, Default, Clone)]
+pub struct Objects {
+    /// BackendPools.
+    pub pools: Vec<Arc<BackendPool>>,
+    /// EndpointSlices with a service-name label.
+    pub slices: Vec<Arc<EndpointSlice>>,
+    /// Services.
+    pub services: Vec<Arc<Service>>,
+    /// TLS Secrets.
+    pub secrets: Vec<Arc<Secret>>,
+}
+
+/// Computes the desired configuration from the watched objects.
+pub fn desired(objects: &Objects) -> Desired {
+    let secrets: HashMap<(String, String), &Secret> = objects
+        .secrets
+        .iter()
+        .map(|s| ((s.namespace().unwrap_or_default(), s.name_any()), s.as_ref()))
+        .collect();
+    let lookup = |ns: &str, name: &str| tls_from_secret(secrets.get(&(ns.to_owned(), name.to_owned())).copied(), ns, name);
+
+    let mut pools: Vec<BackendPool> = objects.pools.iter().map(|p| (**p).clone()).collect();
+    for p in &mut pools {
+        if p.metadata.namespace.is_none() {
+            p.metadata.namespace = Some("default".to_owned());
+        }
+    }
+    let mut refused: BTreeMap<String, Refusal> = BTreeMap::new();
+    let set = loop {
+        match config::validate_with_secrets(&Source::Kubernetes, &pools, &lookup) {
+            Ok(set) => break set,
+            Err(errors) => {
+                let before = refused.len();
+                for e in errors.0 {
+                    let Some(pool) = e.pool.clone() else { continue };
+                    let entry = refused.entry(pool).or_insert_with(|| Refusal {
+                        reason: if e.conflict { "Conflict" } else { "InvalidSpec" },
+                        message: String::new(),
+                    });
+                    if !e.conflict {
+                        entry.reason = "InvalidSpec";
+                    }
+                    if !entry.message.is_empty() {
+                        entry.message.push('\n');
+                    }
+                    entry.message.push_str(e.message.strip_prefix("pool ").unwrap_or(&e.message));
+                }
+                if refused.len() == before {
+                    // Errors that name no pool cannot be isolated: serve nothing new.
+                    break ConfigSet::default();
+                }
+                pools.retain(|p| !refused.contains_key(&pool_name(p)));
+            }
+        }
+    };
+
+    let mut unresolved = BTreeMap::new();
+    let mut out = ConfigSet::default();
+    for cfg in set.pools {
+        let Some(pool) = pools.iter().find(|p| pool_name(p) == cfg.name) else {
+            out.pools.push(cfg);
+            continue;
+        };
+        let Some(svc_ref) = &pool.spec.service else {
+            out.pools.push(cfg);
+            continue;
+        };
+        let ns = pool.namespace().unwrap_or_else(|| "default".to_owned());
+        let service = objects
+            .services
+            .iter()
+            .find(|s| s.namespace().as_deref() == Some(ns.as_str()) && s.name_any() == svc_ref.name);
+        let slices: Vec<&EndpointSlice> = objects
+            .slices
+            .iter()
+            .filter(|s| {
+                s.namespace().as_deref() == Some(ns.as_str())
+                    && s.labels().get(SERVICE_NAME_LABEL) == Some(&svc_ref.name)
+            })
+            .map(|s| s.as_ref())
+            .collect();
+        let resolved = match service {
+            Some(service) => service_endpoints(service, &svc_ref.port, &slices),
+            None => Err(format!("Service {ns}/{} not found", svc_ref.name)),
+        };
+        let mut cfg = (*cfg).clone();
+        match resolved {
+            Ok(eps) => {
+                for ep in eps {
+                    if !cfg.endpoints.iter().any(|e| e.address == ep.address) {
+                        cfg.endpoints.push(ep);
+                    }
+                }
+            }
+            Err(why) => {
+                unresolved.insert(cfg.name.clone(), why);
+            }
+        }
+        out.pools.push(Arc::new(cfg));
+    }
+    Desired { set: out, refused, unresolved }
+}
+
+/// `namespace/name` of a pool.
+pub fn pool_name(p: &BackendPool) -> String {
+    format!("{}/{}", p.namespace().unwrap_or_else(|| "default".to_owned()), p.name_any())
+}
+
+/// The certificate material of a `kubernetes.io/tls` Secret, checked.
+fn tls_from_secret(secret: Option<&Secret>, ns: &str, name: &str) -> Result<TlsConfig, String> {
+    let secret = secret.ok_or_else(|| format!("Secret {ns}/{name} not found"))?;
+    let data = secret.data.as_ref().ok_or_else(|| format!("Secret {ns}/{name} has no data"))?;
+    let cert = data.get("tls.crt").ok_or_else(|| format!("Secret {ns}/{name} has no tls.crt"))?;
+    let key = data.get("tls.key").ok_or_else(|| format!("Secret {ns}/{name} has no tls.key"))?;
+    config::tls::certified_key(&cert.0, &key.0).map_err(|e| format!("Secret {ns}/{name}: {e}"))?;
+    Ok(TlsConfig::Pem { cert: cert.0.clone().into(), key: key.0.clone().into() })
+}
+
+/// The endpoints of `service`'s port `port` found in its EndpointSlices.
+pub fn service_endpoints(
+    service: &Service,
+    port: &IntOrString,
+    slices: &[&EndpointSlice],
+) -> Result<Vec<EndpointConfig>, String> {
+    let ports = service.spec.as_ref().and_then(|s| s.ports.as_ref()).map(Vec::as_slice).unwrap_or_default();
+    let svc_port = ports
+        .iter()
+        .find(|p| match port {
+            IntOrString::Int(n) => p.port == *n,
+            IntOrString::String(name) => p.name.as_deref() == Some(name.as_str()),
+        })
+        .ok_or_else(|| {
+            let wanted = match port {
+                IntOrString::Int(n) => n.to_string(),
+                IntOrString::String(s) => s.clone(),
+            };
+            format!("Service {}/{} has no port {wanted}", service.namespace().unwrap_or_default(), service.name_any())
+        })?;
+    // EndpointSlice ports carry the Service port's name ("" when unnamed).
+    let port_name = svc_port.name.as_deref().unwrap_or("");
+    let mut merged: BTreeMap<SocketAddr, bool> = BTreeMap::new();
+    for slice in slices {
+        if slice.address_type == "FQDN" {
+            continue;
+        }
+        let Some(number) = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+            .and_then(|p| p.port)
+            .and_then(|p| u16::try_from(p).ok())
+        else {
+            continue;
+        };
+        for ep in slice.endpoints.iter().flatten() {
+            let cond = ep.conditions.as_ref();
+            // A nil `ready` means unknown, which consumers treat as ready (API docs).
+            let ready = cond.and_then(|c| c.ready).unwrap_or(true);
+            let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
+            let takes_work = ready && !terminating;
+            for address in &ep.addresses {
+                let Ok(ip) = address.parse::<IpAddr>() else { continue };
+                let entry = merged.entry(SocketAddr::new(ip, number)).or_insert(false);
+                *entry |= takes_work;
+            }
+        }
+    }
+    Ok(merged.into_iter().map(|(address, ready)| EndpointConfig { address, weight: 1, ready }).collect())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+//! `BackendPool.status` and Events: what `kubectl get bp` / `kubectl describe bp` show.
+//!
+//! Status is computed from the desired set and the live pools (pure), and written by the
+//! leader only, with server-side apply, at most once per pool per second and only when it
+//! changed — a flapping endpoint cannot flood the API server.
+
+use std::collections::HashMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+
+use super::index::{Desired, pool_name};
+use crate::api::{BackendPool, BackendPoolStatus, BackendStatus, EndpointCounts};
+use crate::pool::Pool;
+
+/// Most backends listed in status.
+pub const MAX_BACKENDS: usize = 100;
+
+/// The status `pool` should have now. `live` is the served pool (absent when refused);
+/// `previous` keeps the condition's transition time when its status did not change.
+pub fn compute(
+    pool: &BackendPool,
+    desired: &Desired,
+    live: Option<&Pool>,
+    previous: Option<&BackendPoolStatus>,
+    now: &Time,
+) -> BackendPoolStatus {
+    let name = pool_name(pool);
+    let mut backends: Vec<BackendStatus> = live
+        .map(|p| {
+            p.snapshot()
+                .members
+                .iter()
+                .map(|e| BackendStatus { address: e.label().to_owned(), healthy: e.is_available(), weight: e.weight() })
+                .collect()
+        })
+        .unwrap_or_default();
+    let total = backends.len() as u32;
+    let healthy = backends.iter().filter(|b| b.healthy).count() as u32;
+    backends.sort_by(|a, b| a.healthy.cmp(&b.healthy).then_with(|| a.address.cmp(&b.address)));
+    backends.truncate(MAX_BACKENDS);
+
+    let (status, reason, message) = match desired.refused.get(&name) {
+        Some(refusal) => ("False", refusal.reason.to_owned(), refusal.message.clone()),
+        None if total == 0 => (
+            "False",
+            "NoEndpoints".to_owned(),
+            desired.unresolved.get(&name).cloned().unwrap_or_else(|| "the pool has no endpoints".to_owned()),
+        ),
+        None if healthy == 0 => ("False", "NoHealthyEndpoints".to_owned(), format!("0/{total} endpoints healthy")),
+        None => ("True", "EndpointsHealthy".to_owned(), format!("{healthy}/{total} endpoints healthy")),
+    };
+    let previous_ready = previous.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let last_transition_time = match previous_ready {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => now.clone(),
+    };
+    let generation = pool.metadata.generation;
+    BackendPoolStatus {
+        observed_generation: generation,
+        conditions: vec![Condition {
+            type_: "Ready".to_owned(),
+            status: status.to_owned(),
+            reason,
+            message,
+            last_transition_time,
+            observed_generation: generation,
+        }],
+        endpoints: Some(EndpointCounts { total, healthy }),
+        healthy: Some(format!("{healthy}/{total}")),
+        backends,
+    }
+}
+
+/// Statuses as last written, to write only changes.
+#[derive(Debug, Default)]
+pub struct Written {
+    last: HashMap<String, BackendPoolStatus>,
+}
+
+/// Two statuses that differ only in transition time are the same for writing purposes.
+fn same(a: &BackendPoolStatus, b: &BackendPoolStatus) -> bool {
+    let strip = |s: &BackendPoolStatus| {
+        let mut s = s.clone();
+        for c in &mut s.conditions {
+            c.last_transition_time = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        }
+        s
+    };
+    strip(a) == strip(b)
+}
+
+impl Written {
+    /// Writes every pool's status that changed since the last write.
+    pub async fn sync(
+        &mut self,
+        client: &kube::Client,
+        manager: &str,
+        pools: &[std::sync::Arc<BackendPool>],
+        desired: &Desired,
+        live: &HashMap<String, std::sync::Arc<Pool>>,
+    ) {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let mut seen = std::collections::HashSet::new();
+        for pool in pools {
+            let name = pool_name(pool);
+            seen.insert(name.clone());
+            // What we last wrote, else what the object shows (a new leader starts from it).
+            let previous = self.last.get(&name).or(pool.status.as_ref());
+            let status = compute(pool, desired, live.get(&name).map(|p| p.as_ref()), previous, &now);
+            if previous.is_some_and(|p| same(p, &status)) {
+                self.last.insert(name, status);
+                continue;
+            }
+            let ns = pool.namespace().unwrap_or_else(|| "default".to_owned());
+            let api: Api<BackendPool> = Api::namespaced(client.clone(), &ns);
+            let patch = serde_json::json!({
+                "apiVersion": "sluice.dev/v1alpha1",
+                "kind": "BackendPool",
+                "status": status,
+            });
+            match api.patch_status(&pool.name_any(), &PatchParams::apply(manager).force(), &Patch::Apply(&patch)).await {
+                Ok(_) => {
+                    self.last.insert(name, status);
+                }
+                Err(e) => tracing::warn!(pool = %name, error = %e, "status write failed"),
+            }
+        }
+        self.last.retain(|k, _| seen.contains(k));
+    }
+
+    /// Forgets what was written (leadership lost: the next leader rewrites).
+    pub fn clear(&mut self) {
+        self.last.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::index::Refusal;
+
+    fn pool() -> BackendPool {
+        serde_norway::from_str(
+            "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {name: web, namespace: shop, generation: 3}\nspec: {listener: {port: 8080}, endpoints: []}\n",
+        )
+        .unwrap()
+    }
+
+    fn at(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn refused_pool_is_not_ready_with_the_reason_and_field() {
+        let mut desired = Desired::default();
+        desired.refused.insert(
+            "shop/web".into(),
+            Refusal { reason: "InvalidSpec", message: "shop/web: spec.algorithm: unknown".into() },
+        );
+        let s = compute(&pool(), &desired, None, None, &at(10));
+        let c = &s.conditions[0];
+        assert_eq!((c.type_.as_str(), c.status.as_str(), c.reason.as_str()), ("Ready", "False", "InvalidSpec"));
+        assert!(c.message.contains("spec.algorithm"));
+        assert_eq!(s.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn pool_without_endpoints_says_so_and_keeps_its_transition_time() {
+        let desired = Desired::default();
+        let first = compute(&pool(), &desired, None, None, &at(10));
+        assert_eq!(first.conditions[0].reason, "NoEndpoints");
+        assert_eq!(first.healthy.as_deref(), Some("0/0"));
+        let again = compute(&pool(), &desired, None, Some(&first), &at(20));
+        assert_eq!(again.conditions[0].last_transition_time, at(10));
+        assert!(same(&first, &again));
+    }
+
+    #[test]
+    fn unhealthy_backends_are_listed_first_and_capped() {
+        use crate::config::{Algorithm, EndpointConfig, ListenerConfig, PoolConfig, Protocol, ProxyProtocolVersion, Timeouts};
+        let endpoints: Vec<EndpointConfig> = (0..150)
+            .map(|i| EndpointConfig { address: format!("198.18.0.{}:{}", i % 250, 1000 + i).parse().unwrap(), weight: 1, ready: true })
+            .collect();
+        let cfg = PoolConfig {
+            name: "shop/web".into(),
+            protocol: Protocol::Http,
+            listener: ListenerConfig { port: 8080, hosts: vec![], path_prefix: "/".into(), tls: None, proxy_protocol: false },
+            endpoints,
+            algorithm: Algorithm::RoundRobin,
+            health_check: None,
+            outlier_detection: None,
+            retry: None,
+            affinity: None,
+            timeouts: Timeouts::default(),
+            drain_timeout: std::time::Duration::from_secs(30),
+            max_connections_per_endpoint: None,
+            send_proxy_protocol: ProxyProtocolVersion::None,
+        };
+        let live = Pool::new(std::sync::Arc::new(cfg));
+        let sick = live.snapshot().members[140].clone();
+        sick.set(crate::pool::Unavailable::Unhealthy, true);
+        live.refresh();
+        let s = compute(&pool(), &Desired::default(), Some(&live), None, &at(1));
+        assert_eq!(s.backends.len(), MAX_BACKENDS);
+        assert_eq!(s.backends[0].address, sick.label());
+        assert!(!s.backends[0].healthy);
+        assert_eq!(s.endpoints, Some(EndpointCounts { total: 150, healthy: 149 }));
+        assert_eq!(s.conditions[0].status, "True");
+        assert_eq!(s.conditions[0].message, "149/150 endpoints healthy");
+    }
+}
