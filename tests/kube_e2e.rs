@@ -1,0 +1,256 @@
+//! End to end against a real kube-apiserver: `kubectl apply` a BackendPool and traffic
+//! flows to the ready endpoints of its Service; status, printer columns and Events tell
+//! the truth; a terminating endpoint gets no new work; a bad pool is refused alone.
+//!
+//! Ignored by default; needs the control-plane binaries and a private network namespace:
+//!
+//! ```text
+//! SLUICE_KUBE_BINS="$(hack/kube-bins.sh --print-dir)"; export SLUICE_KUBE_BINS
+//! cargo test --locked --test kube_e2e --no-run
+//! hack/in-netns.sh cargo test --offline --locked --test kube_e2e -- --include-ignored
+//! ```
+
+#![allow(clippy::disallowed_types)]
+
+mod common;
+mod support {
+    #[path = "kube.rs"]
+    pub mod kube;
+}
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{EchoServer, free_port};
+use http::StatusCode;
+use support::kube::KubeCluster;
+
+fn cluster_or_skip(test: &str) -> Option<KubeCluster> {
+    if KubeCluster::bins_from_env().is_none() {
+        eprintln!("skipping {test}: SLUICE_KUBE_BINS is not set (see hack/kube-bins.sh)");
+        return None;
+    }
+    let kube = KubeCluster::start();
+    let crd = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/backendpool.yaml")).unwrap();
+    kube.apply(&crd);
+    kube.kubectl_ok(&["wait", "--for=condition=Established", "crd/backendpools.sluice.dev", "--timeout=30s"]);
+    Some(kube)
+}
+
+/// The controller binary, killed on drop; its log is kept for failure messages.
+struct Controller {
+    child: Child,
+    admin: SocketAddr,
+    log: std::path::PathBuf,
+}
+
+impl Controller {
+    fn start(kube: &KubeCluster, ns: &str) -> Controller {
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = kube.dir.path().join(format!("sluice-{ns}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["controller", "--namespace", ns, "--leader-elect", "--leader-namespace", ns])
+            .args(["--bind", "127.0.0.1", "--workers", "1", "--log-level", "info"])
+            .arg("--admin-listen")
+            .arg(admin.to_string())
+            .env("KUBECONFIG", &kube.kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let c = Controller { child, admin, log };
+        c.wait(Duration::from_secs(30), "ready", || http_status(c.admin.port(), "/readyz") == Some(200));
+        c
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait(&self, limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("controller: not {what} within {limit:?}\n--- sluice log\n{}", self.log());
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status code and body of a GET on 127.0.0.1:`port`, or `None` if nothing answered.
+fn get(port: u16, path: &str) -> Option<(u16, String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.get(9..12)?.parse().ok()?;
+    let backend = out
+        .lines()
+        .find_map(|l| l.strip_prefix("x-backend: "))
+        .unwrap_or_default()
+        .to_owned();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, backend, body))
+}
+
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    get(port, path).map(|(s, _, _)| s)
+}
+
+fn echo_pair() -> (EchoServer, EchoServer, u16) {
+    // EndpointSlice ports are per slice: both backends listen on the same port number.
+    for _ in 0..20 {
+        let a = EchoServer::start("pod-a", "198.18.0.2:0".parse().unwrap()).unwrap();
+        let port = a.addr().port();
+        if let Ok(b) = EchoServer::start("pod-b", format!("198.18.0.3:{port}").parse().unwrap()) {
+            return (a, b, port);
+        }
+    }
+    panic!("no common free port on 198.18.0.2 and 198.18.0.3");
+}
+
+fn service_and_slice(ns: &str, port: u16, b_ready: bool, b_terminating: bool) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abc
+  namespace: {ns}
+  labels: {{kubernetes.io/service-name: web, endpointslice.kubernetes.io/managed-by: e2e}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+  - addresses: ["198.18.0.2"]
+    conditions: {{ready: true}}
+  - addresses: ["198.18.0.3"]
+    conditions: {{ready: {b_ready}, terminating: {b_terminating}}}
+"#
+    )
+}
+
+fn backend_pool(ns: &str, name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  listener: {{port: {port}}}\n  service: {{name: web, port: http}}\n{extra}"
+    )
+}
+
+fn jsonpath(kube: &KubeCluster, ns: &str, name: &str, path: &str) -> String {
+    let out = kube.kubectl(&["get", "backendpool", name, "-n", ns, "-o", &format!("jsonpath={{{path}}}")]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Backends answering `n` requests on `port`.
+fn backends(port: u16, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let (status, backend, body) = get(port, "/").expect("sluice answers");
+        assert_eq!(status, 200, "{body}");
+        *seen.entry(backend).or_default() += 1;
+    }
+    seen
+}
+
+#[test]
+#[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
+fn applied_pool_serves_ready_endpoints_and_reports_status() {
+    let Some(kube) = cluster_or_skip("applied_pool_serves_ready_endpoints_and_reports_status") else {
+        return;
+    };
+    let ns = kube.new_namespace("e2e");
+    let (a, b, port) = echo_pair();
+    kube.apply(&service_and_slice(&ns, port, true, false));
+    let listen = free_port();
+    kube.apply(&backend_pool(&ns, "web", listen, "  healthCheck: {path: /healthz, interval: 300ms, unhealthyThreshold: 2}\n"));
+    let c = Controller::start(&kube, &ns);
+
+    // Traffic reaches both ready endpoints.
+    c.wait(Duration::from_secs(10), "serving", || http_status(listen, "/") == Some(200));
+    let seen = backends(listen, 20);
+    assert_eq!(seen.get("pod-a"), Some(&10), "{seen:?}");
+    assert_eq!(seen.get("pod-b"), Some(&10), "{seen:?}");
+
+    // Status and printer columns tell the truth.
+    c.wait(Duration::from_secs(10), "Ready=True in status", || {
+        jsonpath(&kube, &ns, "web", ".status.conditions[0].status") == "True"
+    });
+    assert_eq!(jsonpath(&kube, &ns, "web", ".status.healthy"), "2/2");
+    assert_eq!(jsonpath(&kube, &ns, "web", ".status.conditions[0].reason"), "EndpointsHealthy");
+    let table = kube.kubectl_ok(&["get", "bp", "-n", &ns]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "PROTOCOL", "PORT", "ALGORITHM", "HEALTHY", "READY", "AGE"], "{table}");
+    assert!(table.lines().nth(1).unwrap().contains("2/2"), "{table}");
+    assert!(kube.kubectl_ok(&["get", "lease", "sluice", "-n", &ns]).contains("sluice"));
+
+    // A terminating endpoint gets no new work.
+    kube.apply(&service_and_slice(&ns, port, false, true));
+    c.wait(Duration::from_secs(5), "draining pod-b", || {
+        backends(listen, 6).keys().all(|k| k == "pod-a")
+    });
+    let before = b.requests();
+    assert_eq!(backends(listen, 20).get("pod-a"), Some(&20));
+    assert_eq!(b.requests(), before);
+
+    // A failing health check shows in status and as an Event on the pool.
+    a.set_health(StatusCode::INTERNAL_SERVER_ERROR);
+    c.wait(Duration::from_secs(10), "NoHealthyEndpoints", || {
+        jsonpath(&kube, &ns, "web", ".status.conditions[0].reason") == "NoHealthyEndpoints"
+    });
+    c.wait(Duration::from_secs(10), "EndpointUnhealthy event", || {
+        kube.kubectl_ok(&["describe", "bp", "web", "-n", &ns]).contains("EndpointUnhealthy")
+    });
+    assert_eq!(http_status(listen, "/"), Some(503));
+    a.set_health(StatusCode::OK);
+    c.wait(Duration::from_secs(10), "healthy again", || http_status(listen, "/") == Some(200));
+    assert!(!c.log().contains("forbidden"), "{}", c.log());
+}
+
+#[test]
+#[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
+fn a_conflicting_pool_is_refused_while_the_other_keeps_serving() {
+    let Some(kube) = cluster_or_skip("a_conflicting_pool_is_refused_while_the_other_keeps_serving") else {
+        return;
+    };
+    let ns = kube.new_namespace("e2e");
+    let (_a, _b, port) = echo_pair();
+    kube.apply(&service_and_slice(&ns, port, true, false));
+    let listen = free_port();
+    kube.apply(&backend_pool(&ns, "a-web", listen, ""));
+    let c = Controller::start(&kube, &ns);
+    c.wait(Duration::from_secs(10), "serving", || http_status(listen, "/") == Some(200));
+
+    kube.apply(&backend_pool(&ns, "b-db", listen, "  protocol: TCP\n"));
+    c.wait(Duration::from_secs(10), "Conflict on b-db", || {
+        jsonpath(&kube, &ns, "b-db", ".status.conditions[0].reason") == "Conflict"
+    });
+    let message = jsonpath(&kube, &ns, "b-db", ".status.conditions[0].message");
+    assert!(message.contains("a-web") && message.contains("spec.listener.port"), "{message}");
+    assert_eq!(jsonpath(&kube, &ns, "b-db", ".status.conditions[0].status"), "False");
+    assert_eq!(http_status(listen, "/"), Some(200));
+    c.wait(Duration::from_secs(10), "Conflict event", || {
+        kube.kubectl_ok(&["describe", "bp", "b-db", "-n", &ns]).contains("Conflict")
+    });
+    // Changing the pool to use its own port makes it Ready.
+    let own = free_port();
+    kube.apply(&backend_pool(&ns, "b-db", own, "  protocol: TCP\n"));
+    c.wait(Duration::from_secs(10), "b-db ready", || {
+        jsonpath(&kube, &ns, "b-db", ".status.conditions[0].status") == "True"
+    });
+}
