@@ -3,18 +3,57 @@
 //! These types are both the CustomResourceDefinition and the standalone file format.
 //! They carry no behaviour: `crate::config::validate` turns them into the validated model
 //! that the data plane reads. Optional blocks stay `Option` so that "left out" means "off".
+//!
+//! The contract's rules live here twice over: as OpenAPI constraints (`range`, `length`,
+//! `regex`) and as CEL rules (`#[x_kube(validation = ...)]`, rendered as
+//! `x-kubernetes-validations`), so the API server refuses a bad pool at `kubectl apply`.
+//! `crate::config::validate` applies the same rules in Rust for standalone mode (and again
+//! in the controller); `tests/crd.rs` holds one test per rule proving both sides carry it.
+//! Every string or list a CEL rule reads has a length bound, because the API server
+//! refuses a CRD whose rules' estimated cost is unbounded.
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::CustomResource;
+use kube::core::Rule;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod status;
 
-pub use status::{BackendPoolStatus, BackendStatus, EndpointCounts};
+pub use status::{BackendPoolStatus, BackendStatus, EndpointCounts, MAX_STATUS_BACKENDS};
+
+/// The duration grammar (`250ms`, `5s`, `1m30s`), the one `config::parse_duration` reads.
+const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
+/// Longest duration string, in characters.
+pub const MAX_DURATION_LEN: usize = 32;
+/// Most `listener.hosts` entries.
+pub const MAX_HOSTS: usize = 100;
+/// Longest `listener.pathPrefix`, in characters.
+pub const MAX_PATH_PREFIX_LEN: usize = 1024;
+/// Most static `endpoints`.
+pub const MAX_ENDPOINTS: usize = 10_000;
+/// Most `healthCheck.expectedStatuses` entries.
+pub const MAX_EXPECTED_STATUSES: usize = 20;
+/// An exact host (`shop.example`) or a wildcard (`*.example.com`), any case.
+const HOST_PATTERN: &str =
+    r"^(\*\.)?[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*$";
+/// A lower-case RFC 1123 subdomain (a Secret name).
+const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A lower-case RFC 1123 label (a Service name).
+const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// An HTTP token (RFC 9110): a header or cookie name.
+const TOKEN_PATTERN: &str = r"^[-!#$%&'*+.^_`|~0-9A-Za-z]+$";
+/// An HTTP status code or range (`200`, `200-399`).
+const STATUS_PATTERN: &str = r"^[1-5][0-9][0-9](-[1-5][0-9][0-9])?$";
+
+/// CEL: a duration other than zero (`0s`, `0ms`, `0m0s`).
+fn positive_duration() -> Rule {
+    Rule::new("!self.matches('^(0+(ms|s|m|h))+$')").message("must be greater than 0")
+}
 
 /// Desired state of a pool: where it listens, where its endpoints come from, how it balances.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "sluice.dev",
     version = "v1alpha1",
@@ -29,6 +68,49 @@ pub use status::{BackendPoolStatus, BackendStatus, EndpointCounts};
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+// `protocol` and `algorithm` carry schema defaults, so the API server has filled them in
+// before these rules run.
+#[x_kube(
+    validation = Rule::new("has(self.service) || has(self.endpoints)")
+        .message("either service or endpoints is required")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new(
+        "self.protocol == 'HTTP' || !has(self.listener.hosts) || size(self.listener.hosts) == 0"
+    )
+    .message("listener.hosts is only for protocol HTTP")
+    .field_path(".listener.hosts")
+    .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.protocol == 'HTTP' || !has(self.listener.pathPrefix)")
+        .message("listener.pathPrefix is only for protocol HTTP")
+        .field_path(".listener.pathPrefix")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.algorithm != 'ConsistentHash' || has(self.hashKey)")
+        .message("hashKey is required with algorithm ConsistentHash")
+        .field_path(".hashKey")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("self.algorithm == 'ConsistentHash' || !has(self.hashKey)")
+        .message("hashKey is only for algorithm ConsistentHash")
+        .field_path(".hashKey")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new(
+        "self.protocol == 'HTTP' || !has(self.hashKey) || (!has(self.hashKey.header) && !has(self.hashKey.cookie))"
+    )
+    .message("TCP pools can only hash on clientIP")
+    .field_path(".hashKey")
+    .reason(Reason::FieldValueForbidden),
+    validation = Rule::new(
+        "self.protocol == 'TCP' || !has(self.sendProxyProtocol) || self.sendProxyProtocol == 'None'"
+    )
+    .message("sendProxyProtocol is only for protocol TCP")
+    .field_path(".sendProxyProtocol")
+    .reason(Reason::FieldValueForbidden),
+    validation = Rule::new(
+        "self.protocol == 'HTTP' || !has(self.sessionAffinity) || !has(self.sessionAffinity.type) || self.sessionAffinity.type != 'Cookie'"
+    )
+    .message("sessionAffinity Cookie is only for protocol HTTP (TCP pools may use ClientIP)")
+    .field_path(".sessionAffinity.type")
+    .reason(Reason::FieldValueForbidden)
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackendPoolSpec {
     /// `HTTP` (default) or `TCP`.
@@ -39,8 +121,9 @@ pub struct BackendPoolSpec {
     /// Endpoints from a Service's EndpointSlices (Kubernetes mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceRef>,
-    /// Static endpoints (both modes).
+    /// Static endpoints (both modes), at most 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_ENDPOINTS))]
     pub endpoints: Option<Vec<EndpointSpec>>,
     /// Balancing algorithm, default `RoundRobin`.
     #[serde(default)]
@@ -65,7 +148,7 @@ pub struct BackendPoolSpec {
     pub timeouts: Option<TimeoutsSpec>,
     /// How long a removed endpoint keeps its in-flight work (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = MAX_DURATION_LEN))]
     pub drain_timeout: Option<String>,
     /// Concurrent requests/connections per endpoint; 0 = unlimited (default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,17 +172,27 @@ pub enum Protocol {
 }
 
 /// The listener a pool accepts traffic on.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerSpec {
     /// TCP port; HTTP pools may share one, a TCP pool owns its port.
     #[schemars(range(min = 1, max = 65535))]
     pub port: u32,
-    /// HTTP only: exact hosts or `*.suffix` wildcards; empty = any host.
+    /// HTTP only: exact hosts or `*.suffix` wildcards, at most 100; empty = any host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = MAX_HOSTS),
+        inner(regex(pattern = HOST_PATTERN), length(max = 255))
+    )]
     pub hosts: Option<Vec<String>>,
     /// HTTP only: path prefix, matched by segment; longest wins (default `/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_PATH_PREFIX_LEN))]
+    #[x_kube(
+        validation = Rule::new("self.startsWith('/')").message("must start with \"/\""),
+        validation = Rule::new("!self.matches('[?#[:space:][:cntrl:]]')")
+            .message("must be a path (no query, fragment or whitespace)")
+    )]
     pub path_prefix: Option<String>,
     /// Terminate TLS on this listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,11 +203,21 @@ pub struct ListenerSpec {
 }
 
 /// Certificate source for TLS termination.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+///
+/// The same type is the file format, so the schema asks for either source; which one a
+/// mode needs (`secretName` in Kubernetes, `certFile` + `keyFile` standalone) is checked by
+/// `crate::config::validate`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, KubeSchema, PartialEq)]
+#[x_kube(
+    validation = Rule::new("has(self.secretName) || (has(self.certFile) && has(self.keyFile))")
+        .message("set secretName (Kubernetes mode) or certFile and keyFile (standalone mode)")
+        .reason(Reason::FieldValueRequired)
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TlsSpec {
     /// Kubernetes mode: a `kubernetes.io/tls` Secret in the pool's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DNS_SUBDOMAIN_PATTERN), length(max = 253))]
     pub secret_name: Option<String>,
     /// Standalone mode: PEM certificate chain, relative to the config file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,12 +228,17 @@ pub struct TlsSpec {
 }
 
 /// A Service whose EndpointSlices provide endpoints.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceRef {
     /// Service name in the pool's namespace.
+    #[schemars(regex(pattern = DNS_LABEL_PATTERN), length(max = 63))]
     pub name: String,
-    /// Service port: a number or the port's name.
+    /// Service port: a number (1..=65535) or the port's name.
+    #[x_kube(
+        validation = Rule::new("type(self) == string ? self != '' : self >= 1 && self <= 65535")
+            .message("must be a port number 1..=65535 or a port name")
+    )]
     pub port: IntOrString,
 }
 
@@ -164,15 +272,23 @@ pub enum AlgorithmName {
     Random,
 }
 
-/// The request property ConsistentHash hashes; exactly one should be set.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+/// The request property ConsistentHash hashes; exactly one must be set.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, KubeSchema, PartialEq)]
+#[x_kube(
+    validation = Rule::new(
+        "(has(self.header) ? 1 : 0) + (has(self.cookie) ? 1 : 0) + (has(self.clientIP) && self.clientIP ? 1 : 0) == 1"
+    )
+    .message("set exactly one of header, cookie, clientIP: true")
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HashKeySpec {
     /// Request header name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = TOKEN_PATTERN))]
     pub header: Option<String>,
     /// Cookie name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = TOKEN_PATTERN))]
     pub cookie: Option<String>,
     /// Hash the client IP address.
     #[serde(default, rename = "clientIP", skip_serializing_if = "Option::is_none")]
@@ -180,7 +296,19 @@ pub struct HashKeySpec {
 }
 
 /// Active health checking.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, KubeSchema, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!has(self.protocol) || self.protocol == 'HTTP' || !has(self.path)")
+        .message("path is only for HTTP health checks")
+        .field_path(".path")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new(
+        "!has(self.protocol) || self.protocol == 'HTTP' || !has(self.expectedStatuses)"
+    )
+    .message("expectedStatuses is only for HTTP health checks")
+    .field_path(".expectedStatuses")
+    .reason(Reason::FieldValueForbidden)
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthCheckSpec {
     /// `HTTP` (default) or `TCP`.
@@ -188,6 +316,7 @@ pub struct HealthCheckSpec {
     pub protocol: Option<Protocol>,
     /// HTTP only: path requested (default `/healthz`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("must start with \"/\""))]
     pub path: Option<String>,
     /// Port probed; 0 = the endpoint's own port (default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,11 +324,13 @@ pub struct HealthCheckSpec {
     pub port: Option<u32>,
     /// Time between checks (default 5s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = MAX_DURATION_LEN))]
+    #[x_kube(validation = positive_duration())]
     pub interval: Option<String>,
     /// Time a check may take (default 1s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = MAX_DURATION_LEN))]
+    #[x_kube(validation = positive_duration())]
     pub timeout: Option<String>,
     /// Passes needed to turn healthy (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,8 +340,16 @@ pub struct HealthCheckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub unhealthy_threshold: Option<u32>,
-    /// Status codes or ranges counted as a pass (default `["200-399"]`).
+    /// Status codes or ranges counted as a pass, 1 to 20 of them (default `["200-399"]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = MAX_EXPECTED_STATUSES),
+        inner(regex(pattern = STATUS_PATTERN), length(max = 7))
+    )]
+    #[x_kube(
+        validation = Rule::new("self.all(s, size(s) != 7 || s.substring(0, 3) <= s.substring(4, 7))")
+            .message("a status range must not be empty (low > high)")
+    )]
     pub expected_statuses: Option<Vec<String>>,
     /// Use every endpoint when all are unhealthy, rather than answering 503 (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,7 +357,7 @@ pub struct HealthCheckSpec {
 }
 
 /// Passive health: ejection on consecutive live-traffic failures.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OutlierDetectionSpec {
     /// Failures in a row that eject (default 5).
@@ -227,7 +366,8 @@ pub struct OutlierDetectionSpec {
     pub consecutive_failures: Option<u32>,
     /// Ejection time, multiplied by the times ejected, capped at 300s (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = MAX_DURATION_LEN))]
+    #[x_kube(validation = positive_duration())]
     pub base_ejection_time: Option<String>,
     /// Most of the pool that may be ejected at once, in percent (default 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,16 +395,23 @@ pub struct RetrySpec {
 }
 
 /// Backoff bounds.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, KubeSchema, PartialEq)]
+// The duration grammar is a subset of Go's, so CEL's `duration()` reads these values.
+#[x_kube(
+    validation = Rule::new(
+        "(has(self.base) ? duration(self.base) : duration('25ms')) <= (has(self.max) ? duration(self.max) : duration('1s'))"
+    )
+    .message("base must not be greater than max")
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackoffSpec {
     /// First backoff ceiling (default 25ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = MAX_DURATION_LEN))]
     pub base: Option<String>,
     /// Largest backoff (default 1s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = MAX_DURATION_LEN))]
     pub max: Option<String>,
 }
 
@@ -284,8 +431,9 @@ pub enum RetryOn {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryBudgetSpec {
-    /// Retries as a share of requests over 10 s (default 0.2).
+    /// Retries as a share of requests over 10 s, 0..=1 (default 0.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub ratio: Option<f64>,
     /// Retries always allowed per second (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -294,7 +442,7 @@ pub struct RetryBudgetSpec {
 }
 
 /// Sticky sessions.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionAffinitySpec {
     /// `None` (default), `Cookie` or `ClientIP`.
@@ -302,10 +450,12 @@ pub struct SessionAffinitySpec {
     pub kind: Option<AffinityType>,
     /// Cookie name (default `sluice-affinity`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = TOKEN_PATTERN))]
     pub cookie_name: Option<String>,
     /// Cookie lifetime, sent as Max-Age (default 1h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = MAX_DURATION_LEN))]
+    #[x_kube(validation = positive_duration())]
     pub ttl: Option<String>,
 }
 
@@ -323,20 +473,23 @@ pub enum AffinityType {
 }
 
 /// Per-pool timeouts.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimeoutsSpec {
     /// Upstream connect (default 2s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = MAX_DURATION_LEN))]
+    #[x_kube(validation = positive_duration())]
     pub connect: Option<String>,
     /// Whole request until response headers (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = MAX_DURATION_LEN))]
+    #[x_kube(validation = positive_duration())]
     pub request: Option<String>,
     /// Idle connection, downstream and upstream (default 60s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = MAX_DURATION_LEN))]
+    #[x_kube(validation = positive_duration())]
     pub idle: Option<String>,
 }
 

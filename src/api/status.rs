@@ -4,6 +4,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Most entries in `status.backends`; the writer keeps the unhealthy ones first.
+pub const MAX_STATUS_BACKENDS: usize = 100;
+
 /// Observed state of a pool, written by the leader with server-side apply.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -22,6 +25,7 @@ pub struct BackendPoolStatus {
     pub healthy: Option<String>,
     /// Up to 100 endpoints, unhealthy first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_STATUS_BACKENDS))]
     pub backends: Vec<BackendStatus>,
 }
 

@@ -105,14 +105,15 @@ pub(super) fn check_health(ctx: &mut Ctx<'_>, spec: &api::HealthCheckSpec) -> He
             Some(list) if list.is_empty() => {
                 ctx.error("spec.healthCheck.expectedStatuses", "must not be empty");
             }
-            Some(list)
-                if !ctx.max_items(
-                    "spec.healthCheck.expectedStatuses",
-                    list.len(),
-                    api::MAX_EXPECTED_STATUSES,
-                ) => {}
             Some(list) => {
-                for (i, s) in list.iter().enumerate() {
+                let field = "spec.healthCheck.expectedStatuses";
+                let max = api::MAX_EXPECTED_STATUSES;
+                let counted = if ctx.max_items(field, list.len(), max) {
+                    list.as_slice()
+                } else {
+                    &[]
+                };
+                for (i, s) in counted.iter().enumerate() {
                     match parse_status_range(s) {
                         Ok(r) => expected.push(r),
                         Err(problem) => {

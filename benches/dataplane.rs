@@ -1,0 +1,80 @@
+//! Control-path costs that bound how fast configuration changes reach traffic:
+//! route lookup (host + path) among 1,000 routes, publishing a snapshot of a pool with
+//! 10,000 endpoints, and validating + applying 1,000 pools to their runtime state.
+//!
+//! Run with `cargo bench --bench dataplane`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use sluice::api::BackendPool;
+use sluice::config::{self, HostMatch, Source};
+use sluice::pool::Pool;
+use sluice::proxy::router::Router;
+
+/// `n` BackendPool documents: HTTP pools sharing port 8080 by host (10 paths per host),
+/// each with `eps` endpoints.
+fn documents(n: usize, eps: usize) -> Vec<BackendPool> {
+    (0..n)
+        .map(|i| {
+            let endpoints: String = (0..eps)
+                .map(|e| format!("{{address: \"10.{}.{}.{}:{}\"}},", i % 250, e / 250, e % 250 + 1, 8000 + i / 250))
+                .collect();
+            let yaml = format!(
+                "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: p{i}, namespace: bench}}\nspec: {{listener: {{port: 8080, hosts: [h{}.example.com], pathPrefix: /api/v{}}}, endpoints: [{endpoints}]}}\n",
+                i / 10,
+                i % 10
+            );
+            serde_norway::from_str(&yaml).expect("a valid document")
+        })
+        .collect()
+}
+
+fn route_lookup(c: &mut Criterion) {
+    let set = config::validate(&Source::Kubernetes, &documents(1_000, 1)).expect("valid");
+    let mut router = Router::default();
+    for cfg in &set.pools {
+        router.add(&cfg.listener.hosts, &cfg.listener.path_prefix, Arc::new(Pool::new(cfg.clone())));
+    }
+    router.add(&[HostMatch::Wildcard(".example.com".into())], "/", Arc::new(Pool::new(set.pools[0].clone())));
+    let mut g = c.benchmark_group("route_lookup_1000_routes");
+    g.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    g.bench_function("exact_host_and_prefix", |b| {
+        b.iter(|| router.find(black_box(Some("H57.example.com:8080")), black_box("/api/v7/items/42")))
+    });
+    g.bench_function("wildcard_fallback", |b| {
+        b.iter(|| router.find(black_box(Some("other.example.com")), black_box("/x")))
+    });
+    g.finish();
+}
+
+fn snapshot_publish(c: &mut Criterion) {
+    let set = config::validate(&Source::Kubernetes, &documents(1, 10_000)).expect("valid");
+    let pool = Pool::new(set.pools[0].clone());
+    let mut g = c.benchmark_group("snapshot_publish_10000_endpoints");
+    g.sample_size(20).measurement_time(Duration::from_secs(3));
+    g.bench_function("round_robin_refresh", |b| b.iter(|| pool.refresh()));
+    g.finish();
+}
+
+fn config_apply(c: &mut Criterion) {
+    let docs = documents(1_000, 3);
+    let mut g = c.benchmark_group("config_1000_pools");
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    g.bench_function("validate", |b| b.iter(|| config::validate(&Source::Kubernetes, black_box(&docs))));
+    let set = config::validate(&Source::Kubernetes, &docs).expect("valid");
+    let pools: Vec<Pool> = set.pools.iter().map(|c| Pool::new(c.clone())).collect();
+    g.bench_function("update_pools_in_place", |b| {
+        b.iter(|| {
+            for (pool, cfg) in pools.iter().zip(&set.pools) {
+                pool.update(cfg.clone());
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, route_lookup, snapshot_publish, config_apply);
+criterion_main!(benches);
