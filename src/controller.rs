@@ -59,12 +59,17 @@ pub struct ControllerOptions {
 /// `sluice controller`.
 pub fn run(controller: ControllerOptions, options: Options) -> ExitCode {
     standalone::init_logging(options.log_format, &options.log_level);
-    standalone::run(options, None, move |admin, stop| produce(admin, stop, controller))
+    standalone::run(options, None, move |admin, stop| {
+        produce(admin, stop, controller)
+    })
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
     K::DynamicType: Default,
 {
     match namespace {
@@ -88,7 +93,9 @@ where
                 Ok(_) => {
                     let _ = tx.send(Instant::now());
                 }
-                Err(e) => tracing::warn!(kind = %K::kind(&Default::default()), error = %e, "watch error (retrying)"),
+                Err(e) => {
+                    tracing::warn!(kind = %K::kind(&Default::default()), error = %e, "watch error (retrying)")
+                }
             }
         }
     });
@@ -98,7 +105,9 @@ where
 fn pod_namespace() -> String {
     std::env::var("POD_NAMESPACE")
         .ok()
-        .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok()
+        })
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "default".to_owned())
@@ -126,13 +135,21 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
     };
     let ns = opts.namespace.as_deref();
     let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
-    let pools = reflect(api::<BackendPool>(&client, ns), watcher::Config::default(), tx.clone());
+    let pools = reflect(
+        api::<BackendPool>(&client, ns),
+        watcher::Config::default(),
+        tx.clone(),
+    );
     let slices = reflect(
         api::<EndpointSlice>(&client, ns),
         watcher::Config::default().labels(SERVICE_NAME_LABEL),
         tx.clone(),
     );
-    let services = reflect(api::<Service>(&client, ns), watcher::Config::default(), tx.clone());
+    let services = reflect(
+        api::<Service>(&client, ns),
+        watcher::Config::default(),
+        tx.clone(),
+    );
     let secrets = reflect(
         api::<Secret>(&client, ns),
         watcher::Config::default().fields("type=kubernetes.io/tls"),
@@ -159,12 +176,24 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         let leadership = Leadership::default();
         let lease_ns = opts.leader_namespace.clone().unwrap_or_else(pod_namespace);
         let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_ns);
-        tokio::task::spawn_local(leader::run(leases, opts.name.clone(), me.clone(), leadership.clone(), stop.clone()));
+        tokio::task::spawn_local(leader::run(
+            leases,
+            opts.name.clone(),
+            me.clone(),
+            leadership.clone(),
+            stop.clone(),
+        ));
         leadership
     } else {
         Leadership::always()
     };
-    let recorder = Recorder::new(client.clone(), Reporter { controller: opts.name.clone(), instance: Some(me) });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: opts.name.clone(),
+            instance: Some(me),
+        },
+    );
     let shared: Arc<Mutex<Desired>> = Arc::default();
     tokio::task::spawn_local(write_status(
         client.clone(),
@@ -175,7 +204,13 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         leadership.clone(),
         stop.clone(),
     ));
-    tokio::task::spawn_local(health_events(pools.clone(), admin.clone(), recorder.clone(), leadership.clone(), stop.clone()));
+    tokio::task::spawn_local(health_events(
+        pools.clone(),
+        admin.clone(),
+        recorder.clone(),
+        leadership.clone(),
+        stop.clone(),
+    ));
 
     let mut seen = Instant::now();
     let mut refused_before: BTreeMap<String, Refusal> = BTreeMap::new();
@@ -226,7 +261,13 @@ fn apply(admin: &Admin, mut desired: Desired, seen: Instant) -> Desired {
                 tracing::error!(pool = %pool, error = %e, "pool refused");
                 let before = desired.set.pools.len();
                 desired.set.pools.retain(|p| p.name != pool);
-                desired.refused.insert(pool, Refusal { reason, message: e.to_string() });
+                desired.refused.insert(
+                    pool,
+                    Refusal {
+                        reason,
+                        message: e.to_string(),
+                    },
+                );
                 if desired.set.pools.len() == before {
                     return desired;
                 }
@@ -256,9 +297,15 @@ async fn write_status(
             continue;
         }
         let desired = shared.lock().clone();
-        let live: HashMap<String, Arc<crate::pool::Pool>> =
-            admin.dataplane.pools().iter().map(|p| (p.name().to_owned(), p.clone())).collect();
-        written.sync(&client, &manager, &pools.state(), &desired, &live).await;
+        let live: HashMap<String, Arc<crate::pool::Pool>> = admin
+            .dataplane
+            .pools()
+            .iter()
+            .map(|p| (p.name().to_owned(), p.clone()))
+            .collect();
+        written
+            .sync(&client, &manager, &pools.state(), &desired, &live)
+            .await;
     }
 }
 
@@ -290,7 +337,9 @@ async fn health_events(
         if !leadership.is_leader() {
             continue;
         }
-        let Some(pool) = find_pool(&pools, &t.pool) else { continue };
+        let Some(pool) = find_pool(&pools, &t.pool) else {
+            continue;
+        };
         let (type_, reason) = if t.healthy {
             (EventType::Normal, "EndpointHealthy")
         } else {
@@ -309,8 +358,15 @@ async fn health_events(
     }
 }
 
-async fn invalid_spec_event(recorder: &Recorder, pools: &Store<BackendPool>, name: &str, refusal: &Refusal) {
-    let Some(pool) = find_pool(pools, name) else { return };
+async fn invalid_spec_event(
+    recorder: &Recorder,
+    pools: &Store<BackendPool>,
+    name: &str,
+    refusal: &Refusal,
+) {
+    let Some(pool) = find_pool(pools, name) else {
+        return;
+    };
     let mut note = refusal.message.clone();
     note.truncate(1000);
     let event = Event {

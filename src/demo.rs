@@ -133,6 +133,11 @@ impl EchoServer {
     pub fn clear_seen(&self) {
         self.knobs.seen.lock().clear();
     }
+
+    /// The request heads recorded so far, forgetting them (recording goes on).
+    pub fn take_seen(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.knobs.seen.lock())
+    }
 }
 
 /// A request head as an echo backend received it.

@@ -132,7 +132,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { port, common } => standalone::demo(port, common.options(STANDALONE_ADMIN)),
-        Command::Controller { namespace, leader_elect, leader_namespace, controller_name, common } => {
+        Command::Controller {
+            namespace,
+            leader_elect,
+            leader_namespace,
+            controller_name,
+            common,
+        } => {
             let controller = ControllerOptions {
                 namespace,
                 leader_elect,

@@ -222,8 +222,11 @@ fn affinity_token(pool: &str, endpoint: &Endpoint) -> u64 {
 }
 
 fn build_snapshot(config: Arc<PoolConfig>, members: Vec<Arc<Endpoint>>) -> Snapshot {
-    let mut available: Vec<Arc<Endpoint>> =
-        members.iter().filter(|e| e.is_available()).cloned().collect();
+    let mut available: Vec<Arc<Endpoint>> = members
+        .iter()
+        .filter(|e| e.is_available())
+        .cloned()
+        .collect();
     let fail_open = config.health_check.as_ref().is_some_and(|h| h.fail_open);
     if available.is_empty() && fail_open {
         available = members.clone();
@@ -243,5 +246,11 @@ fn build_snapshot(config: Arc<PoolConfig>, members: Vec<Arc<Endpoint>>) -> Snaps
             .collect(),
         _ => std::collections::HashMap::new(),
     };
-    Snapshot { config, members, available, balancer, sticky }
+    Snapshot {
+        config,
+        members,
+        available,
+        balancer,
+        sticky,
+    }
 }

@@ -92,7 +92,9 @@ pub fn serve(path: PathBuf, options: Options) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    run(options, Some(initial), move |admin, stop| watch_file(path, admin, stop))
+    run(options, Some(initial), move |admin, stop| {
+        watch_file(path, admin, stop)
+    })
 }
 
 /// `sluice demo`: three echo backends and a RoundRobin pool in front of them.
@@ -139,11 +141,9 @@ pub fn demo(port: u16, options: Options) -> ExitCode {
             .join(", "),
     );
     // The echo servers run on their own threads; keep them alive while serving.
-    let code = run(
-        options,
-        Some(set),
-        |_, stop| async move { stop.cancelled().await },
-    );
+    let code = run(options, Some(set), |_, stop| async move {
+        stop.cancelled().await
+    });
     drop(backends);
     code
 }

@@ -4,7 +4,13 @@
 use std::path::{Path, PathBuf};
 
 const DATA_PLANE: [&str; 4] = ["pool", "balance", "health", "proxy"];
-const FORBIDDEN: [&str; 5] = ["kube::", "k8s_openapi", "crate::api", "crate::controller", "use kube"];
+const FORBIDDEN: [&str; 5] = [
+    "kube::",
+    "k8s_openapi",
+    "crate::api",
+    "crate::controller",
+    "use kube",
+];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -39,5 +45,9 @@ fn data_plane_never_imports_kubernetes_types() {
             }
         }
     }
-    assert!(offences.is_empty(), "the data plane imports Kubernetes types:\n{}", offences.join("\n"));
+    assert!(
+        offences.is_empty(),
+        "the data plane imports Kubernetes types:\n{}",
+        offences.join("\n")
+    );
 }

@@ -32,9 +32,18 @@ fn cluster_or_skip(test: &str) -> Option<KubeCluster> {
         return None;
     }
     let kube = KubeCluster::start();
-    let crd = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/backendpool.yaml")).unwrap();
+    let crd = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/backendpool.yaml"
+    ))
+    .unwrap();
     kube.apply(&crd);
-    kube.kubectl_ok(&["wait", "--for=condition=Established", "crd/backendpools.sluice.dev", "--timeout=30s"]);
+    kube.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/backendpools.sluice.dev",
+        "--timeout=30s",
+    ]);
     Some(kube)
 }
 
@@ -50,8 +59,22 @@ impl Controller {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = kube.dir.path().join(format!("sluice-{ns}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["controller", "--namespace", ns, "--leader-elect", "--leader-namespace", ns])
-            .args(["--bind", "127.0.0.1", "--workers", "1", "--log-level", "info"])
+            .args([
+                "controller",
+                "--namespace",
+                ns,
+                "--leader-elect",
+                "--leader-namespace",
+                ns,
+            ])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--workers",
+                "1",
+                "--log-level",
+                "info",
+            ])
             .arg("--admin-listen")
             .arg(admin.to_string())
             .env("KUBECONFIG", &kube.kubeconfig)
@@ -60,7 +83,9 @@ impl Controller {
             .spawn()
             .unwrap();
         let c = Controller { child, admin, log };
-        c.wait(Duration::from_secs(30), "ready", || http_status(c.admin.port(), "/readyz") == Some(200));
+        c.wait(Duration::from_secs(30), "ready", || {
+            http_status(c.admin.port(), "/readyz") == Some(200)
+        });
         c
     }
 
@@ -76,7 +101,10 @@ impl Controller {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("controller: not {what} within {limit:?}\n--- sluice log\n{}", self.log());
+        panic!(
+            "controller: not {what} within {limit:?}\n--- sluice log\n{}",
+            self.log()
+        );
     }
 }
 
@@ -92,7 +120,11 @@ fn get(port: u16, path: &str) -> Option<(u16, String, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.get(9..12)?.parse().ok()?;
@@ -101,7 +133,10 @@ fn get(port: u16, path: &str) -> Option<(u16, String, String)> {
         .find_map(|l| l.strip_prefix("x-backend: "))
         .unwrap_or_default()
         .to_owned();
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Some((status, backend, body))
 }
 
@@ -153,7 +188,15 @@ fn backend_pool(ns: &str, name: &str, port: u16, extra: &str) -> String {
 }
 
 fn jsonpath(kube: &KubeCluster, ns: &str, name: &str, path: &str) -> String {
-    let out = kube.kubectl(&["get", "backendpool", name, "-n", ns, "-o", &format!("jsonpath={{{path}}}")]);
+    let out = kube.kubectl(&[
+        "get",
+        "backendpool",
+        name,
+        "-n",
+        ns,
+        "-o",
+        &format!("jsonpath={{{path}}}"),
+    ]);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -171,18 +214,26 @@ fn backends(port: u16, n: usize) -> std::collections::BTreeMap<String, usize> {
 #[test]
 #[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
 fn applied_pool_serves_ready_endpoints_and_reports_status() {
-    let Some(kube) = cluster_or_skip("applied_pool_serves_ready_endpoints_and_reports_status") else {
+    let Some(kube) = cluster_or_skip("applied_pool_serves_ready_endpoints_and_reports_status")
+    else {
         return;
     };
     let ns = kube.new_namespace("e2e");
     let (a, b, port) = echo_pair();
     kube.apply(&service_and_slice(&ns, port, true, false));
     let listen = free_port();
-    kube.apply(&backend_pool(&ns, "web", listen, "  healthCheck: {path: /healthz, interval: 300ms, unhealthyThreshold: 2}\n"));
+    kube.apply(&backend_pool(
+        &ns,
+        "web",
+        listen,
+        "  healthCheck: {path: /healthz, interval: 300ms, unhealthyThreshold: 2}\n",
+    ));
     let c = Controller::start(&kube, &ns);
 
     // Traffic reaches both ready endpoints.
-    c.wait(Duration::from_secs(10), "serving", || http_status(listen, "/") == Some(200));
+    c.wait(Duration::from_secs(10), "serving", || {
+        http_status(listen, "/") == Some(200)
+    });
     let seen = backends(listen, 20);
     assert_eq!(seen.get("pod-a"), Some(&10), "{seen:?}");
     assert_eq!(seen.get("pod-b"), Some(&10), "{seen:?}");
@@ -192,12 +243,30 @@ fn applied_pool_serves_ready_endpoints_and_reports_status() {
         jsonpath(&kube, &ns, "web", ".status.conditions[0].status") == "True"
     });
     assert_eq!(jsonpath(&kube, &ns, "web", ".status.healthy"), "2/2");
-    assert_eq!(jsonpath(&kube, &ns, "web", ".status.conditions[0].reason"), "EndpointsHealthy");
+    assert_eq!(
+        jsonpath(&kube, &ns, "web", ".status.conditions[0].reason"),
+        "EndpointsHealthy"
+    );
     let table = kube.kubectl_ok(&["get", "bp", "-n", &ns]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "PROTOCOL", "PORT", "ALGORITHM", "HEALTHY", "READY", "AGE"], "{table}");
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "PROTOCOL",
+            "PORT",
+            "ALGORITHM",
+            "HEALTHY",
+            "READY",
+            "AGE"
+        ],
+        "{table}"
+    );
     assert!(table.lines().nth(1).unwrap().contains("2/2"), "{table}");
-    assert!(kube.kubectl_ok(&["get", "lease", "sluice", "-n", &ns]).contains("sluice"));
+    assert!(
+        kube.kubectl_ok(&["get", "lease", "sluice", "-n", &ns])
+            .contains("sluice")
+    );
 
     // A terminating endpoint gets no new work.
     kube.apply(&service_and_slice(&ns, port, false, true));
@@ -214,18 +283,22 @@ fn applied_pool_serves_ready_endpoints_and_reports_status() {
         jsonpath(&kube, &ns, "web", ".status.conditions[0].reason") == "NoHealthyEndpoints"
     });
     c.wait(Duration::from_secs(10), "EndpointUnhealthy event", || {
-        kube.kubectl_ok(&["describe", "bp", "web", "-n", &ns]).contains("EndpointUnhealthy")
+        kube.kubectl_ok(&["describe", "bp", "web", "-n", &ns])
+            .contains("EndpointUnhealthy")
     });
     assert_eq!(http_status(listen, "/"), Some(503));
     a.set_health(StatusCode::OK);
-    c.wait(Duration::from_secs(10), "healthy again", || http_status(listen, "/") == Some(200));
+    c.wait(Duration::from_secs(10), "healthy again", || {
+        http_status(listen, "/") == Some(200)
+    });
     assert!(!c.log().contains("forbidden"), "{}", c.log());
 }
 
 #[test]
 #[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
 fn a_conflicting_pool_is_refused_while_the_other_keeps_serving() {
-    let Some(kube) = cluster_or_skip("a_conflicting_pool_is_refused_while_the_other_keeps_serving") else {
+    let Some(kube) = cluster_or_skip("a_conflicting_pool_is_refused_while_the_other_keeps_serving")
+    else {
         return;
     };
     let ns = kube.new_namespace("e2e");
@@ -234,18 +307,27 @@ fn a_conflicting_pool_is_refused_while_the_other_keeps_serving() {
     let listen = free_port();
     kube.apply(&backend_pool(&ns, "a-web", listen, ""));
     let c = Controller::start(&kube, &ns);
-    c.wait(Duration::from_secs(10), "serving", || http_status(listen, "/") == Some(200));
+    c.wait(Duration::from_secs(10), "serving", || {
+        http_status(listen, "/") == Some(200)
+    });
 
     kube.apply(&backend_pool(&ns, "b-db", listen, "  protocol: TCP\n"));
     c.wait(Duration::from_secs(10), "Conflict on b-db", || {
         jsonpath(&kube, &ns, "b-db", ".status.conditions[0].reason") == "Conflict"
     });
     let message = jsonpath(&kube, &ns, "b-db", ".status.conditions[0].message");
-    assert!(message.contains("a-web") && message.contains("spec.listener.port"), "{message}");
-    assert_eq!(jsonpath(&kube, &ns, "b-db", ".status.conditions[0].status"), "False");
+    assert!(
+        message.contains("a-web") && message.contains("spec.listener.port"),
+        "{message}"
+    );
+    assert_eq!(
+        jsonpath(&kube, &ns, "b-db", ".status.conditions[0].status"),
+        "False"
+    );
     assert_eq!(http_status(listen, "/"), Some(200));
     c.wait(Duration::from_secs(10), "Conflict event", || {
-        kube.kubectl_ok(&["describe", "bp", "b-db", "-n", &ns]).contains("Conflict")
+        kube.kubectl_ok(&["describe", "bp", "b-db", "-n", &ns])
+            .contains("Conflict")
     });
     // Changing the pool to use its own port makes it Ready.
     let own = free_port();

@@ -74,7 +74,10 @@ async fn ten_megabytes_round_trip_through_a_tcp_pool_intact() {
         w.shutdown().await.unwrap();
     });
     let mut back = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), r.read_to_end(&mut back)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), r.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
     writer.await.unwrap();
     assert_eq!(back.len(), 10 * 1024 * 1024);
     assert_eq!(Sha256::digest(&back), sent);
@@ -89,7 +92,10 @@ async fn half_close_keeps_the_reply_direction_open() {
     s.write_all(b"hello world").await.unwrap();
     s.shutdown().await.unwrap();
     let mut reply = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(reply, "b read 11");
 }
 
@@ -106,7 +112,10 @@ async fn thirty_tcp_connections_spread_round_robin() {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         s.shutdown().await.unwrap();
         let mut reply = String::new();
-        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply))
+            .await
+            .unwrap()
+            .unwrap();
     }
     for (_, seen) in &backends {
         assert_eq!(seen.lock().unwrap().len(), 10);
@@ -120,37 +129,62 @@ async fn tcp_pool_without_reachable_endpoint_closes_at_once() {
     let _s = Sluice::start(&tcp_pool("dead", port, &[dead], ""));
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let mut buf = Vec::new();
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .unwrap();
     assert!(n.is_ok_and(|n| n == 0) || buf.is_empty());
 }
 
 #[tokio::test]
 async fn tcp_backend_receives_the_proxy_header_it_asked_for() {
-    for (version, prefix) in [("V1", b"PROXY TCP4 127.0.0.1 ".as_slice()), ("V2", b"\r\n\r\n\0\r\nQUIT\n".as_slice())] {
+    for (version, prefix) in [
+        ("V1", b"PROXY TCP4 127.0.0.1 ".as_slice()),
+        ("V2", b"\r\n\r\n\0\r\nQUIT\n".as_slice()),
+    ] {
         let (backend, seen) = recording_backend("b").await;
         let port = free_port();
-        let _s = Sluice::start(&tcp_pool("pp", port, &[backend], &format!("  sendProxyProtocol: {version}\n")));
+        let _s = Sluice::start(&tcp_pool(
+            "pp",
+            port,
+            &[backend],
+            &format!("  sendProxyProtocol: {version}\n"),
+        ));
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         s.write_all(b"payload").await.unwrap();
         s.shutdown().await.unwrap();
         let mut reply = String::new();
-        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply))
+            .await
+            .unwrap()
+            .unwrap();
         let first = seen.lock().unwrap()[0].clone();
-        assert!(first.starts_with(prefix), "{version}: {:?}", String::from_utf8_lossy(&first));
+        assert!(
+            first.starts_with(prefix),
+            "{version}: {:?}",
+            String::from_utf8_lossy(&first)
+        );
         assert!(first.ends_with(b"payload"));
         let header = ppp::HeaderResult::parse(&first);
         let client = match header {
             ppp::HeaderResult::V1(Ok(h)) => match h.addresses {
-                ppp::v1::Addresses::Tcp4(a) => SocketAddr::new(a.source_address.into(), a.source_port),
+                ppp::v1::Addresses::Tcp4(a) => {
+                    SocketAddr::new(a.source_address.into(), a.source_port)
+                }
                 _ => panic!("v1 without TCP4"),
             },
             ppp::HeaderResult::V2(Ok(h)) => match h.addresses {
-                ppp::v2::Addresses::IPv4(a) => SocketAddr::new(a.source_address.into(), a.source_port),
+                ppp::v2::Addresses::IPv4(a) => {
+                    SocketAddr::new(a.source_address.into(), a.source_port)
+                }
                 _ => panic!("v2 without IPv4"),
             },
             other => panic!("{version}: no valid header: {other:?}"),
         };
-        assert_eq!(client, s.local_addr().unwrap(), "{version} announced the wrong client");
+        assert_eq!(
+            client,
+            s.local_addr().unwrap(),
+            "{version} announced the wrong client"
+        );
     }
 }
 
@@ -158,7 +192,8 @@ async fn tcp_backend_receives_the_proxy_header_it_asked_for() {
 async fn proxy_protocol_client_address_feeds_x_forwarded_for() {
     let b = echo("a");
     let port = free_port();
-    let yaml = pool("pp", port, "RoundRobin", &[(b.addr(), 1)], "").replace("port: ", "proxyProtocol: true, port: ");
+    let yaml = pool("pp", port, "RoundRobin", &[(b.addr(), 1)], "")
+        .replace("port: ", "proxyProtocol: true, port: ");
     let _s = Sluice::start(&yaml);
     let v1 = raw(
         port,
@@ -175,7 +210,10 @@ async fn proxy_protocol_client_address_feeds_x_forwarded_for() {
     let out = raw(port, &v2).await;
     assert!(out.contains("x-forwarded-for: 198.51.100.4\n"), "{out}");
     let missing = raw(port, b"GET /headers HTTP/1.1\r\nHost: a\r\n\r\n").await;
-    assert!(missing.is_empty(), "a connection without a PROXY header must be closed: {missing}");
+    assert!(
+        missing.is_empty(),
+        "a connection without a PROXY header must be closed: {missing}"
+    );
 }
 
 #[tokio::test]
@@ -183,20 +221,42 @@ async fn cookie_affinity_pins_a_client_and_round_robin_holds_without_it() {
     let b = [echo("a"), echo("b"), echo("c")];
     let port = free_port();
     let eps: Vec<_> = b.iter().map(|e| (e.addr(), 1)).collect();
-    let _s = Sluice::start(&pool("sticky", port, "RoundRobin", &eps, "  sessionAffinity: {type: Cookie, ttl: 10m}\n"));
+    let _s = Sluice::start(&pool(
+        "sticky",
+        port,
+        "RoundRobin",
+        &eps,
+        "  sessionAffinity: {type: Cookie, ttl: 10m}\n",
+    ));
     let first = get(port, "/", &[]).await;
-    let set_cookie = first.headers.get("set-cookie").expect("affinity cookie set").to_str().unwrap().to_owned();
+    let set_cookie = first
+        .headers
+        .get("set-cookie")
+        .expect("affinity cookie set")
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(set_cookie.starts_with("sluice-affinity="), "{set_cookie}");
-    assert!(set_cookie.contains("Max-Age=600") && set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(
+        set_cookie.contains("Max-Age=600") && set_cookie.contains("HttpOnly"),
+        "{set_cookie}"
+    );
     for e in &b {
-        assert!(!set_cookie.contains(&e.addr().ip().to_string()), "cookie leaks the address: {set_cookie}");
+        assert!(
+            !set_cookie.contains(&e.addr().ip().to_string()),
+            "cookie leaks the address: {set_cookie}"
+        );
     }
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
     let pinned = spread(port, 50, &[("cookie", &cookie)]).await;
     assert_eq!(pinned.len(), 1, "{pinned:?}");
     assert_eq!(pinned.keys().next().unwrap(), &first.backend());
     let free = spread(port, 30, &[]).await;
-    assert_eq!(free.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "{free:?}");
+    assert_eq!(
+        free.values().copied().collect::<Vec<_>>(),
+        vec![10, 10, 10],
+        "{free:?}"
+    );
 }
 
 mod tls {
@@ -212,9 +272,15 @@ mod tls {
 
     pub fn cert(names: &[&str]) -> Cert {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
         let cert = params.self_signed(&key).unwrap();
-        Cert { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
+        Cert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
     }
 
     pub fn write(dir: &std::path::Path, name: &str, c: &Cert) {
@@ -228,20 +294,30 @@ mod tls {
         name: &str,
         roots: &[&Cert],
         alpn: &[&[u8]],
-    ) -> Result<(CertificateDer<'static>, Option<Vec<u8>>, tokio_rustls::client::TlsStream<TcpStream>), std::io::Error> {
+    ) -> Result<
+        (
+            CertificateDer<'static>,
+            Option<Vec<u8>>,
+            tokio_rustls::client::TlsStream<TcpStream>,
+        ),
+        std::io::Error,
+    > {
         let mut store = rustls::RootCertStore::empty();
         for r in roots {
             store.add(r.der.clone()).unwrap();
         }
-        let mut config = rustls::ClientConfig::builder_with_provider(sluice::config::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(store)
-            .with_no_client_auth();
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(sluice::config::tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(store)
+                .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let connector = TlsConnector::from(Arc::new(config));
         let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-        let stream = connector.connect(ServerName::try_from(name.to_owned()).unwrap(), tcp).await?;
+        let stream = connector
+            .connect(ServerName::try_from(name.to_owned()).unwrap(), tcp)
+            .await?;
         let (_, conn) = stream.get_ref();
         let leaf = conn.peer_certificates().unwrap()[0].clone().into_owned();
         let alpn = conn.alpn_protocol().map(|p| p.to_vec());
@@ -260,8 +336,8 @@ mod tls {
         body.extend_from_slice(&[1, 0]);
         // extensions: supported_groups (x25519, secp256r1), ec_point_formats, signature_algorithms
         let ext: &[u8] = &[
-            0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x0b, 0x00, 0x02, 0x01, 0x00, 0x00,
-            0x0d, 0x00, 0x06, 0x00, 0x04, 0x04, 0x03, 0x08, 0x04,
+            0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x0b, 0x00, 0x02,
+            0x01, 0x00, 0x00, 0x0d, 0x00, 0x06, 0x00, 0x04, 0x04, 0x03, 0x08, 0x04,
         ];
         body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
         body.extend_from_slice(ext);
@@ -288,12 +364,21 @@ async fn each_sni_name_gets_its_own_certificate_and_h2_is_negotiated() {
     let dir = tempfile::tempdir().unwrap();
     tls::write(dir.path(), "shop", &shop);
     tls::write(dir.path(), "blog", &blog);
-    let yaml = [tls_pool("shop", port, "shop.test", a.addr()), tls_pool("blog", port, "blog.test", b.addr())].concat();
+    let yaml = [
+        tls_pool("shop", port, "shop.test", a.addr()),
+        tls_pool("blog", port, "blog.test", b.addr()),
+    ]
+    .concat();
     let s = Sluice::start_in(dir, &yaml, &[]);
 
-    let (leaf, _, _) = tls::handshake(port, "shop.test", &[&shop, &blog], &[b"http/1.1"]).await.unwrap();
+    let (leaf, _, _) = tls::handshake(port, "shop.test", &[&shop, &blog], &[b"http/1.1"])
+        .await
+        .unwrap();
     assert_eq!(leaf, shop.der);
-    let (leaf, alpn, stream) = tls::handshake(port, "blog.test", &[&shop, &blog], &[b"h2", b"http/1.1"]).await.unwrap();
+    let (leaf, alpn, stream) =
+        tls::handshake(port, "blog.test", &[&shop, &blog], &[b"h2", b"http/1.1"])
+            .await
+            .unwrap();
     assert_eq!(leaf, blog.der);
     assert_eq!(alpn.as_deref(), Some(b"h2".as_slice()));
 
@@ -306,11 +391,21 @@ async fn each_sni_name_gets_its_own_certificate_and_h2_is_negotiated() {
     .await
     .unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get("https://blog.test/headers").body(Empty::<bytes::Bytes>::new()).unwrap();
+    let req = http::Request::get("https://blog.test/headers")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.version(), http::Version::HTTP_2);
-    let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
     assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
     drop(s);
 }
@@ -327,13 +422,24 @@ async fn tls_1_1_only_clients_are_refused() {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         s.write_all(&tls::client_hello(version)).await.unwrap();
         let mut buf = [0u8; 8];
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap_or(0);
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
         buf[..n].to_vec()
     };
     let tls12 = answer([3, 3]).await;
-    assert_eq!(tls12.first(), Some(&0x16), "TLS 1.2 hello should get a ServerHello: {tls12:?}");
+    assert_eq!(
+        tls12.first(),
+        Some(&0x16),
+        "TLS 1.2 hello should get a ServerHello: {tls12:?}"
+    );
     let tls11 = answer([3, 2]).await;
-    assert_ne!(tls11.first(), Some(&0x16), "TLS 1.1 hello must not get a ServerHello: {tls11:?}");
+    assert_ne!(
+        tls11.first(),
+        Some(&0x16),
+        "TLS 1.1 hello must not get a ServerHello: {tls11:?}"
+    );
 }
 
 #[tokio::test]
@@ -345,16 +451,23 @@ async fn certificate_replaced_on_disk_is_served_without_restart() {
     let path = dir.path().to_path_buf();
     tls::write(&path, "a", &old);
     let _s = Sluice::start_in(dir, &tls_pool("a", port, "a.test", a.addr()), &[]);
-    let (leaf, _, _) = tls::handshake(port, "a.test", &[&old, &new], &[]).await.unwrap();
+    let (leaf, _, _) = tls::handshake(port, "a.test", &[&old, &new], &[])
+        .await
+        .unwrap();
     assert_eq!(leaf, old.der);
     tls::write(&path, "a", &new);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (leaf, _, _) = tls::handshake(port, "a.test", &[&old, &new], &[]).await.unwrap();
+        let (leaf, _, _) = tls::handshake(port, "a.test", &[&old, &new], &[])
+            .await
+            .unwrap();
         if leaf == new.der {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "new certificate not served within 10 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new certificate not served within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -366,13 +479,18 @@ async fn tls_on_a_tcp_pool_terminates_and_forwards_plain_bytes() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     tls::write(dir.path(), "db", &c);
-    let yaml = tcp_pool("db", port, &[backend], "")
-        .replace("listener: {port: ", "listener: {tls: {certFile: db.crt, keyFile: db.key}, port: ");
+    let yaml = tcp_pool("db", port, &[backend], "").replace(
+        "listener: {port: ",
+        "listener: {tls: {certFile: db.crt, keyFile: db.key}, port: ",
+    );
     let _s = Sluice::start_in(dir, &yaml, &[]);
     let (_, _, mut stream) = tls::handshake(port, "db.test", &[&c], &[]).await.unwrap();
     stream.write_all(b"ping").await.unwrap();
     let mut buf = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&buf, b"ping");
 }
 
@@ -383,7 +501,11 @@ fn mismatched_certificate_and_key_fail_check_naming_pool_and_file() {
     std::fs::write(dir.path().join("a.crt"), &a.cert_pem).unwrap();
     std::fs::write(dir.path().join("a.key"), &b.key_pem).unwrap();
     let file = dir.path().join("pools.yaml");
-    std::fs::write(&file, tls_pool("a", 8443, "a.test", "127.0.0.1:9".parse().unwrap())).unwrap();
+    std::fs::write(
+        &file,
+        tls_pool("a", 8443, "a.test", "127.0.0.1:9".parse().unwrap()),
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["check", "--config"])
         .arg(&file)
@@ -391,5 +513,10 @@ fn mismatched_certificate_and_key_fail_check_naming_pool_and_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("pool default/a") && err.contains("a.crt") && err.contains("spec.listener.tls"), "{err}");
+    assert!(
+        err.contains("pool default/a")
+            && err.contains("a.crt")
+            && err.contains("spec.listener.tls"),
+        "{err}"
+    );
 }

@@ -38,9 +38,11 @@ pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey
 
 /// Reads and checks a certificate/key pair from files; errors name the file at fault.
 pub fn load_files(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
-    let cert_pem = std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+    let cert_pem =
+        std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
     let key_pem = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
-    certified_key(&cert_pem, &key_pem).map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))
+    certified_key(&cert_pem, &key_pem)
+        .map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))
 }
 
 #[cfg(test)]
@@ -49,7 +51,10 @@ mod tests {
 
     fn pair(name: &str) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap().self_signed(&key).unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
         (cert.pem(), key.serialize_pem())
     }
 

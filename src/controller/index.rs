@@ -59,9 +59,20 @@ pub fn desired(objects: &Objects) -> Desired {
     let secrets: HashMap<(String, String), &Secret> = objects
         .secrets
         .iter()
-        .map(|s| ((s.namespace().unwrap_or_default(), s.name_any()), s.as_ref()))
+        .map(|s| {
+            (
+                (s.namespace().unwrap_or_default(), s.name_any()),
+                s.as_ref(),
+            )
+        })
         .collect();
-    let lookup = |ns: &str, name: &str| tls_from_secret(secrets.get(&(ns.to_owned(), name.to_owned())).copied(), ns, name);
+    let lookup = |ns: &str, name: &str| {
+        tls_from_secret(
+            secrets.get(&(ns.to_owned(), name.to_owned())).copied(),
+            ns,
+            name,
+        )
+    };
 
     let mut pools: Vec<BackendPool> = objects.pools.iter().map(|p| (**p).clone()).collect();
     for p in &mut pools {
@@ -78,7 +89,11 @@ pub fn desired(objects: &Objects) -> Desired {
                 for e in errors.0 {
                     let Some(pool) = e.pool.clone() else { continue };
                     let entry = refused.entry(pool).or_insert_with(|| Refusal {
-                        reason: if e.conflict { "Conflict" } else { "InvalidSpec" },
+                        reason: if e.conflict {
+                            "Conflict"
+                        } else {
+                            "InvalidSpec"
+                        },
                         message: String::new(),
                     });
                     if !e.conflict {
@@ -87,7 +102,9 @@ pub fn desired(objects: &Objects) -> Desired {
                     if !entry.message.is_empty() {
                         entry.message.push('\n');
                     }
-                    entry.message.push_str(e.message.strip_prefix("pool ").unwrap_or(&e.message));
+                    entry
+                        .message
+                        .push_str(e.message.strip_prefix("pool ").unwrap_or(&e.message));
                 }
                 if refused.len() == before {
                     // Errors that name no pool cannot be isolated: serve nothing new.
@@ -110,10 +127,9 @@ pub fn desired(objects: &Objects) -> Desired {
             continue;
         };
         let ns = pool.namespace().unwrap_or_else(|| "default".to_owned());
-        let service = objects
-            .services
-            .iter()
-            .find(|s| s.namespace().as_deref() == Some(ns.as_str()) && s.name_any() == svc_ref.name);
+        let service = objects.services.iter().find(|s| {
+            s.namespace().as_deref() == Some(ns.as_str()) && s.name_any() == svc_ref.name
+        });
         let slices: Vec<&EndpointSlice> = objects
             .slices
             .iter()
@@ -142,22 +158,40 @@ pub fn desired(objects: &Objects) -> Desired {
         }
         out.pools.push(Arc::new(cfg));
     }
-    Desired { set: out, refused, unresolved }
+    Desired {
+        set: out,
+        refused,
+        unresolved,
+    }
 }
 
 /// `namespace/name` of a pool.
 pub fn pool_name(p: &BackendPool) -> String {
-    format!("{}/{}", p.namespace().unwrap_or_else(|| "default".to_owned()), p.name_any())
+    format!(
+        "{}/{}",
+        p.namespace().unwrap_or_else(|| "default".to_owned()),
+        p.name_any()
+    )
 }
 
 /// The certificate material of a `kubernetes.io/tls` Secret, checked.
 fn tls_from_secret(secret: Option<&Secret>, ns: &str, name: &str) -> Result<TlsConfig, String> {
     let secret = secret.ok_or_else(|| format!("Secret {ns}/{name} not found"))?;
-    let data = secret.data.as_ref().ok_or_else(|| format!("Secret {ns}/{name} has no data"))?;
-    let cert = data.get("tls.crt").ok_or_else(|| format!("Secret {ns}/{name} has no tls.crt"))?;
-    let key = data.get("tls.key").ok_or_else(|| format!("Secret {ns}/{name} has no tls.key"))?;
+    let data = secret
+        .data
+        .as_ref()
+        .ok_or_else(|| format!("Secret {ns}/{name} has no data"))?;
+    let cert = data
+        .get("tls.crt")
+        .ok_or_else(|| format!("Secret {ns}/{name} has no tls.crt"))?;
+    let key = data
+        .get("tls.key")
+        .ok_or_else(|| format!("Secret {ns}/{name} has no tls.key"))?;
     config::tls::certified_key(&cert.0, &key.0).map_err(|e| format!("Secret {ns}/{name}: {e}"))?;
-    Ok(TlsConfig::Pem { cert: cert.0.clone().into(), key: key.0.clone().into() })
+    Ok(TlsConfig::Pem {
+        cert: cert.0.clone().into(),
+        key: key.0.clone().into(),
+    })
 }
 
 /// The endpoints of `service`'s port `port` found in its EndpointSlices.
@@ -166,7 +200,12 @@ pub fn service_endpoints(
     port: &IntOrString,
     slices: &[&EndpointSlice],
 ) -> Result<Vec<EndpointConfig>, String> {
-    let ports = service.spec.as_ref().and_then(|s| s.ports.as_ref()).map(Vec::as_slice).unwrap_or_default();
+    let ports = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let svc_port = ports
         .iter()
         .find(|p| match port {
@@ -178,7 +217,11 @@ pub fn service_endpoints(
                 IntOrString::Int(n) => n.to_string(),
                 IntOrString::String(s) => s.clone(),
             };
-            format!("Service {}/{} has no port {wanted}", service.namespace().unwrap_or_default(), service.name_any())
+            format!(
+                "Service {}/{} has no port {wanted}",
+                service.namespace().unwrap_or_default(),
+                service.name_any()
+            )
         })?;
     // EndpointSlice ports carry the Service port's name ("" when unnamed).
     let port_name = svc_port.name.as_deref().unwrap_or("");
@@ -204,13 +247,22 @@ pub fn service_endpoints(
             let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
             let takes_work = ready && !terminating;
             for address in &ep.addresses {
-                let Ok(ip) = address.parse::<IpAddr>() else { continue };
+                let Ok(ip) = address.parse::<IpAddr>() else {
+                    continue;
+                };
                 let entry = merged.entry(SocketAddr::new(ip, number)).or_insert(false);
                 *entry |= takes_work;
             }
         }
     }
-    Ok(merged.into_iter().map(|(address, ready)| EndpointConfig { address, weight: 1, ready }).collect())
+    Ok(merged
+        .into_iter()
+        .map(|(address, ready)| EndpointConfig {
+            address,
+            weight: 1,
+            ready,
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -46,7 +46,13 @@ impl Leadership {
 }
 
 /// Runs the election loop until `stop`; `leadership` follows the outcome.
-pub async fn run(api: Api<Lease>, name: String, identity: String, leadership: Leadership, stop: CancellationToken) {
+pub async fn run(
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    leadership: Leadership,
+    stop: CancellationToken,
+) {
     loop {
         let leader = match try_acquire_or_renew(&api, &name, &identity).await {
             Ok(leader) => leader,
@@ -81,7 +87,11 @@ fn spec_for(identity: &str, now: Timestamp, previous: Option<&LeaseSpec>) -> Lea
             Some(MicroTime(now))
         },
         renew_time: Some(MicroTime(now)),
-        lease_transitions: Some(if same_holder || previous.is_none() { transitions } else { transitions + 1 }),
+        lease_transitions: Some(if same_holder || previous.is_none() {
+            transitions
+        } else {
+            transitions + 1
+        }),
         ..Default::default()
     }
 }
@@ -91,15 +101,25 @@ pub fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
     let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
         return true;
     };
-    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_DURATION.as_secs() as i32));
+    let duration = i64::from(
+        spec.lease_duration_seconds
+            .unwrap_or(LEASE_DURATION.as_secs() as i32),
+    );
     renewed.0 + SignedDuration::from_secs(duration) < now
 }
 
-async fn try_acquire_or_renew(api: &Api<Lease>, name: &str, identity: &str) -> Result<bool, kube::Error> {
+async fn try_acquire_or_renew(
+    api: &Api<Lease>,
+    name: &str,
+    identity: &str,
+) -> Result<bool, kube::Error> {
     let now = Timestamp::now();
     let Some(mut lease) = api.get_opt(name).await? else {
         let lease = Lease {
-            metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
             spec: Some(spec_for(identity, now, None)),
         };
         return match api.create(&PostParams::default(), &lease).await {
@@ -125,7 +145,9 @@ async fn try_acquire_or_renew(api: &Api<Lease>, name: &str, identity: &str) -> R
 /// Gives the Lease up on shutdown so another replica takes over at once.
 async fn release(api: &Api<Lease>, name: &str, identity: &str) {
     if let Ok(Some(mut lease)) = api.get_opt(name).await {
-        let Some(spec) = lease.spec.as_mut() else { return };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
         if spec.holder_identity.as_deref() != Some(identity) {
             return;
         }

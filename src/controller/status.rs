@@ -32,13 +32,21 @@ pub fn compute(
             p.snapshot()
                 .members
                 .iter()
-                .map(|e| BackendStatus { address: e.label().to_owned(), healthy: e.is_available(), weight: e.weight() })
+                .map(|e| BackendStatus {
+                    address: e.label().to_owned(),
+                    healthy: e.is_available(),
+                    weight: e.weight(),
+                })
                 .collect()
         })
         .unwrap_or_default();
     let total = backends.len() as u32;
     let healthy = backends.iter().filter(|b| b.healthy).count() as u32;
-    backends.sort_by(|a, b| a.healthy.cmp(&b.healthy).then_with(|| a.address.cmp(&b.address)));
+    backends.sort_by(|a, b| {
+        a.healthy
+            .cmp(&b.healthy)
+            .then_with(|| a.address.cmp(&b.address))
+    });
     backends.truncate(MAX_BACKENDS);
 
     let (status, reason, message) = match desired.refused.get(&name) {
@@ -46,10 +54,22 @@ pub fn compute(
         None if total == 0 => (
             "False",
             "NoEndpoints".to_owned(),
-            desired.unresolved.get(&name).cloned().unwrap_or_else(|| "the pool has no endpoints".to_owned()),
+            desired
+                .unresolved
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| "the pool has no endpoints".to_owned()),
         ),
-        None if healthy == 0 => ("False", "NoHealthyEndpoints".to_owned(), format!("0/{total} endpoints healthy")),
-        None => ("True", "EndpointsHealthy".to_owned(), format!("{healthy}/{total} endpoints healthy")),
+        None if healthy == 0 => (
+            "False",
+            "NoHealthyEndpoints".to_owned(),
+            format!("0/{total} endpoints healthy"),
+        ),
+        None => (
+            "True",
+            "EndpointsHealthy".to_owned(),
+            format!("{healthy}/{total} endpoints healthy"),
+        ),
     };
     let previous_ready = previous.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
     let last_transition_time = match previous_ready {
@@ -108,7 +128,13 @@ impl Written {
             seen.insert(name.clone());
             // What we last wrote, else what the object shows (a new leader starts from it).
             let previous = self.last.get(&name).or(pool.status.as_ref());
-            let status = compute(pool, desired, live.get(&name).map(|p| p.as_ref()), previous, &now);
+            let status = compute(
+                pool,
+                desired,
+                live.get(&name).map(|p| p.as_ref()),
+                previous,
+                &now,
+            );
             if previous.is_some_and(|p| same(p, &status)) {
                 self.last.insert(name, status);
                 continue;
@@ -120,7 +146,14 @@ impl Written {
                 "kind": "BackendPool",
                 "status": status,
             });
-            match api.patch_status(&pool.name_any(), &PatchParams::apply(manager).force(), &Patch::Apply(&patch)).await {
+            match api
+                .patch_status(
+                    &pool.name_any(),
+                    &PatchParams::apply(manager).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await
+            {
                 Ok(_) => {
                     self.last.insert(name, status);
                 }
@@ -157,11 +190,17 @@ mod tests {
         let mut desired = Desired::default();
         desired.refused.insert(
             "shop/web".into(),
-            Refusal { reason: "InvalidSpec", message: "shop/web: spec.algorithm: unknown".into() },
+            Refusal {
+                reason: "InvalidSpec",
+                message: "shop/web: spec.algorithm: unknown".into(),
+            },
         );
         let s = compute(&pool(), &desired, None, None, &at(10));
         let c = &s.conditions[0];
-        assert_eq!((c.type_.as_str(), c.status.as_str(), c.reason.as_str()), ("Ready", "False", "InvalidSpec"));
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            ("Ready", "False", "InvalidSpec")
+        );
         assert!(c.message.contains("spec.algorithm"));
         assert_eq!(s.observed_generation, Some(3));
     }
@@ -179,14 +218,29 @@ mod tests {
 
     #[test]
     fn unhealthy_backends_are_listed_first_and_capped() {
-        use crate::config::{Algorithm, EndpointConfig, ListenerConfig, PoolConfig, Protocol, ProxyProtocolVersion, Timeouts};
+        use crate::config::{
+            Algorithm, EndpointConfig, ListenerConfig, PoolConfig, Protocol, ProxyProtocolVersion,
+            Timeouts,
+        };
         let endpoints: Vec<EndpointConfig> = (0..150)
-            .map(|i| EndpointConfig { address: format!("198.18.0.{}:{}", i % 250, 1000 + i).parse().unwrap(), weight: 1, ready: true })
+            .map(|i| EndpointConfig {
+                address: format!("198.18.0.{}:{}", i % 250, 1000 + i)
+                    .parse()
+                    .unwrap(),
+                weight: 1,
+                ready: true,
+            })
             .collect();
         let cfg = PoolConfig {
             name: "shop/web".into(),
             protocol: Protocol::Http,
-            listener: ListenerConfig { port: 8080, hosts: vec![], path_prefix: "/".into(), tls: None, proxy_protocol: false },
+            listener: ListenerConfig {
+                port: 8080,
+                hosts: vec![],
+                path_prefix: "/".into(),
+                tls: None,
+                proxy_protocol: false,
+            },
             endpoints,
             algorithm: Algorithm::RoundRobin,
             health_check: None,
@@ -206,7 +260,13 @@ mod tests {
         assert_eq!(s.backends.len(), MAX_BACKENDS);
         assert_eq!(s.backends[0].address, sick.label());
         assert!(!s.backends[0].healthy);
-        assert_eq!(s.endpoints, Some(EndpointCounts { total: 150, healthy: 149 }));
+        assert_eq!(
+            s.endpoints,
+            Some(EndpointCounts {
+                total: 150,
+                healthy: 149
+            })
+        );
         assert_eq!(s.conditions[0].status, "True");
         assert_eq!(s.conditions[0].message, "149/150 endpoints healthy");
     }

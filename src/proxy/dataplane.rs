@@ -53,8 +53,15 @@ pub enum ApplyError {
 /// What a port serves; a change of kind rebinds the port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PortKind {
-    Http { tls: bool, proxy_protocol: bool },
-    Tcp { pool: String, tls: bool, proxy_protocol: bool },
+    Http {
+        tls: bool,
+        proxy_protocol: bool,
+    },
+    Tcp {
+        pool: String,
+        tls: bool,
+        proxy_protocol: bool,
+    },
 }
 
 impl PortKind {
@@ -163,7 +170,11 @@ impl Dataplane {
         let mut prepared: HashMap<u16, Prepared> = HashMap::new();
         for (&port, plan) in &plans {
             let first = plan.pools[0].name.clone();
-            let tls_error = |reason: String| ApplyError::Tls { pool: first.clone(), port, reason };
+            let tls_error = |reason: String| ApplyError::Tls {
+                pool: first.clone(),
+                port,
+                reason,
+            };
             match state.ports.get(&port) {
                 Some(existing) if existing.kind == plan.kind => {
                     let staged = match &existing.tls {
@@ -178,15 +189,20 @@ impl Dataplane {
                             PortKind::Http { .. } => &[b"h2", b"http/1.1"],
                             PortKind::Tcp { .. } => &[],
                         };
-                        Some(Arc::new(TlsPort::new(&plan.pools, alpn).map_err(tls_error)?))
+                        Some(Arc::new(
+                            TlsPort::new(&plan.pools, alpn).map_err(tls_error)?,
+                        ))
                     } else {
                         None
                     };
                     let addr = SocketAddr::new(self.options.bind, port);
                     let mut sockets = Vec::new();
                     for _ in self.workers.handles() {
-                        let socket = bind_reuseport(addr)
-                            .map_err(|source| ApplyError::Bind { pool: first.clone(), addr, source })?;
+                        let socket = bind_reuseport(addr).map_err(|source| ApplyError::Bind {
+                            pool: first.clone(),
+                            addr,
+                            source,
+                        })?;
                         sockets.push(socket);
                     }
                     prepared.insert(port, Prepared::New(sockets, tls));
@@ -233,13 +249,19 @@ impl Dataplane {
             let router = || {
                 let mut router = Router::default();
                 for cfg in plan.pools.iter().filter(|c| c.protocol == Protocol::Http) {
-                    router.add(&cfg.listener.hosts, &cfg.listener.path_prefix, pools[&cfg.name].clone());
+                    router.add(
+                        &cfg.listener.hosts,
+                        &cfg.listener.path_prefix,
+                        pools[&cfg.name].clone(),
+                    );
                 }
                 router
             };
             match prepared.remove(&port) {
                 Some(Prepared::Keep(staged)) => {
-                    let Some(existing) = state.ports.get_mut(&port) else { continue };
+                    let Some(existing) = state.ports.get_mut(&port) else {
+                        continue;
+                    };
                     existing.drain_timeout = plan.drain_timeout;
                     if let Some(listener) = &existing.http {
                         listener.router.store(Arc::new(router()));
@@ -257,11 +279,16 @@ impl Dataplane {
                                 https: tls.is_some(),
                                 access_log: self.options.access_log,
                             });
-                            let acceptor = HttpAcceptor::new(listener.clone(), tls.clone(), *proxy_protocol);
+                            let acceptor =
+                                HttpAcceptor::new(listener.clone(), tls.clone(), *proxy_protocol);
                             self.spawn_accept(sockets, Arc::new(acceptor), &drain);
                             Some(listener)
                         }
-                        PortKind::Tcp { pool, proxy_protocol, .. } => {
+                        PortKind::Tcp {
+                            pool,
+                            proxy_protocol,
+                            ..
+                        } => {
                             let acceptor = TcpAcceptor {
                                 pool: pools[pool].clone(),
                                 access_log: self.options.access_log,
@@ -275,7 +302,13 @@ impl Dataplane {
                     tracing::info!(port, pools = plan.pools.len(), kind = ?plan.kind, "listening");
                     state.ports.insert(
                         port,
-                        Port { kind: plan.kind, http, tls, drain, drain_timeout: plan.drain_timeout },
+                        Port {
+                            kind: plan.kind,
+                            http,
+                            tls,
+                            drain,
+                            drain_timeout: plan.drain_timeout,
+                        },
                     );
                 }
                 None => {}
@@ -295,7 +328,10 @@ impl Dataplane {
 
     /// Polls certificate files once a second and reloads those that changed (started once).
     fn start_cert_watch(&self) {
-        if self.cert_watch.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if self
+            .cert_watch
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
             return;
         }
         let ports = self.tls_ports.clone();
@@ -364,7 +400,10 @@ fn plan_ports(set: &ConfigSet) -> BTreeMap<u16, PortPlan> {
     for cfg in &set.pools {
         let plan = plans.entry(cfg.listener.port).or_insert_with(|| PortPlan {
             kind: match cfg.protocol {
-                Protocol::Http => PortKind::Http { tls: cfg.listener.tls.is_some(), proxy_protocol: false },
+                Protocol::Http => PortKind::Http {
+                    tls: cfg.listener.tls.is_some(),
+                    proxy_protocol: false,
+                },
                 Protocol::Tcp => PortKind::Tcp {
                     pool: cfg.name.clone(),
                     tls: cfg.listener.tls.is_some(),
@@ -376,7 +415,9 @@ fn plan_ports(set: &ConfigSet) -> BTreeMap<u16, PortPlan> {
         });
         if cfg.listener.proxy_protocol {
             match &mut plan.kind {
-                PortKind::Http { proxy_protocol, .. } | PortKind::Tcp { proxy_protocol, .. } => *proxy_protocol = true,
+                PortKind::Http { proxy_protocol, .. } | PortKind::Tcp { proxy_protocol, .. } => {
+                    *proxy_protocol = true
+                }
             }
         }
         plan.drain_timeout = plan.drain_timeout.max(cfg.drain_timeout);

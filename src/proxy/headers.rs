@@ -27,6 +27,14 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// unless `keep_upgrade` (a WebSocket-style upgrade being passed through), in which case
 /// `Connection: upgrade` is restored.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Fast path: most messages carry none of these; one pass over the (few) names is
+    // cheaper than ten hash lookups.
+    let any = headers
+        .keys()
+        .any(|n| HOP_BY_HOP.contains(n) || n == HTTP2_SETTINGS || n == header::UPGRADE);
+    if !any && !keep_upgrade {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)

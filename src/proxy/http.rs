@@ -76,7 +76,12 @@ pub async fn handle(
     // Always advance the guard's request index, even when check_request fails.
     let framing_ok = conn.verdict.next_request_ok();
     if let Err(status) = check_request(&req, framing_ok) {
-        let mut resp = local(status, "bad request\n");
+        let text = if status == StatusCode::NOT_IMPLEMENTED {
+            "not implemented\n"
+        } else {
+            "bad request\n"
+        };
+        let mut resp = local(status, text);
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Ok(resp);
@@ -96,6 +101,10 @@ pub async fn handle(
 fn check_request(req: &Request<Incoming>, framing_ok: bool) -> Result<(), StatusCode> {
     if !framing_ok {
         return Err(StatusCode::BAD_REQUEST);
+    }
+    if req.method() == Method::CONNECT {
+        // A reverse proxy does not open tunnels to arbitrary targets.
+        return Err(StatusCode::NOT_IMPLEMENTED);
     }
     if req.version() == Version::HTTP_11 {
         let mut hosts = req.headers().get_all(header::HOST).iter();
@@ -186,11 +195,16 @@ async fn forward(
             }
             let (mut parts, body) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, false);
-            if let (Some(presented), Some(AffinityConfig::Cookie { name, ttl })) = (affinity, &snapshot.config.affinity) {
+            if let (Some(presented), Some(AffinityConfig::Cookie { name, ttl })) =
+                (affinity, &snapshot.config.affinity)
+            {
                 let token = snapshot.affinity_token(&endpoint);
                 if presented != Some(token) {
                     let secure = if https { "; Secure" } else { "" };
-                    let value = format!("{name}={token:016x}; Max-Age={}; Path=/; HttpOnly{secure}", ttl.as_secs());
+                    let value = format!(
+                        "{name}={token:016x}; Max-Age={}; Path=/; HttpOnly{secure}",
+                        ttl.as_secs()
+                    );
                     if let Ok(v) = HeaderValue::from_str(&value) {
                         parts.headers.append(header::SET_COOKIE, v);
                     }
@@ -278,13 +292,16 @@ fn upstream_parts(
 ) -> Result<(http::request::Parts, Incoming), StatusCode> {
     let (mut parts, body) = req.into_parts();
     let authority = parts.uri.authority().cloned();
-    if !parts.headers.contains_key(header::HOST) {
-        let Some(authority) = &authority else {
-            return Err(StatusCode::BAD_REQUEST);
-        };
-        let value =
-            HeaderValue::from_str(authority.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
-        parts.headers.insert(header::HOST, value);
+    // The request was routed by `:authority` / the absolute-form host when present: the
+    // backend must see that same host, whatever `Host` said.
+    match &authority {
+        Some(authority) => {
+            let value =
+                HeaderValue::from_str(authority.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
+            parts.headers.insert(header::HOST, value);
+        }
+        None if !parts.headers.contains_key(header::HOST) => return Err(StatusCode::BAD_REQUEST),
+        None => {}
     }
     if authority.is_some() || parts.uri.scheme().is_some() {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());

@@ -90,10 +90,16 @@ fn v2_source(h: &v2::Header<'_>) -> Option<SocketAddr> {
 }
 
 /// The header announcing `client` -> `local` in `version` (empty for `None`).
-pub fn build_header(version: ProxyProtocolVersion, client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+pub fn build_header(
+    version: ProxyProtocolVersion,
+    client: SocketAddr,
+    local: SocketAddr,
+) -> Vec<u8> {
     // Mixed families cannot be expressed; map both to IPv6 (v4-mapped) then.
     let (client, local) = match (client, local) {
-        (SocketAddr::V4(_), SocketAddr::V4(_)) | (SocketAddr::V6(_), SocketAddr::V6(_)) => (client, local),
+        (SocketAddr::V4(_), SocketAddr::V4(_)) | (SocketAddr::V6(_), SocketAddr::V6(_)) => {
+            (client, local)
+        }
         _ => (to_v6(client), to_v6(local)),
     };
     match version {
@@ -154,7 +160,9 @@ mod tests {
         let l: SocketAddr = "10.0.0.1:443".parse().unwrap();
         let bytes = build_header(ProxyProtocolVersion::V1, c, l);
         assert_eq!(bytes, b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 443\r\n");
-        let HeaderResult::V1(Ok(h)) = HeaderResult::parse(&bytes) else { panic!("not v1") };
+        let HeaderResult::V1(Ok(h)) = HeaderResult::parse(&bytes) else {
+            panic!("not v1")
+        };
         assert_eq!(v1_source(&h.addresses), Some(c));
     }
 
@@ -163,7 +171,9 @@ mod tests {
         let c: SocketAddr = "[2001:db8::7]:51000".parse().unwrap();
         let l: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
         let bytes = build_header(ProxyProtocolVersion::V2, c, l);
-        let HeaderResult::V2(Ok(h)) = HeaderResult::parse(&bytes) else { panic!("not v2") };
+        let HeaderResult::V2(Ok(h)) = HeaderResult::parse(&bytes) else {
+            panic!("not v2")
+        };
         assert_eq!(v2_source(&h), Some(c));
         assert_eq!(h.len(), bytes.len());
     }

@@ -190,6 +190,11 @@ async fn sniff_h2(stream: &TcpStream) -> Option<bool> {
     let mut buf = [0u8; 24];
     let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
     loop {
+        // `peek` is ready at once while a partial preface sits in the socket, so the
+        // deadline is checked explicitly: a ready future would always beat the timeout.
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
         let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
             .await
             .ok()?
@@ -204,7 +209,7 @@ async fn sniff_h2(stream: &TcpStream) -> Option<bool> {
             return Some(true);
         }
         // A prefix of the preface: wait for more bytes.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -249,7 +254,13 @@ pub struct HttpAcceptor {
 impl HttpAcceptor {
     /// An acceptor for `listener`.
     pub fn new(listener: Arc<Listener>, tls: Option<Arc<TlsPort>>, proxy_protocol: bool) -> Self {
-        HttpAcceptor { listener, tls, proxy_protocol, http1: http1_builder(), http2: http2_builder() }
+        HttpAcceptor {
+            listener,
+            tls,
+            proxy_protocol,
+            http1: http1_builder(),
+            http2: http2_builder(),
+        }
     }
 
     async fn serve_io<S>(&self, io: S, h2: bool, conn: Arc<Connection>, drain: Drain)
@@ -259,18 +270,29 @@ impl HttpAcceptor {
         let peer = conn.peer;
         if h2 {
             let service = service_fn(move |req| handle(req, conn.clone()));
-            drive!(self.http2.serve_connection(TokioIo::new(io), service), drain, peer);
+            drive!(
+                self.http2.serve_connection(TokioIo::new(io), service),
+                drain,
+                peer
+            );
         } else {
             let io = TokioIo::new(Guarded::new(io, conn.verdict.clone()));
             let service = service_fn(move |req| handle(req, conn.clone()));
-            drive!(self.http1.serve_connection(io, service).with_upgrades(), drain, peer);
+            drive!(
+                self.http1.serve_connection(io, service).with_upgrades(),
+                drain,
+                peer
+            );
         }
     }
 }
 
-
 /// Reads the PROXY header when the port expects one; `None` closes the connection.
-pub async fn client_address(stream: &mut TcpStream, peer: SocketAddr, expected: bool) -> Option<SocketAddr> {
+pub async fn client_address(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    expected: bool,
+) -> Option<SocketAddr> {
     if !expected {
         return Some(peer);
     }

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use super::proxy_protocol;
 use super::server::{Acceptor, Drain, client_address};
-use super::tls::TlsPort;
 use super::telemetry::AccessLog;
+use super::tls::TlsPort;
 use crate::balance::hash_key;
 use crate::config::{AffinityConfig, Algorithm};
 use crate::health;
@@ -68,13 +68,28 @@ impl TcpAcceptor {
             return;
         };
         let endpoint = guard.endpoint().clone();
-        endpoint.stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
+        endpoint
+            .stats
+            .tcp_connections
+            .fetch_add(1, Ordering::Relaxed);
         let idle = snapshot.config.timeouts.idle;
         let activity = Arc::new(AtomicU64::new(now_ns()));
-        let mut client = Tracked { inner: client, activity: activity.clone(), read: 0 };
-        let mut backend = Tracked { inner: backend, activity: activity.clone(), read: 0 };
-        let copy =
-            tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, COPY_BUFFER, COPY_BUFFER);
+        let mut client = Tracked {
+            inner: client,
+            activity: activity.clone(),
+            read: 0,
+        };
+        let mut backend = Tracked {
+            inner: backend,
+            activity: activity.clone(),
+            read: 0,
+        };
+        let copy = tokio::io::copy_bidirectional_with_sizes(
+            &mut client,
+            &mut backend,
+            COPY_BUFFER,
+            COPY_BUFFER,
+        );
         tokio::select! {
             res = copy => {
                 if let Err(e) = res {
@@ -88,12 +103,23 @@ impl TcpAcceptor {
             _ = endpoint.cut.cancelled() => {}
         }
         if let Some(log) = &self.access_log {
-            log.tcp(self.pool.name(), peer, Some(endpoint.label()), client.read, backend.read, start.elapsed());
+            log.tcp(
+                self.pool.name(),
+                peer,
+                Some(endpoint.label()),
+                client.read,
+                backend.read,
+                start.elapsed(),
+            );
         }
     }
     /// Picks an endpoint and connects, moving to another endpoint when a connect fails,
     /// then announces the client with PROXY protocol when the pool asks for it.
-    async fn connect(&self, snapshot: &Snapshot, peer: SocketAddr) -> Option<(TcpStream, ActiveGuard)> {
+    async fn connect(
+        &self,
+        snapshot: &Snapshot,
+        peer: SocketAddr,
+    ) -> Option<(TcpStream, ActiveGuard)> {
         let config = &snapshot.config;
         let by_client = matches!(config.algorithm, Algorithm::ConsistentHash(_))
             || matches!(config.affinity, Some(AffinityConfig::ClientIp));
@@ -106,7 +132,15 @@ impl TcpAcceptor {
                 Ok(Ok(mut stream)) => {
                     let _ = stream.set_nodelay(true);
                     let announced = match stream.local_addr() {
-                        Ok(local) => proxy_protocol::send_header(&mut stream, config.send_proxy_protocol, peer, local).await,
+                        Ok(local) => {
+                            proxy_protocol::send_header(
+                                &mut stream,
+                                config.send_proxy_protocol,
+                                peer,
+                                local,
+                            )
+                            .await
+                        }
                         Err(e) => Err(e),
                     };
                     match announced {
@@ -114,7 +148,9 @@ impl TcpAcceptor {
                             health::report_outcome(&self.pool, snapshot, guard.endpoint(), true);
                             return Some((stream, guard));
                         }
-                        Err(e) => tracing::debug!(pool = self.pool.name(), backend = %addr, error = %e, "PROXY header not sent"),
+                        Err(e) => {
+                            tracing::debug!(pool = self.pool.name(), backend = %addr, error = %e, "PROXY header not sent")
+                        }
                     }
                 }
                 Ok(Err(e)) => {

@@ -40,7 +40,11 @@ impl SniTable {
             if let Some(c) = self.exact.get(&name) {
                 return Some(c.clone());
             }
-            if let Some((_, c)) = self.wildcard.iter().find(|(s, _)| name.len() > s.len() && name.ends_with(s.as_str())) {
+            if let Some((_, c)) = self
+                .wildcard
+                .iter()
+                .find(|(s, _)| name.len() > s.len() && name.ends_with(s.as_str()))
+            {
                 return Some(c.clone());
             }
         }
@@ -61,7 +65,11 @@ fn stamp(source: &TlsConfig) -> Option<Vec<(SystemTime, u64)>> {
     };
     [cert, key]
         .iter()
-        .map(|p: &&PathBuf| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
+        .map(|p: &&PathBuf| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
         .collect()
 }
 
@@ -79,9 +87,15 @@ fn build_table(pools: &[Arc<PoolConfig>]) -> Result<(SniTable, Vec<Loaded>), Str
     let mut first = None;
     let mut hostless = None;
     for pool in pools {
-        let Some(source) = &pool.listener.tls else { continue };
-        let key = load(source).map_err(|e| format!("pool {}: spec.listener.tls: {e}", pool.name))?;
-        loaded.push(Loaded { source: source.clone(), stamp: stamp(source) });
+        let Some(source) = &pool.listener.tls else {
+            continue;
+        };
+        let key =
+            load(source).map_err(|e| format!("pool {}: spec.listener.tls: {e}", pool.name))?;
+        loaded.push(Loaded {
+            source: source.clone(),
+            stamp: stamp(source),
+        });
         first.get_or_insert_with(|| key.clone());
         if pool.listener.hosts.is_empty() {
             hostless.get_or_insert_with(|| key.clone());
@@ -99,7 +113,9 @@ fn build_table(pools: &[Arc<PoolConfig>]) -> Result<(SniTable, Vec<Loaded>), Str
             }
         }
     }
-    table.wildcard.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+    table
+        .wildcard
+        .sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
     table.default = hostless.or(first);
     Ok((table, loaded))
 }
@@ -142,7 +158,9 @@ impl TlsPort {
     /// `http/1.1` for HTTP; none for TCP).
     pub fn new(pools: &[Arc<PoolConfig>], alpn: &[&[u8]]) -> Result<Self, String> {
         let (table, loaded) = build_table(pools)?;
-        let resolver = Arc::new(SniResolver { table: ArcSwap::from_pointee(table) });
+        let resolver = Arc::new(SniResolver {
+            table: ArcSwap::from_pointee(table),
+        });
         let mut config = ServerConfig::builder_with_provider(tls::provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| e.to_string())?
@@ -161,12 +179,20 @@ impl TlsPort {
     pub fn stage(&self, pools: &[Arc<PoolConfig>]) -> Result<Option<StagedCerts>, String> {
         let current = self.pools.lock();
         let same = current.0.len() == pools.len()
-            && current.0.iter().zip(pools).all(|(a, b)| a.listener == b.listener);
+            && current
+                .0
+                .iter()
+                .zip(pools)
+                .all(|(a, b)| a.listener == b.listener);
         if same {
             return Ok(None);
         }
         let (table, loaded) = build_table(pools)?;
-        Ok(Some(StagedCerts { table, loaded, pools: pools.to_vec() }))
+        Ok(Some(StagedCerts {
+            table,
+            loaded,
+            pools: pools.to_vec(),
+        }))
     }
 
     /// Serves staged certificates to new handshakes.
@@ -180,7 +206,10 @@ impl TlsPort {
     /// A pair that no longer loads is logged and the previous certificates keep serving.
     pub fn reload_if_changed(&self) {
         let mut current = self.pools.lock();
-        let changed = current.1.iter().any(|l| l.stamp.is_some() && stamp(&l.source) != l.stamp);
+        let changed = current
+            .1
+            .iter()
+            .any(|l| l.stamp.is_some() && stamp(&l.source) != l.stamp);
         if !changed {
             return;
         }

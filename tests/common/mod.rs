@@ -73,7 +73,10 @@ impl Sluice {
         let config = dir.path().join("pools.yaml");
         std::fs::write(&config, yaml).unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        // SLUICE_BIN runs another build (e.g. target/release/sluice for measurements).
+        let bin =
+            std::env::var_os("SLUICE_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_sluice").into());
+        let child = Command::new(bin)
             .arg("serve")
             .arg("--config")
             .arg(&config)

@@ -5,12 +5,20 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 fn service(name: &str, ports: &[(Option<&str>, i32)]) -> Arc<Service> {
     Arc::new(Service {
-        metadata: ObjectMeta { name: Some(name.into()), namespace: Some("shop".into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        },
         spec: Some(ServiceSpec {
             ports: Some(
                 ports
                     .iter()
-                    .map(|(n, p)| ServicePort { name: n.map(Into::into), port: *p, ..Default::default() })
+                    .map(|(n, p)| ServicePort {
+                        name: n.map(Into::into),
+                        port: *p,
+                        ..Default::default()
+                    })
                     .collect(),
             ),
             ..Default::default()
@@ -22,7 +30,13 @@ fn service(name: &str, ports: &[(Option<&str>, i32)]) -> Arc<Service> {
 /// (address, ready, terminating)
 type Ep<'a> = (&'a str, Option<bool>, Option<bool>);
 
-fn slice(name: &str, svc: &str, family: &str, port: (Option<&str>, i32), eps: &[Ep]) -> Arc<EndpointSlice> {
+fn slice(
+    name: &str,
+    svc: &str,
+    family: &str,
+    port: (Option<&str>, i32),
+    eps: &[Ep],
+) -> Arc<EndpointSlice> {
     let mut labels = std::collections::BTreeMap::new();
     labels.insert(SERVICE_NAME_LABEL.to_owned(), svc.to_owned());
     Arc::new(EndpointSlice {
@@ -33,15 +47,24 @@ fn slice(name: &str, svc: &str, family: &str, port: (Option<&str>, i32), eps: &[
             ..Default::default()
         },
         address_type: family.into(),
-        ports: Some(vec![EndpointPort { name: port.0.map(Into::into), port: Some(port.1), ..Default::default() }]),
-        endpoints: Some(eps
-            .iter()
-            .map(|(a, ready, terminating)| Endpoint {
-                addresses: vec![(*a).into()],
-                conditions: Some(EndpointConditions { ready: *ready, terminating: *terminating, serving: None }),
-                ..Default::default()
-            })
-            .collect()),
+        ports: Some(vec![EndpointPort {
+            name: port.0.map(Into::into),
+            port: Some(port.1),
+            ..Default::default()
+        }]),
+        endpoints: Some(
+            eps.iter()
+                .map(|(a, ready, terminating)| Endpoint {
+                    addresses: vec![(*a).into()],
+                    conditions: Some(EndpointConditions {
+                        ready: *ready,
+                        terminating: *terminating,
+                        serving: None,
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
     })
 }
 
@@ -53,14 +76,28 @@ fn bp(name: &str, spec_yaml: &str) -> Arc<BackendPool> {
 }
 
 fn addrs(eps: &[EndpointConfig]) -> Vec<(String, bool)> {
-    eps.iter().map(|e| (e.address.to_string(), e.ready)).collect()
+    eps.iter()
+        .map(|e| (e.address.to_string(), e.ready))
+        .collect()
 }
 
 #[test]
 fn named_service_port_maps_to_the_slice_port_of_the_same_name() {
     let svc = service("web", &[(Some("http"), 80), (Some("metrics"), 9100)]);
-    let s = slice("web-1", "web", "IPv4", (Some("http"), 8080), &[("198.18.0.10", Some(true), None)]);
-    let m = slice("web-2", "web", "IPv4", (Some("metrics"), 9100), &[("198.18.0.10", Some(true), None)]);
+    let s = slice(
+        "web-1",
+        "web",
+        "IPv4",
+        (Some("http"), 8080),
+        &[("198.18.0.10", Some(true), None)],
+    );
+    let m = slice(
+        "web-2",
+        "web",
+        "IPv4",
+        (Some("metrics"), 9100),
+        &[("198.18.0.10", Some(true), None)],
+    );
     let eps = service_endpoints(&svc, &IntOrString::String("http".into()), &[&s, &m]).unwrap();
     assert_eq!(addrs(&eps), [("198.18.0.10:8080".to_owned(), true)]);
     let by_number = service_endpoints(&svc, &IntOrString::Int(80), &[&s, &m]).unwrap();
@@ -99,14 +136,41 @@ fn terminating_and_not_ready_endpoints_drain_and_nil_ready_counts_as_ready() {
 #[test]
 fn dual_stack_slices_and_duplicates_across_slices_merge() {
     let svc = service("web", &[(None, 80)]);
-    let v4a = slice("a", "web", "IPv4", (None, 8080), &[("198.18.0.1", Some(false), Some(true))]);
-    let v4b = slice("b", "web", "IPv4", (None, 8080), &[("198.18.0.1", Some(true), None)]);
-    let v6 = slice("c", "web", "IPv6", (None, 8080), &[("2001:db8::1", Some(true), None)]);
-    let fqdn = slice("d", "web", "FQDN", (None, 8080), &[("db.example", Some(true), None)]);
+    let v4a = slice(
+        "a",
+        "web",
+        "IPv4",
+        (None, 8080),
+        &[("198.18.0.1", Some(false), Some(true))],
+    );
+    let v4b = slice(
+        "b",
+        "web",
+        "IPv4",
+        (None, 8080),
+        &[("198.18.0.1", Some(true), None)],
+    );
+    let v6 = slice(
+        "c",
+        "web",
+        "IPv6",
+        (None, 8080),
+        &[("2001:db8::1", Some(true), None)],
+    );
+    let fqdn = slice(
+        "d",
+        "web",
+        "FQDN",
+        (None, 8080),
+        &[("db.example", Some(true), None)],
+    );
     let eps = service_endpoints(&svc, &IntOrString::Int(80), &[&v4a, &v4b, &v6, &fqdn]).unwrap();
     assert_eq!(
         addrs(&eps),
-        [("198.18.0.1:8080".to_owned(), true), ("[2001:db8::1]:8080".to_owned(), true)]
+        [
+            ("198.18.0.1:8080".to_owned(), true),
+            ("[2001:db8::1]:8080".to_owned(), true)
+        ]
     );
 }
 
@@ -121,40 +185,78 @@ fn unknown_service_port_is_reported() {
 fn one_invalid_pool_is_refused_without_blocking_the_others() {
     let objects = Objects {
         pools: vec![
-            bp("good", "{listener: {port: 8080}, service: {name: web, port: 80}}"),
-            bp("bad", "{listener: {port: 8081}, algorithm: Random, endpoints: [{address: \"198.18.0.9:80\", weight: 5000}]}"),
+            bp(
+                "good",
+                "{listener: {port: 8080}, service: {name: web, port: 80}}",
+            ),
+            bp(
+                "bad",
+                "{listener: {port: 8081}, algorithm: Random, endpoints: [{address: \"198.18.0.9:80\", weight: 5000}]}",
+            ),
         ],
-        slices: vec![slice("web-1", "web", "IPv4", (None, 8080), &[("198.18.0.1", Some(true), None)])],
+        slices: vec![slice(
+            "web-1",
+            "web",
+            "IPv4",
+            (None, 8080),
+            &[("198.18.0.1", Some(true), None)],
+        )],
         services: vec![service("web", &[(None, 80)])],
         secrets: vec![],
     };
     let d = desired(&objects);
     assert_eq!(d.set.pools.len(), 1);
     assert_eq!(d.set.pools[0].name, "shop/good");
-    assert_eq!(addrs(&d.set.pools[0].endpoints), [("198.18.0.1:8080".to_owned(), true)]);
+    assert_eq!(
+        addrs(&d.set.pools[0].endpoints),
+        [("198.18.0.1:8080".to_owned(), true)]
+    );
     let why = &d.refused["shop/bad"];
     assert_eq!(why.reason, "InvalidSpec");
-    assert!(why.message.contains("spec.endpoints[0].weight"), "{}", why.message);
+    assert!(
+        why.message.contains("spec.endpoints[0].weight"),
+        "{}",
+        why.message
+    );
 }
 
 #[test]
 fn a_port_conflict_refuses_the_later_pool_with_reason_conflict() {
     let objects = Objects {
         pools: vec![
-            bp("a-db", "{protocol: TCP, listener: {port: 5432}, endpoints: [{address: \"198.18.0.1:5432\"}]}"),
-            bp("b-db", "{protocol: TCP, listener: {port: 5432}, endpoints: [{address: \"198.18.0.2:5432\"}]}"),
+            bp(
+                "a-db",
+                "{protocol: TCP, listener: {port: 5432}, endpoints: [{address: \"198.18.0.1:5432\"}]}",
+            ),
+            bp(
+                "b-db",
+                "{protocol: TCP, listener: {port: 5432}, endpoints: [{address: \"198.18.0.2:5432\"}]}",
+            ),
         ],
         ..Default::default()
     };
     let d = desired(&objects);
-    assert_eq!(d.set.pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["shop/a-db"]);
+    assert_eq!(
+        d.set
+            .pools
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["shop/a-db"]
+    );
     assert_eq!(d.refused["shop/b-db"].reason, "Conflict");
     assert!(d.refused["shop/b-db"].message.contains("shop/a-db"));
 }
 
 #[test]
 fn missing_service_leaves_the_pool_accepted_without_endpoints() {
-    let objects = Objects { pools: vec![bp("web", "{listener: {port: 8080}, service: {name: nope, port: 80}}")], ..Default::default() };
+    let objects = Objects {
+        pools: vec![bp(
+            "web",
+            "{listener: {port: 8080}, service: {name: nope, port: 80}}",
+        )],
+        ..Default::default()
+    };
     let d = desired(&objects);
     assert_eq!(d.set.pools.len(), 1);
     assert!(d.set.pools[0].endpoints.is_empty());
@@ -164,11 +266,19 @@ fn missing_service_leaves_the_pool_accepted_without_endpoints() {
 #[test]
 fn missing_tls_secret_refuses_the_pool_naming_the_field() {
     let objects = Objects {
-        pools: vec![bp("web", "{listener: {port: 8443, tls: {secretName: web-tls}}, endpoints: [{address: \"198.18.0.1:80\"}]}")],
+        pools: vec![bp(
+            "web",
+            "{listener: {port: 8443, tls: {secretName: web-tls}}, endpoints: [{address: \"198.18.0.1:80\"}]}",
+        )],
         ..Default::default()
     };
     let d = desired(&objects);
     assert!(d.set.pools.is_empty());
     let why = &d.refused["shop/web"];
-    assert!(why.message.contains("spec.listener.tls.secretName") && why.message.contains("Secret shop/web-tls not found"), "{}", why.message);
+    assert!(
+        why.message.contains("spec.listener.tls.secretName")
+            && why.message.contains("Secret shop/web-tls not found"),
+        "{}",
+        why.message
+    );
 }
