@@ -36,13 +36,27 @@ fn route_lookup(c: &mut Criterion) {
     let set = config::validate(&Source::Kubernetes, &documents(1_000, 1)).expect("valid");
     let mut router = Router::default();
     for cfg in &set.pools {
-        router.add(&cfg.listener.hosts, &cfg.listener.path_prefix, Arc::new(Pool::new(cfg.clone())));
+        router.add(
+            &cfg.listener.hosts,
+            &cfg.listener.path_prefix,
+            Arc::new(Pool::new(cfg.clone())),
+        );
     }
-    router.add(&[HostMatch::Wildcard(".example.com".into())], "/", Arc::new(Pool::new(set.pools[0].clone())));
+    router.add(
+        &[HostMatch::Wildcard(".example.com".into())],
+        "/",
+        Arc::new(Pool::new(set.pools[0].clone())),
+    );
     let mut g = c.benchmark_group("route_lookup_1000_routes");
-    g.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
     g.bench_function("exact_host_and_prefix", |b| {
-        b.iter(|| router.find(black_box(Some("H57.example.com:8080")), black_box("/api/v7/items/42")))
+        b.iter(|| {
+            router.find(
+                black_box(Some("H57.example.com:8080")),
+                black_box("/api/v7/items/42"),
+            )
+        })
     });
     g.bench_function("wildcard_fallback", |b| {
         b.iter(|| router.find(black_box(Some("other.example.com")), black_box("/x")))
@@ -63,7 +77,9 @@ fn config_apply(c: &mut Criterion) {
     let docs = documents(1_000, 3);
     let mut g = c.benchmark_group("config_1000_pools");
     g.sample_size(10).measurement_time(Duration::from_secs(3));
-    g.bench_function("validate", |b| b.iter(|| config::validate(&Source::Kubernetes, black_box(&docs))));
+    g.bench_function("validate", |b| {
+        b.iter(|| config::validate(&Source::Kubernetes, black_box(&docs)))
+    });
     let set = config::validate(&Source::Kubernetes, &docs).expect("valid");
     let pools: Vec<Pool> = set.pools.iter().map(|c| Pool::new(c.clone())).collect();
     g.bench_function("update_pools_in_place", |b| {
