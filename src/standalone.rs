@@ -16,7 +16,7 @@ use crate::admin::{self, Admin};
 use crate::config::{self, ConfigSet, LoadError};
 use crate::demo::EchoServer;
 use crate::proxy::server::Workers;
-use crate::proxy::telemetry::AccessLog;
+use crate::proxy::telemetry::{AccessLog, SpanExport};
 use crate::proxy::{Dataplane, DataplaneOptions};
 
 /// Log output format.
@@ -163,11 +163,14 @@ where
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     crate::pool::set_worker_slots(workers);
-    if options.otlp_endpoint.is_some() {
-        tracing::warn!(
-            "--otlp-endpoint: OTLP export is not built in yet; traceparent is still propagated"
-        );
-    }
+    let (tracer_provider, spans) = match options.otlp_endpoint.as_deref().map(SpanExport::start) {
+        None => (None, None),
+        Some(Ok((provider, spans))) => (Some(provider), Some(spans)),
+        Some(Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     let control = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -190,6 +193,7 @@ where
         DataplaneOptions {
             bind: options.bind,
             access_log: options.access_log.then_some(AccessLog),
+            spans,
         },
     ));
     let local = tokio::task::LocalSet::new();
@@ -228,10 +232,15 @@ where
         let _ = tokio::time::timeout(Duration::from_secs(1), reloading).await;
         Ok(dataplane)
     });
-    match served {
+    let code = match served {
         Ok(dataplane) => drain(dataplane, local, control),
         Err(code) => code,
+    };
+    if let Some(provider) = tracer_provider {
+        // Export the spans still batched.
+        let _ = provider.shutdown();
     }
+    code
 }
 
 /// Drains after a stop signal. The draining needs the data plane alone, but tasks of the

@@ -19,7 +19,7 @@ use super::http::Listener;
 use super::router::Router;
 use super::server::{Drain, HttpAcceptor, Workers, accept_loop, bind_reuseport};
 use super::tcp::TcpAcceptor;
-use super::telemetry::AccessLog;
+use super::telemetry::{AccessLog, SpanExport};
 use super::tls::{StagedCerts, TlsPort};
 use crate::config::{ConfigSet, PoolConfig, Protocol};
 use crate::health::HealthChecker;
@@ -109,6 +109,8 @@ pub struct DataplaneOptions {
     pub bind: IpAddr,
     /// Access log, when `--access-log` is given.
     pub access_log: Option<AccessLog>,
+    /// OTLP span export, when `--otlp-endpoint` is given.
+    pub spans: Option<SpanExport>,
 }
 
 /// Listeners, pools and routes currently served.
@@ -278,6 +280,7 @@ impl Dataplane {
                                 router: ArcSwap::from_pointee(router()),
                                 https: tls.is_some(),
                                 access_log: self.options.access_log,
+                                spans: self.options.spans.clone(),
                             });
                             let acceptor =
                                 HttpAcceptor::new(listener.clone(), tls.clone(), *proxy_protocol);

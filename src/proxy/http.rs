@@ -26,7 +26,7 @@ use super::error::ProxyError;
 use super::guard::Verdict;
 use super::headers;
 use super::router::Router;
-use super::telemetry::{self, AccessLog};
+use super::telemetry::{self, AccessLog, RequestSpan, SpanExport};
 use super::upstream;
 use crate::balance::hash_key;
 use crate::config::{AffinityConfig, Algorithm, HashKey};
@@ -41,6 +41,8 @@ pub struct Listener {
     pub https: bool,
     /// Where access-log lines go, if enabled.
     pub access_log: Option<AccessLog>,
+    /// OTLP span export, if enabled.
+    pub spans: Option<SpanExport>,
 }
 
 /// One client connection.
@@ -148,10 +150,15 @@ async fn forward(
         .map(|_| telemetry::RequestInfo::from_request(&req));
     let replay = snapshot.config.retry.is_some() && !upgrade && upstream::idempotent(req.method());
 
-    let (parts, body) = match upstream_parts(req, &conn, upgrade) {
+    let (parts, body, ids) = match upstream_parts(req, &conn, upgrade) {
         Ok(p) => p,
         Err(status) => return local(status, "bad request\n"),
     };
+    let span = conn
+        .listener
+        .spans
+        .as_ref()
+        .map(|s| s.begin(&ids, &parts.method, parts.uri.path()));
     let out = if replay {
         match small_body(body, snapshot.config.timeouts.request).await {
             Ok(Ok(bytes)) => upstream::Outbound::replayable(parts, bytes),
@@ -170,6 +177,7 @@ async fn forward(
         status: 0,
         bytes_out: 0,
         log: log.map(|info| (info, conn)),
+        span,
         done: false,
     };
     match upstream::send(&pool, &snapshot, hash, affinity.flatten(), out).await {
@@ -289,7 +297,7 @@ fn upstream_parts(
     req: Request<Incoming>,
     conn: &Connection,
     upgrade: bool,
-) -> Result<(http::request::Parts, Incoming), StatusCode> {
+) -> Result<(http::request::Parts, Incoming, telemetry::TraceIds), StatusCode> {
     let (mut parts, body) = req.into_parts();
     let authority = parts.uri.authority().cloned();
     // The request was routed by `:authority` / the absolute-form host when present: the
@@ -319,8 +327,8 @@ fn upstream_parts(
         conn.listener.https,
         host.as_ref(),
     );
-    telemetry::propagate_trace(&mut parts.headers);
-    Ok((parts, body))
+    let ids = telemetry::propagate_trace(&mut parts.headers);
+    Ok((parts, body, ids))
 }
 
 /// Copies bytes both ways between an upgraded client and backend until both sides close.
@@ -377,6 +385,7 @@ pub struct Exchange {
     /// Response body bytes sent to the client so far.
     pub bytes_out: u64,
     log: Option<(telemetry::RequestInfo, Arc<Connection>)>,
+    span: Option<RequestSpan>,
     done: bool,
 }
 
@@ -415,6 +424,10 @@ impl Exchange {
                 self.bytes_out,
                 elapsed,
             );
+        }
+        if let Some(span) = self.span.take() {
+            let backend = self.guard.as_ref().map(|g| g.endpoint().label());
+            span.end(self.pool.name(), backend, self.status);
         }
         self.guard = None;
     }

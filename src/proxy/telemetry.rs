@@ -139,24 +139,197 @@ impl AccessLog {
     }
 }
 
+/// The trace context of one forwarded request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceIds {
+    /// Trace id (the client's, or new).
+    pub trace: u128,
+    /// sluice's span for this request: the parent the backend sees.
+    pub span: u64,
+    /// The client's span, when it sent a valid `traceparent`.
+    pub parent: Option<u64>,
+    /// The client's trace flags (sampled = 1), or sampled for a new trace.
+    pub flags: u8,
+}
+
 /// Propagates W3C trace context: a valid `traceparent` keeps its trace id and gets
 /// sluice's span as parent; a missing or invalid one is replaced by a new sampled trace.
-pub fn propagate_trace(headers: &mut HeaderMap) {
+pub fn propagate_trace(headers: &mut HeaderMap) -> TraceIds {
     let mut out = *b"00-00000000000000000000000000000000-0000000000000000-01";
     let incoming = headers
         .get(&TRACEPARENT)
         .map(|v| v.as_bytes())
         .filter(|v| valid_traceparent(v));
-    match incoming {
-        Some(v) => {
-            out[3..35].copy_from_slice(&v[3..35]);
-            out[53..55].copy_from_slice(&v[53..55]);
-        }
-        None => hex_into(&mut out[3..35], fastrand::u128(1..)),
-    }
-    hex_into(&mut out[36..52], fastrand::u64(1..) as u128);
+    let ids = match incoming {
+        Some(v) => TraceIds {
+            trace: parse_hex(&v[3..35]) as u128 | (parse_hex(&v[3..19]) as u128) << 64,
+            span: fastrand::u64(1..),
+            parent: Some(parse_hex(&v[36..52])),
+            flags: parse_hex(&v[53..55]) as u8,
+        },
+        None => TraceIds {
+            trace: fastrand::u128(1..),
+            span: fastrand::u64(1..),
+            parent: None,
+            flags: 1,
+        },
+    };
+    hex_into(&mut out[3..35], ids.trace);
+    hex_into(&mut out[36..52], ids.span as u128);
+    hex_into(&mut out[53..55], ids.flags as u128);
     if let Ok(v) = HeaderValue::from_bytes(&out) {
         headers.insert(&TRACEPARENT, v);
+    }
+    ids
+}
+
+/// The low 64 bits of a lower-case hex string (validated by `valid_traceparent`).
+fn parse_hex(hex: &[u8]) -> u64 {
+    hex.iter().fold(0u64, |acc, &b| {
+        let d = if b.is_ascii_digit() {
+            b - b'0'
+        } else {
+            b - b'a' + 10
+        };
+        acc.wrapping_shl(4) | u64::from(d)
+    })
+}
+
+/// Exports one span per request over OTLP/HTTP (`--otlp-endpoint`).
+#[derive(Debug, Clone)]
+pub struct SpanExport {
+    tracer: opentelemetry_sdk::trace::SdkTracer,
+}
+
+thread_local! {
+    static NEXT_IDS: std::cell::Cell<Option<TraceIds>> = const { std::cell::Cell::new(None) };
+}
+
+/// Id generator that returns the ids of the request whose span is being built on this
+/// thread (set around `build_with_context`), random ids otherwise.
+#[derive(Debug)]
+struct PropagatedIds;
+
+impl opentelemetry_sdk::trace::IdGenerator for PropagatedIds {
+    fn new_trace_id(&self) -> opentelemetry::trace::TraceId {
+        let id = NEXT_IDS
+            .with(|n| n.get())
+            .map_or_else(|| fastrand::u128(1..), |ids| ids.trace);
+        opentelemetry::trace::TraceId::from_bytes(id.to_be_bytes())
+    }
+
+    fn new_span_id(&self) -> opentelemetry::trace::SpanId {
+        let id = NEXT_IDS
+            .with(|n| n.get())
+            .map_or_else(|| fastrand::u64(1..), |ids| ids.span);
+        opentelemetry::trace::SpanId::from_bytes(id.to_be_bytes())
+    }
+}
+
+/// A request's span, ended with its outcome.
+pub struct RequestSpan(opentelemetry_sdk::trace::Span);
+
+impl std::fmt::Debug for RequestSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestSpan")
+    }
+}
+
+impl SpanExport {
+    /// Starts the exporter pipeline (batching on its own thread). `endpoint` is the
+    /// collector's base URL (`http://collector:4318`, `/v1/traces` is added) or the full
+    /// traces URL. Returns the provider to flush at exit and the exporter handle.
+    pub fn start(
+        endpoint: &str,
+    ) -> Result<(opentelemetry_sdk::trace::SdkTracerProvider, SpanExport), String> {
+        use opentelemetry::trace::TracerProvider as _;
+        use opentelemetry_otlp::{WithExportConfig, WithHttpConfig as _};
+        let url: http::Uri = endpoint
+            .parse()
+            .map_err(|e| format!("--otlp-endpoint {endpoint}: {e}"))?;
+        let url = if url.path() == "/" || url.path().is_empty() {
+            format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+        } else {
+            endpoint.to_owned()
+        };
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(url)
+            .with_headers(Default::default())
+            .build()
+            .map_err(|e| format!("--otlp-endpoint {endpoint}: {e}"))?;
+        let batch = opentelemetry_sdk::trace::BatchConfigBuilder::default()
+            .with_scheduled_delay(std::time::Duration::from_secs(1))
+            .build();
+        let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+            .with_batch_config(batch)
+            .build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("sluice")
+                    .build(),
+            )
+            .with_id_generator(PropagatedIds)
+            .build();
+        let tracer = provider.tracer("sluice");
+        Ok((provider, SpanExport { tracer }))
+    }
+
+    /// Starts the server span of a request with the ids sent upstream.
+    pub fn begin(&self, ids: &TraceIds, method: &http::Method, path: &str) -> RequestSpan {
+        use opentelemetry::trace::{
+            SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
+        };
+        use opentelemetry::{Context, KeyValue};
+        let trace_id = TraceId::from_bytes(ids.trace.to_be_bytes());
+        let parent = match ids.parent {
+            Some(p) => Context::new().with_remote_span_context(SpanContext::new(
+                trace_id,
+                SpanId::from_bytes(p.to_be_bytes()),
+                TraceFlags::new(ids.flags),
+                true,
+                TraceState::default(),
+            )),
+            None => Context::new(),
+        };
+        let builder = self
+            .tracer
+            .span_builder(method.as_str().to_owned())
+            .with_kind(SpanKind::Server)
+            .with_attributes([
+                KeyValue::new("http.request.method", method.as_str().to_owned()),
+                KeyValue::new("url.path", path.to_owned()),
+            ]);
+        // The SDK takes span (and root trace) ids from its id generator: hand it the ids
+        // already sent upstream, so the exported span is the backend's parent.
+        NEXT_IDS.with(|next| next.set(Some(*ids)));
+        let span = self.tracer.build_with_context(builder, &parent);
+        NEXT_IDS.with(|next| next.set(None));
+        RequestSpan(span)
+    }
+}
+
+impl RequestSpan {
+    /// Ends the span with the request's outcome.
+    pub fn end(mut self, pool: &str, backend: Option<&str>, status: u16) {
+        use opentelemetry::KeyValue;
+        use opentelemetry::trace::{Span as _, Status};
+        self.0.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+        self.0
+            .set_attribute(KeyValue::new("sluice.pool", pool.to_owned()));
+        if let Some(b) = backend {
+            self.0
+                .set_attribute(KeyValue::new("server.address", b.to_owned()));
+        }
+        if status >= 500 {
+            self.0.set_status(Status::error(format!("status {status}")));
+        }
+        self.0.end();
     }
 }
 
@@ -193,7 +366,9 @@ mod tests {
             "traceparent",
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         );
-        propagate_trace(&mut h);
+        let ids = propagate_trace(&mut h);
+        assert_eq!(ids.trace, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_eq!(ids.parent, Some(0x00f067aa0ba902b7));
         let v = h.get("traceparent").unwrap().to_str().unwrap();
         assert!(v.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(!v.contains("00f067aa0ba902b7"));
