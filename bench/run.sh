@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: sluice vs nginx vs HAProxy vs a direct connection, on loopback.
+#
+#   bench/run.sh            full run: ROUNDS rounds (default 3) of DURATION-second runs (default 10)
+#   QUICK=1 bench/run.sh    about a minute: 1 round of 2-second runs
+#
+# Environment knobs: ROUNDS, DURATION (seconds), PORT_BASE (default 18000), SLUICE_BIN (skip the
+# cargo build and use this binary), SKIP_SCALE=1, KEEP_WORK=1 (keep the scratch directory),
+# NO_INSTALL=1 (fail instead of running apt-get), RESULTS_DIR (default bench/results),
+# WAIT_IDLE (seconds to wait, at most, for other load to go away first: 180 full, 0 QUICK).
+# See bench/README.md for what each scenario measures.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+COMMAND=
+for v in QUICK ROUNDS DURATION PORT_BASE SLUICE_BIN SKIP_SCALE; do
+    [[ -n ${!v:-} ]] && COMMAND+="$v=${!v} "
+done
+COMMAND+="bench/run.sh"
+ROOT=$(dirname "$HERE")
+QUICK=${QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+    MODE=quick
+    ROUNDS=${ROUNDS:-1}
+    DURATION=${DURATION:-2}
+    SCALE_CHANGES=${SCALE_CHANGES:-3}
+else
+    MODE=full
+    ROUNDS=${ROUNDS:-3}
+    DURATION=${DURATION:-10}
+    SCALE_CHANGES=${SCALE_CHANGES:-5}
+fi
+PORT_BASE=${PORT_BASE:-18000}
+RESULTS_DIR=${RESULTS_DIR:-$HERE/results}
+WORKERS=2        # every proxy: 2 workers / threads
+CONNS=64         # wrk -c / concurrent streams
+H2_CONNS=16      # h2load -c; with H2_STREAMS streams each = 64 requests in flight
+H2_STREAMS=4
+BULK_CONNS=4     # parallel TCP bulk streams
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # proxies are configured for <= 8,000 connections
+
+# ------------------------------------------------------------------ scratch space and cleanup
+WORK=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # Bounded wait (5 s) for a clean exit, then SIGKILL whatever is left.
+    for _ in $(seq 50); do
+        local alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [[ $alive == 0 ]] && break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    if [[ ${KEEP_WORK:-0} == 1 ]]; then log "scratch kept in $WORK"; else rm -rf "$WORK"; fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------ dependencies
+need=()
+for pair in wrk:wrk nginx:nginx haproxy:haproxy h2load:nghttp2-client cc:gcc curl:curl python3:python3; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+done
+# Debian ships nginx's stream module as a separate package.
+NGINX_STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
+if ! command -v nginx >/dev/null 2>&1 || ! nginx -V 2>&1 | grep -q -- '--with-stream '; then
+    [[ -f $NGINX_STREAM_MODULE ]] || need+=(libnginx-mod-stream)
+fi
+if ((${#need[@]})); then
+    [[ ${NO_INSTALL:-0} == 1 ]] && die "missing packages: ${need[*]}"
+    log "installing ${need[*]}"
+    SUDO=; [[ $(id -u) == 0 ]] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# The Debian packages may start system services; we never touch them and use our own ports.
+
+# ------------------------------------------------------------------ ports
+BE1=$((PORT_BASE + 901)); BE2=$((PORT_BASE + 902)); BE3=$((PORT_BASE + 903))
+SRC1=$((PORT_BASE + 911)); SRC2=$((PORT_BASE + 912)); SRC3=$((PORT_BASE + 913))
+SLUICE_HTTP=$((PORT_BASE + 80)); SLUICE_TCPCONN=$((PORT_BASE + 82)); SLUICE_BULK=$((PORT_BASE + 83))
+SLUICE_ADMIN=$((PORT_BASE + 90))
+NGINX_HTTP=$((PORT_BASE + 180)); NGINX_H2=$((PORT_BASE + 181))
+NGINX_TCPCONN=$((PORT_BASE + 182)); NGINX_BULK=$((PORT_BASE + 183))
+HAPROXY_HTTP=$((PORT_BASE + 280)); HAPROXY_H2=$((PORT_BASE + 281))
+HAPROXY_TCPCONN=$((PORT_BASE + 282)); HAPROXY_BULK=$((PORT_BASE + 283))
+SCALE_ADMIN=$((PORT_BASE + 490)); SCALE_PORT_BASE=$((PORT_BASE + 500))
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in $BE1 $BE2 $BE3 $SRC1 $SRC2 $SRC3 $SLUICE_HTTP $SLUICE_TCPCONN $SLUICE_BULK $SLUICE_ADMIN \
+    $NGINX_HTTP $NGINX_H2 $NGINX_TCPCONN $NGINX_BULK $HAPROXY_HTTP $HAPROXY_H2 $HAPROXY_TCPCONN \
+    $HAPROXY_BULK $SCALE_ADMIN $(seq $SCALE_PORT_BASE $((SCALE_PORT_BASE + 9))); do
+    port_open "$p" && die "port $p is in use (set PORT_BASE to move every port)"
+done
+# wait_port PORT PID: wait (at most 15 s) until PORT accepts connections; fail if PID died.
+wait_port() {
+    for _ in $(seq 150); do
+        port_open "$1" && return 0
+        kill -0 "$2" 2>/dev/null || die "process $2 exited before listening on $1"
+        sleep 0.1
+    done
+    die "nothing listens on port $1 after 15 s"
+}
+
+# ------------------------------------------------------------------ build
+cc -O2 -pthread -o "$WORK/benchtool" "$HERE/benchtool.c"
+if [[ -n ${SLUICE_BIN:-} ]]; then
+    SLUICE=$SLUICE_BIN
+else
+    log "cargo build --release --locked"
+    (cd "$ROOT" && cargo build --release --locked --quiet)
+    SLUICE=${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice
+fi
+[[ -x $SLUICE ]] || die "no sluice binary at $SLUICE"
+cp "$SLUICE" "$WORK/sluice"   # the bench runs this copy: a concurrent rebuild cannot swap it
+SLUICE=$WORK/sluice
+
+# ------------------------------------------------------------------ configuration files
+render() { # render TEMPLATE OUT: replace every @NAME@ with the value of $NAME
+    local text
+    text=$(<"$1")
+    for name in DIR NGINX_STREAM_MODULE BE1 BE2 BE3 SRC1 SRC2 SRC3 SLUICE_HTTP SLUICE_TCPCONN \
+        SLUICE_BULK NGINX_HTTP NGINX_H2 NGINX_TCPCONN NGINX_BULK HAPROXY_HTTP HAPROXY_H2 \
+        HAPROXY_TCPCONN HAPROXY_BULK; do
+        text=${text//@$name@/${!name}}
+    done
+    printf '%s\n' "$text" >"$2"
+}
+DIR=$WORK/nginx
+mkdir -p "$DIR/tmp" "$WORK/raw"
+if nginx -V 2>&1 | grep -q -- '--with-stream '; then NGINX_STREAM_MODULE=; fi
+render "$HERE/conf/nginx.conf.in" "$DIR/nginx.conf"
+[[ -z $NGINX_STREAM_MODULE ]] && sed -i '/^load_module/d' "$DIR/nginx.conf"
+render "$HERE/conf/haproxy.cfg.in" "$WORK/haproxy.cfg"
+render "$HERE/conf/sluice.yaml.in" "$WORK/sluice.yaml"
+
+# ------------------------------------------------------------------ start everything
+# Backends: one single-threaded epoll process per port (so each backend uses at most one core's
+# worth of one thread); bodies a1/a2/a3 tell them apart. Bulk sources: one thread per connection.
+i=0
+for p in $BE1 $BE2 $BE3; do
+    i=$((i + 1))
+    "$WORK/benchtool" http "$p" "a$i" & PIDS+=($!); eval "BE${i}_PID=$!"
+done
+BACKEND_PIDS="$BE1_PID $BE2_PID $BE3_PID"
+for p in $SRC1 $SRC2 $SRC3; do
+    "$WORK/benchtool" source "$p" & PIDS+=($!); BACKEND_PIDS+=" $!"; SRC_PID=$!
+done
+
+"$SLUICE" serve --config "$WORK/sluice.yaml" --workers $WORKERS --bind 127.0.0.1 \
+    --admin-listen "127.0.0.1:$SLUICE_ADMIN" --log-level warn 2>"$WORK/sluice.log" &
+SLUICE_PID=$!; PIDS+=($SLUICE_PID)
+nginx -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/error.log" 2>>"$DIR/error.log" &
+NGINX_PID=$!; PIDS+=($NGINX_PID)
+haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+HAPROXY_PID=$!; PIDS+=($HAPROXY_PID)
+
+for p in $BE1 $BE2 $BE3; do wait_port "$p" "$BE3_PID"; done
+for p in $SRC1 $SRC2 $SRC3; do wait_port "$p" "$SRC_PID"; done
+for p in $SLUICE_HTTP $SLUICE_TCPCONN $SLUICE_BULK $SLUICE_ADMIN; do wait_port "$p" $SLUICE_PID; done
+for p in $NGINX_HTTP $NGINX_H2 $NGINX_TCPCONN $NGINX_BULK; do wait_port "$p" $NGINX_PID; done
+for p in $HAPROXY_HTTP $HAPROXY_H2 $HAPROXY_TCPCONN $HAPROXY_BULK; do wait_port "$p" $HAPROXY_PID; done
+
+# pids_of TARGET: every process whose CPU and memory count for that target.
+pids_of() {
+    case $1 in
+    sluice) echo "$SLUICE_PID" ;;
+    nginx) echo "$NGINX_PID" $(pgrep -P "$NGINX_PID" | tr '\n' ' ') ;;
+    haproxy) echo "$HAPROXY_PID" ;;
+    direct) echo "" ;;
+    esac
+}
+# cpu_ticks PID...: utime+stime (clock ticks) summed over the processes (all their threads).
+cpu_ticks() {
+    local total=0 pid stat rest
+    for pid in "$@"; do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        rest=${stat##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        total=$((total + ${12} + ${13}))
+    done
+    echo $total
+}
+# mem_kib FIELD PID...: a /proc/PID/status field (VmRSS, VmHWM) summed over the processes.
+mem_kib() {
+    local field=$1 total=0 v
+    shift
+    for pid in "$@"; do
+        v=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        total=$((total + ${v:-0}))
+    done
+    echo $total
+}
+
+port_for() { # port_for SCENARIO TARGET
+    case "$1:$2" in
+    h1:sluice | close:sluice | h2:sluice) echo $SLUICE_HTTP ;;
+    h1:nginx | close:nginx) echo $NGINX_HTTP ;;
+    h1:haproxy | close:haproxy) echo $HAPROXY_HTTP ;;
+    h2:nginx) echo $NGINX_H2 ;;
+    h2:haproxy) echo $HAPROXY_H2 ;;
+    tcpconn:sluice) echo $SLUICE_TCPCONN ;;
+    tcpconn:nginx) echo $NGINX_TCPCONN ;;
+    tcpconn:haproxy) echo $HAPROXY_TCPCONN ;;
+    bulk:sluice) echo $SLUICE_BULK ;;
+    bulk:nginx) echo $NGINX_BULK ;;
+    bulk:haproxy) echo $HAPROXY_BULK ;;
+    *:direct) if [[ $1 == bulk ]]; then echo $SRC1; else echo $BE1; fi ;;
+    esac
+}
+# Sanity: every proxy answers and rotates over the backends.
+for t in "sluice $SLUICE_HTTP" "nginx $NGINX_HTTP" "haproxy $HAPROXY_HTTP"; do
+    set -- $t
+    # 12 new connections: each worker keeps its own round-robin position.
+    seen=$(for _ in $(seq 12); do curl -s --max-time 2 "http://127.0.0.1:$2/"; echo; done | sort -u | tr '\n' ' ')
+    [[ $seen == "a1 a2 a3 " ]] || die "$1 on port $2 did not rotate over the 3 backends (saw: $seen)"
+    h2=$(curl -s --max-time 2 --http2-prior-knowledge "http://127.0.0.1:$(port_for h2 "$1")/" || true)
+    [[ $h2 =~ ^a[123]$ ]] || die "$1 does not answer h2c (got: $h2)"
+done
+
+{
+    echo "idle_rss_kib sluice $(mem_kib VmRSS $(pids_of sluice))"
+    echo "idle_rss_kib nginx $(mem_kib VmRSS $(pids_of nginx))"
+    echo "idle_rss_kib haproxy $(mem_kib VmRSS $(pids_of haproxy))"
+} >"$WORK/memory.txt"
+
+# ------------------------------------------------------------------ one measurement
+CLK_TCK=$(getconf CLK_TCK)
+# busy_ticks: CPU ticks the whole machine spent busy (user nice system irq softirq steal).
+busy_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+# own_child_ticks: CPU ticks of this shell's finished children (the load tools and helpers).
+own_child_ticks() {
+    times >"$WORK/times"
+    awk -v t="$CLK_TCK" 'NR == 2 {
+        n = split($0, f, " "); s = 0
+        for (i = 1; i <= n; i++) { split(f[i], p, "m"); s += p[1] * 60 + p[2] }
+        printf "%d", s * t }' "$WORK/times"
+}
+# measure ROUND SCENARIO TARGET SECONDS: run the load tool once, record its output, the load
+# average, and the CPU ticks the proxy, the backends, the load tool and everything else used.
+measure() {
+    local round=$1 scen=$2 target=$3 secs=$4 port pids out c0 c1 b0 b1 m0 m1 bound
+    port=$(port_for "$scen" "$target")
+    pids=$(pids_of "$target")
+    out=$WORK/raw/$round-$scen-$target.txt
+    bound=$((secs + 20))
+    {
+        echo "# round=$round scenario=$scen target=$target port=$port seconds=$secs"
+        echo "# loadavg_before=$(cut -d' ' -f1 /proc/loadavg)"
+    } >"$out"
+    # shellcheck disable=SC2086
+    c0=$(cpu_ticks $pids); b0=$(cpu_ticks $BACKEND_PIDS); own_child_ticks >"$WORK/o0"; m0=$(busy_ticks)
+    case $scen in
+    h1) timeout $bound wrk -t2 -c$CONNS -d"${secs}s" --latency "http://127.0.0.1:$port/" >>"$out" 2>&1 || true ;;
+    close | tcpconn)
+        timeout $bound wrk -t2 -c$CONNS -d"${secs}s" --latency -H 'Connection: close' \
+            "http://127.0.0.1:$port/" >>"$out" 2>&1 || true ;;
+    h2)
+        timeout $bound h2load -t2 -c$H2_CONNS -m$H2_STREAMS -D "$secs" \
+            --log-file="$out.log" "http://127.0.0.1:$port/" >>"$out" 2>&1 || true ;;
+    bulk) timeout $bound "$WORK/benchtool" bulk 127.0.0.1 "$port" "$secs" $BULK_CONNS >>"$out" 2>&1 || true ;;
+    esac
+    # shellcheck disable=SC2086
+    m1=$(busy_ticks); own_child_ticks >"$WORK/o1"; c1=$(cpu_ticks $pids); b1=$(cpu_ticks $BACKEND_PIDS)
+    local tool=$(($(<"$WORK/o1") - $(<"$WORK/o0")))
+    {
+        echo "# tool_cpu_seconds=$(awk -v a="$tool" -v t="$CLK_TCK" 'BEGIN {printf "%.3f", a / t}')"
+        # CPU the machine spent on anything but this proxy, the backends and the load tool
+        # (other users of the machine, plus kernel work not charged to a process).
+        echo "# other_cpu_seconds=$(awk -v m="$((m1 - m0))" -v p="$((c1 - c0))" -v b="$((b1 - b0))" -v o="$tool" -v t="$CLK_TCK" 'BEGIN {x = (m - p - b - o) / t; if (x < 0) x = 0; printf "%.3f", x}')"
+        echo "# proxy_cpu_seconds=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN {printf "%.3f", (b - a) / t}')"
+        echo "# backend_cpu_seconds=$(awk -v a="$b0" -v b="$b1" -v t="$CLK_TCK" 'BEGIN {printf "%.3f", (b - a) / t}')"
+        echo "# loadavg_after=$(cut -d' ' -f1 /proc/loadavg)"
+    } >>"$out"
+    if [[ $scen == h2 ]]; then # keep only the latency summary, not the per-request log
+        python3 "$HERE/lib/h2lat.py" "$out.log" >>"$out" && rm -f "$out.log"
+    fi
+    sleep 0.5 # let TIME_WAIT churn and CPU settle between runs
+}
+
+# ------------------------------------------------------------------ machine description
+{
+    echo "mode=$MODE"
+    echo "rounds=$ROUNDS"
+    echo "duration=$DURATION"
+    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "nproc=$(nproc)"
+    echo "cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo "kernel=$(uname -sr)"
+    echo "os=$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
+    echo "nginx=$(nginx -v 2>&1 | sed 's/^nginx version: //')"
+    echo "haproxy=$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')"
+    echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+    echo "h2load=$(h2load --version 2>&1 | head -1 | awk '{print $2}')"
+    echo "sluice=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && [[ -n $(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && echo ' + uncommitted changes in src/Cargo')"
+    echo "rustc=$(cd "$ROOT" && rustc --version 2>/dev/null)"
+    echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "workers=$WORKERS"
+    echo "conns=$CONNS"
+    echo "h2=$H2_CONNS x $H2_STREAMS"
+    echo "bulk_conns=$BULK_CONNS"
+    echo "command=$COMMAND"
+} >"$WORK/meta.txt"
+
+# ------------------------------------------------------------------ wait for a quiet machine
+# WAIT_IDLE seconds at most (default: 180 for a full run, 0 for QUICK) for the machine to be
+# mostly idle (< 0.3 CPU busy over 2 s) before measuring; the result notes it either way.
+WAIT_IDLE=${WAIT_IDLE:-$([[ $QUICK == 1 ]] && echo 0 || echo 180)}
+idle_deadline=$((SECONDS + WAIT_IDLE))
+while :; do
+    a=$(busy_ticks); sleep 2; b=$(busy_ticks)
+    busy=$(awk -v a="$a" -v b="$b" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t / 2}')
+    if awk -v x="$busy" 'BEGIN {exit !(x < 0.3)}'; then break; fi
+    if ((SECONDS >= idle_deadline)); then
+        ((WAIT_IDLE > 0)) && log "machine still busy ($busy CPUs) after waiting ${WAIT_IDLE}s; measuring anyway"
+        break
+    fi
+    log "machine busy ($busy CPUs in use by others); waiting (until $((idle_deadline - SECONDS))s more)"
+    sleep 8
+done
+echo "busy_before_runs=$busy" >>"$WORK/meta.txt"
+
+# ------------------------------------------------------------------ the runs
+SCENARIOS=(h1 close h2 tcpconn bulk)
+TARGETS=(sluice nginx haproxy direct)
+log "warm-up (1 s per proxy)"
+for t in "${TARGETS[@]}"; do measure 0 h1 "$t" 1; done
+rm -f "$WORK"/raw/0-*
+
+total=$((ROUNDS * (${#SCENARIOS[@]} * ${#TARGETS[@]} - 1)))
+n=0
+for round in $(seq "$ROUNDS"); do
+    for scen in "${SCENARIOS[@]}"; do
+        # Interleave, rotating which target goes first each round (A B C D, B C D A, ...).
+        for k in 0 1 2 3; do
+            t=${TARGETS[$(((k + round - 1) % 4))]}
+            [[ $scen == h2 && $t == direct ]] && continue # the backends speak HTTP/1.1 only
+            n=$((n + 1))
+            log "[$n/$total] round $round $scen $t"
+            measure "$round" "$scen" "$t" "$DURATION"
+        done
+    done
+done
+
+{
+    echo "peak_rss_kib sluice $(mem_kib VmHWM $(pids_of sluice))"
+    echo "peak_rss_kib nginx $(mem_kib VmHWM $(pids_of nginx))"
+    echo "peak_rss_kib haproxy $(mem_kib VmHWM $(pids_of haproxy))"
+} >>"$WORK/memory.txt"
+kill -0 $SLUICE_PID 2>/dev/null || die "sluice died during the runs (see $WORK/sluice.log)"
+echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/meta.txt"
+
+# ------------------------------------------------------------------ scale figures
+if [[ ${SKIP_SCALE:-0} != 1 ]]; then
+    log "scale: 1,000 pools / 10,000 endpoints"
+    python3 "$HERE/lib/scale.py" --sluice "$SLUICE" --dir "$WORK/scale" --admin-port $SCALE_ADMIN \
+        --port-base $SCALE_PORT_BASE --backends "$BE1,$BE2,$BE3" --changes "$SCALE_CHANGES" \
+        --workers $WORKERS >"$WORK/scale.json" || log "scale run failed (see $WORK/scale)"
+fi
+
+# ------------------------------------------------------------------ report
+mkdir -p "$RESULTS_DIR"
+OUT=$RESULTS_DIR/$(date '+%Y-%m-%d-%H%M')-$MODE.md
+python3 "$HERE/lib/report.py" --work "$WORK" --out "$OUT"
+log "written $OUT"
