@@ -335,8 +335,9 @@ async fn watch_file(path: PathBuf, admin: Arc<Admin>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             seen = rx.recv() => match seen { Some(t) => t, None => return },
         };
-        // Coalesce bursts of writes (editors write, truncate, rename).
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Coalesce bursts of writes (editors write, truncate, rename): short enough that a
+        // change serves within ~100 ms even for large files.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         while rx.try_recv().is_ok() {}
         reload(&path, &admin, first);
     }

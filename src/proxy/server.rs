@@ -220,6 +220,7 @@ macro_rules! drive {
         let serving = $serving;
         tokio::pin!(serving);
         tokio::select! {
+            biased;
             res = serving.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(client = %$peer, error = %e, "client connection ended");

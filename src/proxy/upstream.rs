@@ -310,6 +310,7 @@ async fn connect(
     let cut = endpoint.cut.clone();
     tokio::spawn(async move {
         tokio::select! {
+            biased;
             res = connection.with_upgrades() => {
                 if let Err(e) = res {
                     tracing::debug!(backend = %addr, error = %e, "upstream connection ended");
