@@ -93,6 +93,9 @@ struct Common {
     /// Data-plane worker threads (default: one per CPU).
     #[arg(long, env = "SLUICE_WORKERS")]
     workers: Option<usize>,
+    /// Most client connections open at once; beyond it new ones get 503 and are closed.
+    #[arg(long, default_value_t = 50_000)]
+    max_connections: usize,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -115,6 +118,7 @@ impl Common {
             access_log: self.access_log,
             otlp_endpoint: self.otlp_endpoint,
             workers: self.workers,
+            max_connections: self.max_connections,
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct Options {
     pub otlp_endpoint: Option<String>,
     /// Worker threads; `None` = one per CPU.
     pub workers: Option<usize>,
+    /// Most client connections open at once; more are shed with 503 (HTTP) or closed.
+    pub max_connections: usize,
 }
 
 /// Installs the tracing subscriber on stderr.
@@ -194,6 +196,7 @@ where
             bind: options.bind,
             access_log: options.access_log.then_some(AccessLog),
             spans,
+            max_connections: options.max_connections,
         },
     ));
     let local = tokio::task::LocalSet::new();

@@ -387,3 +387,97 @@ async fn metrics_and_pools_report_traffic() {
     );
     assert_eq!(pools["pools"][0]["endpoints"][0]["healthy"], true);
 }
+
+#[tokio::test]
+async fn connections_past_the_process_limit_are_shed_with_503() {
+    let b = echo("a");
+    let port = free_port();
+    let _s = Sluice::start_with(
+        &pool("limit", port, "RoundRobin", &[(b.addr(), 1)], ""),
+        &["--max-connections", "4"],
+    );
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let shed = raw(port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(shed.starts_with("HTTP/1.1 503"), "{shed}");
+    drop(held);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = raw(
+            port,
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if out.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slots not released: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_at_max_connections_is_skipped_and_all_full_gives_503() {
+    let slow = slow_echo("slow", Duration::from_millis(800));
+    let port = free_port();
+    let _s = Sluice::start(&pool(
+        "cap",
+        port,
+        "RoundRobin",
+        &[(slow.addr(), 1)],
+        "  maxConnectionsPerEndpoint: 1\n",
+    ));
+    let first = tokio::spawn(async move { get(port, "/", &[]).await.status });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        get(port, "/", &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+    assert_eq!(get(port, "/", &[]).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn access_log_writes_one_json_line_per_request_to_stdout() {
+    use std::io::BufRead;
+    let b = echo("a");
+    let port = free_port();
+    let mut s = Sluice::start_with(
+        &pool("logged", port, "RoundRobin", &[(b.addr(), 1)], ""),
+        &["--access-log"],
+    );
+    get(port, "/hello?x=1", &[]).await;
+    let stdout = s.child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    });
+    let line = tokio::time::timeout(Duration::from_secs(5), line)
+        .await
+        .unwrap()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["pool"], "default/logged");
+    assert_eq!(v["backend"], b.addr().to_string());
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["host"], "app.test");
+    assert_eq!(v["path"], "/hello?x=1");
+    assert_eq!(v["status"], 200);
+    assert!(v["bytesOut"].as_u64().unwrap() > 0);
+    for field in ["ts", "client", "bytesIn", "durationMs"] {
+        assert!(!v[field].is_null(), "{field} missing: {line}");
+    }
+}

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::http::Listener;
 use super::router::Router;
-use super::server::{Drain, HttpAcceptor, Workers, accept_loop, bind_reuseport};
+use super::server::{ConnectionLimit, Drain, HttpAcceptor, Workers, accept_loop, bind_reuseport};
 use super::tcp::TcpAcceptor;
 use super::telemetry::{AccessLog, SpanExport};
 use super::tls::{StagedCerts, TlsPort};
@@ -111,6 +111,8 @@ pub struct DataplaneOptions {
     pub access_log: Option<AccessLog>,
     /// OTLP span export, when `--otlp-endpoint` is given.
     pub spans: Option<SpanExport>,
+    /// Most client connections open at once (`--max-connections`).
+    pub max_connections: usize,
 }
 
 /// Listeners, pools and routes currently served.
@@ -123,6 +125,7 @@ pub struct Dataplane {
     health: HealthChecker,
     tls_ports: Arc<ArcSwap<Vec<Arc<TlsPort>>>>,
     cert_watch: std::sync::atomic::AtomicBool,
+    limit: Arc<ConnectionLimit>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -136,6 +139,7 @@ impl std::fmt::Debug for Dataplane {
 impl Dataplane {
     /// A data plane with no pools yet, running on `workers`.
     pub fn new(workers: Workers, options: DataplaneOptions) -> Self {
+        let limit = ConnectionLimit::new(options.max_connections);
         Dataplane {
             workers,
             options,
@@ -145,6 +149,7 @@ impl Dataplane {
             health: HealthChecker::default(),
             tls_ports: Arc::new(ArcSwap::from_pointee(Vec::new())),
             cert_watch: std::sync::atomic::AtomicBool::new(false),
+            limit,
         }
     }
 
@@ -358,7 +363,13 @@ impl Dataplane {
     ) {
         for (socket, handle) in sockets.into_iter().zip(self.workers.handles()) {
             let tracker = self.tracker.clone();
-            let task = accept_loop(socket, acceptor.clone(), drain.clone(), tracker.clone());
+            let task = accept_loop(
+                socket,
+                acceptor.clone(),
+                drain.clone(),
+                tracker.clone(),
+                self.limit.clone(),
+            );
             handle.spawn(tracker.track_future(task));
         }
     }

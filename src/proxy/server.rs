@@ -120,6 +120,57 @@ pub trait Acceptor: Send + Sync + 'static {
         peer: SocketAddr,
         drain: Drain,
     ) -> impl Future<Output = ()> + Send + 'static;
+
+    /// Answers a connection refused because the process is at its connection limit
+    /// (default: close it).
+    fn overloaded(&self, stream: TcpStream) -> impl Future<Output = ()> + Send + 'static {
+        async move { drop(stream) }
+    }
+}
+
+/// The process-wide cap on open client connections (`--max-connections`): past it new
+/// connections are shed at once instead of letting memory grow without bound.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    open: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl ConnectionLimit {
+    /// A limit of `max` open connections.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(ConnectionLimit {
+            open: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// Takes a slot, or `None` when all `max` are in use.
+    fn try_acquire(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        use std::sync::atomic::Ordering;
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ConnectionSlot(self.clone()))
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// One open connection counted against the [`ConnectionLimit`].
+struct ConnectionSlot(Arc<ConnectionLimit>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Runs the accept loop of one socket on the current worker.
@@ -128,6 +179,7 @@ pub async fn accept_loop<A: Acceptor>(
     acceptor: Arc<A>,
     drain: Drain,
     tracker: TaskTracker,
+    limit: Arc<ConnectionLimit>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(socket) {
         Ok(l) => l,
@@ -143,7 +195,19 @@ pub async fn accept_loop<A: Acceptor>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tracker.spawn(acceptor.clone().serve(stream, peer, drain.clone()));
+                    match limit.try_acquire() {
+                        Some(slot) => {
+                            let serving = acceptor.clone().serve(stream, peer, drain.clone());
+                            tracker.spawn(async move {
+                                serving.await;
+                                drop(slot);
+                            });
+                        }
+                        None => {
+                            tracing::warn!(client = %peer, max = limit.max, "connection limit reached, shedding");
+                            tokio::spawn(acceptor.overloaded(stream));
+                        }
+                    }
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -306,7 +370,23 @@ pub async fn client_address(
     }
 }
 
+/// The answer to a client shed at the connection limit (plain-text ports).
+const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 23\r\nConnection: close\r\nRetry-After: 1\r\n\r\nserver overloaded, retry";
+
 impl Acceptor for HttpAcceptor {
+    fn overloaded(&self, stream: TcpStream) -> impl Future<Output = ()> + Send + 'static {
+        let plain = self.tls.is_none() && !self.proxy_protocol;
+        async move {
+            if plain {
+                use tokio::io::AsyncWriteExt;
+                let mut stream = stream;
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(OVERLOADED))
+                    .await;
+                let _ = stream.shutdown().await;
+            }
+        }
+    }
+
     async fn serve(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, drain: Drain) {
         let Some(peer) = client_address(&mut stream, peer, self.proxy_protocol).await else {
             return;
