@@ -121,7 +121,7 @@ pub struct Dataplane {
     options: DataplaneOptions,
     tracker: TaskTracker,
     state: Mutex<State>,
-    pools: ArcSwap<Vec<Arc<Pool>>>,
+    pools: Arc<ArcSwap<Vec<Arc<Pool>>>>,
     health: HealthChecker,
     tls_ports: Arc<ArcSwap<Vec<Arc<TlsPort>>>>,
     cert_watch: std::sync::atomic::AtomicBool,
@@ -145,7 +145,7 @@ impl Dataplane {
             options,
             tracker: TaskTracker::new(),
             state: Mutex::new(State::default()),
-            pools: ArcSwap::from_pointee(Vec::new()),
+            pools: Arc::new(ArcSwap::from_pointee(Vec::new())),
             health: HealthChecker::default(),
             tls_ports: Arc::new(ArcSwap::from_pointee(Vec::new())),
             cert_watch: std::sync::atomic::AtomicBool::new(false),
@@ -334,7 +334,8 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Polls certificate files once a second and reloads those that changed (started once).
+    /// Once a second: reloads certificate files that changed, closes upstream connections
+    /// idle past their pool's `timeouts.idle`, and forgets drained endpoints (started once).
     fn start_cert_watch(&self) {
         if self
             .cert_watch
@@ -343,6 +344,7 @@ impl Dataplane {
             return;
         }
         let ports = self.tls_ports.clone();
+        let pools = self.pools.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
@@ -350,6 +352,13 @@ impl Dataplane {
                 let current = ports.load_full();
                 for tls in current.iter() {
                     tls.reload_if_changed();
+                }
+                for pool in pools.load().iter() {
+                    let snapshot = pool.snapshot();
+                    for endpoint in &snapshot.members {
+                        endpoint.upstream.expire(snapshot.config.timeouts.idle);
+                    }
+                    pool.reap_drained();
                 }
             }
         });
