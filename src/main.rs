@@ -8,11 +8,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice::controller::{self, ControllerOptions};
 use sluice::standalone::{self, LogFormat, Options};
 
-/// mimalloc: the request path allocates small, short-lived objects on every worker; glibc
-/// malloc showed up at ~3-4% of proxy CPU in profiles.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const STANDALONE_ADMIN: &str = "127.0.0.1:9090";
 const CONTROLLER_ADMIN: &str = "0.0.0.0:9090";
 
