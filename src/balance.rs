@@ -18,6 +18,9 @@ mod random;
 mod round_robin;
 mod weighted_round_robin;
 
+#[cfg(test)]
+mod testing;
+
 pub use consistent_hash::ConsistentHash;
 pub use least_connections::LeastConnections;
 pub use p2c::PowerOfTwoChoices;
@@ -65,4 +68,52 @@ pub fn build(algorithm: &Algorithm, endpoints: &[Arc<Endpoint>]) -> Box<dyn Bala
 /// Hashes a request key (header value, cookie value, client IP bytes) for ConsistentHash.
 pub fn hash_key(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HashKey;
+    use proptest::prelude::*;
+
+    fn algorithms() -> [Algorithm; 6] {
+        [
+            Algorithm::RoundRobin,
+            Algorithm::WeightedRoundRobin,
+            Algorithm::LeastConnections,
+            Algorithm::PowerOfTwoChoices,
+            Algorithm::ConsistentHash(HashKey::ClientIp),
+            Algorithm::Random,
+        ]
+    }
+
+    proptest! {
+        /// The invariant every balancer keeps: never an unusable endpoint, and `None` only
+        /// when no endpoint is usable.
+        #[test]
+        fn no_balancer_picks_an_unusable_endpoint(
+            members in prop::collection::vec((1u32..=1000, any::<bool>(), 0u32..5), 0..24),
+            hashes in prop::collection::vec(any::<Option<u64>>(), 1..16),
+        ) {
+            let eps = testing::weighted(&members.iter().map(|m| m.0).collect::<Vec<_>>());
+            for (ep, m) in eps.iter().zip(&members) {
+                for _ in 0..m.2 {
+                    std::mem::forget(ep.begin());
+                }
+            }
+            let usable = |e: &Endpoint| {
+                eps.iter().position(|p| std::ptr::eq(&**p, e)).is_some_and(|i| members[i].1)
+            };
+            for algorithm in algorithms() {
+                let balancer = build(&algorithm, &eps);
+                for &hash in &hashes {
+                    let ctx = PickContext { hash, usable: &usable };
+                    match balancer.pick(&eps, &ctx) {
+                        Some(i) => prop_assert!(members[i].1, "{algorithm:?} picked unusable {i}"),
+                        None => prop_assert!(members.iter().all(|m| !m.1), "{algorithm:?} found nothing"),
+                    }
+                }
+            }
+        }
+    }
 }

@@ -62,19 +62,8 @@ impl Balancer for LeastConnections {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::balance::testing::weighted as endpoints;
     use crate::pool::ActiveGuard;
-    use proptest::prelude::*;
-
-    fn endpoints(weights: &[u32]) -> Vec<Arc<Endpoint>> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| {
-                let addr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
-                Arc::new(Endpoint::new(addr, w))
-            })
-            .collect()
-    }
 
     /// Gives each endpoint `load[i]` in-flight requests, held by the returned guards.
     fn load(eps: &[Arc<Endpoint>], load: &[u32]) -> Vec<ActiveGuard> {
@@ -145,31 +134,5 @@ mod tests {
             usable: &usable,
         };
         assert_eq!(LeastConnections::new(&eps).pick(&eps, &ctx), Some(2));
-    }
-
-    proptest! {
-        #[test]
-        fn picks_a_usable_endpoint_iff_one_exists(
-            entries in prop::collection::vec((1u32..=5, 0u32..4, any::<bool>()), 0..24),
-        ) {
-            let weights: Vec<u32> = entries.iter().map(|e| e.0).collect();
-            let eps = endpoints(&weights);
-            let _guards = load(&eps, &entries.iter().map(|e| e.1).collect::<Vec<_>>());
-            let usable = |e: &Endpoint| {
-                eps.iter().position(|p| std::ptr::eq(&**p, e)).is_some_and(|i| entries[i].2)
-            };
-            let ctx = PickContext { hash: None, usable: &usable };
-            match LeastConnections::new(&eps).pick(&eps, &ctx) {
-                Some(i) => {
-                    prop_assert!(entries[i].2);
-                    // And nothing usable is strictly lighter.
-                    let (a, w) = (u64::from(entries[i].1), u64::from(entries[i].0));
-                    for e in entries.iter().filter(|e| e.2) {
-                        prop_assert!(u64::from(e.1) * w >= a * u64::from(e.0));
-                    }
-                }
-                None => prop_assert!(entries.iter().all(|e| !e.2)),
-            }
-        }
     }
 }

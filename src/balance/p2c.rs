@@ -59,16 +59,7 @@ impl Balancer for PowerOfTwoChoices {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
-        (0..n)
-            .map(|i| {
-                let addr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
-                Arc::new(Endpoint::new(addr, 1))
-            })
-            .collect()
-    }
+    use crate::balance::testing::endpoints;
 
     fn counts(eps: &[Arc<Endpoint>], ctx: &PickContext<'_>, picks: usize) -> Vec<usize> {
         let p2c = PowerOfTwoChoices::new(eps);
@@ -130,26 +121,5 @@ mod tests {
             usable: &usable,
         };
         assert_eq!(counts(&eps, &ctx, 200)[7], 200);
-    }
-
-    proptest! {
-        #[test]
-        fn picks_a_usable_endpoint_iff_one_exists(
-            mask in prop::collection::vec(any::<bool>(), 0..24),
-            picks in 1usize..20,
-        ) {
-            let eps = endpoints(mask.len());
-            let usable = |e: &Endpoint| {
-                eps.iter().position(|p| std::ptr::eq(&**p, e)).is_some_and(|i| mask[i])
-            };
-            let ctx = PickContext { hash: None, usable: &usable };
-            let p2c = PowerOfTwoChoices::new(&eps);
-            for _ in 0..picks {
-                match p2c.pick(&eps, &ctx) {
-                    Some(i) => prop_assert!(mask[i]),
-                    None => prop_assert!(mask.iter().all(|u| !u)),
-                }
-            }
-        }
     }
 }

@@ -33,16 +33,7 @@ impl Balancer for Random {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
-        (0..n)
-            .map(|i| {
-                let addr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
-                Arc::new(Endpoint::new(addr, 1))
-            })
-            .collect()
-    }
+    use crate::balance::testing::endpoints;
 
     #[test]
     fn picks_are_roughly_uniform() {
@@ -74,26 +65,5 @@ mod tests {
     #[test]
     fn no_endpoints_gives_none() {
         assert_eq!(Random::new(&[]).pick(&[], &PickContext::any()), None);
-    }
-
-    proptest! {
-        #[test]
-        fn picks_a_usable_endpoint_iff_one_exists(
-            mask in prop::collection::vec(any::<bool>(), 0..24),
-            picks in 1usize..20,
-        ) {
-            let eps = endpoints(mask.len());
-            let usable = |e: &Endpoint| {
-                eps.iter().position(|p| std::ptr::eq(&**p, e)).is_some_and(|i| mask[i])
-            };
-            let ctx = PickContext { hash: None, usable: &usable };
-            let random = Random::new(&eps);
-            for _ in 0..picks {
-                match random.pick(&eps, &ctx) {
-                    Some(i) => prop_assert!(mask[i]),
-                    None => prop_assert!(mask.iter().all(|u| !u)),
-                }
-            }
-        }
     }
 }

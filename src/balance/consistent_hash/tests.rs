@@ -1,16 +1,12 @@
 use super::*;
 use crate::balance::hash_key;
-use proptest::prelude::*;
+use crate::balance::testing::endpoints;
 
 fn endpoint(i: usize, weight: u32) -> Arc<Endpoint> {
     let addr = format!("10.0.{}.{}:8080", i / 250, i % 250 + 1)
         .parse()
         .unwrap();
     Arc::new(Endpoint::new(addr, weight))
-}
-
-fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
-    (0..n).map(|i| endpoint(i, 1)).collect()
 }
 
 fn key(k: u32) -> u64 {
@@ -155,27 +151,4 @@ fn requests_without_a_key_are_spread() {
 #[test]
 fn no_endpoints_gives_none() {
     assert_eq!(ConsistentHash::new(&[]).pick(&[], &with_hash(1)), None);
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
-
-    #[test]
-    fn picks_a_usable_endpoint_iff_one_exists(
-        entries in prop::collection::vec((1u32..=5, any::<bool>()), 0..24),
-        hashes in prop::collection::vec(any::<Option<u64>>(), 1..20),
-    ) {
-        let eps: Vec<_> = entries.iter().enumerate().map(|(i, e)| endpoint(i, e.0)).collect();
-        let usable = |e: &Endpoint| {
-            eps.iter().position(|p| std::ptr::eq(&**p, e)).is_some_and(|i| entries[i].1)
-        };
-        let ch = ConsistentHash::new(&eps);
-        for hash in hashes {
-            let ctx = PickContext { hash, usable: &usable };
-            match ch.pick(&eps, &ctx) {
-                Some(i) => prop_assert!(entries[i].1),
-                None => prop_assert!(entries.iter().all(|e| !e.1)),
-            }
-        }
-    }
 }

@@ -1,18 +1,5 @@
 use super::*;
-use proptest::prelude::*;
-
-fn endpoints(weights: &[u32]) -> Vec<Arc<Endpoint>> {
-    weights
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| {
-            let addr = format!("127.0.0.{}:{}", i / 60_000 + 1, 1000 + i % 60_000)
-                .parse()
-                .unwrap();
-            Arc::new(Endpoint::new(addr, w))
-        })
-        .collect()
-}
+use crate::balance::testing::weighted as endpoints;
 
 /// nginx's `ngx_http_upstream_get_peer`, verbatim in spirit: the reference to match.
 fn nginx(weights: &[u32], picks: usize) -> Vec<usize> {
@@ -127,34 +114,4 @@ fn ten_thousand_endpoints_of_few_weights_get_a_schedule() {
 fn no_endpoints_gives_none() {
     let wrr = WeightedRoundRobin::new(&[]);
     assert_eq!(wrr.pick(&[], &PickContext::any()), None);
-}
-
-proptest! {
-    #[test]
-    fn sequence_matches_nginx(weights in prop::collection::vec(1u32..=12, 1..12)) {
-        let eps = endpoints(&weights);
-        let wrr = WeightedRoundRobin::new(&eps);
-        let n = 2 * weights.iter().sum::<u32>() as usize + 3;
-        prop_assert_eq!(picks(&wrr, &eps, n), nginx(&weights, n));
-    }
-
-    #[test]
-    fn picks_a_usable_endpoint_iff_one_exists(
-        entries in prop::collection::vec((1u32..=5, any::<bool>()), 0..24),
-        picks in 1usize..20,
-    ) {
-        let weights: Vec<u32> = entries.iter().map(|e| e.0).collect();
-        let eps = endpoints(&weights);
-        let usable = |e: &Endpoint| {
-            eps.iter().position(|p| std::ptr::eq(&**p, e)).is_some_and(|i| entries[i].1)
-        };
-        let ctx = PickContext { hash: None, usable: &usable };
-        let wrr = WeightedRoundRobin::new(&eps);
-        for _ in 0..picks {
-            match wrr.pick(&eps, &ctx) {
-                Some(i) => prop_assert!(entries[i].1),
-                None => prop_assert!(entries.iter().all(|e| !e.1)),
-            }
-        }
-    }
 }
