@@ -65,6 +65,48 @@ enum PortKind {
 }
 
 impl PortKind {
+    /// `HTTP`, `HTTPS`, `TCP` or `TCP+TLS`, with `+PROXY` when PROXY headers are expected.
+    fn describe(&self) -> &'static str {
+        match self {
+            PortKind::Http {
+                tls: false,
+                proxy_protocol: false,
+            } => "HTTP",
+            PortKind::Http {
+                tls: true,
+                proxy_protocol: false,
+            } => "HTTPS",
+            PortKind::Http {
+                tls: false,
+                proxy_protocol: true,
+            } => "HTTP+PROXY",
+            PortKind::Http {
+                tls: true,
+                proxy_protocol: true,
+            } => "HTTPS+PROXY",
+            PortKind::Tcp {
+                tls: false,
+                proxy_protocol: false,
+                ..
+            } => "TCP",
+            PortKind::Tcp {
+                tls: true,
+                proxy_protocol: false,
+                ..
+            } => "TCP+TLS",
+            PortKind::Tcp {
+                tls: false,
+                proxy_protocol: true,
+                ..
+            } => "TCP+PROXY",
+            PortKind::Tcp {
+                tls: true,
+                proxy_protocol: true,
+                ..
+            } => "TCP+TLS+PROXY",
+        }
+    }
+
     fn tls(&self) -> bool {
         match self {
             PortKind::Http { tls, .. } | PortKind::Tcp { tls, .. } => *tls,
@@ -307,7 +349,12 @@ impl Dataplane {
                             None
                         }
                     };
-                    tracing::info!(port, pools = plan.pools.len(), kind = ?plan.kind, "listening");
+                    tracing::info!(
+                        port,
+                        pools = plan.pools.len(),
+                        kind = plan.kind.describe(),
+                        "listening"
+                    );
                     state.ports.insert(
                         port,
                         Port {
