@@ -65,6 +65,18 @@ pub fn build(algorithm: &Algorithm, endpoints: &[Arc<Endpoint>]) -> Box<dyn Bala
     }
 }
 
+/// Hashes a client address for ClientIP hashing and affinity, HTTP and TCP alike, without
+/// allocating: the octets of the address (IPv4-mapped IPv6 as IPv4).
+pub fn hash_ip(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(v4) => hash_key(&v4.octets()),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => hash_key(&v4.octets()),
+            None => hash_key(&v6.octets()),
+        },
+    }
+}
+
 /// Hashes a request key (header value, cookie value, client IP bytes) for ConsistentHash.
 pub fn hash_key(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
@@ -85,6 +97,14 @@ mod tests {
             Algorithm::ConsistentHash(HashKey::ClientIp),
             Algorithm::Random,
         ]
+    }
+
+    #[test]
+    fn an_ipv4_client_hashes_the_same_seen_as_ipv4_or_ipv4_mapped_ipv6() {
+        let v4: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        let mapped: std::net::IpAddr = "::ffff:203.0.113.7".parse().unwrap();
+        assert_eq!(hash_ip(v4), hash_ip(mapped));
+        assert_ne!(hash_ip(v4), hash_ip("203.0.113.8".parse().unwrap()));
     }
 
     proptest! {

@@ -18,6 +18,21 @@ fn tcp_pool(name: &str, port: u16, endpoints: &[SocketAddr], extra: &str) -> Str
     pool(name, port, "RoundRobin", &eps, extra).replace("protocol: HTTP", "protocol: TCP")
 }
 
+/// Sends `payload` to `port`, shuts down the write side and reads the reply until EOF
+/// (bounded); returns the reply and the client's local address.
+async fn send_then_half_close(port: u16, payload: &[u8]) -> (String, SocketAddr) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let local = s.local_addr().unwrap();
+    s.write_all(payload).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    (reply, local)
+}
+
 /// A TCP backend that echoes everything until the client half-closes, then closes.
 async fn echo_backend() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -88,14 +103,7 @@ async fn half_close_keeps_the_reply_direction_open() {
     let (backend, _) = recording_backend("b").await;
     let port = free_port();
     let _s = Sluice::start(&tcp_pool("half", port, &[backend], ""));
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    s.write_all(b"hello world").await.unwrap();
-    s.shutdown().await.unwrap();
-    let mut reply = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply))
-        .await
-        .unwrap()
-        .unwrap();
+    let (reply, _) = send_then_half_close(port, b"hello world").await;
     assert_eq!(reply, "b read 11");
 }
 
@@ -109,13 +117,7 @@ async fn thirty_tcp_connections_spread_round_robin() {
     let port = free_port();
     let _s = Sluice::start(&tcp_pool("spread", port, &addrs, ""));
     for _ in 0..30 {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        s.shutdown().await.unwrap();
-        let mut reply = String::new();
-        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply))
-            .await
-            .unwrap()
-            .unwrap();
+        send_then_half_close(port, b"").await;
     }
     for (_, seen) in &backends {
         assert_eq!(seen.lock().unwrap().len(), 10);
@@ -149,14 +151,7 @@ async fn tcp_backend_receives_the_proxy_header_it_asked_for() {
             &[backend],
             &format!("  sendProxyProtocol: {version}\n"),
         ));
-        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        s.write_all(b"payload").await.unwrap();
-        s.shutdown().await.unwrap();
-        let mut reply = String::new();
-        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply))
-            .await
-            .unwrap()
-            .unwrap();
+        let (_, sender) = send_then_half_close(port, b"payload").await;
         let first = seen.lock().unwrap()[0].clone();
         assert!(
             first.starts_with(prefix),
@@ -165,7 +160,7 @@ async fn tcp_backend_receives_the_proxy_header_it_asked_for() {
         );
         assert!(first.ends_with(b"payload"));
         let header = ppp::HeaderResult::parse(&first);
-        let client = match header {
+        let announced = match header {
             ppp::HeaderResult::V1(Ok(h)) => match h.addresses {
                 ppp::v1::Addresses::Tcp4(a) => {
                     SocketAddr::new(a.source_address.into(), a.source_port)
@@ -180,11 +175,7 @@ async fn tcp_backend_receives_the_proxy_header_it_asked_for() {
             },
             other => panic!("{version}: no valid header: {other:?}"),
         };
-        assert_eq!(
-            client,
-            s.local_addr().unwrap(),
-            "{version} announced the wrong client"
-        );
+        assert_eq!(announced, sender, "{version} announced the wrong client");
     }
 }
 

@@ -11,11 +11,10 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 
 use super::index::{Desired, pool_name};
-use crate::api::{BackendPool, BackendPoolStatus, BackendStatus, EndpointCounts};
+use crate::api::{
+    BackendPool, BackendPoolStatus, BackendStatus, EndpointCounts, MAX_STATUS_BACKENDS,
+};
 use crate::pool::Pool;
-
-/// Most backends listed in status.
-pub const MAX_BACKENDS: usize = 100;
 
 /// The status `pool` should have now. `live` is the served pool (absent when refused);
 /// `previous` keeps the condition's transition time when its status did not change.
@@ -47,7 +46,7 @@ pub fn compute(
             .cmp(&b.healthy)
             .then_with(|| a.address.cmp(&b.address))
     });
-    backends.truncate(MAX_BACKENDS);
+    backends.truncate(MAX_STATUS_BACKENDS);
 
     let (status, reason, message) = match desired.refused.get(&name) {
         Some(refusal) => ("False", refusal.reason.to_owned(), refusal.message.clone()),
@@ -257,7 +256,7 @@ mod tests {
         sick.set(crate::pool::Unavailable::Unhealthy, true);
         live.refresh();
         let s = compute(&pool(), &Desired::default(), Some(&live), None, &at(1));
-        assert_eq!(s.backends.len(), MAX_BACKENDS);
+        assert_eq!(s.backends.len(), MAX_STATUS_BACKENDS);
         assert_eq!(s.backends[0].address, sick.label());
         assert!(!s.backends[0].healthy);
         assert_eq!(

@@ -28,7 +28,7 @@ use super::headers;
 use super::router::Router;
 use super::telemetry::{self, AccessLog, RequestSpan, SpanExport};
 use super::upstream;
-use crate::balance::hash_key;
+use crate::balance::{hash_ip, hash_key};
 use crate::config::{AffinityConfig, Algorithm, HashKey};
 use crate::pool::{ActiveGuard, Pool, Snapshot, UpstreamBody, now_ns};
 
@@ -187,7 +187,7 @@ async fn forward(
             guard,
         }) => {
             let status = response.status();
-            let endpoint = guard.endpoint().clone();
+            let endpoint = guard.endpoint();
             endpoint.stats.record_status(status.as_u16());
             endpoint.observe_latency(start.elapsed().as_nanos() as u64, now_ns());
             exchange.status = status.as_u16();
@@ -206,7 +206,7 @@ async fn forward(
             if let (Some(presented), Some(AffinityConfig::Cookie { name, ttl })) =
                 (affinity, &snapshot.config.affinity)
             {
-                let token = snapshot.affinity_token(&endpoint);
+                let token = snapshot.affinity_token(endpoint);
                 if presented != Some(token) {
                     let secure = if https { "; Secure" } else { "" };
                     let value = format!(
@@ -267,7 +267,7 @@ async fn small_body(
 /// The ConsistentHash key of this request, if the pool hashes.
 fn request_hash(snapshot: &Snapshot, req: &Request<Incoming>, conn: &Connection) -> Option<u64> {
     if matches!(snapshot.config.affinity, Some(AffinityConfig::ClientIp)) {
-        return Some(hash_key(conn.client_ip.as_bytes()));
+        return Some(hash_ip(conn.peer.ip()));
     }
     let Algorithm::ConsistentHash(key) = &snapshot.config.algorithm else {
         return None;
@@ -275,7 +275,7 @@ fn request_hash(snapshot: &Snapshot, req: &Request<Incoming>, conn: &Connection)
     match key {
         HashKey::Header(name) => req.headers().get(name).map(|v| hash_key(v.as_bytes())),
         HashKey::Cookie(name) => cookie(req, name).map(|v| hash_key(v.as_bytes())),
-        HashKey::ClientIp => Some(hash_key(conn.client_ip.as_bytes())),
+        HashKey::ClientIp => Some(hash_ip(conn.peer.ip())),
     }
 }
 

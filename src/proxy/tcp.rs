@@ -16,7 +16,7 @@ use super::proxy_protocol;
 use super::server::{Acceptor, Drain, client_address};
 use super::telemetry::AccessLog;
 use super::tls::TlsPort;
-use crate::balance::hash_key;
+use crate::balance::hash_ip;
 use crate::config::{AffinityConfig, Algorithm};
 use crate::health;
 use crate::pool::{ActiveGuard, Pool, Snapshot, now_ns};
@@ -120,7 +120,7 @@ impl TcpAcceptor {
         let config = &snapshot.config;
         let by_client = matches!(config.algorithm, Algorithm::ConsistentHash(_))
             || matches!(config.affinity, Some(AffinityConfig::ClientIp));
-        let hash = by_client.then(|| hash_key(peer.ip().to_string().as_bytes()));
+        let hash = by_client.then(|| hash_ip(peer.ip()));
         let mut failed: Option<Arc<crate::pool::Endpoint>> = None;
         for _ in 0..MAX_CONNECT_TRIES.min(snapshot.available.len().max(1)) {
             let guard = snapshot.pick(hash, failed.as_deref())?;
