@@ -20,7 +20,7 @@ mod upstream;
 
 pub use endpoint::{ActiveGuard, Endpoint, OutlierState, Unavailable, now_ns};
 pub use stats::{DURATION_BUCKETS, EndpointStats, Histogram, PoolStats};
-pub use upstream::{UpstreamBody, UpstreamPool, set_worker_slots};
+pub use upstream::{UpstreamConn, UpstreamPool, set_worker_slots};
 
 /// What the proxy reads for one pool: immutable once published.
 #[derive(Debug)]

@@ -6,6 +6,7 @@ pub mod body;
 pub mod dataplane;
 pub mod error;
 pub mod guard;
+pub mod h1client;
 pub mod headers;
 pub mod http;
 pub mod proxy_protocol;

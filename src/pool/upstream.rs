@@ -1,16 +1,18 @@
-//! Idle upstream HTTP/1 connections of one endpoint, one list per worker thread so that
-//! workers never contend: each worker only touches its own slot's (uncontended) mutex.
+//! Idle upstream connections of one endpoint, one list per worker thread so that workers
+//! never contend: each worker only touches its own slot's (uncontended) mutex.
+//!
+//! The pool holds plain sockets with their read buffers; the proxy's HTTP/1 client speaks
+//! the protocol on them. Whether an idle socket is still open is read from the reactor's
+//! readiness (a FIN or RST seen while idle marks it closed), without a system call.
 
-use std::pin::Pin;
 use std::sync::OnceLock;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
+use bytes::BytesMut;
 use parking_lot::Mutex;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Most idle connections kept per worker per endpoint.
@@ -28,48 +30,45 @@ fn slots() -> usize {
     *SLOTS.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
-/// Request body sent upstream: the client's stream, or bytes kept for a replay.
+/// An open connection to an endpoint and the bytes read from it but not yet consumed.
 #[derive(Debug)]
-pub enum UpstreamBody {
-    /// The client's body, streamed.
-    Stream(Incoming),
-    /// A buffered body (or none).
-    Full(Option<Bytes>),
+pub struct UpstreamConn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Read (and head-writing) buffer, kept with the connection so it is allocated once.
+    pub buf: BytesMut,
+    /// Whether this connection already carried a request (a failure before any response
+    /// byte may then be a keep-alive race, and the request may be sent again).
+    pub reused: bool,
 }
 
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            UpstreamBody::Stream(inner) => Pin::new(inner).poll_frame(cx),
-            UpstreamBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+impl UpstreamConn {
+    /// A fresh connection.
+    pub fn new(stream: TcpStream) -> Self {
+        UpstreamConn {
+            stream,
+            buf: BytesMut::with_capacity(4096),
+            reused: false,
         }
     }
 
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpstreamBody::Stream(inner) => inner.is_end_stream(),
-            UpstreamBody::Full(data) => data.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            UpstreamBody::Stream(inner) => inner.size_hint(),
-            UpstreamBody::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
-            UpstreamBody::Full(None) => SizeHint::with_exact(0),
+    /// False when the reactor has seen the peer close (FIN or RST) or an error. Never
+    /// blocks and makes no system call.
+    pub fn looks_open(&self) -> bool {
+        let ready = self.stream.ready(Interest::READABLE);
+        let mut ready = std::pin::pin!(ready);
+        let mut cx = Context::from_waker(Waker::noop());
+        match ready.as_mut().poll(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Ok(r)) => !r.is_read_closed() && !r.is_error(),
+            Poll::Ready(Err(_)) => false,
         }
     }
 }
 
 /// A pooled connection and when it went idle.
 struct Idle {
-    conn: SendRequest<UpstreamBody>,
+    conn: UpstreamConn,
     since: Instant,
 }
 
@@ -107,22 +106,24 @@ impl UpstreamPool {
         &self.slots[SLOT.with(|s| *s) % self.slots.len()]
     }
 
-    /// The most recently used idle connection of this worker that is still open and was
-    /// idle for less than `max_idle`.
-    pub fn take(&self, max_idle: Duration) -> Option<SendRequest<UpstreamBody>> {
+    /// The most recently used idle connection of this worker that still looks open and
+    /// was idle for less than `max_idle`.
+    pub fn take(&self, max_idle: Duration) -> Option<UpstreamConn> {
         let now = Instant::now();
         let mut idle = self.slot().lock();
         while let Some(entry) = idle.pop() {
-            if !entry.conn.is_closed() && now.saturating_duration_since(entry.since) < max_idle {
-                return Some(entry.conn);
+            if now.saturating_duration_since(entry.since) < max_idle && entry.conn.looks_open() {
+                let mut conn = entry.conn;
+                conn.reused = true;
+                return Some(conn);
             }
         }
         None
     }
 
-    /// Returns a connection after a complete, well-framed exchange.
-    pub fn put(&self, conn: SendRequest<UpstreamBody>) {
-        if conn.is_closed() {
+    /// Returns a connection after a complete, well-framed exchange (its buffer empty).
+    pub fn put(&self, conn: UpstreamConn) {
+        if !conn.buf.is_empty() || !conn.looks_open() {
             return;
         }
         let mut idle = self.slot().lock();
@@ -134,12 +135,13 @@ impl UpstreamPool {
         }
     }
 
-    /// Closes connections idle for `max_idle` or longer (a periodic sweep calls this).
+    /// Closes connections idle for `max_idle` or longer, or closed by the peer (a periodic
+    /// sweep calls this).
     pub fn expire(&self, max_idle: Duration) {
         let now = Instant::now();
         for slot in &self.slots {
             slot.lock().retain(|e| {
-                !e.conn.is_closed() && now.saturating_duration_since(e.since) < max_idle
+                now.saturating_duration_since(e.since) < max_idle && e.conn.looks_open()
             });
         }
     }

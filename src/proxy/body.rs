@@ -7,8 +7,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::h1client::ResponseBody;
 use super::http::Exchange;
 
 /// Body of every response sluice produces.
@@ -20,9 +21,12 @@ pub enum ProxyBody {
     /// A backend's body and the bookkeeping that ends with it.
     Upstream {
         /// The backend body.
-        inner: Incoming,
+        inner: ResponseBody,
         /// Finished (and logged) when the body ends or is dropped.
         exchange: Exchange,
+        /// The endpoint's drain cut, armed only once the body has to wait for the backend
+        /// (most bodies arrive with their head and never need it).
+        cut: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     },
 }
 
@@ -40,15 +44,19 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ProxyBody::Upstream { inner, exchange } => {
+            ProxyBody::Upstream {
+                inner,
+                exchange,
+                cut,
+            } => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 match &polled {
                     Poll::Ready(Some(Ok(frame))) => {
@@ -56,12 +64,26 @@ impl Body for ProxyBody {
                             exchange.bytes_out += d.len() as u64;
                         }
                         if inner.is_end_stream() {
-                            exchange.complete();
+                            exchange.complete(inner.take_reusable());
                         }
                     }
-                    Poll::Ready(None) => exchange.complete(),
+                    Poll::Ready(None) => exchange.complete(inner.take_reusable()),
                     Poll::Ready(Some(Err(_))) => exchange.fail(),
-                    Poll::Pending => {}
+                    Poll::Pending => {
+                        if cut.is_none()
+                            && let Some(endpoint) = exchange.endpoint()
+                        {
+                            *cut = Some(Box::pin(endpoint.cut.clone().cancelled_owned()));
+                        }
+                        if let Some(c) = cut
+                            && c.as_mut().poll(cx).is_ready()
+                        {
+                            exchange.fail();
+                            return Poll::Ready(Some(Err(std::io::Error::other(
+                                "endpoint removed and its drain timeout passed",
+                            ))));
+                        }
+                    }
                 }
                 polled
             }

@@ -17,12 +17,10 @@ pub enum ProxyError {
     /// The TCP connect failed or timed out: nothing was sent.
     #[error("connect to {0} failed: {1}")]
     Connect(std::net::SocketAddr, std::io::Error),
-    /// The HTTP/1 handshake on a fresh connection failed: nothing was sent.
-    #[error("handshake failed: {0}")]
-    Handshake(hyper::Error),
-    /// The connection failed after the request may have been (partly) sent.
+    /// The connection failed, or the backend's answer was malformed, after the request may
+    /// have been (partly) sent.
     #[error("upstream connection failed: {0}")]
-    Reset(hyper::Error),
+    Reset(std::io::Error),
     /// No response head within `timeouts.request`.
     #[error("request timed out")]
     Timeout,
@@ -37,9 +35,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect(..) | ProxyError::Handshake(_) | ProxyError::Reset(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::Connect(..) | ProxyError::Reset(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Status(s) => *s,
         }
@@ -47,16 +43,13 @@ impl ProxyError {
 
     /// True when nothing reached the backend, so any request may be retried.
     pub fn nothing_sent(&self) -> bool {
-        matches!(self, ProxyError::Connect(..) | ProxyError::Handshake(_))
+        matches!(self, ProxyError::Connect(..))
     }
 
     /// True when this failure counts against the endpoint for outlier detection.
     pub fn is_endpoint_failure(&self) -> bool {
         match self {
-            ProxyError::Connect(..)
-            | ProxyError::Handshake(_)
-            | ProxyError::Reset(_)
-            | ProxyError::Timeout => true,
+            ProxyError::Connect(..) | ProxyError::Reset(_) | ProxyError::Timeout => true,
             ProxyError::Status(s) => s.is_server_error(),
             ProxyError::NoRoute | ProxyError::NoEndpoint => false,
         }
@@ -67,7 +60,7 @@ impl ProxyError {
     /// then only a failure before anything was sent may be retried.
     pub fn retryable(&self, retry: &RetryConfig, replayable: bool) -> bool {
         let allowed = match self {
-            ProxyError::Connect(..) | ProxyError::Handshake(_) => retry.on_connect_failure,
+            ProxyError::Connect(..) => retry.on_connect_failure,
             ProxyError::Reset(_) => retry.on_reset,
             ProxyError::Status(s) => retry.on_5xx && s.is_server_error(),
             ProxyError::Timeout | ProxyError::NoRoute | ProxyError::NoEndpoint => false,

@@ -17,7 +17,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
@@ -30,7 +29,7 @@ use super::telemetry::{self, AccessLog, RequestSpan, SpanExport};
 use super::upstream;
 use crate::balance::{hash_ip, hash_key};
 use crate::config::{AffinityConfig, Algorithm, HashKey};
-use crate::pool::{ActiveGuard, Pool, Snapshot, UpstreamBody, now_ns};
+use crate::pool::{ActiveGuard, Pool, Snapshot, UpstreamConn, now_ns};
 
 /// Everything requests on one HTTP listener port share.
 #[derive(Debug)]
@@ -148,7 +147,6 @@ async fn forward(
         .access_log
         .as_ref()
         .map(|_| telemetry::RequestInfo::from_request(&req));
-    let replay = snapshot.config.retry.is_some() && !upgrade && upstream::idempotent(req.method());
 
     let (parts, body, ids) = match upstream_parts(req, &conn, upgrade) {
         Ok(p) => p,
@@ -159,19 +157,16 @@ async fn forward(
         .spans
         .as_ref()
         .map(|s| s.begin(&ids, &parts.method, parts.uri.path()));
-    let out = if replay {
-        match small_body(body, snapshot.config.timeouts.request).await {
-            Ok(Ok(bytes)) => upstream::Outbound::replayable(parts, bytes),
-            Ok(Err(body)) => upstream::Outbound::streamed(parts, body),
-            Err(()) => return local(StatusCode::BAD_REQUEST, "bad request body\n"),
-        }
-    } else {
-        upstream::Outbound::streamed(parts, body)
+    // Small bodies of known length are read first (as nginx buffers request bodies): they
+    // go out with the head in one write, and can be sent again on a retry.
+    let out = match small_body(body, snapshot.config.timeouts.request).await {
+        Ok(Ok(bytes)) => upstream::Outbound::kept(parts, bytes),
+        Ok(Err(body)) => upstream::Outbound::streamed(parts, body),
+        Err(()) => return local(StatusCode::BAD_REQUEST, "bad request body\n"),
     };
 
     let mut exchange = Exchange {
         guard: None,
-        conn: None,
         pool: pool.clone(),
         start,
         status: 0,
@@ -181,11 +176,7 @@ async fn forward(
         done: false,
     };
     match upstream::send(&pool, &snapshot, hash, affinity.flatten(), out).await {
-        Ok(upstream::Answered {
-            mut response,
-            sender,
-            guard,
-        }) => {
+        Ok(upstream::Answered { response, guard }) => {
             let status = response.status();
             let endpoint = guard.endpoint();
             endpoint.stats.record_status(status.as_u16());
@@ -194,10 +185,11 @@ async fn forward(
             if let (StatusCode::SWITCHING_PROTOCOLS, Some(client_upgrade)) =
                 (status, client_upgrade)
             {
-                let backend_upgrade = hyper::upgrade::on(&mut response);
-                tokio::spawn(tunnel(client_upgrade, backend_upgrade, guard));
-                exchange.complete();
-                let (mut parts, _) = response.into_parts();
+                let (mut parts, body) = response.into_parts();
+                if let Some(backend) = body.into_upgraded() {
+                    tokio::spawn(tunnel(client_upgrade, backend, guard));
+                }
+                exchange.complete(None);
                 headers::strip_hop_by_hop(&mut parts.headers, true);
                 return Response::from_parts(parts, ProxyBody::empty());
             }
@@ -219,12 +211,18 @@ async fn forward(
                 }
             }
             exchange.guard = Some(guard);
-            exchange.conn = Some(sender);
+            let mut body = body;
+            if http_body::Body::is_end_stream(&body) {
+                // No body to stream (HEAD, 204, 304, empty): the exchange is over now.
+                exchange.complete(body.take_reusable());
+                return Response::from_parts(parts, ProxyBody::empty());
+            }
             Response::from_parts(
                 parts,
                 ProxyBody::Upstream {
                     inner: body,
                     exchange,
+                    cut: None,
                 },
             )
         }
@@ -332,22 +330,25 @@ fn upstream_parts(
 }
 
 /// Copies bytes both ways between an upgraded client and backend until both sides close.
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    backend: hyper::upgrade::OnUpgrade,
-    guard: ActiveGuard,
-) {
-    let (client, backend) = match tokio::try_join!(client, backend) {
-        Ok(pair) => pair,
+async fn tunnel(client: hyper::upgrade::OnUpgrade, mut backend: UpstreamConn, guard: ActiveGuard) {
+    use tokio::io::AsyncWriteExt;
+    let client = match client.await {
+        Ok(client) => client,
         Err(e) => {
             tracing::debug!(error = %e, "upgrade failed");
             return;
         }
     };
     let mut client = TokioIo::new(client);
-    let mut backend = TokioIo::new(backend);
+    // Bytes the backend sent right after its 101 belong to the new protocol.
+    if !backend.buf.is_empty() {
+        if client.write_all(&backend.buf).await.is_err() {
+            return;
+        }
+        backend.buf.clear();
+    }
     tokio::select! {
-        res = tokio::io::copy_bidirectional(&mut client, &mut backend) => {
+        res = tokio::io::copy_bidirectional(&mut client, &mut backend.stream) => {
             if let Err(e) = res {
                 tracing::debug!(backend = guard.endpoint().label(), error = %e, "tunnel ended");
             }
@@ -378,7 +379,6 @@ fn error_response(err: &ProxyError) -> Response<ProxyBody> {
 /// then duration, access log and the endpoint's slot are released.
 pub struct Exchange {
     guard: Option<ActiveGuard>,
-    conn: Option<SendRequest<UpstreamBody>>,
     pool: Arc<Pool>,
     start: Instant,
     status: u16,
@@ -390,18 +390,22 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// The response body ended cleanly: the connection may be reused.
-    pub fn complete(&mut self) {
-        if let (Some(conn), Some(guard)) = (self.conn.take(), &self.guard) {
+    /// The response ended cleanly; `conn` (when reusable) goes back to the idle pool.
+    pub fn complete(&mut self, conn: Option<UpstreamConn>) {
+        if let (Some(conn), Some(guard)) = (conn, &self.guard) {
             guard.endpoint().upstream.put(conn);
         }
         self.finish();
     }
 
-    /// The exchange failed or was abandoned: the connection is closed.
+    /// The exchange failed or was abandoned.
     pub fn fail(&mut self) {
-        self.conn = None;
         self.finish();
+    }
+
+    /// The endpoint this exchange holds a slot on.
+    pub fn endpoint(&self) -> Option<&Arc<crate::pool::Endpoint>> {
+        self.guard.as_ref().map(|g| g.endpoint())
     }
 
     fn finish(&mut self) {

@@ -13,83 +13,78 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Method, Request, Response};
+use http::{Method, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::error::ProxyError;
+use super::h1client::{self, RequestBody, ResponseBody};
 use crate::config::{Algorithm, RetryConfig};
 use crate::health;
-use crate::pool::{ActiveGuard, Endpoint, Pool, Snapshot, UpstreamBody, now_ns};
+use crate::pool::{ActiveGuard, Endpoint, Pool, Snapshot, UpstreamConn, now_ns};
 
-/// Largest request body kept in memory so that it can be replayed on a retry.
+/// Largest request body kept in memory (so that it can be replayed on a retry, or sent
+/// again when a pooled connection turns out to be closed).
 pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
 
 /// The request as it will be sent upstream, ready for one or more attempts.
 pub struct Outbound {
-    parts: Option<Parts>,
+    parts: Parts,
     body: BodySource,
+    idempotent: bool,
 }
 
 enum BodySource {
     /// The client's body, streamed once.
     Stream(Option<Incoming>),
     /// A body kept in memory (or none), sendable any number of times.
-    Replay(Option<Bytes>),
+    Kept(Option<Bytes>),
 }
 
 impl Outbound {
-    /// A request whose body is streamed (not replayable after it was sent).
+    /// A request whose body is streamed (not sendable again once started).
     pub fn streamed(parts: Parts, body: Incoming) -> Self {
+        let idempotent = idempotent(&parts.method);
         Outbound {
-            parts: Some(parts),
+            parts,
             body: BodySource::Stream(Some(body)),
+            idempotent,
         }
     }
 
-    /// A request whose body (possibly empty) can be sent again.
-    pub fn replayable(parts: Parts, body: Option<Bytes>) -> Self {
+    /// A request whose body (possibly empty) is kept in memory.
+    pub fn kept(parts: Parts, body: Option<Bytes>) -> Self {
+        let idempotent = idempotent(&parts.method);
         Outbound {
-            parts: Some(parts),
-            body: BodySource::Replay(body),
+            parts,
+            body: BodySource::Kept(body),
+            idempotent,
         }
     }
 
-    /// Whether a request that already reached a backend may be sent again.
+    /// Whether a request that already reached a backend may be sent again: an idempotent
+    /// method and a body kept in memory.
     pub fn can_replay(&self) -> bool {
-        matches!(self.body, BodySource::Replay(_)) && self.parts.is_some()
+        self.idempotent && matches!(self.body, BodySource::Kept(_))
     }
 
     /// Whether another send is possible at all.
     fn can_send(&self) -> bool {
-        self.parts.is_some() && !matches!(self.body, BodySource::Stream(None))
+        match &self.body {
+            BodySource::Stream(body) => body.is_some(),
+            BodySource::Kept(_) => true,
+        }
     }
 
-    /// The request for the next attempt; `last` moves the parts instead of copying them.
-    fn request(&mut self, last: bool) -> Option<Request<UpstreamBody>> {
+    /// The head and body for the next attempt.
+    fn next(&mut self) -> Option<(&Parts, RequestBody<'_>)> {
         let body = match &mut self.body {
-            BodySource::Stream(body) => UpstreamBody::Stream(body.take()?),
-            BodySource::Replay(bytes) => UpstreamBody::Full(bytes.clone()),
+            BodySource::Stream(body) => RequestBody::Stream(body.take()?),
+            BodySource::Kept(None) => RequestBody::Empty,
+            BodySource::Kept(Some(bytes)) => RequestBody::Bytes(bytes),
         };
-        let streamed = matches!(body, UpstreamBody::Stream(_));
-        let parts = if last || streamed {
-            self.parts.take()?
-        } else {
-            copy_parts(self.parts.as_ref()?)
-        };
-        Some(Request::from_parts(parts, body))
+        Some((&self.parts, body))
     }
-}
-
-fn copy_parts(p: &Parts) -> Parts {
-    let (mut parts, ()) = Request::new(()).into_parts();
-    parts.method = p.method.clone();
-    parts.uri = p.uri.clone();
-    parts.version = p.version;
-    parts.headers = p.headers.clone();
-    parts
 }
 
 /// True for methods RFC 9110 calls idempotent.
@@ -100,12 +95,10 @@ pub fn idempotent(method: &Method) -> bool {
     )
 }
 
-/// A response from a backend, with the connection that carried it and the endpoint slot.
+/// A response from a backend and the endpoint slot.
 pub struct Answered {
-    /// The response head and streaming body.
-    pub response: Response<Incoming>,
-    /// The connection, to be pooled once the body ended cleanly.
-    pub sender: SendRequest<UpstreamBody>,
+    /// The response head; its body owns the connection until the body ends.
+    pub response: Response<ResponseBody>,
     /// The endpoint's slot, held until the exchange ends.
     pub guard: ActiveGuard,
 }
@@ -140,8 +133,8 @@ pub async fn send(
             return Err((ProxyError::NoEndpoint, None));
         };
         let endpoint = guard.endpoint().clone();
-        let err = match attempt_once(&endpoint, snapshot, &mut out, last).await {
-            Ok((response, sender)) => {
+        let err = match attempt_once(&endpoint, snapshot, &mut out).await {
+            Ok(response) => {
                 let status = response.status();
                 health::report_outcome(pool, snapshot, &endpoint, !status.is_server_error());
                 let retry_5xx = status.is_server_error()
@@ -151,11 +144,7 @@ pub async fn send(
                             && take_budget(pool, r)
                     });
                 if !retry_5xx {
-                    return Ok(Answered {
-                        response,
-                        sender,
-                        guard,
-                    });
+                    return Ok(Answered { response, guard });
                 }
                 ProxyError::Status(status)
             }
@@ -252,47 +241,48 @@ pub fn backoff(retry: &RetryConfig, attempt: u32) -> Duration {
     cap.mul_f64(fastrand::f64())
 }
 
+/// One attempt on `endpoint`: a pooled connection if this worker has one (a pooled
+/// connection found closed before it answered is replaced by a fresh one, invisibly), else
+/// a new connection. The endpoint's drain cut ends the attempt.
 async fn attempt_once(
     endpoint: &Arc<Endpoint>,
     snapshot: &Snapshot,
     out: &mut Outbound,
-    last: bool,
-) -> Result<(Response<Incoming>, SendRequest<UpstreamBody>), ProxyError> {
+) -> Result<Response<ResponseBody>, ProxyError> {
     let timeouts = snapshot.config.timeouts;
-    let mut unsent = None;
-    if let Some(mut sender) = endpoint.upstream.take(timeouts.idle)
-        && sender.ready().await.is_ok()
-    {
-        {
-            let req = out.request(last).ok_or(ProxyError::NoEndpoint)?;
-            match tokio::time::timeout(timeouts.request, sender.try_send_request(req)).await {
-                Ok(Ok(resp)) => return Ok((resp, sender)),
-                Ok(Err(mut e)) => match e.take_message() {
-                    Some(req) => unsent = Some(req),
-                    None => return Err(ProxyError::Reset(e.into_error())),
-                },
+    let attempt = async {
+        if let Some(conn) = endpoint.upstream.take(timeouts.idle) {
+            let (parts, body) = out.next().ok_or(ProxyError::NoEndpoint)?;
+            match tokio::time::timeout(timeouts.request, h1client::exchange(conn, parts, body))
+                .await
+            {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(failure)) if failure.stale && out.can_send() => {
+                    tracing::debug!(backend = endpoint.label(), error = %failure.error, "pooled connection was closed; sending on a new one");
+                }
+                Ok(Err(failure)) => return Err(ProxyError::Reset(failure.error)),
                 Err(_) => return Err(ProxyError::Timeout),
             }
         }
-    }
-    let mut sender = connect(endpoint, timeouts.connect).await?;
-    let req = match unsent {
-        Some(req) => req,
-        None => out.request(last).ok_or(ProxyError::NoEndpoint)?,
+        let conn = connect(endpoint, timeouts.connect).await?;
+        let (parts, body) = out.next().ok_or(ProxyError::NoEndpoint)?;
+        match tokio::time::timeout(timeouts.request, h1client::exchange(conn, parts, body)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(failure)) => Err(ProxyError::Reset(failure.error)),
+            Err(_) => Err(ProxyError::Timeout),
+        }
     };
-    match tokio::time::timeout(timeouts.request, sender.try_send_request(req)).await {
-        Ok(Ok(resp)) => Ok((resp, sender)),
-        Ok(Err(e)) => Err(ProxyError::Reset(e.into_error())),
-        Err(_) => Err(ProxyError::Timeout),
+    tokio::select! {
+        biased;
+        result = attempt => result,
+        _ = endpoint.cut.cancelled() => Err(ProxyError::Reset(std::io::Error::other(
+            "endpoint removed and its drain timeout passed",
+        ))),
     }
 }
 
-/// Opens a new HTTP/1 connection and spawns its driver on the current worker. The driver
-/// stops when the endpoint's drain deadline passes.
-async fn connect(
-    endpoint: &Arc<Endpoint>,
-    timeout: Duration,
-) -> Result<SendRequest<UpstreamBody>, ProxyError> {
+/// Opens a new connection to `endpoint`.
+async fn connect(endpoint: &Arc<Endpoint>, timeout: Duration) -> Result<UpstreamConn, ProxyError> {
     let addr: SocketAddr = endpoint.address();
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
@@ -303,25 +293,7 @@ async fn connect(
         }
     };
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(ProxyError::Handshake)?;
-    let cut = endpoint.cut.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            biased;
-            res = connection.with_upgrades() => {
-                if let Err(e) = res {
-                    tracing::debug!(backend = %addr, error = %e, "upstream connection ended");
-                }
-            }
-            _ = cut.cancelled() => {
-                tracing::debug!(backend = %addr, "drain timeout: upstream connection closed");
-            }
-        }
-    });
-    Ok(sender)
+    Ok(UpstreamConn::new(stream))
 }
 
 #[cfg(test)]
