@@ -66,7 +66,7 @@ trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------ dependencies
 need=()
-for pair in wrk:wrk nginx:nginx haproxy:haproxy h2load:nghttp2-client cc:gcc curl:curl python3:python3; do
+for pair in wrk:wrk nginx:nginx haproxy:haproxy h2load:nghttp2-client cc:gcc curl:curl python3:python3 openssl:openssl; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 # Debian ships nginx's stream module as a separate package.
@@ -87,6 +87,7 @@ fi
 BE1=$((PORT_BASE + 901)); BE2=$((PORT_BASE + 902)); BE3=$((PORT_BASE + 903))
 SRC1=$((PORT_BASE + 911)); SRC2=$((PORT_BASE + 912)); SRC3=$((PORT_BASE + 913))
 SLUICE_HTTP=$((PORT_BASE + 80)); SLUICE_TCPCONN=$((PORT_BASE + 82)); SLUICE_BULK=$((PORT_BASE + 83))
+SLUICE_TLS=$((PORT_BASE + 84)); NGINX_TLS=$((PORT_BASE + 184)); HAPROXY_TLS=$((PORT_BASE + 284))
 SLUICE_ADMIN=$((PORT_BASE + 90))
 NGINX_HTTP=$((PORT_BASE + 180)); NGINX_H2=$((PORT_BASE + 181))
 NGINX_TCPCONN=$((PORT_BASE + 182)); NGINX_BULK=$((PORT_BASE + 183))
@@ -96,6 +97,7 @@ SCALE_ADMIN=$((PORT_BASE + 490)); SCALE_PORT_BASE=$((PORT_BASE + 500))
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in $BE1 $BE2 $BE3 $SRC1 $SRC2 $SRC3 $SLUICE_HTTP $SLUICE_TCPCONN $SLUICE_BULK $SLUICE_ADMIN \
+    $SLUICE_TLS $NGINX_TLS $HAPROXY_TLS \
     $NGINX_HTTP $NGINX_H2 $NGINX_TCPCONN $NGINX_BULK $HAPROXY_HTTP $HAPROXY_H2 $HAPROXY_TCPCONN \
     $HAPROXY_BULK $SCALE_ADMIN $(seq $SCALE_PORT_BASE $((SCALE_PORT_BASE + 9))); do
     port_open "$p" && die "port $p is in use (set PORT_BASE to move every port)"
@@ -127,15 +129,20 @@ SLUICE=$WORK/sluice
 render() { # render TEMPLATE OUT: replace every @NAME@ with the value of $NAME
     local text
     text=$(<"$1")
-    for name in DIR NGINX_STREAM_MODULE BE1 BE2 BE3 SRC1 SRC2 SRC3 SLUICE_HTTP SLUICE_TCPCONN \
-        SLUICE_BULK NGINX_HTTP NGINX_H2 NGINX_TCPCONN NGINX_BULK HAPROXY_HTTP HAPROXY_H2 \
-        HAPROXY_TCPCONN HAPROXY_BULK; do
+    for name in DIR WORK NGINX_STREAM_MODULE BE1 BE2 BE3 SRC1 SRC2 SRC3 SLUICE_HTTP SLUICE_TCPCONN \
+        SLUICE_BULK SLUICE_TLS NGINX_HTTP NGINX_H2 NGINX_TCPCONN NGINX_BULK NGINX_TLS HAPROXY_HTTP \
+        HAPROXY_H2 HAPROXY_TCPCONN HAPROXY_BULK HAPROXY_TLS; do
         text=${text//@$name@/${!name}}
     done
     printf '%s\n' "$text" >"$2"
 }
 DIR=$WORK/nginx
 mkdir -p "$DIR/tmp" "$WORK/raw"
+# One certificate for all three proxies: ECDSA P-256 (the usual modern choice), self-signed.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -keyout "$WORK/tls.key" -out "$WORK/tls.crt" -subj /CN=bench.test \
+    -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 2>/dev/null || die "openssl could not make a certificate"
+cat "$WORK/tls.crt" "$WORK/tls.key" >"$WORK/tls.pem" # HAProxy wants both in one file
 if nginx -V 2>&1 | grep -q -- '--with-stream '; then NGINX_STREAM_MODULE=; fi
 render "$HERE/conf/nginx.conf.in" "$DIR/nginx.conf"
 [[ -z $NGINX_STREAM_MODULE ]] && sed -i '/^load_module/d' "$DIR/nginx.conf"
@@ -165,9 +172,9 @@ HAPROXY_PID=$!; PIDS+=($HAPROXY_PID)
 
 for p in $BE1 $BE2 $BE3; do wait_port "$p" "$BE3_PID"; done
 for p in $SRC1 $SRC2 $SRC3; do wait_port "$p" "$SRC_PID"; done
-for p in $SLUICE_HTTP $SLUICE_TCPCONN $SLUICE_BULK $SLUICE_ADMIN; do wait_port "$p" $SLUICE_PID; done
-for p in $NGINX_HTTP $NGINX_H2 $NGINX_TCPCONN $NGINX_BULK; do wait_port "$p" $NGINX_PID; done
-for p in $HAPROXY_HTTP $HAPROXY_H2 $HAPROXY_TCPCONN $HAPROXY_BULK; do wait_port "$p" $HAPROXY_PID; done
+for p in $SLUICE_HTTP $SLUICE_TCPCONN $SLUICE_BULK $SLUICE_TLS $SLUICE_ADMIN; do wait_port "$p" $SLUICE_PID; done
+for p in $NGINX_HTTP $NGINX_H2 $NGINX_TCPCONN $NGINX_BULK $NGINX_TLS; do wait_port "$p" $NGINX_PID; done
+for p in $HAPROXY_HTTP $HAPROXY_H2 $HAPROXY_TCPCONN $HAPROXY_BULK $HAPROXY_TLS; do wait_port "$p" $HAPROXY_PID; done
 
 # pids_of TARGET: every process whose CPU and memory count for that target.
 pids_of() {
@@ -214,6 +221,9 @@ port_for() { # port_for SCENARIO TARGET
     bulk:sluice) echo $SLUICE_BULK ;;
     bulk:nginx) echo $NGINX_BULK ;;
     bulk:haproxy) echo $HAPROXY_BULK ;;
+    tls:sluice) echo $SLUICE_TLS ;;
+    tls:nginx) echo $NGINX_TLS ;;
+    tls:haproxy) echo $HAPROXY_TLS ;;
     *:direct) if [[ $1 == bulk ]]; then echo $SRC1; else echo $BE1; fi ;;
     esac
 }
@@ -225,6 +235,8 @@ for t in "sluice $SLUICE_HTTP" "nginx $NGINX_HTTP" "haproxy $HAPROXY_HTTP"; do
     [[ $seen == "a1 a2 a3 " ]] || die "$1 on port $2 did not rotate over the 3 backends (saw: $seen)"
     h2=$(curl -s --max-time 2 --http2-prior-knowledge "http://127.0.0.1:$(port_for h2 "$1")/" || true)
     [[ $h2 =~ ^a[123]$ ]] || die "$1 does not answer h2c (got: $h2)"
+    tls=$(curl -s --max-time 2 --cacert "$WORK/tls.crt" "https://127.0.0.1:$(port_for tls "$1")/" || true)
+    [[ $tls =~ ^a[123]$ ]] || die "$1 does not answer HTTPS (got: $tls)"
 done
 
 {
@@ -264,6 +276,9 @@ measure() {
     close | tcpconn)
         timeout $bound wrk -t2 -c$CONNS -d"${secs}s" --latency -H 'Connection: close' \
             "http://127.0.0.1:$port/" >>"$out" 2>&1 || true ;;
+    tls) # a new connection per request: every request is a full TLS handshake (wrk never resumes)
+        timeout $bound wrk -t2 -c$CONNS -d"${secs}s" --latency -H 'Connection: close' \
+            "https://127.0.0.1:$port/" >>"$out" 2>&1 || true ;;
     h2)
         timeout $bound h2load -t2 -c$H2_CONNS -m$H2_STREAMS -D "$secs" \
             --log-file="$out.log" "http://127.0.0.1:$port/" >>"$out" 2>&1 || true ;;
@@ -330,20 +345,21 @@ done
 echo "busy_before_runs=$busy" >>"$WORK/meta.txt"
 
 # ------------------------------------------------------------------ the runs
-SCENARIOS=(h1 close h2 tcpconn bulk)
+SCENARIOS=(h1 close h2 tls tcpconn bulk)
 TARGETS=(sluice nginx haproxy direct)
 log "warm-up (1 s per proxy)"
 for t in "${TARGETS[@]}"; do measure 0 h1 "$t" 1; done
 rm -f "$WORK"/raw/0-*
 
-total=$((ROUNDS * (${#SCENARIOS[@]} * ${#TARGETS[@]} - 1)))
+total=$((ROUNDS * (${#SCENARIOS[@]} * ${#TARGETS[@]} - 2)))
 n=0
 for round in $(seq "$ROUNDS"); do
     for scen in "${SCENARIOS[@]}"; do
         # Interleave, rotating which target goes first each round (A B C D, B C D A, ...).
         for k in 0 1 2 3; do
             t=${TARGETS[$(((k + round - 1) % 4))]}
-            [[ $scen == h2 && $t == direct ]] && continue # the backends speak HTTP/1.1 only
+            # The backends speak plain HTTP/1.1 only: no direct h2c or TLS figure.
+            [[ ($scen == h2 || $scen == tls) && $t == direct ]] && continue
             n=$((n + 1))
             log "[$n/$total] round $round $scen $t"
             measure "$round" "$scen" "$t" "$DURATION"

@@ -50,9 +50,18 @@ pub struct Options {
 }
 
 /// Installs the tracing subscriber on stderr.
+///
+/// rustls warns once per handshake about client quirks an operator cannot act on (e.g. an
+/// IP address sent as SNI, which `curl https://10.0.0.1/` and wrk do); under load that
+/// floods the log, so rustls is held to errors unless the filter names it.
 pub fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let level = if level.contains("rustls") {
+        level.to_owned()
+    } else {
+        format!("{level},rustls=error")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -167,6 +167,7 @@ impl TlsPort {
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config.ignore_client_order = true;
         Ok(TlsPort {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             resolver,
