@@ -7,13 +7,16 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -248,32 +251,86 @@ fn http2_builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Decides HTTP/1 or HTTP/2 (prior knowledge) by peeking at the first bytes, without
-/// consuming them. `None` when the client closed or stayed silent past the header deadline.
-async fn sniff_h2(stream: &TcpStream) -> Option<bool> {
-    let mut buf = [0u8; 24];
+/// Decides HTTP/1 or HTTP/2 (prior knowledge) from the first bytes, which are read (not
+/// peeked: that would cost a system call per connection) and handed back to be replayed.
+/// `None` when the client closed or stayed silent past the header deadline.
+async fn sniff_h2(stream: &mut TcpStream) -> Option<(bool, Bytes)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let mut filled = 0;
     let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
     loop {
-        // `peek` is ready at once while a partial preface sits in the socket, so the
-        // deadline is checked explicitly: a ready future would always beat the timeout.
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf[filled..]))
             .await
             .ok()?
             .ok()?;
         if n == 0 {
             return None;
         }
-        if buf[..n] != H2_PREFACE[..n] {
-            return Some(false);
+        filled += n;
+        let k = filled.min(H2_PREFACE.len());
+        if buf[..k] != H2_PREFACE[..k] {
+            return Some((false, Bytes::copy_from_slice(&buf[..filled])));
         }
-        if n == H2_PREFACE.len() {
-            return Some(true);
+        if k == H2_PREFACE.len() {
+            return Some((true, Bytes::copy_from_slice(&buf[..filled])));
         }
         // A prefix of the preface: wait for more bytes.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream whose first bytes were already read: they are read again first.
+    struct Prefixed<S> {
+        prefix: Bytes,
+        #[pin]
+        inner: S,
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        this.inner.poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
     }
 }
 
@@ -401,8 +458,12 @@ impl Acceptor for HttpAcceptor {
                 self.serve_io(tls_stream, h2, conn, drain).await;
             }
             None => {
-                let Some(h2) = sniff_h2(&stream).await else {
+                let Some((h2, first)) = sniff_h2(&mut stream).await else {
                     return;
+                };
+                let stream = Prefixed {
+                    prefix: first,
+                    inner: stream,
                 };
                 self.serve_io(stream, h2, conn, drain).await;
             }

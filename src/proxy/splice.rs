@@ -1,5 +1,10 @@
 //! Zero-copy TCP relay on Linux: `splice(2)` moves bytes socket -> pipe -> socket inside
-//! the kernel, so plain TCP pools never copy payload through user space.
+//! the kernel, so plain TCP pools do not copy bulk payload through user space.
+//!
+//! A pipe costs six system calls to set up and tear down (pipe2, fcntl, two closes, per
+//! direction), more than a short connection spends on its payload. So each direction first
+//! copies through a small buffer and only switches to splice once it has carried
+//! [`SPLICE_AFTER`] bytes: request/response-sized connections never create a pipe.
 //!
 //! This is the one module that needs `unsafe`: `pipe2`, `fcntl` and `splice` are plain
 //! syscalls on file descriptors this module owns (the pipe) or borrows for the duration of
@@ -18,6 +23,10 @@ use crate::pool::now_ns;
 
 /// Bytes moved per splice call and the pipe capacity asked for.
 const CHUNK: usize = 1 << 20;
+/// Bytes a direction copies through user space before it switches to splice.
+pub const SPLICE_AFTER: u64 = 64 * 1024;
+/// The copy buffer of one direction (part of the connection task's state).
+const COPY_BUF: usize = 8 * 1024;
 
 /// A kernel pipe used as the splice buffer of one direction.
 struct Pipe {
@@ -62,11 +71,42 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     }
 }
 
+fn shutdown_write(to: &TcpStream) {
+    // SAFETY: shutdown on a socket borrowed for the call.
+    unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
+}
+
 /// Moves bytes `from` -> `to` until `from` reaches EOF, then shuts down `to`'s write side
 /// (half-close), stamping `activity` on progress. Returns the bytes moved.
 pub async fn one_way(from: &TcpStream, to: &TcpStream, activity: &AtomicU64) -> io::Result<u64> {
-    let pipe = Pipe::new()?;
     let mut total = 0u64;
+    let mut buf = [0u8; COPY_BUF];
+    while total < SPLICE_AFTER {
+        let n = loop {
+            from.readable().await?;
+            match from.try_read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            shutdown_write(to);
+            return Ok(total);
+        }
+        activity.store(now_ns(), Ordering::Relaxed);
+        let mut sent = 0;
+        while sent < n {
+            to.writable().await?;
+            match to.try_write(&buf[sent..n]) {
+                Ok(m) => sent += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        total += n as u64;
+    }
+    let pipe = Pipe::new()?;
     loop {
         let n = loop {
             from.readable().await?;
@@ -79,8 +119,7 @@ pub async fn one_way(from: &TcpStream, to: &TcpStream, activity: &AtomicU64) -> 
             }
         };
         if n == 0 {
-            // SAFETY: shutdown on a socket borrowed for the call.
-            unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
+            shutdown_write(to);
             return Ok(total);
         }
         activity.store(now_ns(), Ordering::Relaxed);
