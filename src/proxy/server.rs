@@ -335,11 +335,11 @@ impl<S: AsyncWrite> AsyncWrite for Prefixed<S> {
 }
 
 /// Drives a connection until it ends; on `stop`, asks it to finish gracefully, and on
-/// `cut` drops it.
+/// `cut` drops it. The connection state (several KiB in hyper) is boxed, so the spawned
+/// per-connection future stays small and is not copied around when it is created.
 macro_rules! drive {
     ($serving:expr, $drain:expr, $peer:expr) => {{
-        let serving = $serving;
-        tokio::pin!(serving);
+        let mut serving = Box::pin($serving);
         tokio::select! {
             biased;
             res = serving.as_mut() => {
@@ -451,7 +451,8 @@ impl Acceptor for HttpAcceptor {
         let conn = Arc::new(Connection::new(self.listener.clone(), peer));
         match &self.tls {
             Some(tls) => {
-                let Some(tls_stream) = tls.accept(stream).await else {
+                // Boxed: a handshake in progress is large and most ports are plain.
+                let Some(tls_stream) = Box::pin(tls.accept(stream)).await else {
                     return;
                 };
                 let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
