@@ -7,6 +7,7 @@ pub mod dataplane;
 pub mod error;
 pub mod guard;
 pub mod h1client;
+pub mod h1server;
 pub mod headers;
 pub mod http;
 pub mod proxy_protocol;

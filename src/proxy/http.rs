@@ -69,13 +69,32 @@ impl Connection {
     }
 }
 
-/// Serves one request. Never fails: every problem becomes a status code.
+/// The body of a client request: hyper's stream, or (from the HTTP/1 loop of
+/// [`h1server`](super::h1server)) a small body already read whole.
+pub enum ClientBody {
+    /// Streamed by hyper.
+    Incoming(Incoming),
+    /// Read whole (or none).
+    Kept(Option<Bytes>),
+}
+
+/// Serves one request that hyper read. Never fails: every problem becomes a status code.
 pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<Connection>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     // Always advance the guard's request index, even when check_request fails.
     let framing_ok = conn.verdict.next_request_ok();
+    Ok(serve(req.map(ClientBody::Incoming), conn, framing_ok).await)
+}
+
+/// Serves one request; `framing_ok` is false when the smuggling guard found this request's
+/// framing ambiguous.
+pub async fn serve(
+    req: Request<ClientBody>,
+    conn: Arc<Connection>,
+    framing_ok: bool,
+) -> Response<ProxyBody> {
     if let Err(status) = check_request(&req, framing_ok) {
         let text = if status == StatusCode::NOT_IMPLEMENTED {
             "not implemented\n"
@@ -85,21 +104,21 @@ pub async fn handle(
         let mut resp = local(status, text);
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return Ok(resp);
+        return resp;
     }
     let router = conn.listener.router.load();
     let host = request_host(&req);
     let Some(pool) = router.find(host, req.uri().path()).cloned() else {
         drop(router);
-        return Ok(error_response(&ProxyError::NoRoute));
+        return error_response(&ProxyError::NoRoute);
     };
     drop(router);
-    Ok(forward(req, conn, pool).await)
+    forward(req, conn, pool).await
 }
 
 /// Rejects what a strict HTTP/1.1 reader would: ambiguous framing (seen by the guard),
 /// missing or repeated `Host` (RFC 9112 3.2).
-fn check_request(req: &Request<Incoming>, framing_ok: bool) -> Result<(), StatusCode> {
+fn check_request(req: &Request<ClientBody>, framing_ok: bool) -> Result<(), StatusCode> {
     if !framing_ok {
         return Err(StatusCode::BAD_REQUEST);
     }
@@ -117,7 +136,7 @@ fn check_request(req: &Request<Incoming>, framing_ok: bool) -> Result<(), Status
 }
 
 /// The host the client asked for: `:authority` / absolute-form URI, else `Host`.
-fn request_host(req: &Request<Incoming>) -> Option<&str> {
+fn request_host(req: &Request<ClientBody>) -> Option<&str> {
     req.uri().authority().map(|a| a.as_str()).or_else(|| {
         req.headers()
             .get(header::HOST)
@@ -126,7 +145,7 @@ fn request_host(req: &Request<Incoming>) -> Option<&str> {
 }
 
 async fn forward(
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     conn: Arc<Connection>,
     pool: Arc<Pool>,
 ) -> Response<ProxyBody> {
@@ -159,10 +178,15 @@ async fn forward(
         .map(|s| s.begin(&ids, &parts.method, parts.uri.path()));
     // Small bodies of known length are read first (as nginx buffers request bodies): they
     // go out with the head in one write, and can be sent again on a retry.
-    let out = match small_body(body, snapshot.config.timeouts.request).await {
-        Ok(Ok(bytes)) => upstream::Outbound::kept(parts, bytes),
-        Ok(Err(body)) => upstream::Outbound::streamed(parts, body),
-        Err(()) => return local(StatusCode::BAD_REQUEST, "bad request body\n"),
+    let out = match body {
+        ClientBody::Kept(bytes) => upstream::Outbound::kept(parts, bytes),
+        ClientBody::Incoming(body) => {
+            match small_body(body, snapshot.config.timeouts.request).await {
+                Ok(Ok(bytes)) => upstream::Outbound::kept(parts, bytes),
+                Ok(Err(body)) => upstream::Outbound::streamed(parts, body),
+                Err(()) => return local(StatusCode::BAD_REQUEST, "bad request body\n"),
+            }
+        }
     };
 
     let mut exchange = Exchange {
@@ -263,7 +287,7 @@ async fn small_body(
 }
 
 /// The ConsistentHash key of this request, if the pool hashes.
-fn request_hash(snapshot: &Snapshot, req: &Request<Incoming>, conn: &Connection) -> Option<u64> {
+fn request_hash(snapshot: &Snapshot, req: &Request<ClientBody>, conn: &Connection) -> Option<u64> {
     if matches!(snapshot.config.affinity, Some(AffinityConfig::ClientIp)) {
         return Some(hash_ip(conn.peer.ip()));
     }
@@ -278,7 +302,7 @@ fn request_hash(snapshot: &Snapshot, req: &Request<Incoming>, conn: &Connection)
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+fn cookie<'a>(req: &'a Request<ClientBody>, name: &str) -> Option<&'a str> {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
@@ -292,10 +316,10 @@ fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
 /// Rewrites the client request for the backend: origin-form URI, HTTP/1.1, `Host` kept
 /// (taken from `:authority` for HTTP/2 clients), hop-by-hop removed, forwarding headers set.
 fn upstream_parts(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     conn: &Connection,
     upgrade: bool,
-) -> Result<(http::request::Parts, Incoming, telemetry::TraceIds), StatusCode> {
+) -> Result<(http::request::Parts, ClientBody, telemetry::TraceIds), StatusCode> {
     let (mut parts, body) = req.into_parts();
     let authority = parts.uri.authority().cloned();
     // The request was routed by `:authority` / the absolute-form host when present: the

@@ -7,22 +7,21 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::guard::Guarded;
+use super::h1server::{self, Outcome, Replay};
 use super::http::{Connection, Listener, handle};
 use super::proxy_protocol;
 use super::tls::TlsPort;
@@ -279,61 +278,6 @@ async fn sniff_h2(stream: &mut TcpStream) -> Option<(bool, Bytes)> {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A stream whose first bytes were already read: they are read again first.
-    struct Prefixed<S> {
-        prefix: Bytes,
-        #[pin]
-        inner: S,
-    }
-}
-
-impl<S: AsyncRead> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.project();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        this.inner.poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite> AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-}
-
 /// Drives a connection until it ends; on `stop`, asks it to finish gracefully, and on
 /// `cut` drops it. The connection state (several KiB in hyper) is boxed, so the spawned
 /// per-connection future stays small and is not copied around when it is created.
@@ -398,6 +342,12 @@ impl HttpAcceptor {
                 peer
             );
         } else {
+            // Simple requests are served by our own loop; the first one that is not hands
+            // the connection (and the bytes read so far) to hyper.
+            let io = match h1server::serve_simple(io, &conn, &drain).await {
+                Outcome::Done => return,
+                Outcome::Fallback(io) => io,
+            };
             let io = TokioIo::new(Guarded::new(io, conn.verdict.clone()));
             let service = service_fn(move |req| handle(req, conn.clone()));
             drive!(
@@ -462,10 +412,7 @@ impl Acceptor for HttpAcceptor {
                 let Some((h2, first)) = sniff_h2(&mut stream).await else {
                     return;
                 };
-                let stream = Prefixed {
-                    prefix: first,
-                    inner: stream,
-                };
+                let stream = Replay::new(first, stream);
                 self.serve_io(stream, h2, conn, drain).await;
             }
         }

@@ -1,0 +1,444 @@
+//! sluice's own HTTP/1.1 server loop for plain requests, with hyper behind it for the rest.
+//!
+//! Most requests a load balancer sees are simple: HTTP/1.1, an origin-form target, one
+//! `Host`, no body or a small one with `Content-Length`. For those this loop reads the head
+//! into the connection's buffer, parses it in place with `httparse`, runs the same request
+//! path as every other request ([`http::serve`](super::http::serve)) and writes the answer
+//! itself: no dispatcher, no per-request timer allocation, no second parse by the smuggling
+//! guard, response head and small body in one write.
+//!
+//! Anything else — a chunked or large body, `Expect`, `Upgrade`, HTTP/1.0, an absolute-form
+//! target, a missing or repeated `Host`, a head `httparse` or the `http` types refuse, an
+//! oversized head — is not judged here at all: the connection, with every byte read so far,
+//! is handed to hyper and the smuggling guard, exactly as if this loop did not exist, so
+//! refusals (400, 431, 501) and their framing rules stay in one place.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Uri, Version};
+use http_body::Body as _;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::body::ProxyBody;
+use super::http::{ClientBody, Connection, serve};
+use super::server::{Drain, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
+use super::upstream::MAX_REPLAY_BODY;
+
+/// Most header fields in a request head this loop parses (hyper's limit is the same).
+const MAX_HEADERS: usize = 256;
+/// Bodies (and chunks) up to this size are copied into the head's write.
+const COALESCE: usize = 16 * 1024;
+
+/// How the loop ended.
+pub enum Outcome<S> {
+    /// The connection is finished (closed by either side, drained or timed out).
+    Done,
+    /// The next request is not a simple one: serve the rest of the connection with hyper.
+    /// The stream replays the bytes already read.
+    Fallback(Replay<S>),
+}
+
+/// Serves simple requests on `io` until the connection ends or a request needs hyper.
+pub async fn serve_simple<S>(mut io: S, conn: &Arc<Connection>, drain: &Drain) -> Outcome<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let mut wbuf = Vec::with_capacity(512);
+    let mut offsets = Vec::with_capacity(16);
+    let deadline = tokio::time::sleep(HEADER_READ_TIMEOUT);
+    let stopped = drain.stop.cancelled();
+    let cut = drain.cut.cancelled();
+    tokio::pin!(deadline, stopped, cut);
+    loop {
+        // Read a complete head (the next one may already be buffered: pipelining).
+        deadline
+            .as_mut()
+            .reset(tokio::time::Instant::now() + HEADER_READ_TIMEOUT);
+        let head = loop {
+            if !rbuf.is_empty() {
+                match parse(&rbuf, &mut offsets) {
+                    Parsed::Simple(head) => break head,
+                    Parsed::Partial if rbuf.len() <= MAX_HEADER_BYTES => {}
+                    Parsed::Partial | Parsed::Other => return fallback(io, rbuf),
+                }
+            }
+            rbuf.reserve(4096);
+            tokio::select! {
+                biased;
+                read = io.read_buf(&mut rbuf) => match read {
+                    Ok(0) | Err(_) => return Outcome::Done,
+                    Ok(_) => {}
+                },
+                _ = &mut stopped, if rbuf.is_empty() => return Outcome::Done,
+                _ = &mut deadline => return Outcome::Done,
+            }
+        };
+        let block = Bytes::copy_from_slice(&rbuf[..head.len]);
+        // The `http` types are stricter than httparse in places (e.g. characters in the
+        // target): what they refuse, hyper answers.
+        let Some(mut req) = head.request(&block, &offsets) else {
+            return fallback(io, rbuf);
+        };
+        rbuf.advance(head.len);
+        let length = head.content_length as usize;
+        while rbuf.len() < length {
+            tokio::select! {
+                biased;
+                read = io.read_buf(&mut rbuf) => match read {
+                    Ok(0) | Err(_) => return Outcome::Done,
+                    Ok(_) => {}
+                },
+                _ = &mut deadline => return Outcome::Done,
+            }
+        }
+        if length > 0 {
+            *req.body_mut() = ClientBody::Kept(Some(Bytes::copy_from_slice(&rbuf[..length])));
+            rbuf.advance(length);
+        }
+        let is_head = req.method() == Method::HEAD;
+        let mut close = head.close;
+        let response = tokio::select! {
+            biased;
+            response = serve(req, conn.clone(), true) => response,
+            _ = &mut cut => return Outcome::Done,
+        };
+        let written = tokio::select! {
+            biased;
+            written = respond(&mut io, &mut wbuf, response, is_head, &mut close) => written,
+            _ = &mut cut => return Outcome::Done,
+        };
+        if written.is_err() || close || drain.stop.is_cancelled() {
+            let _ = io.shutdown().await;
+            return Outcome::Done;
+        }
+    }
+}
+
+fn fallback<S>(io: S, rbuf: BytesMut) -> Outcome<S> {
+    Outcome::Fallback(Replay {
+        prefix: rbuf.freeze(),
+        inner: io,
+    })
+}
+
+/// Where a header's name and value lie in the head: name start, name end, value start,
+/// value end.
+type Offsets = [usize; 4];
+
+/// A simple request head, as offsets into the buffer it was parsed from (the header
+/// offsets are in the connection's reused list).
+struct Head {
+    len: usize,
+    method: Method,
+    target: (usize, usize),
+    content_length: u64,
+    close: bool,
+}
+
+impl Head {
+    /// The request (without its body), its header values sharing `block` (a copy of the
+    /// head); `None` when the `http` types refuse a part.
+    fn request(&self, block: &Bytes, offsets: &[Offsets]) -> Option<Request<ClientBody>> {
+        let uri = Uri::from_maybe_shared(block.slice(self.target.0..self.target.1)).ok()?;
+        let mut headers = HeaderMap::with_capacity(offsets.len() + 4);
+        for &[ns, ne, vs, ve] in offsets {
+            let name = HeaderName::from_bytes(&block[ns..ne]).ok()?;
+            let value = HeaderValue::from_maybe_shared(block.slice(vs..ve)).ok()?;
+            headers.append(name, value);
+        }
+        let mut req = Request::new(ClientBody::Kept(None));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = headers;
+        Some(req)
+    }
+}
+
+enum Parsed {
+    Simple(Head),
+    Partial,
+    Other,
+}
+
+/// Parses the head at the start of `buf` and decides whether this loop serves it; the
+/// header offsets go to `offsets`.
+fn parse(buf: &[u8], offsets: &mut Vec<Offsets>) -> Parsed {
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    if len > MAX_HEADER_BYTES || req.version != Some(1) {
+        return Parsed::Other;
+    }
+    let (Some(method), Some(path)) = (req.method, req.path) else {
+        return Parsed::Other;
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parsed::Other;
+    };
+    if method == Method::CONNECT || !path.starts_with('/') {
+        return Parsed::Other;
+    }
+    let offset = |s: &[u8]| s.as_ptr() as usize - buf.as_ptr() as usize;
+    let start = offset(path.as_bytes());
+    let mut head = Head {
+        len,
+        method,
+        target: (start, start + path.len()),
+        content_length: 0,
+        close: false,
+    };
+    offsets.clear();
+    let mut hosts = 0;
+    let mut lengths = 0;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            lengths += 1;
+            match parse_length(h.value) {
+                Some(n) if n <= MAX_REPLAY_BODY => head.content_length = n,
+                _ => return Parsed::Other,
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    head.close = true;
+                } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+                    // It names other headers to drop, or asks for an upgrade.
+                    return Parsed::Other;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"http2-settings")
+        {
+            return Parsed::Other;
+        }
+        let ns = offset(name);
+        let vs = offset(h.value);
+        offsets.push([ns, ns + name.len(), vs, vs + h.value.len()]);
+    }
+    if hosts != 1 || lengths > 1 {
+        return Parsed::Other;
+    }
+    Parsed::Simple(head)
+}
+
+/// A `Content-Length` value: 1 to 19 ASCII digits.
+fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// Writes `response` (head, then its body as it arrives). Sets `close` when the answer
+/// asks for the connection to end.
+async fn respond<S>(
+    io: &mut S,
+    wbuf: &mut Vec<u8>,
+    response: http::Response<ProxyBody>,
+    is_head: bool,
+    close: &mut bool,
+) -> std::io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    let (parts, mut body) = response.into_parts();
+    wbuf.clear();
+    wbuf.extend_from_slice(b"HTTP/1.1 ");
+    wbuf.extend_from_slice(parts.status.as_str().as_bytes());
+    wbuf.push(b' ');
+    wbuf.extend_from_slice(
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("Unknown")
+            .as_bytes(),
+    );
+    wbuf.extend_from_slice(b"\r\n");
+    let mut has_length = false;
+    let mut has_date = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONNECTION {
+            if value.as_bytes().eq_ignore_ascii_case(b"close") {
+                *close = true;
+            }
+            continue;
+        }
+        if name == header::TRANSFER_ENCODING || name.as_str() == "keep-alive" {
+            continue;
+        }
+        has_length |= name == header::CONTENT_LENGTH;
+        has_date |= name == header::DATE;
+        wbuf.extend_from_slice(name.as_str().as_bytes());
+        wbuf.extend_from_slice(b": ");
+        wbuf.extend_from_slice(value.as_bytes());
+        wbuf.extend_from_slice(b"\r\n");
+    }
+    if !has_date {
+        wbuf.extend_from_slice(b"date: ");
+        date(wbuf);
+        wbuf.extend_from_slice(b"\r\n");
+    }
+    let bodiless = is_head
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    let chunked = !has_length && !bodiless && body.size_hint().exact().is_none();
+    if !has_length && !bodiless && !chunked {
+        let n = body.size_hint().exact().unwrap_or(0);
+        wbuf.extend_from_slice(b"content-length: ");
+        wbuf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        wbuf.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if *close {
+        wbuf.extend_from_slice(b"connection: close\r\n");
+    }
+    wbuf.extend_from_slice(b"\r\n");
+    if bodiless {
+        io.write_all(wbuf).await?;
+        return io.flush().await;
+    }
+    // Body frames: small ones ride in the buffer with what is pending.
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        let data = match frame {
+            None => break,
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
+            Some(Err(e)) => {
+                // The backend broke off: the client must not take a truncated body for a
+                // whole one, so the connection ends here.
+                let _ = io.write_all(wbuf).await;
+                *close = true;
+                return Err(e);
+            }
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            use std::io::Write as _;
+            let _ = write!(wbuf, "{:x}\r\n", data.len());
+        }
+        if data.len() <= COALESCE {
+            wbuf.extend_from_slice(&data);
+        } else {
+            io.write_all(wbuf).await?;
+            wbuf.clear();
+            io.write_all(&data).await?;
+        }
+        if chunked {
+            wbuf.extend_from_slice(b"\r\n");
+        }
+        if wbuf.len() > COALESCE || !body.is_end_stream() {
+            io.write_all(wbuf).await?;
+            wbuf.clear();
+        }
+    }
+    if chunked {
+        wbuf.extend_from_slice(b"0\r\n\r\n");
+    }
+    io.write_all(wbuf).await?;
+    io.flush().await
+}
+
+/// Appends the current time as an IMF-fixdate, formatted once per second per thread.
+fn date(out: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != second {
+            *cache = (second, httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(cache.1.as_bytes());
+    });
+}
+
+pin_project_lite::pin_project! {
+    /// A stream whose first bytes were already read: they are read again first.
+    pub struct Replay<S> {
+        prefix: Bytes,
+        #[pin]
+        inner: S,
+    }
+}
+
+impl<S> Replay<S> {
+    /// `inner`, with `prefix` read before anything else.
+    pub fn new(prefix: Bytes, inner: S) -> Self {
+        Replay { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for Replay<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        this.inner.poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for Replay<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
