@@ -394,7 +394,7 @@ fn parse_head(buf: &[u8], method: &Method) -> io::Result<Option<(usize, Option<P
 }
 
 /// A `Content-Length` value: 1 to 19 ASCII digits.
-fn parse_length(digits: &[u8]) -> Option<u64> {
+pub(crate) fn parse_length(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }

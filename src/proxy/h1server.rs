@@ -24,6 +24,7 @@ use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::body::ProxyBody;
+use super::h1client::parse_length;
 use super::http::{ClientBody, Connection, serve};
 use super::server::{Drain, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
 use super::upstream::MAX_REPLAY_BODY;
@@ -235,16 +236,6 @@ fn parse(buf: &[u8], offsets: &mut Vec<Offsets>) -> Parsed {
         return Parsed::Other;
     }
     Parsed::Simple(head)
-}
-
-/// A `Content-Length` value: 1 to 19 ASCII digits.
-fn parse_length(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
 }
 
 /// Writes `response` (head, then its body as it arrives). Sets `close` when the answer
