@@ -513,6 +513,33 @@ async fn request_in_flight_to_an_endpoint_removed_by_reload_completes() {
 }
 
 #[tokio::test]
+async fn request_still_waiting_when_the_drain_timeout_passes_is_cut_with_502() {
+    let (a, b) = (echo("a"), echo("b"));
+    let port = free_port();
+    let drain = "  drainTimeout: 500ms\n";
+    let s = Sluice::start(&pool("cut", port, "RoundRobin", &eps(&[&b]), drain));
+    let started = Instant::now();
+    let slow = tokio::spawn(try_request(
+        port,
+        "GET",
+        "/delay/5000",
+        b"",
+        Duration::from_secs(8),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_config(&pool("cut", port, "RoundRobin", &eps(&[&a]), drain), true);
+    let r = slow.await.unwrap();
+    let waited = started.elapsed();
+    // Cut at the drain timeout (0.3 s + 0.5 s + reload), long before the backend's 5 s.
+    assert!(waited < Duration::from_secs(3), "cut only after {waited:?}");
+    match r {
+        Ok(resp) => assert_eq!(resp.status, StatusCode::BAD_GATEWAY),
+        Err(e) => panic!("the client should get an answer, got {e}"),
+    }
+    assert_eq!(try_get(port, "/").await.unwrap().backend(), "a");
+}
+
+#[tokio::test]
 async fn sigterm_lets_a_request_in_flight_finish_and_exits_0() {
     let a = echo("a");
     let port = free_port();
