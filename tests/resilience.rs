@@ -560,6 +560,29 @@ async fn sigterm_lets_a_request_in_flight_finish_and_exits_0() {
 }
 
 #[tokio::test]
+async fn keep_alive_connection_gets_its_answer_marked_last_and_closed_on_sigterm() {
+    let a = echo("a");
+    let port = free_port();
+    let mut s = Sluice::start(&pool("last", port, "RoundRobin", &eps(&[&a]), ""));
+    let exchange = tokio::spawn(raw_exchange(
+        port,
+        b"GET /delay/1000 HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        Duration::from_secs(5),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.signal("TERM");
+    let (raw, closed) = exchange.await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(
+        raw.contains("connection: close"),
+        "last answer not marked: {raw}"
+    );
+    assert!(closed, "connection left open while draining");
+    let status = s.wait_exit(Duration::from_secs(5)).expect("still running");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
 async fn sigterm_drains_even_while_a_metrics_scraper_keeps_its_connection_open() {
     let a = echo("a");
     let port = free_port();

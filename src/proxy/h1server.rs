@@ -108,6 +108,8 @@ where
             response = serve(req, conn.clone(), true) => response,
             _ = &mut cut => return Outcome::Done,
         };
+        // Draining: this answer is the connection's last, and says so.
+        close |= drain.stop.is_cancelled();
         let written = tokio::select! {
             biased;
             written = respond(&mut io, &mut wbuf, response, is_head, &mut close) => written,

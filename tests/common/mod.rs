@@ -17,13 +17,38 @@ use hyper_util::rt::TokioIo;
 
 pub use sluice::demo::EchoServer;
 
-/// A free loopback port (bound and released; the kernel does not hand it out again at once).
+/// A free loopback port for a test server to bind.
+///
+/// Taken below Linux's ephemeral range (32768 and up), so no outgoing connection can take it
+/// between this check and the server binding it (that race once failed a CI run), from a
+/// per-process sequence starting at a random point, so parallel tests and test binaries do
+/// not pick the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const END: u16 = 32_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        FIRST + fastrand::u16(..(END - FIRST)),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::Relaxed);
+        if !(FIRST..END).contains(&port) {
+            let _ = NEXT.compare_exchange(
+                port.wrapping_add(1),
+                FIRST,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn echo(name: &str) -> EchoServer {
