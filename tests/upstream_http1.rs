@@ -236,6 +236,12 @@ async fn malformed_or_ambiguous_backend_answers_become_502() {
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
         ),
         "/garbage" => answer(b"SMTP ready\r\n\r\n"),
+        "/huge-head" => {
+            let mut out = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+            out.extend(std::iter::repeat_n(b'a', 70 * 1024));
+            out.extend_from_slice(b"\r\nContent-Length: 2\r\n\r\nok");
+            answer(&out)
+        }
         _ => Answer {
             bytes: b"HTTP/1.1 200 OK\r\nContent-Len".to_vec(),
             close: true,
@@ -243,7 +249,7 @@ async fn malformed_or_ambiguous_backend_answers_become_502() {
     })
     .await;
     let (_s, port) = start(addr);
-    for path in ["/two-lengths", "/both", "/garbage", "/cut-head"] {
+    for path in ["/two-lengths", "/both", "/garbage", "/huge-head", "/cut-head"] {
         let resp = try_get(port, path).await.unwrap();
         assert_eq!(resp.status, StatusCode::BAD_GATEWAY, "{path}");
     }
