@@ -249,7 +249,13 @@ async fn malformed_or_ambiguous_backend_answers_become_502() {
     })
     .await;
     let (_s, port) = start(addr);
-    for path in ["/two-lengths", "/both", "/garbage", "/huge-head", "/cut-head"] {
+    for path in [
+        "/two-lengths",
+        "/both",
+        "/garbage",
+        "/huge-head",
+        "/cut-head",
+    ] {
         let resp = try_get(port, path).await.unwrap();
         assert_eq!(resp.status, StatusCode::BAD_GATEWAY, "{path}");
     }
