@@ -122,8 +122,9 @@ impl UpstreamPool {
     }
 
     /// Returns a connection after a complete, well-framed exchange (its buffer empty).
+    /// Liveness is checked when it is taken again, not here (once per request is enough).
     pub fn put(&self, conn: UpstreamConn) {
-        if !conn.buf.is_empty() || !conn.looks_open() {
+        if !conn.buf.is_empty() {
             return;
         }
         let mut idle = self.slot().lock();

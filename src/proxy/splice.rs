@@ -9,7 +9,7 @@
 //! This is the one module that needs `unsafe`: `pipe2`, `fcntl` and `splice` are plain
 //! syscalls on file descriptors this module owns (the pipe) or borrows for the duration of
 //! the call (the sockets, kept alive by the `&TcpStream`s). Readiness comes from tokio
-//! (`readable`/`writable` + `try_io`), so the relay is as async as the buffered copy.
+//! (`async_io`), so the relay is as async as the buffered copy.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -84,14 +84,9 @@ pub async fn one_way(from: &TcpStream, to: &TcpStream, activity: &AtomicU64) -> 
     let mut buf = bytes::BytesMut::with_capacity(COPY_BUF);
     while total < SPLICE_AFTER {
         buf.clear();
-        let n = loop {
-            from.readable().await?;
-            match from.try_read_buf(&mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        };
+        let n = from
+            .async_io(Interest::READABLE, || from.try_read_buf(&mut buf))
+            .await?;
         if n == 0 {
             shutdown_write(to);
             return Ok(total);
@@ -99,27 +94,19 @@ pub async fn one_way(from: &TcpStream, to: &TcpStream, activity: &AtomicU64) -> 
         activity.store(now_ns(), Ordering::Relaxed);
         let mut sent = 0;
         while sent < n {
-            to.writable().await?;
-            match to.try_write(&buf[sent..n]) {
-                Ok(m) => sent += m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
+            sent += to
+                .async_io(Interest::WRITABLE, || to.try_write(&buf[sent..n]))
+                .await?;
         }
         total += n as u64;
     }
     let pipe = Pipe::new()?;
     loop {
-        let n = loop {
-            from.readable().await?;
-            match from.try_io(Interest::READABLE, || {
+        let n = from
+            .async_io(Interest::READABLE, || {
                 splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
-            }) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        };
+            })
+            .await?;
         if n == 0 {
             shutdown_write(to);
             return Ok(total);
@@ -127,14 +114,11 @@ pub async fn one_way(from: &TcpStream, to: &TcpStream, activity: &AtomicU64) -> 
         activity.store(now_ns(), Ordering::Relaxed);
         let mut left = n;
         while left > 0 {
-            to.writable().await?;
-            match to.try_io(Interest::WRITABLE, || {
-                splice(pipe.read.as_raw_fd(), to.as_raw_fd(), left)
-            }) {
-                Ok(m) => left -= m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
+            left -= to
+                .async_io(Interest::WRITABLE, || {
+                    splice(pipe.read.as_raw_fd(), to.as_raw_fd(), left)
+                })
+                .await?;
         }
         total += n as u64;
     }
