@@ -270,19 +270,11 @@ async fn read_head(
 ) -> io::Result<ParsedHead> {
     loop {
         if !conn.buf.is_empty() {
-            if let Some(parsed) = parse_head(&conn.buf, method)? {
-                let (len, head) = parsed;
-                match head {
-                    Some(head) => {
-                        conn.buf.advance(len);
-                        return Ok(head);
-                    }
-                    // An interim 1xx answer: skip it and read on.
-                    None => {
-                        conn.buf.advance(len);
-                        continue;
-                    }
-                }
+            match parse_head(&mut conn.buf, method)? {
+                Some(Some(head)) => return Ok(head),
+                // An interim 1xx answer: skipped; read on.
+                Some(None) => continue,
+                None => {}
             }
             if conn.buf.len() >= MAX_RESPONSE_HEAD {
                 return Err(invalid("response head too large"));
@@ -298,10 +290,10 @@ async fn read_head(
 
 type ParsedHead = (http::response::Parts, Framing, bool);
 
-/// Parses a complete head at the start of `buf`: its length and the head, or `None` for
-/// an interim (1xx other than 101) head. `Ok(None)` when the head is incomplete.
-#[allow(clippy::type_complexity)]
-fn parse_head(buf: &[u8], method: &Method) -> io::Result<Option<(usize, Option<ParsedHead>)>> {
+/// Parses a complete head at the start of `buf` and takes it out of the buffer: the head,
+/// or `None` for an interim (1xx other than 101) head. `Ok(None)` when the head is
+/// incomplete.
+fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<Option<ParsedHead>>> {
     // Left uninitialised: zeroing 256 slots would cost more than parsing a typical head.
     let mut headers =
         [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
@@ -316,43 +308,50 @@ fn parse_head(buf: &[u8], method: &Method) -> io::Result<Option<(usize, Option<P
         Err(httparse::Error::TooManyHeaders) => return Err(invalid("too many response headers")),
         Err(_) => return Err(invalid("malformed response head")),
     };
+    if len > MAX_RESPONSE_HEAD {
+        return Err(invalid("response head too large"));
+    }
     let code = resp.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| invalid("invalid response status"))?;
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(Some((len, None)));
+        buf.advance(len);
+        return Ok(Some(None));
     }
     let version = match resp.version {
         Some(1) => Version::HTTP_11,
         _ => Version::HTTP_10,
     };
-    // One copy of the head; every header value is a slice of it.
-    let block = Bytes::copy_from_slice(&buf[..len]);
-    let mut map = HeaderMap::with_capacity(resp.headers.len());
+    // First pass, over the parsed slices: the framing, and where each field lies (the head
+    // is at most 64 KiB, so offsets fit in u16).
+    let base = buf.as_ptr() as usize;
+    let mut at = [[0u16; 4]; MAX_RESPONSE_HEADERS];
+    let count = resp.headers.len();
     let mut length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked_last = false;
     let mut close = version == Version::HTTP_10;
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| invalid("invalid header name"))?;
-        // `h.value` lies inside `buf[..len]`: the same range of the copy.
-        let start = h.value.as_ptr() as usize - buf.as_ptr() as usize;
-        let value = HeaderValue::from_maybe_shared(block.slice(start..start + h.value.len()))
-            .map_err(|_| invalid("invalid header value"))?;
-        if name == header::CONTENT_LENGTH {
+    for (h, at) in resp.headers.iter().zip(at.iter_mut()) {
+        let name = h.name.as_bytes();
+        let (ns, vs) = (
+            name.as_ptr() as usize - base,
+            h.value.as_ptr() as usize - base,
+        );
+        *at = [ns, ns + name.len(), vs, vs + h.value.len()].map(|o| o as u16);
+        if name.eq_ignore_ascii_case(b"content-length") {
             for part in h.value.split(|&b| b == b',') {
-                let n = parse_length(part.trim_ascii()).ok_or(invalid("invalid Content-Length"))?;
+                let n = parse_length(part.trim_ascii())
+                    .ok_or_else(|| invalid("invalid Content-Length"))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(invalid("conflicting Content-Length"));
                 }
                 length = Some(n);
             }
-        } else if name == header::TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encoding = true;
             if let Some(last) = h.value.rsplit(|&b| b == b',').next() {
                 chunked_last = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
             }
-        } else if name == header::CONNECTION {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
@@ -362,6 +361,15 @@ fn parse_head(buf: &[u8], method: &Method) -> io::Result<Option<(usize, Option<P
                 }
             }
         }
+    }
+    // The head leaves the buffer without a copy; names and values are slices of it.
+    let block = buf.split_to(len).freeze();
+    let mut map = HeaderMap::with_capacity(count);
+    for &[ns, ne, vs, ve] in &at[..count] {
+        let name = HeaderName::from_bytes(&block[usize::from(ns)..usize::from(ne)])
+            .map_err(|_| invalid("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(block.slice(usize::from(vs)..usize::from(ve)))
+            .map_err(|_| invalid("invalid header value"))?;
         map.append(name, value);
     }
     let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -390,7 +398,7 @@ fn parse_head(buf: &[u8], method: &Method) -> io::Result<Option<(usize, Option<P
     parts.status = status;
     parts.version = version;
     parts.headers = map;
-    Ok(Some((len, Some((parts, framing, keep_alive)))))
+    Ok(Some(Some((parts, framing, keep_alive))))
 }
 
 /// A `Content-Length` value: 1 to 19 ASCII digits.
@@ -698,7 +706,8 @@ mod tests {
     }
 
     fn head(raw: &[u8], method: Method) -> io::Result<Option<(Framing, bool)>> {
-        Ok(parse_head(raw, &method)?.and_then(|(_, h)| h.map(|(_, f, k)| (f, k))))
+        let mut buf = BytesMut::from(raw);
+        Ok(parse_head(&mut buf, &method)?.and_then(|h| h.map(|(_, f, k)| (f, k))))
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 use http_body::Body as _;
@@ -79,13 +79,15 @@ where
                 _ = &mut deadline => return Outcome::Done,
             }
         };
-        let block = Bytes::copy_from_slice(&rbuf[..head.len]);
+        // The head leaves the buffer without a copy: header values are slices of it.
+        let block = rbuf.split_to(head.len).freeze();
         // The `http` types are stricter than httparse in places (e.g. characters in the
         // target): what they refuse, hyper answers.
         let Some(mut req) = head.request(&block, &offsets) else {
-            return fallback(io, rbuf);
+            let mut all = BytesMut::from(&block[..]);
+            all.extend_from_slice(&rbuf);
+            return fallback(io, all);
         };
-        rbuf.advance(head.len);
         let length = head.content_length as usize;
         while rbuf.len() < length {
             tokio::select! {
@@ -98,8 +100,7 @@ where
             }
         }
         if length > 0 {
-            *req.body_mut() = ClientBody::Kept(Some(Bytes::copy_from_slice(&rbuf[..length])));
-            rbuf.advance(length);
+            *req.body_mut() = ClientBody::Kept(Some(rbuf.split_to(length).freeze()));
         }
         let is_head = req.method() == Method::HEAD;
         let mut close = head.close;

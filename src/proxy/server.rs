@@ -183,6 +183,13 @@ pub async fn accept_loop<A: Acceptor>(
     tracker: TaskTracker,
     limit: Arc<ConnectionLimit>,
 ) {
+    // This worker's own tokens (cancelled with the listener's): a connection clones and
+    // checks them, and a token's handle count sits behind a lock that the workers would
+    // otherwise all share.
+    let drain = Drain {
+        stop: drain.stop.child_token(),
+        cut: drain.cut.child_token(),
+    };
     let listener = match tokio::net::TcpListener::from_std(socket) {
         Ok(l) => l,
         Err(e) => {
