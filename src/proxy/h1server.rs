@@ -43,12 +43,42 @@ pub enum Outcome<S> {
     Fallback(Replay<S>),
 }
 
-/// Serves simple requests on `io` until the connection ends or a request needs hyper.
-pub async fn serve_simple<S>(mut io: S, conn: &Arc<Connection>, drain: &Drain) -> Outcome<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut rbuf = BytesMut::with_capacity(4096);
+/// What the loop needs from a client stream besides reading and writing.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin {
+    /// Whether ending the connection is said in-band (TLS `close_notify`), so it is shut
+    /// down rather than just closed.
+    const CLOSES_IN_BAND: bool;
+    /// Turns Nagle's algorithm off.
+    fn set_nodelay(&self);
+}
+
+impl ClientStream for tokio::net::TcpStream {
+    const CLOSES_IN_BAND: bool = false;
+    fn set_nodelay(&self) {
+        let _ = tokio::net::TcpStream::set_nodelay(self, true);
+    }
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    const CLOSES_IN_BAND: bool = true;
+    fn set_nodelay(&self) {
+        let _ = self.get_ref().0.set_nodelay(true);
+    }
+}
+
+/// Serves simple requests on `io` (whose first bytes, already read, are in `rbuf`) until
+/// the connection ends or a request needs hyper.
+///
+/// Nagle's algorithm stays on (one system call saved) while every answer is the
+/// connection's last and of known length: closing pushes out whatever Nagle held back,
+/// so it never delays such an answer. It is turned off before any other answer.
+pub async fn serve_simple<S: ClientStream>(
+    mut io: S,
+    mut rbuf: BytesMut,
+    conn: &Arc<Connection>,
+    drain: &Drain,
+) -> Outcome<S> {
+    let mut nodelay = false;
     let mut wbuf = Vec::with_capacity(512);
     let mut offsets = Vec::with_capacity(16);
     let deadline = tokio::time::sleep(HEADER_READ_TIMEOUT);
@@ -111,19 +141,28 @@ where
         };
         // Draining: this answer is the connection's last, and says so.
         close |= drain.stop.is_cancelled();
+        if !nodelay && !(close && response.body().size_hint().exact().is_some()) {
+            io.set_nodelay();
+            nodelay = true;
+        }
         let written = tokio::select! {
             biased;
             written = respond(&mut io, &mut wbuf, response, is_head, &mut close) => written,
             _ = &mut cut => return Outcome::Done,
         };
         if written.is_err() || close || drain.stop.is_cancelled() {
-            let _ = io.shutdown().await;
+            // A plain connection just closes (the FIN follows the answer); bytes the
+            // client sent past this request make the kernel reset it either way.
+            if S::CLOSES_IN_BAND {
+                let _ = io.shutdown().await;
+            }
             return Outcome::Done;
         }
     }
 }
 
-fn fallback<S>(io: S, rbuf: BytesMut) -> Outcome<S> {
+fn fallback<S: ClientStream>(io: S, rbuf: BytesMut) -> Outcome<S> {
+    io.set_nodelay();
     Outcome::Fallback(Replay {
         prefix: rbuf.freeze(),
         inner: io,

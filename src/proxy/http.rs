@@ -195,7 +195,7 @@ async fn forward(
         start,
         status: 0,
         bytes_out: 0,
-        log: log.map(|info| (info, conn)),
+        log: log.map(|info| Box::new((info, conn))),
         span,
         done: false,
     };
@@ -408,7 +408,8 @@ pub struct Exchange {
     status: u16,
     /// Response body bytes sent to the client so far.
     pub bytes_out: u64,
-    log: Option<(telemetry::RequestInfo, Arc<Connection>)>,
+    /// Boxed, as the span: most listeners log nothing, and this state is in every request's future.
+    log: Option<Box<(telemetry::RequestInfo, Arc<Connection>)>>,
     span: Option<RequestSpan>,
     done: bool,
 }
@@ -439,7 +440,7 @@ impl Exchange {
         self.done = true;
         let elapsed = self.start.elapsed();
         self.pool.stats.duration.observe(elapsed);
-        if let Some((info, conn)) = &self.log
+        if let Some((info, conn)) = self.log.as_deref()
             && let Some(log) = &conn.listener.access_log
         {
             let backend = self.guard.as_ref().map(|g| g.endpoint().label());

@@ -10,18 +10,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::guard::Guarded;
-use super::h1server::{self, Outcome, Replay};
+use super::h1server::{self, ClientStream, Outcome, Replay};
 use super::http::{Connection, Listener, handle};
 use super::proxy_protocol;
 use super::tls::TlsPort;
@@ -65,7 +64,14 @@ impl Workers {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("sluice-worker-{i}"))
-                    .spawn(move || rt.block_on(exit.cancelled()))?,
+                    .spawn(move || {
+                        rt.block_on(async {
+                            tokio::select! {
+                                _ = exit.cancelled() => {}
+                                _ = heartbeat() => {}
+                            }
+                        })
+                    })?,
             );
         }
         Ok(Workers {
@@ -86,6 +92,19 @@ impl Workers {
         for t in self.threads {
             let _ = t.join();
         }
+    }
+}
+
+/// Keeps a timer due within a second on the worker, for the timer driver's sake. When a
+/// deadline is registered earlier than the driver's next planned wake-up (always, when no
+/// timer was pending as the worker went to sleep), tokio interrupts the worker through its
+/// eventfd: one `write` system call and one extra `epoll_wait` return. Short connections
+/// often leave a worker with no pending timer, so each request's timeout cost that. With
+/// this timer pending, the deadlines of requests and connections (seconds away) are never
+/// earlier, and registering them costs no system call; the price is one wake-up a second.
+async fn heartbeat() {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -203,7 +222,8 @@ pub async fn accept_loop<A: Acceptor>(
             _ = drain.stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
+                    // TCP_NODELAY is the acceptor's to set: an HTTP connection that closes
+                    // after one answer does not need it.
                     match limit.try_acquire() {
                         Some(slot) => {
                             let serving = acceptor.clone().serve(stream, peer, drain.clone());
@@ -258,28 +278,27 @@ fn http2_builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Decides HTTP/1 or HTTP/2 (prior knowledge) from the first bytes, which are read (not
-/// peeked: that would cost a system call per connection) and handed back to be replayed.
-/// `None` when the client closed or stayed silent past the header deadline.
-async fn sniff_h2(stream: &mut TcpStream) -> Option<(bool, Bytes)> {
+/// peeked: that would cost a system call per connection) into what becomes the
+/// connection's read buffer. `None` when the client closed or stayed silent past the
+/// header deadline.
+async fn sniff_h2(stream: &mut TcpStream) -> Option<(bool, BytesMut)> {
     use tokio::io::AsyncReadExt;
-    let mut buf = [0u8; 1024];
-    let mut filled = 0;
+    let mut buf = BytesMut::with_capacity(4096);
     let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
     loop {
-        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf[filled..]))
+        let n = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))
             .await
             .ok()?
             .ok()?;
         if n == 0 {
             return None;
         }
-        filled += n;
-        let k = filled.min(H2_PREFACE.len());
+        let k = buf.len().min(H2_PREFACE.len());
         if buf[..k] != H2_PREFACE[..k] {
-            return Some((false, Bytes::copy_from_slice(&buf[..filled])));
+            return Some((false, buf));
         }
         if k == H2_PREFACE.len() {
-            return Some((true, Bytes::copy_from_slice(&buf[..filled])));
+            return Some((true, buf));
         }
         // A prefix of the preface: wait for more bytes.
     }
@@ -336,12 +355,21 @@ impl HttpAcceptor {
         }
     }
 
-    async fn serve_io<S>(&self, io: S, h2: bool, conn: Arc<Connection>, drain: Drain)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    /// Serves HTTP on `io`, whose first bytes (already read) are `first`.
+    async fn serve_io<S>(
+        &self,
+        io: S,
+        first: BytesMut,
+        h2: bool,
+        conn: Arc<Connection>,
+        drain: Drain,
+    ) where
+        S: ClientStream + Send + 'static,
     {
         let peer = conn.peer;
         if h2 {
+            io.set_nodelay();
+            let io = Replay::new(first.freeze(), io);
             let service = service_fn(move |req| handle(req, conn.clone()));
             drive!(
                 self.http2.serve_connection(TokioIo::new(io), service),
@@ -351,7 +379,7 @@ impl HttpAcceptor {
         } else {
             // Simple requests are served by our own loop; the first one that is not hands
             // the connection (and the bytes read so far) to hyper.
-            let io = match h1server::serve_simple(io, &conn, &drain).await {
+            let io = match h1server::serve_simple(io, first, &conn, &drain).await {
                 Outcome::Done => return,
                 Outcome::Fallback(io) => io,
             };
@@ -408,19 +436,21 @@ impl Acceptor for HttpAcceptor {
         let conn = Arc::new(Connection::new(self.listener.clone(), peer));
         match &self.tls {
             Some(tls) => {
-                // Boxed: a handshake in progress is large and most ports are plain.
+                // Boxed, the handshake and the TLS connection: both are large, and the
+                // spawned future of every connection, plain ones included, is as large as
+                // its largest branch (and is copied whole when it is created).
+                let _ = stream.set_nodelay(true);
                 let Some(tls_stream) = Box::pin(tls.accept(stream)).await else {
                     return;
                 };
                 let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-                self.serve_io(tls_stream, h2, conn, drain).await;
+                Box::pin(self.serve_io(tls_stream, BytesMut::new(), h2, conn, drain)).await;
             }
             None => {
                 let Some((h2, first)) = sniff_h2(&mut stream).await else {
                     return;
                 };
-                let stream = Replay::new(first, stream);
-                self.serve_io(stream, h2, conn, drain).await;
+                self.serve_io(stream, first, h2, conn, drain).await;
             }
         }
     }

@@ -42,13 +42,16 @@ pub struct TcpAcceptor {
 
 impl Acceptor for TcpAcceptor {
     async fn serve(self: Arc<Self>, mut client: TcpStream, peer: SocketAddr, drain: Drain) {
+        let _ = client.set_nodelay(true);
         let Some(peer) = client_address(&mut client, peer, self.proxy_protocol).await else {
             return;
         };
         match &self.tls {
             Some(tls) => {
-                if let Some(stream) = tls.accept(client).await {
-                    self.relay(ClientIo::Other(stream), peer, drain).await;
+                // Boxed (handshake and relay): the spawned future of every connection is
+                // as large as its largest branch, and plain connections are the common case.
+                if let Some(stream) = Box::pin(tls.accept(client)).await {
+                    Box::pin(self.relay(ClientIo::Other(stream), peer, drain)).await;
                 }
             }
             None => {

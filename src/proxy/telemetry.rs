@@ -226,8 +226,9 @@ impl opentelemetry_sdk::trace::IdGenerator for PropagatedIds {
     }
 }
 
-/// A request's span, ended with its outcome.
-pub struct RequestSpan(opentelemetry_sdk::trace::Span);
+/// A request's span, ended with its outcome. Boxed: the span is large, and the request's
+/// state (which every request's future carries, traced or not) only holds the pointer.
+pub struct RequestSpan(Box<opentelemetry_sdk::trace::Span>);
 
 impl std::fmt::Debug for RequestSpan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -307,7 +308,7 @@ impl SpanExport {
         NEXT_IDS.with(|next| next.set(Some(*ids)));
         let span = self.tracer.build_with_context(builder, &parent);
         NEXT_IDS.with(|next| next.set(None));
-        RequestSpan(span)
+        RequestSpan(Box::new(span))
     }
 }
 
