@@ -141,7 +141,8 @@ pub async fn serve_simple<S: ClientStream>(
         };
         // Draining: this answer is the connection's last, and says so.
         close |= drain.stop.is_cancelled();
-        if !nodelay && !(close && response.body().size_hint().exact().is_some()) {
+        let last_of_known_length = close && response.body().size_hint().exact().is_some();
+        if !(nodelay || last_of_known_length) {
             io.set_nodelay();
             nodelay = true;
         }
