@@ -226,9 +226,12 @@ pub async fn accept_loop<A: Acceptor>(
                     // after one answer does not need it.
                     match limit.try_acquire() {
                         Some(slot) => {
-                            let serving = acceptor.clone().serve(stream, peer, drain.clone());
+                            let (acceptor, drain) = (acceptor.clone(), drain.clone());
+                            // The connection's future (KiBs) is created in its own box once
+                            // the task runs: the task itself stays small, and spawning moves
+                            // only a few words (a large future is copied at every move).
                             tracker.spawn(async move {
-                                serving.await;
+                                Box::pin(acceptor.serve(stream, peer, drain)).await;
                                 drop(slot);
                             });
                         }
