@@ -151,7 +151,7 @@ pub async fn serve_simple<S: ClientStream>(
             written = respond(&mut io, &mut wbuf, response, is_head, &mut close) => written,
             _ = &mut cut => return Outcome::Done,
         };
-        if written.is_err() || close || drain.stop.is_cancelled() {
+        if written.is_err() || close {
             // A plain connection just closes (the FIN follows the answer); bytes the
             // client sent past this request make the kernel reset it either way.
             if S::CLOSES_IN_BAND {
