@@ -61,9 +61,7 @@ impl Snapshot {
     /// available endpoint is excluded or at `maxConnectionsPerEndpoint`.
     pub fn pick(&self, hash: Option<u64>, skip: Option<&Endpoint>) -> Option<ActiveGuard> {
         let limit = self.config.max_connections_per_endpoint;
-        let usable = |e: &Endpoint| {
-            skip.is_none_or(|s| !std::ptr::eq(s, e)) && limit.is_none_or(|l| e.active() < l)
-        };
+        let usable = |e: &Endpoint| self.usable(e, skip);
         let ctx = PickContext {
             hash,
             usable: &usable,
@@ -76,6 +74,16 @@ impl Snapshot {
             }
         }
         None
+    }
+
+    /// Whether a pick may choose `e`: not `skip` (the endpoint that just failed) and below
+    /// the per-endpoint connection limit.
+    pub fn usable(&self, e: &Endpoint, skip: Option<&Endpoint>) -> bool {
+        skip.is_none_or(|s| !std::ptr::eq(s, e))
+            && self
+                .config
+                .max_connections_per_endpoint
+                .is_none_or(|l| e.active() < l)
     }
 }
 

@@ -190,8 +190,7 @@ fn pick_retry(
         return snapshot.pick(hash, Some(failed));
     }
     let limit = snapshot.config.max_connections_per_endpoint;
-    let usable =
-        |e: &&Arc<Endpoint>| !Arc::ptr_eq(e, failed) && limit.is_none_or(|l| e.active() < l);
+    let usable = |e: &&Arc<Endpoint>| snapshot.usable(e, Some(failed));
     let total: u64 = snapshot
         .available
         .iter()
