@@ -184,10 +184,15 @@ async fn upload(conn: &mut UpstreamConn, mut body: Incoming, chunked: bool) -> i
         }
         let write = async {
             if chunked {
-                let size = format!("{:x}\r\n", data.len());
-                wr.write_all(size.as_bytes()).await?;
-                wr.write_all(&data).await?;
-                wr.write_all(b"\r\n").await
+                // Size line, data and CRLF in one (vectored) write; the line is formatted
+                // on the stack.
+                use std::io::Write as _;
+                let mut line = std::io::Cursor::new([0u8; 18]);
+                let _ = write!(line, "{:x}\r\n", data.len());
+                let len = line.position() as usize;
+                let head = bytes::Buf::chain(&line.get_ref()[..len], &data[..]);
+                let mut chunk = bytes::Buf::chain(head, &b"\r\n"[..]);
+                wr.write_all_buf(&mut chunk).await
             } else {
                 wr.write_all(&data).await
             }
