@@ -22,6 +22,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 use super::body::ProxyBody;
 use super::h1client::parse_length;
@@ -87,9 +88,7 @@ pub async fn serve_simple<S: ClientStream>(
     tokio::pin!(deadline, stopped, cut);
     loop {
         // Read a complete head (the next one may already be buffered: pipelining).
-        deadline
-            .as_mut()
-            .reset(tokio::time::Instant::now() + HEADER_READ_TIMEOUT);
+        let due = Instant::now() + HEADER_READ_TIMEOUT;
         let head = loop {
             if !rbuf.is_empty() {
                 match parse(&rbuf, &mut offsets) {
@@ -106,7 +105,7 @@ pub async fn serve_simple<S: ClientStream>(
                     Ok(_) => {}
                 },
                 _ = &mut stopped, if rbuf.is_empty() => return Outcome::Done,
-                _ = &mut deadline => return Outcome::Done,
+                _ = expired(&mut deadline, due) => return Outcome::Done,
             }
         };
         // The head leaves the buffer without a copy: header values are slices of it.
@@ -126,7 +125,7 @@ pub async fn serve_simple<S: ClientStream>(
                     Ok(0) | Err(_) => return Outcome::Done,
                     Ok(_) => {}
                 },
-                _ = &mut deadline => return Outcome::Done,
+                _ = expired(&mut deadline, due) => return Outcome::Done,
             }
         }
         if length > 0 {
@@ -159,6 +158,20 @@ pub async fn serve_simple<S: ClientStream>(
             }
             return Outcome::Done;
         }
+    }
+}
+
+/// Waits until `due` on `timer`, which may be armed for an earlier time (an earlier
+/// request's deadline): then it is re-armed for `due` and waited on again. A request thus
+/// costs a clock read, not a re-registration with the timer wheel; the timer is re-armed
+/// at most once per timeout period.
+async fn expired(timer: &mut Pin<&mut Sleep>, due: Instant) {
+    loop {
+        timer.as_mut().await;
+        if Instant::now() >= due {
+            return;
+        }
+        timer.as_mut().reset(due);
     }
 }
 
