@@ -312,6 +312,46 @@ async fn backend_closing_keep_alive_connections_after_each_answer_is_invisible_t
 }
 
 #[tokio::test]
+async fn bytes_a_backend_sends_on_an_idle_connection_are_never_taken_for_an_answer() {
+    // After each answer this backend sends an unsolicited second response on the idle
+    // connection. A pooled connection holding it must not be reused: the next request
+    // would read that stray response as its own (a response desync).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counter = conns.clone();
+    let _t = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while read_request(&mut stream, &mut buf).await.is_some() {
+                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    let stray = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray";
+                    if stream.write_all(ok).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    if stream.write_all(stray).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (_s, port) = start(addr);
+    let mut client = KeepAlive::connect(port).await.unwrap();
+    for i in 0..10 {
+        let resp = client.get("/").await.unwrap();
+        assert_eq!(resp.status, StatusCode::OK, "request {i}");
+        assert_eq!(resp.body, "ok", "request {i} got another request's answer");
+        // Let the stray answer arrive while the connection sits idle in the pool.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 10, "a connection was reused");
+}
+
+#[tokio::test]
 async fn large_and_chunked_uploads_stream_through_intact() {
     let (addr, _, _t) = backend(|_, _, body| {
         let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();

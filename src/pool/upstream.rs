@@ -6,7 +6,6 @@
 //! readiness (a FIN or RST seen while idle marks it closed), without a system call.
 
 use std::sync::OnceLock;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -52,17 +51,25 @@ impl UpstreamConn {
         }
     }
 
-    /// False when the reactor has seen the peer close (FIN or RST) or an error. Never
-    /// blocks and makes no system call.
+    /// False when the idle connection is no longer fit for a request: the peer closed it
+    /// (FIN or RST), it failed, or it sent bytes nobody asked for. The reactor's readiness
+    /// answers without a system call or a lock while the socket is quiet, which is the
+    /// usual case; only a socket the reactor saw readable is peeked at.
     pub fn looks_open(&self) -> bool {
-        let ready = self.stream.ready(Interest::READABLE);
-        let mut ready = std::pin::pin!(ready);
-        let mut cx = Context::from_waker(Waker::noop());
-        match ready.as_mut().poll(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Ok(r)) => !r.is_read_closed() && !r.is_error(),
-            Poll::Ready(Err(_)) => false,
-        }
+        let mut open = true;
+        let _ = self.stream.try_io(Interest::READABLE, || {
+            let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+            match socket2::SockRef::from(&self.stream).peek(&mut byte) {
+                // Readiness without data (a stale event): cleared, and the socket is open.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(e),
+                // End of stream, an error, or unsolicited bytes.
+                _ => {
+                    open = false;
+                    Ok(())
+                }
+            }
+        });
+        open
     }
 }
 
