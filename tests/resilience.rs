@@ -740,56 +740,23 @@ async fn connections_that_never_finish_a_head_are_closed_at_the_header_deadline(
     }
 }
 
-/// Reads one response with a `Content-Length` body off `c`.
-async fn read_response(c: &mut tokio::net::TcpStream) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&got).to_string();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap())
-                })
-                .expect("content-length");
-            if got.len() >= end + 4 + length {
-                return text;
-            }
-        }
-        let n = c.read(&mut buf).await.unwrap();
-        assert!(n > 0, "connection closed mid-response: {text:?}");
-        got.extend_from_slice(&buf[..n]);
-    }
-}
-
 #[tokio::test]
 async fn idle_keep_alive_connection_closes_at_the_header_deadline_after_its_last_answer() {
     let a = echo("a");
     let port = free_port();
     let _s = Sluice::start(&pool("keepidle", port, "RoundRobin", &eps(&[&a]), ""));
-    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let mut client = KeepAlive::connect(port).await.unwrap();
     // Two answers 6 s apart: the second request must find the deadline moved past the
     // first one's (10 s after connecting).
     for pause in [Duration::ZERO, Duration::from_secs(6)] {
         tokio::time::sleep(pause).await;
-        c.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
-            .await
-            .unwrap();
-        let response = read_response(&mut c).await;
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let resp = client.get("/").await.unwrap();
+        assert_eq!(resp.status, StatusCode::OK);
     }
-    let last = Instant::now();
-    let mut buf = [0u8; 64];
-    let read = tokio::time::timeout(Duration::from_secs(15), c.read(&mut buf))
+    let idle = client
+        .closed_within(Duration::from_secs(15))
         .await
         .expect("still open 15 s after the last answer");
-    assert!(matches!(read, Ok(0) | Err(_)), "unexpected bytes");
-    let idle = last.elapsed();
     assert!(
         idle >= Duration::from_secs(9) && idle <= Duration::from_secs(12),
         "closed {idle:?} after the last answer, expected the 10 s header deadline"

@@ -49,7 +49,7 @@ pub trait ClientStream: AsyncRead + AsyncWrite + Unpin {
     /// Whether ending the connection is said in-band (TLS `close_notify`), so it is shut
     /// down rather than just closed.
     const CLOSES_IN_BAND: bool;
-    /// Turns Nagle's algorithm off.
+    /// Turns Nagle's algorithm off (if it is not already).
     fn set_nodelay(&self);
 }
 
@@ -62,9 +62,8 @@ impl ClientStream for tokio::net::TcpStream {
 
 impl ClientStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
     const CLOSES_IN_BAND: bool = true;
-    fn set_nodelay(&self) {
-        let _ = self.get_ref().0.set_nodelay(true);
-    }
+    /// Already off: TLS ports set it before the handshake, whose flights it would delay.
+    fn set_nodelay(&self) {}
 }
 
 /// Serves simple requests on `io` (whose first bytes, already read, are in `rbuf`) until
@@ -198,8 +197,8 @@ struct Head {
 }
 
 impl Head {
-    /// The request (without its body), its header values sharing `block` (a copy of the
-    /// head); `None` when the `http` types refuse a part.
+    /// The request (without its body), its header values sharing `block` (the head, split
+    /// off the read buffer); `None` when the `http` types refuse a part.
     fn request(&self, block: &Bytes, offsets: &[Offsets]) -> Option<Request<ClientBody>> {
         let uri = Uri::from_maybe_shared(block.slice(self.target.0..self.target.1)).ok()?;
         let mut headers = HeaderMap::with_capacity(offsets.len() + 4);
@@ -346,9 +345,10 @@ where
     let bodiless = is_head
         || parts.status == StatusCode::NO_CONTENT
         || parts.status == StatusCode::NOT_MODIFIED;
-    let chunked = !has_length && !bodiless && body.size_hint().exact().is_none();
-    if !has_length && !bodiless && !chunked {
-        let n = body.size_hint().exact().unwrap_or(0);
+    let framed_here = !has_length && !bodiless;
+    let length = body.size_hint().exact();
+    let chunked = framed_here && length.is_none();
+    if let (true, Some(n)) = (framed_here, length) {
         wbuf.extend_from_slice(b"content-length: ");
         wbuf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         wbuf.extend_from_slice(b"\r\n");

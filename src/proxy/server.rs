@@ -323,8 +323,9 @@ async fn sniff_h2(stream: &mut TcpStream) -> Option<(bool, BytesMut)> {
 }
 
 /// Drives a connection until it ends; on `stop`, asks it to finish gracefully, and on
-/// `cut` drops it. The connection state (several KiB in hyper) is boxed, so the spawned
-/// per-connection future stays small and is not copied around when it is created.
+/// `cut` drops it. The connection state (several KiB in hyper) is boxed, so the
+/// per-connection future, allocated at the size of its largest branch, stays the size of
+/// the simple HTTP/1 path.
 macro_rules! drive {
     ($serving:expr, $drain:expr, $peer:expr) => {{
         let mut serving = Box::pin($serving);
@@ -454,9 +455,9 @@ impl Acceptor for HttpAcceptor {
         let conn = Arc::new(Connection::new(self.listener.clone(), peer));
         match &self.tls {
             Some(tls) => {
-                // Boxed, the handshake and the TLS connection: both are large, and the
-                // spawned future of every connection, plain ones included, is as large as
-                // its largest branch (and is copied whole when it is created).
+                // Boxed, the handshake and the TLS connection: both are large, and every
+                // connection's future, plain ones included, is allocated (and written)
+                // at the size of its largest branch. Nagle off before the handshake.
                 let _ = stream.set_nodelay(true);
                 let Some(tls_stream) = Box::pin(tls.accept(stream)).await else {
                     return;

@@ -48,8 +48,8 @@ impl Acceptor for TcpAcceptor {
         };
         match &self.tls {
             Some(tls) => {
-                // Boxed (handshake and relay): the spawned future of every connection is
-                // as large as its largest branch, and plain connections are the common case.
+                // Boxed (handshake and relay): every connection's future is allocated at
+                // the size of its largest branch, and plain connections are the common case.
                 if let Some(stream) = Box::pin(tls.accept(client)).await {
                     Box::pin(self.relay(ClientIo::Other(stream), peer, drain)).await;
                 }

@@ -461,6 +461,16 @@ impl KeepAlive {
             .await
             .map_err(|_| "no answer within 5s".to_owned())?
     }
+
+    /// How long until the server closes the (idle) connection; `None` if it is still open
+    /// after `limit`.
+    pub async fn closed_within(&self, limit: Duration) -> Option<Duration> {
+        eventually(limit, || {
+            let closed = self.sender.is_closed();
+            async move { closed }
+        })
+        .await
+    }
 }
 
 /// Sends raw bytes, reads until the peer closes or `timeout`; returns what was read and
