@@ -740,27 +740,62 @@ async fn connections_that_never_finish_a_head_are_closed_at_the_header_deadline(
     }
 }
 
-#[tokio::test]
-async fn idle_keep_alive_connection_closes_at_the_header_deadline_after_its_last_answer() {
-    let a = echo("a");
-    let port = free_port();
-    let _s = Sluice::start(&pool("keepidle", port, "RoundRobin", &eps(&[&a]), ""));
+/// Sends `GET /` after each pause on one keep-alive connection to `port`, then returns how
+/// long after the last answer sluice closed it (`None`: still open after `limit`).
+async fn idle_close_after(port: u16, pauses: &[Duration], limit: Duration) -> Option<Duration> {
     let mut client = KeepAlive::connect(port).await.unwrap();
-    // Two answers 6 s apart: the second request must find the deadline moved past the
-    // first one's (10 s after connecting).
-    for pause in [Duration::ZERO, Duration::from_secs(6)] {
-        tokio::time::sleep(pause).await;
-        let resp = client.get("/").await.unwrap();
+    for (i, pause) in pauses.iter().enumerate() {
+        tokio::time::sleep(*pause).await;
+        let resp = client.get("/").await.unwrap_or_else(|e| {
+            panic!("port {port}: request {i} after a {pause:?} pause failed: {e}")
+        });
         assert_eq!(resp.status, StatusCode::OK);
     }
-    let idle = client
-        .closed_within(Duration::from_secs(15))
-        .await
-        .expect("still open 15 s after the last answer");
-    assert!(
-        idle >= Duration::from_secs(9) && idle <= Duration::from_secs(12),
-        "closed {idle:?} after the last answer, expected the 10 s header deadline"
+    client.closed_within(limit).await
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connection_closes_at_its_pools_idle_timeout_after_its_last_answer() {
+    let a = echo("a");
+    let (short, long) = (free_port(), free_port());
+    let _s = Sluice::start(&format!(
+        "{}  timeouts: {{idle: 3s}}\n{}  timeouts: {{idle: 13s}}\n",
+        pool("short", short, "RoundRobin", &eps(&[&a]), ""),
+        pool("long", long, "RoundRobin", &eps(&[&a]), "")
+    ));
+    // Short: answers 2 s apart keep the connection past 3 s from its start; it closes 3 s
+    // after the last one. Long: a client idle for 11 s, past the 10 s header deadline,
+    // still finds its connection open; but one that sent part of its next head must
+    // finish it within the header deadline (here pipelined behind a whole request).
+    let short_pauses = [
+        Duration::ZERO,
+        Duration::from_secs(2),
+        Duration::from_secs(2),
+    ];
+    let long_pauses = [Duration::ZERO, Duration::from_secs(11)];
+    let (short, long_idle, partial) = tokio::join!(
+        idle_close_after(short, &short_pauses, Duration::from_secs(10)),
+        idle_close_after(long, &long_pauses, Duration::from_secs(20)),
+        drip(
+            long,
+            b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\nGET / HTTP/1.1\r\nHost: app",
+            Duration::from_secs(100),
+            Duration::from_secs(20),
+        ),
     );
+    let partial = partial.expect("a partial head is still open after 20 s");
+    assert!(
+        partial >= Duration::from_millis(9500) && partial <= Duration::from_millis(11500),
+        "a partial head after an answer was closed after {partial:?}, expected the 10 s header deadline"
+    );
+    for (name, closed, idle) in [("short", short, 3), ("long", long_idle, 13)] {
+        let closed = closed.unwrap_or_else(|| panic!("{name}: still open long after {idle} s"));
+        let idle = Duration::from_secs(idle);
+        assert!(
+            closed >= idle - Duration::from_millis(500) && closed <= idle + Duration::from_secs(2),
+            "{name}: closed {closed:?} after the last answer, expected its pool's idle timeout {idle:?}"
+        );
+    }
 }
 
 #[tokio::test]

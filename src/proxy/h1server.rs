@@ -85,14 +85,20 @@ pub async fn serve_simple<S: ClientStream>(
     let stopped = drain.stop.cancelled();
     let cut = drain.cut.cancelled();
     tokio::pin!(deadline, stopped, cut);
+    // The first head is due within the header deadline of the connection's start.
+    let mut idle_due = Instant::now() + HEADER_READ_TIMEOUT;
     loop {
-        // Read a complete head (the next one may already be buffered: pipelining).
-        let due = Instant::now() + HEADER_READ_TIMEOUT;
+        // Read a complete head (the next one may already be buffered: pipelining). An idle
+        // connection may wait until `idle_due` for its first byte; once part of a head is
+        // here, the rest must follow within the header deadline.
+        let mut due = idle_due;
         let head = loop {
             if !rbuf.is_empty() {
                 match parse(&rbuf, &mut offsets) {
                     Parsed::Simple(head) => break head,
-                    Parsed::Partial if rbuf.len() <= MAX_HEADER_BYTES => {}
+                    Parsed::Partial if rbuf.len() <= MAX_HEADER_BYTES => {
+                        due = due.min(Instant::now() + HEADER_READ_TIMEOUT);
+                    }
                     Parsed::Partial | Parsed::Other => return fallback(io, rbuf),
                 }
             }
@@ -157,14 +163,19 @@ pub async fn serve_simple<S: ClientStream>(
             }
             return Outcome::Done;
         }
+        idle_due = Instant::now() + conn.keep_idle();
     }
 }
 
 /// Waits until `due` on `timer`, which may be armed for an earlier time (an earlier
 /// request's deadline): then it is re-armed for `due` and waited on again. A request thus
 /// costs a clock read, not a re-registration with the timer wheel; the timer is re-armed
-/// at most once per timeout period.
+/// at most once per timeout period, or when `due` moved before it (a partial head after a
+/// long idle wait).
 async fn expired(timer: &mut Pin<&mut Sleep>, due: Instant) {
+    if timer.deadline() > due {
+        timer.as_mut().reset(due);
+    }
     loop {
         timer.as_mut().await;
         if Instant::now() >= due {

@@ -10,6 +10,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -55,6 +56,10 @@ pub struct Connection {
     pub client_ip: HeaderValue,
     /// What the smuggling guard found on this connection.
     pub verdict: Arc<Verdict>,
+    /// How long the connection may wait idle for its next request, in milliseconds: the
+    /// `timeouts.idle` of the pool that served its latest request (the header deadline
+    /// until one has).
+    keep_idle_ms: AtomicU64,
 }
 
 impl Connection {
@@ -65,8 +70,27 @@ impl Connection {
             peer,
             client_ip: headers::client_ip_value(peer.ip()),
             verdict: Arc::default(),
+            keep_idle_ms: AtomicU64::new(millis(super::server::HEADER_READ_TIMEOUT)),
         }
     }
+
+    /// How long the connection may now wait idle for its next request.
+    pub fn keep_idle(&self) -> Duration {
+        Duration::from_millis(self.keep_idle_ms.load(Ordering::Relaxed))
+    }
+
+    /// Records the idle timeout of the pool that served the latest request. Written by
+    /// this connection's own tasks only, so the store is uncontended.
+    fn set_keep_idle(&self, idle: Duration) {
+        let ms = millis(idle);
+        if self.keep_idle_ms.load(Ordering::Relaxed) != ms {
+            self.keep_idle_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The body of a client request: hyper's stream, or (from the HTTP/1 loop of
@@ -151,6 +175,7 @@ async fn forward(
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let snapshot = pool.snapshot();
+    conn.set_keep_idle(snapshot.config.timeouts.idle);
     let hash = request_hash(&snapshot, &req, &conn);
     let https = conn.listener.https;
     let affinity = match &snapshot.config.affinity {
