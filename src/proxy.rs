@@ -8,6 +8,7 @@ pub mod error;
 pub mod guard;
 pub mod h1client;
 pub mod h1server;
+pub mod h2idle;
 pub mod headers;
 pub mod http;
 pub mod proxy_protocol;

@@ -799,6 +799,54 @@ async fn idle_keep_alive_connection_closes_at_its_pools_idle_timeout_after_its_l
 }
 
 #[tokio::test]
+async fn idle_h2_connection_closes_at_its_pools_idle_timeout_but_not_while_a_stream_is_open() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    let (fast, slow) = (echo("f"), slow_echo("s", Duration::from_secs(3)));
+    let port = free_port();
+    let idle = "  timeouts: {idle: 2s}\n";
+    let _s = Sluice::start(&format!(
+        "{}{idle}{}{idle}",
+        pool("fast", port, "RoundRobin", &eps(&[&fast]), ""),
+        pool("slow", port, "RoundRobin", &eps(&[&slow]), "").replace(
+            &format!("listener: {{port: {port}}}"),
+            &format!("listener: {{port: {port}, pathPrefix: /slow}}")
+        ),
+    ));
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    // A quick answer, then one that takes 3 s, longer than the idle timeout: an open
+    // stream is not idleness, and the timeout counts from the end of the last one.
+    for path in ["/fast", "/slow"] {
+        let req = http::Request::get(format!("http://app.test:{port}{path}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        resp.into_body().collect().await.unwrap();
+    }
+    let answered = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("h2 connection still open 10 s after its last answer")
+        .unwrap()
+        .expect("h2 connection ended with an error instead of a GOAWAY");
+    let idle = answered.elapsed();
+    assert!(
+        idle >= Duration::from_millis(1500) && idle <= Duration::from_secs(4),
+        "h2 connection closed {idle:?} after its last answer, expected the 2 s idle timeout"
+    );
+}
+
+#[tokio::test]
 async fn connection_that_stalls_inside_the_h2_preface_is_closed_at_the_header_deadline() {
     let a = echo("a");
     let port = free_port();

@@ -10,7 +10,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -60,6 +60,10 @@ pub struct Connection {
     /// `timeouts.idle` of the pool that served its latest request (the header deadline
     /// until one has).
     keep_idle_ms: AtomicU64,
+    /// HTTP/2 streams open on this connection (see [`h2idle`](super::h2idle)).
+    pub(super) streams: AtomicU32,
+    /// Signalled when the last open HTTP/2 stream ends.
+    pub(super) quiet: tokio::sync::Notify,
 }
 
 impl Connection {
@@ -71,6 +75,8 @@ impl Connection {
             client_ip: headers::client_ip_value(peer.ip()),
             verdict: Arc::default(),
             keep_idle_ms: AtomicU64::new(millis(super::server::HEADER_READ_TIMEOUT)),
+            streams: AtomicU32::new(0),
+            quiet: tokio::sync::Notify::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! connections across workers and a connection lives its whole life on one thread (its
 //! upstream connections too). No work stealing, no cross-thread wake-ups on the hot path.
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use super::guard::Guarded;
 use super::h1server::{self, ClientStream, Outcome, Replay};
+use super::h2idle::{self, StreamGuard, TrackedBody};
 use super::http::{Connection, Listener, handle};
 use super::proxy_protocol;
 use super::tls::TlsPort;
@@ -326,8 +328,9 @@ async fn sniff_h2(stream: &mut TcpStream) -> Option<(bool, BytesMut)> {
 /// `cut` drops it. The connection state (several KiB in hyper) is boxed, so the
 /// per-connection future, allocated at the size of its largest branch, stays the size of
 /// the simple HTTP/1 path.
+/// When `$idle` resolves first, the connection is likewise asked to finish.
 macro_rules! drive {
-    ($serving:expr, $drain:expr, $peer:expr) => {{
+    ($serving:expr, $drain:expr, $peer:expr, $idle:expr) => {{
         let mut serving = Box::pin($serving);
         tokio::select! {
             biased;
@@ -335,14 +338,15 @@ macro_rules! drive {
                 if let Err(e) = res {
                     tracing::debug!(client = %$peer, error = %e, "client connection ended");
                 }
+                return;
             }
-            _ = $drain.stop.cancelled() => {
-                serving.as_mut().graceful_shutdown();
-                tokio::select! {
-                    _ = serving.as_mut() => {}
-                    _ = $drain.cut.cancelled() => {}
-                }
-            }
+            _ = $drain.stop.cancelled() => {}
+            _ = $idle => {}
+        }
+        serving.as_mut().graceful_shutdown();
+        tokio::select! {
+            _ = serving.as_mut() => {}
+            _ = $drain.cut.cancelled() => {}
         }
     }};
 }
@@ -389,11 +393,20 @@ impl HttpAcceptor {
         if h2 {
             io.set_nodelay();
             let io = Replay::new(first.freeze(), io);
-            let service = service_fn(move |req| handle(req, conn.clone()));
+            let streams = conn.clone();
+            let service = service_fn(move |req| {
+                let stream = StreamGuard::new(streams.clone());
+                let response = handle(req, streams.clone());
+                async move {
+                    let response = response.await?;
+                    Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, stream)))
+                }
+            });
             drive!(
                 self.http2.serve_connection(TokioIo::new(io), service),
                 drain,
-                peer
+                peer,
+                h2idle::idle(&conn)
             );
         } else {
             // Simple requests are served by our own loop; the first one that is not hands
@@ -407,7 +420,8 @@ impl HttpAcceptor {
             drive!(
                 self.http1.serve_connection(io, service).with_upgrades(),
                 drain,
-                peer
+                peer,
+                std::future::pending::<()>()
             );
         }
     }

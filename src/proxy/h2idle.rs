@@ -1,0 +1,122 @@
+//! Idle HTTP/2 client connections: closed with a GOAWAY once no stream has been open for
+//! the connection's idle timeout (the same `timeouts.idle` rule as HTTP/1.1 keep-alive).
+//!
+//! hyper answers the client's PINGs and sends its own, so without this an idle HTTP/2
+//! connection would stay open for as long as the client lives. nginx (`keepalive_timeout`),
+//! Envoy (`idle_timeout`) and HAProxy (`timeout client`) all close them.
+//!
+//! Each stream holds a [`StreamGuard`] from its request until its response body is done
+//! (or dropped on a reset); the connection counts open streams and is signalled when the
+//! last one ends. [`idle`] waits for that signal while streams are open and
+//! on one lazily re-armed timer while none is, so a busy connection costs a counter per
+//! stream, not a timer registration.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::Instant;
+
+use super::body::ProxyBody;
+use super::http::Connection;
+
+/// One open stream on `conn`, from its request until its response body is finished.
+#[derive(Debug)]
+pub struct StreamGuard(Arc<Connection>);
+
+impl StreamGuard {
+    /// Counts a new stream on `conn`.
+    pub fn new(conn: Arc<Connection>) -> Self {
+        conn.streams.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(conn)
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self.0.streams.fetch_sub(1, Ordering::Relaxed) == 1 {
+            // The connection turned quiet: its idle timer starts now.
+            self.0.quiet.notify_one();
+        }
+    }
+}
+
+/// A response body that keeps its stream counted until it is done or dropped.
+pub struct TrackedBody {
+    body: ProxyBody,
+    stream: Option<StreamGuard>,
+}
+
+impl TrackedBody {
+    /// `body`, counted against `stream` until it ends.
+    pub fn new(body: ProxyBody, stream: StreamGuard) -> Self {
+        TrackedBody {
+            body,
+            stream: Some(stream),
+        }
+    }
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || this.body.is_end_stream() {
+            this.stream = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Resolves once no stream has been open on `conn` for its idle timeout (measured from the
+/// connection's start when it never had one).
+///
+/// One timer, re-armed lazily: it may fire early (a stream ran meanwhile), and then waits
+/// again for what is left; it is moved earlier only when the connection turned quiet with
+/// a shorter timeout than the one it was armed for (requests reached another pool). The
+/// quiet period starts when this future sees the signal of the last stream's end (it runs
+/// in the connection's task, woken right then), so streams read no clock.
+pub async fn idle(conn: &Connection) {
+    let mut quiet_since = Instant::now();
+    let timer = tokio::time::sleep(conn.keep_idle());
+    tokio::pin!(timer);
+    loop {
+        let notified = conn.quiet.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if conn.streams.load(Ordering::Relaxed) > 0 {
+            // Busy: nothing to time until the last open stream ends.
+            notified.await;
+            quiet_since = Instant::now();
+            continue;
+        }
+        let due = quiet_since + conn.keep_idle();
+        if Instant::now() >= due {
+            return;
+        }
+        if timer.deadline() > due || timer.is_elapsed() {
+            timer.as_mut().reset(due);
+        }
+        tokio::select! {
+            _ = timer.as_mut() => {}
+            _ = notified => quiet_since = Instant::now(),
+        }
+    }
+}
