@@ -109,13 +109,18 @@ pub enum ClientBody {
 }
 
 /// Serves one request that hyper read. Never fails: every problem becomes a status code.
-pub async fn handle(
+///
+/// The request path's future (KiBs) is boxed here, once: hyper moves the future it gets
+/// by value several times (into its stream future, through the executor into the task),
+/// and a small one makes those moves cheap.
+pub fn handle(
     req: Request<Incoming>,
     conn: Arc<Connection>,
-) -> Result<Response<ProxyBody>, Infallible> {
+) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static {
     // Always advance the guard's request index, even when check_request fails.
     let framing_ok = conn.verdict.next_request_ok();
-    Ok(serve(req.map(ClientBody::Incoming), conn, framing_ok).await)
+    let serving = Box::pin(serve(req.map(ClientBody::Incoming), conn, framing_ok));
+    async move { Ok(serving.await) }
 }
 
 /// Serves one request; `framing_ok` is false when the smuggling guard found this request's

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Socket, Type};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
@@ -267,24 +267,11 @@ fn http1_builder() -> hyper::server::conn::http1::Builder {
     builder
 }
 
-/// Spawns hyper's HTTP/2 stream tasks with the stream's future boxed first: a request's
-/// future is KiBs, and passed by value through tokio's spawn it is copied at every call.
-#[derive(Clone, Copy, Debug)]
-pub struct BoxingExecutor;
-
-impl<F> hyper::rt::Executor<F> for BoxingExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::spawn(Box::pin(fut));
-    }
-}
-
-/// HTTP/2 server settings: bounded streams and header lists, rapid-reset limits.
-fn http2_builder() -> hyper::server::conn::http2::Builder<BoxingExecutor> {
-    let mut builder = hyper::server::conn::http2::Builder::new(BoxingExecutor);
+/// HTTP/2 server settings: bounded streams and header lists, rapid-reset limits. Stream
+/// tasks are spawned as hyper hands them over: [`handle`] boxes the request path's future,
+/// so what is moved into each task is small.
+fn http2_builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(H2_MAX_STREAMS)
@@ -363,7 +350,7 @@ pub struct HttpAcceptor {
     /// Expect a PROXY protocol header on every connection.
     pub proxy_protocol: bool,
     http1: hyper::server::conn::http1::Builder,
-    http2: hyper::server::conn::http2::Builder<BoxingExecutor>,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
 
 impl HttpAcceptor {
