@@ -314,8 +314,8 @@ async fn sniff_h2(stream: &mut TcpStream) -> Option<(bool, BytesMut)> {
 /// Drives a connection until it ends; on `stop`, asks it to finish gracefully, and on
 /// `cut` drops it. The connection state (several KiB in hyper) is boxed, so the
 /// per-connection future, allocated at the size of its largest branch, stays the size of
-/// the simple HTTP/1 path.
-/// When `$idle` resolves first, the connection is likewise asked to finish.
+/// the simple HTTP/1 path. When `$idle` resolves first, the connection is asked to finish
+/// the same way.
 macro_rules! drive {
     ($serving:expr, $drain:expr, $peer:expr, $idle:expr) => {{
         let mut serving = Box::pin($serving);
