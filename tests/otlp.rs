@@ -12,15 +12,18 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-/// A fake collector recording (path, body) of every POST.
-async fn collector() -> (u16, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+/// Every POST a fake collector received: (path, body).
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A fake collector recording every POST; over TLS with `tls` (a server configuration).
+async fn collector(tls: Option<Arc<rustls::ServerConfig>>) -> (u16, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen = Seen::default();
     let record = seen.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let record = record.clone();
+            let (record, tls) = (record.clone(), tls.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let record = record.clone();
@@ -38,18 +41,51 @@ async fn collector() -> (u16, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
                         )))
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let http1 = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let _ = http1.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                    Some(config) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            let _ = http1.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
+                }
             });
         }
     });
     (port, seen)
 }
 
+/// A CA (its PEM) and a server configuration for `127.0.0.1` with a certificate it signed.
+fn collector_tls() -> (String, Arc<rustls::ServerConfig>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone()], key_der)
+    .unwrap();
+    (ca.pem(), Arc::new(config))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_request_exports_a_span_in_the_clients_trace() {
-    let (otlp, seen) = collector().await;
+    let (otlp, seen) = collector(None).await;
     let b = echo("a");
     let port = free_port();
     let endpoint = format!("http://127.0.0.1:{otlp}");
@@ -57,6 +93,31 @@ async fn each_request_exports_a_span_in_the_clients_trace() {
         &pool("traced", port, "RoundRobin", &[(b.addr(), 1)], ""),
         &["--otlp-endpoint", &endpoint],
     );
+    assert_span_exported(port, &seen).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_collector_the_system_trust_store_vouches_for() {
+    let (ca_pem, config) = collector_tls();
+    let (otlp, seen) = collector(Some(config)).await;
+    let b = echo("a");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let endpoint = format!("https://127.0.0.1:{otlp}");
+    let _s = Sluice::start_in_env(
+        dir,
+        &pool("traced", port, "RoundRobin", &[(b.addr(), 1)], ""),
+        &["--otlp-endpoint", &endpoint],
+        &[("SSL_CERT_FILE", &ca)],
+    );
+    assert_span_exported(port, &seen).await;
+}
+
+/// Sends a request with a `traceparent` through sluice on `port` and waits for its span
+/// at the collector that records into `seen`.
+async fn assert_span_exported(port: u16, seen: &Seen) {
     let r = get(
         port,
         "/headers",

@@ -248,6 +248,17 @@ impl SpanExport {
         let url: http::Uri = endpoint
             .parse()
             .map_err(|e| format!("--otlp-endpoint {endpoint}: {e}"))?;
+        match url.scheme_str() {
+            Some("http" | "https") => {}
+            _ => {
+                return Err(format!(
+                    "--otlp-endpoint {endpoint}: expected an http:// or https:// URL"
+                ));
+            }
+        }
+        // An https collector is reached with rustls on the process-wide provider (ring, as
+        // everywhere in sluice) and the system's trust store (`SSL_CERT_FILE` honoured).
+        crate::config::tls::provider();
         let url = if url.path() == "/" || url.path().is_empty() {
             format!("{}/v1/traces", endpoint.trim_end_matches('/'))
         } else {

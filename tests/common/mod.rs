@@ -95,6 +95,16 @@ impl Sluice {
 
     /// Serves `yaml` written as `pools.yaml` into `dir` (where tests put certificates).
     pub fn start_in(dir: tempfile::TempDir, yaml: &str, args: &[&str]) -> Sluice {
+        Self::start_in_env(dir, yaml, args, &[])
+    }
+
+    /// As [`Sluice::start_in`], with extra environment variables for the process.
+    pub fn start_in_env(
+        dir: tempfile::TempDir,
+        yaml: &str,
+        args: &[&str],
+        envs: &[(&str, &std::path::Path)],
+    ) -> Sluice {
         let config = dir.path().join("pools.yaml");
         std::fs::write(&config, yaml).unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -116,6 +126,7 @@ impl Sluice {
             .arg("--admin-listen")
             .arg(admin.to_string())
             .args(args)
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
