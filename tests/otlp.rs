@@ -176,3 +176,27 @@ fn hex(s: &str) -> Vec<u8> {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+#[test]
+fn an_otlp_endpoint_that_is_not_http_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pools.yaml");
+    let backend = "127.0.0.1:9".parse().unwrap();
+    let yaml = pool("traced", free_port(), "RoundRobin", &[(backend, 1)], "");
+    std::fs::write(&config, yaml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .args(["--otlp-endpoint", "ftp://127.0.0.1:4318"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("--otlp-endpoint ftp://127.0.0.1:4318: expected an http:// or https:// URL"),
+        "{stderr}"
+    );
+}
