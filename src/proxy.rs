@@ -12,6 +12,7 @@ pub mod h2idle;
 pub mod headers;
 pub mod http;
 pub mod proxy_protocol;
+pub mod readbuf;
 pub mod router;
 pub mod server;
 pub mod splice;

@@ -21,12 +21,13 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 use http_body::Body as _;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::body::ProxyBody;
 use super::h1client::parse_length;
 use super::http::{ClientBody, Connection, serve};
+use super::readbuf;
 use super::server::{Drain, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
 use super::upstream::MAX_REPLAY_BODY;
 
@@ -102,10 +103,10 @@ pub async fn serve_simple<S: ClientStream>(
                     Parsed::Partial | Parsed::Other => return fallback(io, rbuf),
                 }
             }
-            rbuf.reserve(4096);
+            // While nothing arrives the buffer is back in the worker's free list.
             tokio::select! {
                 biased;
-                read = io.read_buf(&mut rbuf) => match read {
+                read = readbuf::read(&mut io, &mut rbuf) => match read {
                     Ok(0) | Err(_) => return Outcome::Done,
                     Ok(_) => {}
                 },
@@ -126,7 +127,7 @@ pub async fn serve_simple<S: ClientStream>(
         while rbuf.len() < length {
             tokio::select! {
                 biased;
-                read = io.read_buf(&mut rbuf) => match read {
+                read = readbuf::read(&mut io, &mut rbuf) => match read {
                     Ok(0) | Err(_) => return Outcome::Done,
                     Ok(_) => {}
                 },

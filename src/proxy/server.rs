@@ -25,6 +25,7 @@ use super::h1server::{self, ClientStream, Outcome, Replay};
 use super::h2idle::{self, StreamGuard, TrackedBody};
 use super::http::{Connection, Listener, handle};
 use super::proxy_protocol;
+use super::readbuf;
 use super::tls::TlsPort;
 
 /// How long a client may take to send a complete request head (slowloris bound).
@@ -289,11 +290,11 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// connection's read buffer. `None` when the client closed or stayed silent past the
 /// header deadline.
 async fn sniff_h2(stream: &mut TcpStream) -> Option<(bool, BytesMut)> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = BytesMut::with_capacity(4096);
+    // A buffer is lent from the worker's free list only once bytes arrive.
+    let mut buf = BytesMut::new();
     let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
     loop {
-        let n = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))
+        let n = tokio::time::timeout_at(deadline, readbuf::read(stream, &mut buf))
             .await
             .ok()?
             .ok()?;
