@@ -11,6 +11,7 @@ pub mod h1server;
 pub mod h2idle;
 pub mod headers;
 pub mod http;
+pub mod lent;
 pub mod proxy_protocol;
 pub mod readbuf;
 pub mod router;

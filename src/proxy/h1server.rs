@@ -27,6 +27,7 @@ use tokio::time::{Instant, Sleep};
 use super::body::ProxyBody;
 use super::h1client::parse_length;
 use super::http::{ClientBody, Connection, serve};
+use super::lent::Lent;
 use super::readbuf;
 use super::server::{Drain, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
 use super::upstream::MAX_REPLAY_BODY;
@@ -141,7 +142,9 @@ pub async fn serve_simple<S: ClientStream>(
         let mut close = head.close;
         let response = tokio::select! {
             biased;
-            response = serve(req, conn.clone(), true) => response,
+            // Lent, not inline: a connection waiting for its next request then holds no
+            // request-sized state.
+            response = Lent::new(serve(req, conn.clone(), true)) => response,
             _ = &mut cut => return Outcome::Done,
         };
         // Draining: this answer is the connection's last, and says so.
