@@ -13,7 +13,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 COMMAND=
-for v in QUICK ROUNDS DURATION PORT_BASE SLUICE_BIN SKIP_SCALE; do
+for v in QUICK ROUNDS DURATION PORT_BASE SLUICE_BIN SKIP_SCALE IDLE_CONNS; do
     [[ -n ${!v:-} ]] && COMMAND+="$v=${!v} "
 done
 COMMAND+="bench/run.sh"
@@ -37,6 +37,7 @@ CONNS=64         # wrk -c / concurrent streams
 H2_CONNS=16      # h2load -c; with H2_STREAMS streams each = 64 requests in flight
 H2_STREAMS=4
 BULK_CONNS=4     # parallel TCP bulk streams
+IDLE_CONNS=${IDLE_CONNS:-4000}  # idle keep-alive connections held for the memory figure
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -372,6 +373,23 @@ done
     echo "peak_rss_kib nginx $(mem_kib VmHWM $(pids_of nginx))"
     echo "peak_rss_kib haproxy $(mem_kib VmHWM $(pids_of haproxy))"
 } >>"$WORK/memory.txt"
+# Memory per idle keep-alive connection: RSS while IDLE_CONNS connections that each had one
+# answer wait, minus RSS just before, divided by the connections answered.
+for p in sluice nginx haproxy; do
+    before=$(mem_kib VmRSS $(pids_of $p))
+    timeout 60 python3 "$HERE/lib/idleconns.py" "$(port_for h1 $p)" "$IDLE_CONNS" 2 >"$WORK/idle-$p.txt" &
+    held=$!
+    for _ in $(seq 300); do [[ -s $WORK/idle-$p.txt ]] && break; sleep 0.1; done
+    sleep 0.5
+    after=$(mem_kib VmRSS $(pids_of $p))
+    wait $held || true
+    answered=$(head -1 "$WORK/idle-$p.txt" 2>/dev/null || echo 0)
+    if [[ ${answered:-0} -gt 0 ]]; then
+        echo "idle_conn_bytes $p $(((after - before) * 1024 / answered))" >>"$WORK/memory.txt"
+    fi
+    log "idle connections: $p answered ${answered:-0}/$IDLE_CONNS, RSS ${before} -> ${after} KiB"
+done
+echo "idle_conns=$IDLE_CONNS" >>"$WORK/meta.txt"
 kill -0 $SLUICE_PID 2>/dev/null || die "sluice died during the runs (see $WORK/sluice.log)"
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/meta.txt"
 

@@ -154,6 +154,12 @@ def main() -> None:
         v = [mem.get((kind, t)) for t in PROXIES]
         mrows.append(f"| {label} | " + " | ".join(f"{x:.1f}" if x is not None else "n/a" for x in v)
                      + f" | {fmt(ratio(v[0], v[1]), 'x')} | {fmt(ratio(v[0], v[2]), 'x')} |")
+    v = [mem.get(("idle_conn_bytes", t)) for t in PROXIES]
+    if any(x is not None for x in v):
+        # Stored as bytes: the /1024 above made them KiB.
+        label = f"per idle keep-alive connection, KiB ({int(meta.get('idle_conns', 0)):,} held)"
+        mrows.append(f"| {label} | " + " | ".join(f"{x:.1f}" if x is not None else "n/a" for x in v)
+                     + f" | {fmt(ratio(v[0], v[1]), 'x')} | {fmt(ratio(v[0], v[2]), 'x')} |")
     memtable = "\n".join(mrows)
 
     scale = None
