@@ -81,8 +81,6 @@ pub async fn serve_simple<S: ClientStream>(
     drain: &Drain,
 ) -> Outcome<S> {
     let mut nodelay = false;
-    let mut wbuf = Vec::with_capacity(512);
-    let mut offsets = Vec::with_capacity(16);
     let deadline = tokio::time::sleep(HEADER_READ_TIMEOUT);
     let stopped = drain.stop.cancelled();
     let cut = drain.cut.cancelled();
@@ -96,7 +94,7 @@ pub async fn serve_simple<S: ClientStream>(
         let mut due = idle_due;
         let head = loop {
             if !rbuf.is_empty() {
-                match parse(&rbuf, &mut offsets) {
+                match OFFSETS.with_borrow_mut(|offsets| parse(&rbuf, offsets)) {
                     Parsed::Simple(head) => break head,
                     Parsed::Partial if rbuf.len() <= MAX_HEADER_BYTES => {
                         due = due.min(Instant::now() + HEADER_READ_TIMEOUT);
@@ -119,7 +117,8 @@ pub async fn serve_simple<S: ClientStream>(
         let block = rbuf.split_to(head.len).freeze();
         // The `http` types are stricter than httparse in places (e.g. characters in the
         // target): what they refuse, hyper answers.
-        let Some(mut req) = head.request(&block, &offsets) else {
+        // No await since the parse: the offsets are this head's.
+        let Some(mut req) = OFFSETS.with_borrow(|offsets| head.request(&block, offsets)) else {
             let mut all = BytesMut::from(&block[..]);
             all.extend_from_slice(&rbuf);
             return fallback(io, all);
@@ -154,11 +153,14 @@ pub async fn serve_simple<S: ClientStream>(
             io.set_nodelay();
             nodelay = true;
         }
+        // The write buffer is lent for this answer only.
+        let mut wbuf = readbuf::take_write();
         let written = tokio::select! {
             biased;
             written = respond(&mut io, &mut wbuf, response, is_head, &mut close) => written,
             _ = &mut cut => return Outcome::Done,
         };
+        readbuf::give_write(wbuf);
         if written.is_err() || close {
             // A plain connection just closes (the FIN follows the answer); bytes the
             // client sent past this request make the kernel reset it either way.
@@ -201,8 +203,15 @@ fn fallback<S: ClientStream>(io: S, rbuf: BytesMut) -> Outcome<S> {
 /// value end.
 type Offsets = [usize; 4];
 
+thread_local! {
+    /// The worker's header offsets of the head just parsed: filled by [`parse`] and read by
+    /// [`Head::request`] with no await in between, so no connection needs its own list.
+    static OFFSETS: std::cell::RefCell<Vec<Offsets>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A simple request head, as offsets into the buffer it was parsed from (the header
-/// offsets are in the connection's reused list).
+/// offsets are in the worker's list, [`OFFSETS`]).
 struct Head {
     len: usize,
     method: Method,

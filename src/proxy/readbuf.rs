@@ -1,4 +1,4 @@
-//! Read buffers lent to client connections only while bytes are arriving.
+//! Buffers lent to client connections only while they are in use.
 //!
 //! A keep-alive connection spends most of its life waiting for its next request. Holding a
 //! 4 KiB read buffer through that wait made the buffer a third of an idle connection's
@@ -6,6 +6,8 @@
 //! finds nothing (and has nothing buffered) hands its buffer back to the worker's free list
 //! before it sleeps, and takes one again when woken: a `Vec` pop and push per wait, no
 //! allocation, and the buffers in the list are the ones that were just in use (cache-warm).
+//! Write buffers (a response head and a small body) are lent the same way for the time of
+//! one answer.
 
 use std::cell::RefCell;
 use std::io;
@@ -20,8 +22,33 @@ pub const SIZE: usize = 4096;
 /// Buffers kept per worker: enough for the connections reading at one moment.
 const KEEP: usize = 256;
 
+/// Write buffers larger than this (a big coalesced body) are freed, not kept.
+const MAX_WRITE: usize = 32 * 1024;
+
 thread_local! {
     static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static FREE_WRITE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty write buffer, from the free list if it has one.
+pub fn take_write() -> Vec<u8> {
+    FREE_WRITE
+        .with(|free| free.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(512))
+}
+
+/// Returns a write buffer to the free list (emptied), unless it grew large.
+pub fn give_write(mut buf: Vec<u8>) {
+    if buf.capacity() == 0 || buf.capacity() > MAX_WRITE {
+        return;
+    }
+    buf.clear();
+    FREE_WRITE.with(|free| {
+        let mut free = free.borrow_mut();
+        if free.len() < KEEP {
+            free.push(buf);
+        }
+    });
 }
 
 /// An empty buffer with room for at least [`SIZE`] bytes, from the free list if it has one.
@@ -85,6 +112,21 @@ mod tests {
         let n = read(&mut server, &mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n");
         assert_eq!(buf.as_ptr(), original, "the lent buffer was not reused");
+    }
+
+    #[test]
+    fn write_buffers_come_back_empty_and_large_ones_are_freed() {
+        let mut buf = take_write();
+        buf.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        let reused = buf.as_ptr();
+        give_write(buf);
+        let again = take_write();
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), reused, "the write buffer was not reused");
+        let mut big = again;
+        big.resize(MAX_WRITE + 1, 0);
+        give_write(big);
+        assert!(take_write().capacity() <= MAX_WRITE);
     }
 
     #[test]
