@@ -182,14 +182,16 @@ proptest! {
             })
             .collect();
         let source = if kubernetes { Source::Kubernetes } else { file() };
+        // Standalone needs `endpoints` in every document (an empty list is allowed: 503).
+        let all_list_endpoints = pools.iter().all(|p| p.spec.endpoints.is_some());
         match validate(&source, &pools) {
             Ok(set) => {
+                prop_assert!(kubernetes || all_list_endpoints);
                 prop_assert!(set.pools.windows(2).all(|w| w[0].name < w[1].name));
                 for p in &set.pools {
                     prop_assert!(p.listener.port > 0);
                     prop_assert!(p.listener.path_prefix.starts_with('/'));
                     prop_assert!(p.endpoints.iter().all(|e| (1..=1000).contains(&e.weight) && e.address.port() > 0));
-                    prop_assert!(kubernetes || !p.endpoints.is_empty());
                     if let Some(r) = &p.retry {
                         prop_assert!(r.backoff_base <= r.backoff_max);
                         prop_assert!((0.0..=1.0).contains(&r.budget_ratio));
