@@ -3,6 +3,7 @@
 //! Reads only the validated model and pool snapshots; never imports Kubernetes types.
 
 pub mod body;
+pub mod buffers;
 pub mod dataplane;
 pub mod error;
 pub mod guard;
@@ -13,7 +14,6 @@ pub mod headers;
 pub mod http;
 pub mod lent;
 pub mod proxy_protocol;
-pub mod readbuf;
 pub mod router;
 pub mod server;
 pub mod splice;

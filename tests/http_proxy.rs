@@ -259,16 +259,7 @@ async fn h2c_prior_knowledge_is_served() {
     let b = echo("a");
     let port = free_port();
     let _s = Sluice::start(&pool("h2", port, "RoundRobin", &[(b.addr(), 1)], ""));
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h2c(port).await;
     for _ in 0..3 {
         let req = http::Request::get(format!("http://app.test:{port}/h2"))
             .body(Empty::<Bytes>::new())

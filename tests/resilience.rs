@@ -773,7 +773,8 @@ async fn idle_keep_alive_connection_closes_at_its_pools_idle_timeout_after_its_l
         Duration::from_secs(2),
     ];
     let long_pauses = [Duration::ZERO, Duration::from_secs(11)];
-    let (short, long_idle, partial) = tokio::join!(
+    // A connection hyper serves (here after a chunked upload) keeps hyper's 10 s.
+    let (short, long_idle, partial, handed_over) = tokio::join!(
         idle_close_after(short, &short_pauses, Duration::from_secs(10)),
         idle_close_after(long, &long_pauses, Duration::from_secs(20)),
         drip(
@@ -782,12 +783,23 @@ async fn idle_keep_alive_connection_closes_at_its_pools_idle_timeout_after_its_l
             Duration::from_secs(100),
             Duration::from_secs(20),
         ),
+        drip(
+            long,
+            b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+            Duration::from_secs(100),
+            Duration::from_secs(20),
+        ),
     );
-    let partial = partial.expect("a partial head is still open after 20 s");
-    assert!(
-        partial >= Duration::from_millis(9500) && partial <= Duration::from_millis(11500),
-        "a partial head after an answer was closed after {partial:?}, expected the 10 s header deadline"
-    );
+    for (name, closed) in [
+        ("a partial head after an answer", partial),
+        ("a connection handed to hyper", handed_over),
+    ] {
+        let closed = closed.unwrap_or_else(|| panic!("{name}: still open after 20 s"));
+        assert!(
+            closed >= Duration::from_millis(9500) && closed <= Duration::from_millis(11500),
+            "{name}: closed after {closed:?}, expected 10 s"
+        );
+    }
     for (name, closed, idle) in [("short", short, 3), ("long", long_idle, 13)] {
         let closed = closed.unwrap_or_else(|| panic!("{name}: still open long after {idle} s"));
         let idle = Duration::from_secs(idle);
@@ -813,16 +825,7 @@ async fn idle_h2_connection_closes_at_its_pools_idle_timeout_but_not_while_a_str
             &format!("listener: {{port: {port}, pathPrefix: /slow}}")
         ),
     ));
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h2c(port).await;
     // A quick answer, then one that takes 3 s, longer than the idle timeout: an open
     // stream is not idleness, and the timeout counts from the end of the last one.
     for path in ["/fast", "/slow"] {

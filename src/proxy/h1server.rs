@@ -25,10 +25,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::body::ProxyBody;
+use super::buffers;
 use super::h1client::parse_length;
 use super::http::{ClientBody, Connection, serve};
 use super::lent::Lent;
-use super::readbuf;
 use super::server::{Drain, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
 use super::upstream::MAX_REPLAY_BODY;
 
@@ -105,7 +105,7 @@ pub async fn serve_simple<S: ClientStream>(
             // While nothing arrives the buffer is back in the worker's free list.
             tokio::select! {
                 biased;
-                read = readbuf::read(&mut io, &mut rbuf) => match read {
+                read = buffers::read(&mut io, &mut rbuf) => match read {
                     Ok(0) | Err(_) => return Outcome::Done,
                     Ok(_) => {}
                 },
@@ -127,7 +127,7 @@ pub async fn serve_simple<S: ClientStream>(
         while rbuf.len() < length {
             tokio::select! {
                 biased;
-                read = readbuf::read(&mut io, &mut rbuf) => match read {
+                read = buffers::read(&mut io, &mut rbuf) => match read {
                     Ok(0) | Err(_) => return Outcome::Done,
                     Ok(_) => {}
                 },
@@ -154,13 +154,13 @@ pub async fn serve_simple<S: ClientStream>(
             nodelay = true;
         }
         // The write buffer is lent for this answer only.
-        let mut wbuf = readbuf::take_write();
+        let mut wbuf = buffers::take_write();
         let written = tokio::select! {
             biased;
             written = respond(&mut io, &mut wbuf, response, is_head, &mut close) => written,
             _ = &mut cut => return Outcome::Done,
         };
-        readbuf::give_write(wbuf);
+        buffers::give_write(wbuf);
         if written.is_err() || close {
             // A plain connection just closes (the FIN follows the answer); bytes the
             // client sent past this request make the kernel reset it either way.

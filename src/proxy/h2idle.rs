@@ -5,8 +5,8 @@
 //! connection would stay open for as long as the client lives. nginx (`keepalive_timeout`),
 //! Envoy (`idle_timeout`) and HAProxy (`timeout client`) all close them.
 //!
-//! Each stream holds a [`StreamGuard`] from its request until its response body is done
-//! (or dropped on a reset); the connection counts open streams and is signalled when the
+//! Each stream holds a [`StreamGuard`] from its request until hyper drops its response body
+//! (sent, or reset); the connection counts open streams and is signalled when the
 //! last one ends. [`idle`] waits for that signal while streams are open and
 //! on one lazily re-armed timer while none is, so a busy connection costs a counter per
 //! stream, not a timer registration.
@@ -44,18 +44,19 @@ impl Drop for StreamGuard {
     }
 }
 
-/// A response body that keeps its stream counted until it is done or dropped.
+/// A response body that keeps its stream counted until hyper drops it (once the body is
+/// sent, or the stream is reset).
 pub struct TrackedBody {
     body: ProxyBody,
-    stream: Option<StreamGuard>,
+    _stream: StreamGuard,
 }
 
 impl TrackedBody {
-    /// `body`, counted against `stream` until it ends.
+    /// `body`, counted against `stream` while it lives.
     pub fn new(body: ProxyBody, stream: StreamGuard) -> Self {
         TrackedBody {
             body,
-            stream: Some(stream),
+            _stream: stream,
         }
     }
 }
@@ -68,12 +69,7 @@ impl Body for TrackedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || this.body.is_end_stream() {
-            this.stream = None;
-        }
-        polled
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -143,6 +143,15 @@ mod tests {
         }
     }
 
+    impl Big {
+        fn new(byte: u8, drops: &Arc<AtomicUsize>) -> Self {
+            Big {
+                payload: [byte; 2048],
+                drops: drops.clone(),
+            }
+        }
+    }
+
     impl Drop for Big {
         fn drop(&mut self) {
             self.drops.fetch_add(1, Ordering::Relaxed);
@@ -152,17 +161,11 @@ mod tests {
     #[tokio::test]
     async fn a_lent_future_runs_is_dropped_once_and_its_block_is_reused() {
         let drops = Arc::new(AtomicUsize::new(0));
-        let first = Lent::new(Big {
-            payload: [1; 2048],
-            drops: drops.clone(),
-        });
+        let first = Lent::new(Big::new(1, &drops));
         let block = first.future.as_ptr() as usize;
         assert_eq!(first.await, 2048);
         assert_eq!(drops.load(Ordering::Relaxed), 1);
-        let second = Lent::new(Big {
-            payload: [2; 2048],
-            drops: drops.clone(),
-        });
+        let second = Lent::new(Big::new(2, &drops));
         assert_eq!(second.future.as_ptr() as usize, block, "block not reused");
         drop(second);
         assert_eq!(drops.load(Ordering::Relaxed), 2);
@@ -171,10 +174,7 @@ mod tests {
     #[tokio::test]
     async fn futures_of_another_layout_get_blocks_of_their_own() {
         let drops = Arc::new(AtomicUsize::new(0));
-        let big = Lent::new(Big {
-            payload: [0; 2048],
-            drops: drops.clone(),
-        });
+        let big = Lent::new(Big::new(0, &drops));
         let small = Lent::new(async { 7u8 });
         assert_eq!(small.await, 7);
         assert_eq!(big.await, 0);

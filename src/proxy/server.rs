@@ -20,12 +20,12 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::buffers;
 use super::guard::Guarded;
 use super::h1server::{self, ClientStream, Outcome, Replay};
 use super::h2idle::{self, StreamGuard, TrackedBody};
 use super::http::{Connection, Listener, handle};
 use super::proxy_protocol;
-use super::readbuf;
 use super::tls::TlsPort;
 
 /// How long a client may take to send a complete request head (slowloris bound).
@@ -294,7 +294,7 @@ async fn sniff_h2(stream: &mut TcpStream) -> Option<(bool, BytesMut)> {
     let mut buf = BytesMut::new();
     let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
     loop {
-        let n = tokio::time::timeout_at(deadline, readbuf::read(stream, &mut buf))
+        let n = tokio::time::timeout_at(deadline, buffers::read(stream, &mut buf))
             .await
             .ok()?
             .ok()?;

@@ -507,3 +507,23 @@ pub async fn raw_exchange(port: u16, bytes: &[u8], timeout: Duration) -> (String
     .is_ok();
     (String::from_utf8_lossy(&out).into_owned(), closed)
 }
+
+/// An h2c (prior knowledge) client connection to sluice on `port`, and the task driving it
+/// (it ends when the connection closes).
+pub async fn h2c(
+    port: u16,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    (sender, tokio::spawn(conn))
+}
