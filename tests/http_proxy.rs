@@ -380,6 +380,45 @@ async fn metrics_and_pools_report_traffic() {
 }
 
 #[tokio::test]
+async fn request_duration_buckets_are_cumulative_once_and_end_with_inf_equal_to_count() {
+    let b = echo("a");
+    let port = free_port();
+    let s = Sluice::start(&pool("hist", port, "RoundRobin", &[(b.addr(), 1)], ""));
+    for _ in 0..3 {
+        get(port, "/", &[]).await;
+    }
+    let metrics = s.admin_get("/metrics");
+    let prefix = "sluice_request_duration_seconds_bucket{";
+    let buckets: Vec<(String, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix) && l.contains("pool=\"default/hist\""))
+        .map(|l| {
+            let le = l.split("le=\"").nth(1).unwrap().split('"').next().unwrap();
+            let n = l.rsplit(' ').next().unwrap().parse().unwrap();
+            (le.to_owned(), n)
+        })
+        .collect();
+    assert!(buckets.len() > 2, "{metrics}");
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "buckets must not decrease: {buckets:?}"
+    );
+    assert!(
+        buckets.iter().all(|(_, n)| *n <= 3.0),
+        "no bucket may exceed the 3 requests made: {buckets:?}"
+    );
+    assert_eq!(
+        buckets.last().unwrap(),
+        &("+Inf".to_owned(), 3.0),
+        "{buckets:?}"
+    );
+    assert!(
+        buckets.iter().any(|(le, _)| le == "30.0"),
+        "a bucket covers the 30 s default request timeout: {buckets:?}"
+    );
+}
+
+#[tokio::test]
 async fn connections_past_the_process_limit_are_shed_with_503() {
     let b = echo("a");
     let port = free_port();

@@ -54,16 +54,17 @@ impl EndpointStats {
     }
 }
 
-/// Upper bounds (seconds) of the request-duration histogram buckets.
-pub const DURATION_BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+/// Upper bounds (seconds) of the request-duration histogram buckets; the last finite one
+/// covers the default 30 s request timeout. `+Inf` is added on exposition.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// A lock-free histogram: one atomic per bucket, sum kept in nanoseconds.
+/// A lock-free histogram: one atomic per bucket (the last one counts what is above every
+/// bound), sum kept in nanoseconds.
 #[derive(Debug, Default)]
 pub struct Histogram {
-    buckets: [AtomicU64; DURATION_BUCKETS.len()],
-    count: AtomicU64,
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
     sum_ns: AtomicU64,
 }
 
@@ -71,27 +72,30 @@ impl Histogram {
     /// Records one observation.
     pub fn observe(&self, d: std::time::Duration) {
         let secs = d.as_secs_f64();
-        if let Some(i) = DURATION_BUCKETS.iter().position(|&b| secs <= b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
+        let i = DURATION_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_ns
             .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
 
-    /// (sum in seconds, count, cumulative bucket counts by upper bound).
+    /// (sum in seconds, count, per-bucket counts by upper bound ending with `+Inf`).
+    ///
+    /// Buckets are *not* cumulated here: the exposition encoder cumulates them. The count
+    /// is the buckets' total, so `+Inf` equals `_count` even while observations race a scrape.
     pub fn read(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let mut acc = 0;
-        let buckets = DURATION_BUCKETS
+        let buckets: Vec<(f64, u64)> = DURATION_BUCKETS
             .iter()
+            .copied()
+            .chain([f64::INFINITY])
             .zip(&self.buckets)
-            .map(|(&b, n)| {
-                acc += n.load(Ordering::Relaxed);
-                (b, acc)
-            })
+            .map(|(b, n)| (b, n.load(Ordering::Relaxed)))
             .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
         let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        (sum, self.count.load(Ordering::Relaxed), buckets)
+        (sum, count, buckets)
     }
 }
 
