@@ -137,10 +137,21 @@ async fn tcp_pool_without_reachable_endpoint_closes_at_once() {
     assert!(n.is_ok_and(|n| n == 0) || buf.is_empty());
 }
 
+/// The (source, destination) a PROXY header at the start of `bytes` announces.
+fn announced(bytes: &[u8]) -> (SocketAddr, SocketAddr) {
+    let a = match ppp::HeaderResult::parse(bytes) {
+        ppp::HeaderResult::V1(Ok(h)) => sluice::proxy::proxy_protocol::v1_addresses(&h.addresses),
+        ppp::HeaderResult::V2(Ok(h)) => sluice::proxy::proxy_protocol::v2_addresses(&h),
+        other => panic!("no valid header: {other:?}"),
+    }
+    .expect("a PROXY header with addresses");
+    (a.source, a.destination)
+}
+
 #[tokio::test]
 async fn tcp_backend_receives_the_proxy_header_it_asked_for() {
     for (version, prefix) in [
-        ("V1", b"PROXY TCP4 127.0.0.1 ".as_slice()),
+        ("V1", b"PROXY TCP4 127.0.0.1 127.0.0.1 ".as_slice()),
         ("V2", b"\r\n\r\n\0\r\nQUIT\n".as_slice()),
     ] {
         let (backend, seen) = recording_backend("b").await;
@@ -159,23 +170,42 @@ async fn tcp_backend_receives_the_proxy_header_it_asked_for() {
             String::from_utf8_lossy(&first)
         );
         assert!(first.ends_with(b"payload"));
-        let header = ppp::HeaderResult::parse(&first);
-        let announced = match header {
-            ppp::HeaderResult::V1(Ok(h)) => match h.addresses {
-                ppp::v1::Addresses::Tcp4(a) => {
-                    SocketAddr::new(a.source_address.into(), a.source_port)
-                }
-                _ => panic!("v1 without TCP4"),
-            },
-            ppp::HeaderResult::V2(Ok(h)) => match h.addresses {
-                ppp::v2::Addresses::IPv4(a) => {
-                    SocketAddr::new(a.source_address.into(), a.source_port)
-                }
-                _ => panic!("v2 without IPv4"),
-            },
-            other => panic!("{version}: no valid header: {other:?}"),
-        };
-        assert_eq!(announced, sender, "{version} announced the wrong client");
+        let listener: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        assert_eq!(
+            announced(&first),
+            (sender, listener),
+            "{version}: the header names the client and the address it connected to"
+        );
+    }
+}
+
+#[tokio::test]
+async fn proxy_header_sent_upstream_repeats_the_addresses_a_received_one_announced() {
+    for version in ["V1", "V2"] {
+        let (backend, seen) = recording_backend("b").await;
+        let port = free_port();
+        let yaml = tcp_pool(
+            "chain",
+            port,
+            &[backend],
+            &format!("  sendProxyProtocol: {version}\n"),
+        )
+        .replace("port: ", "proxyProtocol: true, port: ");
+        let _s = Sluice::start(&yaml);
+        let mut payload = b"PROXY TCP4 203.0.113.9 198.51.100.1 40000 443\r\n".to_vec();
+        payload.extend_from_slice(b"payload");
+        send_then_half_close(port, &payload).await;
+        let first = seen.lock().unwrap()[0].clone();
+        assert_eq!(
+            announced(&first),
+            (
+                "203.0.113.9:40000".parse().unwrap(),
+                "198.51.100.1:443".parse().unwrap()
+            ),
+            "{version}: {:?}",
+            String::from_utf8_lossy(&first)
+        );
+        assert!(first.ends_with(b"payload"));
     }
 }
 

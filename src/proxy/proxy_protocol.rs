@@ -30,17 +30,27 @@ pub enum ProxyHeaderError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads and consumes the PROXY header at the start of `stream`. Returns the client address
-/// it announces, or `None` for a `LOCAL`/`UNKNOWN` header (health checks of the fronting
-/// balancer), in which case the socket's own peer stands.
-pub async fn read_header(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+/// The two addresses a PROXY header announces: the client and the address it connected to
+/// (the fronting balancer's listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announced {
+    /// Where the client connected from.
+    pub source: SocketAddr,
+    /// The address the client connected to.
+    pub destination: SocketAddr,
+}
+
+/// Reads and consumes the PROXY header at the start of `stream`. Returns the addresses it
+/// announces, or `None` for a `LOCAL`/`UNKNOWN` header (health checks of the fronting
+/// balancer), in which case the socket's own addresses stand.
+pub async fn read_header(stream: &mut TcpStream) -> Result<Option<Announced>, ProxyHeaderError> {
     match tokio::time::timeout(HEADER_TIMEOUT, read_header_inner(stream)).await {
         Ok(r) => r,
         Err(_) => Err(ProxyHeaderError::Timeout),
     }
 }
 
-async fn read_header_inner(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+async fn read_header_inner(stream: &mut TcpStream) -> Result<Option<Announced>, ProxyHeaderError> {
     let mut buf = [0u8; MAX_HEADER];
     let mut last_seen = 0;
     loop {
@@ -51,8 +61,8 @@ async fn read_header_inner(stream: &mut TcpStream) -> Result<Option<SocketAddr>,
         let parsed = HeaderResult::parse(&buf[..n]);
         if parsed.is_complete() {
             let (len, addr) = match parsed {
-                HeaderResult::V1(Ok(h)) => (h.header.len(), v1_source(&h.addresses)),
-                HeaderResult::V2(Ok(h)) => (h.len(), v2_source(&h)),
+                HeaderResult::V1(Ok(h)) => (h.header.len(), v1_addresses(&h.addresses)),
+                HeaderResult::V2(Ok(h)) => (h.len(), v2_addresses(&h)),
                 _ => return Err(ProxyHeaderError::Invalid),
             };
             let mut consumed = vec![0u8; len];
@@ -70,26 +80,49 @@ async fn read_header_inner(stream: &mut TcpStream) -> Result<Option<SocketAddr>,
     }
 }
 
-fn v1_source(addresses: &v1::Addresses) -> Option<SocketAddr> {
-    match addresses {
-        v1::Addresses::Tcp4(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-        v1::Addresses::Tcp6(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-        v1::Addresses::Unknown => None,
-    }
+/// The addresses of a parsed v1 header (`None` for `UNKNOWN`).
+pub fn v1_addresses(addresses: &v1::Addresses) -> Option<Announced> {
+    let (source, destination) = match addresses {
+        v1::Addresses::Tcp4(a) => (
+            SocketAddr::new(a.source_address.into(), a.source_port),
+            SocketAddr::new(a.destination_address.into(), a.destination_port),
+        ),
+        v1::Addresses::Tcp6(a) => (
+            SocketAddr::new(a.source_address.into(), a.source_port),
+            SocketAddr::new(a.destination_address.into(), a.destination_port),
+        ),
+        v1::Addresses::Unknown => return None,
+    };
+    Some(Announced {
+        source,
+        destination,
+    })
 }
 
-fn v2_source(h: &v2::Header<'_>) -> Option<SocketAddr> {
+/// The addresses of a parsed v2 header (`None` for `LOCAL` or a non-IP family).
+pub fn v2_addresses(h: &v2::Header<'_>) -> Option<Announced> {
     if h.command == v2::Command::Local {
         return None;
     }
-    match h.addresses {
-        v2::Addresses::IPv4(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-        v2::Addresses::IPv6(a) => Some(SocketAddr::new(a.source_address.into(), a.source_port)),
-        _ => None,
-    }
+    let (source, destination) = match h.addresses {
+        v2::Addresses::IPv4(a) => (
+            SocketAddr::new(a.source_address.into(), a.source_port),
+            SocketAddr::new(a.destination_address.into(), a.destination_port),
+        ),
+        v2::Addresses::IPv6(a) => (
+            SocketAddr::new(a.source_address.into(), a.source_port),
+            SocketAddr::new(a.destination_address.into(), a.destination_port),
+        ),
+        _ => return None,
+    };
+    Some(Announced {
+        source,
+        destination,
+    })
 }
 
-/// The header announcing `client` -> `local` in `version` (empty for `None`).
+/// The header announcing `client` -> `local` (the address the client reached) in `version`
+/// (empty for `None`).
 pub fn build_header(
     version: ProxyProtocolVersion,
     client: SocketAddr,
@@ -163,7 +196,8 @@ mod tests {
         let HeaderResult::V1(Ok(h)) = HeaderResult::parse(&bytes) else {
             panic!("not v1")
         };
-        assert_eq!(v1_source(&h.addresses), Some(c));
+        let announced = v1_addresses(&h.addresses).unwrap();
+        assert_eq!((announced.source, announced.destination), (c, l));
     }
 
     #[test]
@@ -174,7 +208,8 @@ mod tests {
         let HeaderResult::V2(Ok(h)) = HeaderResult::parse(&bytes) else {
             panic!("not v2")
         };
-        assert_eq!(v2_source(&h), Some(c));
+        let announced = v2_addresses(&h).unwrap();
+        assert_eq!((announced.source, announced.destination), (c, l));
         assert_eq!(h.len(), bytes.len());
     }
 }

@@ -421,16 +421,44 @@ pub async fn client_address(
     peer: SocketAddr,
     expected: bool,
 ) -> Option<SocketAddr> {
+    connection_addresses(stream, peer, expected)
+        .await
+        .map(|a| a.source)
+}
+
+/// Like [`client_address`], but also the address the client connected to when a PROXY
+/// header announced it (`destination` is then that header's; otherwise `None`, and the
+/// accepted socket's local address stands).
+pub async fn connection_addresses(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    expected: bool,
+) -> Option<PeerAddresses> {
     if !expected {
-        return Some(peer);
+        return Some(PeerAddresses {
+            source: peer,
+            destination: None,
+        });
     }
     match proxy_protocol::read_header(stream).await {
-        Ok(announced) => Some(announced.unwrap_or(peer)),
+        Ok(announced) => Some(PeerAddresses {
+            source: announced.map_or(peer, |a| a.source),
+            destination: announced.map(|a| a.destination),
+        }),
         Err(e) => {
             tracing::debug!(client = %peer, error = %e, "connection without a valid PROXY header closed");
             None
         }
     }
+}
+
+/// Who a connection comes from, and where it was going when a PROXY header said so.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddresses {
+    /// The client: the PROXY header's source, else the TCP peer.
+    pub source: SocketAddr,
+    /// The address the client connected to, as announced by a PROXY header.
+    pub destination: Option<SocketAddr>,
 }
 
 /// The answer to a client shed at the connection limit (plain-text ports).

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::proxy_protocol;
-use super::server::{Acceptor, Drain, client_address};
+use super::server::{Acceptor, Drain, connection_addresses};
 use super::telemetry::AccessLog;
 use super::tls::TlsPort;
 use crate::balance::hash_ip;
@@ -43,34 +43,58 @@ pub struct TcpAcceptor {
 impl Acceptor for TcpAcceptor {
     async fn serve(self: Arc<Self>, mut client: TcpStream, peer: SocketAddr, drain: Drain) {
         let _ = client.set_nodelay(true);
-        let Some(peer) = client_address(&mut client, peer, self.proxy_protocol).await else {
+        let Some(addrs) = connection_addresses(&mut client, peer, self.proxy_protocol).await else {
             return;
+        };
+        let ends = Ends {
+            client: addrs.source,
+            destination: self.destination(&client, addrs.destination),
         };
         match &self.tls {
             Some(tls) => {
                 // Boxed (handshake and relay): every connection's future is allocated at
                 // the size of its largest branch, and plain connections are the common case.
                 if let Some(stream) = Box::pin(tls.accept(client)).await {
-                    Box::pin(self.relay(ClientIo::Other(stream), peer, drain)).await;
+                    Box::pin(self.relay(ClientIo::Other(stream), ends, drain)).await;
                 }
             }
             None => {
-                self.relay(ClientIo::<TcpStream>::Tcp(client), peer, drain)
+                self.relay(ClientIo::<TcpStream>::Tcp(client), ends, drain)
                     .await
             }
         }
     }
 }
 
+/// The two ends of a client connection, as a PROXY header sent upstream announces them.
+#[derive(Debug, Clone, Copy)]
+struct Ends {
+    /// The client's address.
+    client: SocketAddr,
+    /// The address the client connected to: a received PROXY header's destination, else
+    /// the accepted socket's local address. Only looked up when the pool sends PROXY.
+    destination: Option<SocketAddr>,
+}
+
 impl TcpAcceptor {
+    /// The destination to announce upstream, when the pool announces one at all (the
+    /// local address costs a getsockname call, so it is only read then).
+    fn destination(&self, client: &TcpStream, announced: Option<SocketAddr>) -> Option<SocketAddr> {
+        if self.pool.snapshot().config.send_proxy_protocol == ProxyProtocolVersion::None {
+            return None;
+        }
+        announced.or_else(|| client.local_addr().ok())
+    }
+
     /// Picks an endpoint, connects, and copies both ways until both sides are done.
-    async fn relay<S>(&self, client: ClientIo<S>, peer: SocketAddr, drain: Drain)
+    async fn relay<S>(&self, client: ClientIo<S>, ends: Ends, drain: Drain)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let start = Instant::now();
         let snapshot = self.pool.snapshot();
-        let Some((backend, guard)) = self.connect(&snapshot, peer).await else {
+        let peer = ends.client;
+        let Some((backend, guard)) = self.connect(&snapshot, ends).await else {
             // No endpoint: accept and close at once (contract).
             return;
         };
@@ -116,12 +140,9 @@ impl TcpAcceptor {
 
     /// Picks an endpoint and connects, moving to another endpoint when a connect fails,
     /// then announces the client with PROXY protocol when the pool asks for it.
-    async fn connect(
-        &self,
-        snapshot: &Snapshot,
-        peer: SocketAddr,
-    ) -> Option<(TcpStream, ActiveGuard)> {
+    async fn connect(&self, snapshot: &Snapshot, ends: Ends) -> Option<(TcpStream, ActiveGuard)> {
         let config = &snapshot.config;
+        let peer = ends.client;
         let by_client = matches!(config.algorithm, Algorithm::ConsistentHash(_))
             || matches!(config.affinity, Some(AffinityConfig::ClientIp));
         let hash = by_client.then(|| hash_ip(peer.ip()));
@@ -132,21 +153,15 @@ impl TcpAcceptor {
             match tokio::time::timeout(config.timeouts.connect, TcpStream::connect(addr)).await {
                 Ok(Ok(mut stream)) => {
                     let _ = stream.set_nodelay(true);
-                    // The local address (a getsockname call) is only needed for a PROXY header.
-                    let announced = match config.send_proxy_protocol {
-                        ProxyProtocolVersion::None => Ok(()),
-                        _ => match stream.local_addr() {
-                            Ok(local) => {
-                                proxy_protocol::send_header(
-                                    &mut stream,
-                                    config.send_proxy_protocol,
-                                    peer,
-                                    local,
-                                )
+                    let announced = match (config.send_proxy_protocol, ends.destination) {
+                        (ProxyProtocolVersion::None, _) => Ok(()),
+                        (version, Some(destination)) => {
+                            proxy_protocol::send_header(&mut stream, version, peer, destination)
                                 .await
-                            }
-                            Err(e) => Err(e),
-                        },
+                        }
+                        (_, None) => Err(std::io::Error::other(
+                            "the client connection's local address is unknown",
+                        )),
                     };
                     match announced {
                         Ok(()) => {
