@@ -88,3 +88,29 @@ fn invalid_example_reports_every_error_with_file_pool_and_field() {
     ];
     assert_eq!(lines, expected);
 }
+
+#[test]
+fn check_prints_every_type_and_semantic_error_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pools.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {name: web}\nspec:\n  listener: {port: 8080}\n  algorithm: Fastest\n  endpoints:\n    - {address: \"127.0.0.1:9001\", weight: 0}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = file.display().to_string();
+    for field in ["spec.algorithm", "spec.endpoints[0].weight"] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&name) && l.contains("default/web") && l.contains(field)),
+            "{field} not reported with file and pool:\n{err}"
+        );
+    }
+}

@@ -134,23 +134,96 @@ fn parse_all(file: &str, text: &str) -> (Vec<BackendPool>, Vec<ValidationError>)
         if !header_ok {
             continue;
         }
-        match serde_path_to_error::deserialize::<_, BackendPool>(value) {
-            Ok(mut pool) => {
-                if pool.metadata.namespace.as_deref().is_none_or(str::is_empty) {
-                    pool.metadata.namespace = Some("default".to_owned());
-                }
-                pools.push(pool);
+        if let Some(mut pool) = typed(&doc, value, &mut errors) {
+            if pool.metadata.namespace.as_deref().is_none_or(str::is_empty) {
+                pool.metadata.namespace = Some("default".to_owned());
             }
-            Err(e) => {
-                let path = e.path().to_string();
-                // serde quotes names with backticks; the rest of sluice's messages use `"`.
-                let problem = e.inner().to_string().replace('`', "\"");
-                let field = (path != ".").then_some(path.as_str());
-                errors.push(doc.error(field, problem));
-            }
+            pools.push(pool);
         }
     }
     (pools, errors)
+}
+
+/// Most type errors reported for one document.
+const MAX_TYPE_ERRORS: usize = 50;
+
+/// The typed pool of one document, reporting **every** type error (unknown field, unknown
+/// enum value, wrong type), not only serde's first: each offending field is reported, then
+/// removed from the document and the rest deserialized again. A pool whose only faults were
+/// optional fields comes back (repaired), so the semantic rules still run on the rest of it;
+/// the file is refused either way, since errors were recorded.
+fn typed(
+    doc: &Document,
+    mut value: Value,
+    errors: &mut Vec<ValidationError>,
+) -> Option<BackendPool> {
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..MAX_TYPE_ERRORS {
+        let e = match serde_path_to_error::deserialize::<_, BackendPool>(value.clone()) {
+            Ok(pool) => return Some(pool),
+            Err(e) => e,
+        };
+        let problem = e.inner().to_string().replace('`', "\"");
+        if removed
+            .iter()
+            .any(|leaf| problem == format!("missing field \"{leaf}\""))
+        {
+            // A required field this loop removed itself: already reported.
+            return None;
+        }
+        let path = e.path().to_string();
+        let field = (path != ".").then_some(path.as_str());
+        errors.push(doc.error(field, problem));
+        let steps = steps(e.path())?;
+        if !remove(&mut value, &steps) {
+            return None;
+        }
+        if let Some(Step::Key(leaf)) = steps.last() {
+            removed.push(leaf.clone());
+        }
+    }
+    None
+}
+
+/// One step of a path into a document.
+#[derive(Debug)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The path as steps, or `None` when it passes through an enum variant or an unknown
+/// segment.
+fn steps(path: &serde_path_to_error::Path) -> Option<Vec<Step>> {
+    path.iter()
+        .map(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
+            serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Removes the mapping field at `path` from `value`; `false` when there is none, or when
+/// the path ends at a list entry (removing it would shift the indices later errors name).
+fn remove(value: &mut Value, path: &[Step]) -> bool {
+    let Some((Step::Key(leaf), parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for step in parents {
+        let child = match step {
+            Step::Key(key) => node.get_mut(key.as_str()),
+            Step::Index(i) => node.get_mut(*i),
+        };
+        match child {
+            Some(child) => node = child,
+            None => return false,
+        }
+    }
+    node.as_mapping_mut()
+        .and_then(|m| m.remove(leaf.as_str()))
+        .is_some()
 }
 
 /// How errors name one document: `pools.yaml: document 2 (default/web)`.

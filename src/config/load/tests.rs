@@ -249,7 +249,13 @@ fn load_file_reports_parse_and_validation_errors_together() {
                 r#"{file}: document 1 (default/a): spec.algorithm: unknown variant "Fastest", expected one of "RoundRobin", "WeightedRoundRobin", "LeastConnections", "PowerOfTwoChoices", "ConsistentHash", "Random""#
             ),
             format!(
+                r#"{file}: pool default/a: spec.endpoints: required (an empty list is allowed: the pool then answers 503)"#
+            ),
+            format!(
                 r#"{file}: pool default/b: spec.drainTimeout: invalid duration "5x" (expected 250ms, 5s, 1m, 1h)"#
+            ),
+            format!(
+                r#"{file}: pool default/b: spec.listener.pathPrefix: pool default/a already routes any host with pathPrefix / on port 8080"#
             ),
         ]
     );
@@ -262,5 +268,69 @@ fn unreadable_file_is_an_io_error_naming_it() {
     assert!(
         err.to_string()
             .starts_with("/nonexistent/sluice/pools.yaml: ")
+    );
+}
+
+#[test]
+fn every_type_error_of_a_document_is_reported_not_only_the_first() {
+    let text = pool_doc(
+        "{name: web}",
+        r#"{listener: {port: 8080, hostz: [a]}, algorithm: Fastest, endpoints: [{address: "127.0.0.1:9001", weight: heavy, zone: b}], drainTimeout: [1]}"#,
+    );
+    let errors = messages(parse_documents("pools.yaml", &text).unwrap_err());
+    let mut fields: Vec<&str> = errors
+        .iter()
+        .map(|e| e.split(": ").nth(2).unwrap_or(e))
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "spec.algorithm",
+            "spec.drainTimeout",
+            "spec.endpoints[0].weight",
+            "spec.endpoints[0].zone",
+            "spec.listener.hostz",
+        ],
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn a_removed_required_field_is_not_reported_twice_as_missing() {
+    let text = pool_doc(
+        "{name: web}",
+        r#"{listener: {port: http}, endpoints: [{address: "127.0.0.1:9001"}]}"#,
+    );
+    let errors = messages(parse_documents("pools.yaml", &text).unwrap_err());
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0]
+            .starts_with("pools.yaml: document 1 (default/web): spec.listener.port: invalid type"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn load_file_reports_type_and_semantic_errors_of_one_pool_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pools.yaml");
+    let text = pool_doc(
+        "{name: a}",
+        r#"{listener: {port: 8080}, algorithm: Fastest, endpoints: [{address: "127.0.0.1:9001", weight: 0}]}"#,
+    );
+    std::fs::write(&path, text).unwrap();
+    let Err(LoadError::Invalid(errors)) = load_file(&path) else {
+        panic!("invalid file must be refused");
+    };
+    let lines: Vec<String> = errors.to_string().lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].contains("(default/a): spec.algorithm: unknown variant \"Fastest\""),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].contains("pool default/a: spec.endpoints[0].weight"),
+        "{lines:#?}"
     );
 }
