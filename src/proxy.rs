@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod buffers;
+pub mod chunked;
 pub mod dataplane;
 pub mod error;
 pub mod guard;
@@ -17,6 +18,7 @@ pub mod proxy_protocol;
 pub mod router;
 pub mod server;
 pub mod splice;
+pub mod strict;
 pub mod tcp;
 pub mod telemetry;
 pub mod tls;

@@ -27,6 +27,30 @@ pub enum ProxyError {
     /// The backend answered 5xx (only an error when deciding on a retry).
     #[error("upstream answered {0}")]
     Status(StatusCode),
+    /// The client's request body failed while it was being sent upstream (broken chunked
+    /// framing, or the client went away): the client's fault, not the backend's.
+    #[error("client request body failed: {0}")]
+    ClientBody(std::io::Error),
+}
+
+/// The cause carried by an upload's I/O error when the *client's* body failed, so the
+/// failure is told apart from the backend's by type.
+#[derive(Debug, thiserror::Error)]
+#[error("client request body: {0}")]
+pub struct ClientBodyFailed(pub hyper::Error);
+
+impl ProxyError {
+    /// `Reset`, or `ClientBody` when the I/O error came from the client's body.
+    pub fn from_exchange(error: std::io::Error) -> Self {
+        let from_client = error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<ClientBodyFailed>());
+        if from_client {
+            ProxyError::ClientBody(error)
+        } else {
+            ProxyError::Reset(error)
+        }
+    }
 }
 
 impl ProxyError {
@@ -38,6 +62,7 @@ impl ProxyError {
             ProxyError::Connect(..) | ProxyError::Reset(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Status(s) => *s,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -51,7 +76,7 @@ impl ProxyError {
         match self {
             ProxyError::Connect(..) | ProxyError::Reset(_) | ProxyError::Timeout => true,
             ProxyError::Status(s) => s.is_server_error(),
-            ProxyError::NoRoute | ProxyError::NoEndpoint => false,
+            ProxyError::NoRoute | ProxyError::NoEndpoint | ProxyError::ClientBody(_) => false,
         }
     }
 
@@ -63,7 +88,10 @@ impl ProxyError {
             ProxyError::Connect(..) => retry.on_connect_failure,
             ProxyError::Reset(_) => retry.on_reset,
             ProxyError::Status(s) => retry.on_5xx && s.is_server_error(),
-            ProxyError::Timeout | ProxyError::NoRoute | ProxyError::NoEndpoint => false,
+            ProxyError::Timeout
+            | ProxyError::NoRoute
+            | ProxyError::NoEndpoint
+            | ProxyError::ClientBody(_) => false,
         };
         allowed && (replayable || self.nothing_sent())
     }
@@ -74,6 +102,7 @@ impl ProxyError {
             StatusCode::NOT_FOUND => "no route for this host and path\n",
             StatusCode::SERVICE_UNAVAILABLE => "no healthy endpoint available\n",
             StatusCode::GATEWAY_TIMEOUT => "upstream timed out\n",
+            StatusCode::BAD_REQUEST => "bad request body\n",
             _ => "upstream failed\n",
         }
     }

@@ -22,64 +22,78 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use http::StatusCode;
+
+use super::chunked::{ChunkedReader, Progress, is_tchar};
 use super::server::MAX_HEADER_BYTES;
+use super::strict;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+/// Header slots for a strict reading: more than the limit, so a head over it is told
+/// apart (431) from one `httparse` refuses (400).
 const MAX_HEADERS: usize = 256;
 
 /// Per-connection verdict shared between the guard (reader) and the service.
 #[derive(Debug)]
 pub struct Verdict {
     first_bad: AtomicU64,
+    /// The status that refuses the first bad head (400, 414 or 431).
+    status: AtomicU16,
     next_request: AtomicU64,
+    /// A request body broke its chunked framing: the guard failed the read there.
+    body_bad: AtomicBool,
 }
 
 impl Default for Verdict {
     fn default() -> Self {
         Verdict {
             first_bad: AtomicU64::new(u64::MAX),
+            status: AtomicU16::new(400),
             next_request: AtomicU64::new(0),
+            body_bad: AtomicBool::new(false),
         }
     }
 }
 
 impl Verdict {
-    /// Called once per request by the service, in order: false when this request (or one
-    /// before it) was found ambiguous and must be answered 400 with the connection closed.
-    pub fn next_request_ok(&self) -> bool {
+    /// Called once per request by the service, in order: `Err(status)` when this request
+    /// (or one before it) was refused by a strict reading and must be answered with that
+    /// status and the connection closed.
+    pub fn next_request(&self) -> Result<(), StatusCode> {
         let n = self.next_request.fetch_add(1, Ordering::Relaxed);
-        n < self.first_bad.load(Ordering::Acquire)
+        if n < self.first_bad.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let status = self.status.load(Ordering::Relaxed);
+        Err(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST))
     }
 
-    fn mark_bad(&self, head: u64) {
+    /// Whether a request body on this connection broke its framing (its read failed).
+    pub fn body_bad(&self) -> bool {
+        self.body_bad.load(Ordering::Acquire)
+    }
+
+    fn mark_bad(&self, head: u64, status: StatusCode) {
+        // Heads are judged in order: the first bad one is marked first, and only once.
+        if self.first_bad.load(Ordering::Relaxed) == u64::MAX {
+            self.status.store(status.as_u16(), Ordering::Relaxed);
+        }
         self.first_bad.fetch_min(head, Ordering::AcqRel);
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// Reading the hex size; `digits` seen so far.
-    Size { size: u64, digits: u8 },
-    /// Skipping a chunk extension up to the line end.
-    Extension { size: u64 },
-    /// Chunk data left.
-    Data(u64),
-    /// The CRLF after chunk data.
-    DataEnd,
-    /// Trailer lines; `line` bytes seen on the current one (CR not counted).
-    Trailer { line: usize },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum State {
     Head,
     Body(u64),
-    Chunked(Chunk),
+    Chunked(Box<ChunkedReader>),
+    /// A chunked body broke its framing: reads fail from here on.
+    Poisoned,
     Off,
 }
 
@@ -108,13 +122,17 @@ impl<S> Guarded<S> {
         }
     }
 
-    fn feed(&mut self, mut data: &[u8]) {
+    /// Follows `data`; returns the offset of the first byte of a chunked body that broke
+    /// its framing, if any (nothing from there on may reach hyper).
+    fn feed(&mut self, whole: &[u8]) -> Option<usize> {
+        let mut data = whole;
         while !data.is_empty() {
-            match self.state {
-                State::Off => return,
+            match &mut self.state {
+                State::Off | State::Poisoned => return None,
                 State::Head => data = self.feed_head(data),
                 State::Body(left) => {
-                    let n = (left as usize).min(data.len());
+                    let left = *left;
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
                     data = &data[n..];
                     let left = left - n as u64;
                     self.state = if left == 0 {
@@ -123,9 +141,22 @@ impl<S> Guarded<S> {
                         State::Body(left)
                     };
                 }
-                State::Chunked(chunk) => data = self.feed_chunked(chunk, data),
+                State::Chunked(reader) => match reader.feed(data, |_| {}) {
+                    Ok(Progress::More) => data = &[],
+                    Ok(Progress::Done(n)) => {
+                        self.state = State::Head;
+                        data = &data[n..];
+                    }
+                    Err(e) => {
+                        self.state = State::Poisoned;
+                        self.head = Vec::new();
+                        self.verdict.body_bad.store(true, Ordering::Release);
+                        return Some(whole.len() - data.len() + e.at);
+                    }
+                },
             }
         }
+        None
     }
 
     fn feed_head<'a>(&mut self, mut data: &'a [u8]) -> &'a [u8] {
@@ -179,7 +210,7 @@ impl<S> Guarded<S> {
         let rest = &data[consumed_from_data..];
         let mut head = std::mem::take(&mut self.head);
         self.state = self.judge(&head[..end]);
-        if self.state != State::Off {
+        if !matches!(self.state, State::Off) {
             // Keep the allocation for the next head.
             head.clear();
             self.head = head;
@@ -190,11 +221,20 @@ impl<S> Guarded<S> {
 
     /// Framing of the body that follows a complete head, or `Off` for a bad head.
     fn judge(&mut self, head: &[u8]) -> State {
+        if strict::request_line_len(head) > strict::MAX_REQUEST_LINE {
+            return self.bad_with(StatusCode::URI_TOO_LONG);
+        }
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(head) {
             Ok(httparse::Status::Complete(_)) => {}
+            Err(httparse::Error::TooManyHeaders) => {
+                return self.bad_with(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+            }
             _ => return self.bad(),
+        }
+        if req.headers.len() > strict::MAX_HEADER_FIELDS {
+            return self.bad_with(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         }
         let (Some(method), Some(target)) = (req.method, req.path) else {
             return self.bad();
@@ -202,6 +242,14 @@ impl<S> Guarded<S> {
         let Some(authority) = target_authority(method, target) else {
             return self.bad();
         };
+        let hosts = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("host"))
+            .map(|h| h.value);
+        if !strict::host_allowed(req.version == Some(1), authority.is_none(), hosts) {
+            return self.bad();
+        }
         if let Some(authority) = authority {
             // RFC 9112 3.2: Host must then be that same authority.
             let differs = req.headers.iter().any(|h| {
@@ -248,7 +296,7 @@ impl<S> Guarded<S> {
         // Set for the bytes after this request (and its body); cleared by the next head.
         self.maybe_tunnel = upgrade;
         if transfer_encodings > 0 {
-            State::Chunked(Chunk::Size { size: 0, digits: 0 })
+            State::Chunked(Box::default())
         } else {
             match content_length {
                 Some(n) if n > 0 => State::Body(n),
@@ -258,7 +306,11 @@ impl<S> Guarded<S> {
     }
 
     fn bad(&mut self) -> State {
-        self.verdict.mark_bad(self.heads);
+        self.bad_with(StatusCode::BAD_REQUEST)
+    }
+
+    fn bad_with(&mut self, status: StatusCode) -> State {
+        self.verdict.mark_bad(self.heads, status);
         self.head = Vec::new();
         State::Off
     }
@@ -267,62 +319,6 @@ impl<S> Guarded<S> {
     fn off(&mut self) {
         self.state = State::Off;
         self.head = Vec::new();
-    }
-
-    fn feed_chunked<'a>(&mut self, mut chunk: Chunk, mut data: &'a [u8]) -> &'a [u8] {
-        while let Some((&b, rest)) = data.split_first() {
-            match chunk {
-                Chunk::Size { size, digits } => match b {
-                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' if digits < 16 => {
-                        let v = (b as char).to_digit(16).unwrap_or(0) as u64;
-                        chunk = Chunk::Size {
-                            size: size * 16 + v,
-                            digits: digits + 1,
-                        };
-                    }
-                    b';' | b' ' | b'\t' | b'\r' if digits > 0 => chunk = Chunk::Extension { size },
-                    b'\n' if digits > 0 => chunk = after_size(size),
-                    _ => {
-                        // hyper rejects this body; stop following the stream.
-                        self.state = State::Off;
-                        return &[];
-                    }
-                },
-                Chunk::Extension { size } => {
-                    if b == b'\n' {
-                        chunk = after_size(size);
-                    }
-                }
-                Chunk::Data(left) => {
-                    let n = (left as usize).min(data.len());
-                    let left = left - n as u64;
-                    chunk = if left == 0 {
-                        Chunk::DataEnd
-                    } else {
-                        Chunk::Data(left)
-                    };
-                    data = &data[n..];
-                    continue;
-                }
-                Chunk::DataEnd => {
-                    if b == b'\n' {
-                        chunk = Chunk::Size { size: 0, digits: 0 };
-                    }
-                }
-                Chunk::Trailer { line } => match b {
-                    b'\n' if line == 0 => {
-                        self.state = State::Head;
-                        return rest;
-                    }
-                    b'\n' => chunk = Chunk::Trailer { line: 0 },
-                    b'\r' => {}
-                    _ => chunk = Chunk::Trailer { line: line + 1 },
-                },
-            }
-            data = rest;
-        }
-        self.state = State::Chunked(chunk);
-        data
     }
 }
 
@@ -359,17 +355,9 @@ fn may_start_request(bytes: &[u8]) -> bool {
     true
 }
 
-/// RFC 9110 5.6.2 token characters.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn after_size(size: u64) -> Chunk {
-    if size == 0 {
-        Chunk::Trailer { line: 0 }
-    } else {
-        Chunk::Data(size)
-    }
+/// The read error hyper sees where a chunked body broke its framing.
+fn broken_body() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "invalid chunked framing")
 }
 
 /// Index just past the blank line ending a head (`\n\n` or `\n\r\n`).
@@ -396,10 +384,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if matches!(this.state, State::Poisoned) {
+            return Poll::Ready(Err(broken_body()));
+        }
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if this.state != State::Off {
-            this.feed(&buf.filled()[before..]);
+        if !matches!(this.state, State::Off)
+            && let Some(at) = this.feed(&buf.filled()[before..])
+        {
+            // hyper gets the bytes up to the violation now, and an error on its next read:
+            // the request is dispatched (so it can be answered 400) but never completed.
+            if at == 0 {
+                return Poll::Ready(Err(broken_body()));
+            }
+            buf.set_filled(before + at);
         }
         res
     }
@@ -445,7 +443,9 @@ mod tests {
         for part in stream {
             g.feed(part);
         }
-        (0..requests).map(|_| verdict.next_request_ok()).collect()
+        (0..requests)
+            .map(|_| verdict.next_request().is_ok())
+            .collect()
     }
 
     #[test]
@@ -544,9 +544,69 @@ mod tests {
         let mut g = Guarded::new((), verdict.clone());
         g.feed(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
         g.feed(&[0x81, 0x85, 1, 2, 3, 4, b'\n', b'\n']);
-        assert_eq!(g.state, State::Off);
+        assert!(matches!(g.state, State::Off));
         assert!(g.head.capacity() == 0);
-        assert!(verdict.next_request_ok());
+        assert!(verdict.next_request().is_ok());
+    }
+
+    #[test]
+    fn host_must_be_one_valid_authority_and_not_empty_for_origin_form() {
+        for host in [
+            &b""[..],
+            b"Host: a b\r\n",
+            b"Host: a,b\r\n",
+            b"Host: u@a\r\n",
+            b"Host: a:99999\r\n",
+            b"Host: a:8o\r\n",
+            b"Host:\r\n",
+            b"Host: a\r\nHost: a\r\n",
+        ] {
+            let req = [&b"GET / HTTP/1.1\r\n"[..], host, b"\r\n"].concat();
+            assert_eq!(
+                verdicts(&[&req], 1),
+                vec![false],
+                "{}",
+                String::from_utf8_lossy(host)
+            );
+        }
+        let fine: &[u8] = b"GET / HTTP/1.0\r\n\r\nGET http://a/ HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n";
+        assert_eq!(verdicts(&[fine], 3), vec![true, true, true]);
+    }
+
+    #[test]
+    fn long_request_lines_get_414_and_many_fields_431() {
+        let verdict = |head: Vec<u8>| {
+            let v = Arc::new(Verdict::default());
+            Guarded::new((), v.clone()).feed(&head);
+            v.next_request()
+        };
+        let target = "a".repeat(strict::MAX_REQUEST_LINE);
+        let long = format!("GET /{target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(verdict(long.into_bytes()), Err(StatusCode::URI_TOO_LONG));
+        for (fields, expected) in [
+            (99, Ok(())),
+            (100, Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)),
+            (300, Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)),
+        ] {
+            let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+            for i in 0..fields {
+                head.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+            }
+            head.extend_from_slice(b"\r\n");
+            assert_eq!(verdict(head), expected, "{} fields", fields + 1);
+        }
+    }
+
+    #[test]
+    fn a_chunked_violation_stops_the_bytes_at_the_offending_one() {
+        let verdict = Arc::new(Verdict::default());
+        let mut g = Guarded::new((), verdict.clone());
+        let head: &[u8] = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let stream = [head, b"3\r\nabc\r\n3\nxyz"].concat();
+        assert_eq!(g.feed(&stream), Some(head.len() + 9));
+        assert!(verdict.body_bad());
+        assert!(matches!(g.state, State::Poisoned));
+        assert_eq!(g.feed(b"GET / HTTP/1.1\r\n"), None);
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! guard, response head and small body in one write.
 //!
 //! Anything else — a chunked or large body, `Expect`, `Upgrade`, HTTP/1.0, an absolute-form
-//! target, a missing or repeated `Host`, a head `httparse` or the `http` types refuse, an
-//! oversized head — is not judged here at all: the connection, with every byte read so far,
+//! target, a missing, repeated or invalid `Host`, a head `httparse` or the `http` types
+//! refuse, a head over the [`strict`] limits — is not judged here at all: the connection, with every byte read so far,
 //! is handed to hyper and the smuggling guard, exactly as if this loop did not exist, so
 //! refusals (400, 431, 501) and their framing rules stay in one place.
 
@@ -30,6 +30,7 @@ use super::h1client::parse_length;
 use super::http::{ClientBody, Connection, serve};
 use super::lent::Lent;
 use super::server::{Drain, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
+use super::strict;
 use super::upstream::MAX_REPLAY_BODY;
 
 /// Most header fields in a request head this loop parses (hyper's limit is the same).
@@ -143,7 +144,7 @@ pub async fn serve_simple<S: ClientStream>(
             biased;
             // Lent, not inline: a connection waiting for its next request then holds no
             // request-sized state.
-            response = Lent::new(serve(req, conn.clone(), true)) => response,
+            response = Lent::new(serve(req, conn.clone(), Ok(()))) => response,
             _ = &mut cut => return Outcome::Done,
         };
         // Draining: this answer is the connection's last, and says so.
@@ -257,7 +258,11 @@ fn parse(buf: &[u8], offsets: &mut Vec<Offsets>) -> Parsed {
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Other,
     };
-    if len > MAX_HEADER_BYTES || req.version != Some(1) {
+    if len > MAX_HEADER_BYTES
+        || req.version != Some(1)
+        || req.headers.len() > strict::MAX_HEADER_FIELDS
+        || strict::request_line_len(buf) > strict::MAX_REQUEST_LINE
+    {
         return Parsed::Other;
     }
     let (Some(method), Some(path)) = (req.method, req.path) else {
@@ -284,6 +289,9 @@ fn parse(buf: &[u8], offsets: &mut Vec<Offsets>) -> Parsed {
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"host") {
+            if h.value.is_empty() || !strict::valid_host(h.value) {
+                return Parsed::Other;
+            }
             hosts += 1;
         } else if name.eq_ignore_ascii_case(b"content-length") {
             lengths += 1;

@@ -118,23 +118,24 @@ pub fn handle(
     conn: Arc<Connection>,
 ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static {
     // Always advance the guard's request index, even when check_request fails.
-    let framing_ok = conn.verdict.next_request_ok();
-    let serving = Box::pin(serve(req.map(ClientBody::Incoming), conn, framing_ok));
+    let framing = conn.verdict.next_request();
+    let serving = Box::pin(serve(req.map(ClientBody::Incoming), conn, framing));
     async move { Ok(serving.await) }
 }
 
-/// Serves one request; `framing_ok` is false when the smuggling guard found this request's
-/// framing ambiguous.
+/// Serves one request; `framing` is the status that refuses it when the smuggling guard's
+/// strict reading of its head did (400, 414, 431).
 pub async fn serve(
     req: Request<ClientBody>,
     conn: Arc<Connection>,
-    framing_ok: bool,
+    framing: Result<(), StatusCode>,
 ) -> Response<ProxyBody> {
-    if let Err(status) = check_request(&req, framing_ok) {
-        let text = if status == StatusCode::NOT_IMPLEMENTED {
-            "not implemented\n"
-        } else {
-            "bad request\n"
+    if let Err(status) = check_request(&req, framing) {
+        let text = match status {
+            StatusCode::NOT_IMPLEMENTED => "not implemented\n",
+            StatusCode::URI_TOO_LONG => "request line too long\n",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "too many header fields\n",
+            _ => "bad request\n",
         };
         let mut resp = local(status, text);
         resp.headers_mut()
@@ -153,10 +154,11 @@ pub async fn serve(
 
 /// Rejects what a strict HTTP/1.1 reader would: ambiguous framing (seen by the guard),
 /// missing or repeated `Host` (RFC 9112 3.2).
-fn check_request(req: &Request<ClientBody>, framing_ok: bool) -> Result<(), StatusCode> {
-    if !framing_ok {
-        return Err(StatusCode::BAD_REQUEST);
-    }
+fn check_request(
+    req: &Request<ClientBody>,
+    framing: Result<(), StatusCode>,
+) -> Result<(), StatusCode> {
+    framing?;
     if req.method() == Method::CONNECT {
         // A reverse proxy does not open tunnels to arbitrary targets.
         return Err(StatusCode::NOT_IMPLEMENTED);
@@ -295,7 +297,13 @@ async fn forward(
             }
             exchange.guard = guard;
             exchange.fail();
-            error_response(&err)
+            let mut resp = error_response(&err);
+            if matches!(err, ProxyError::ClientBody(_)) {
+                // The client's stream is unusable past its broken body.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
         }
     }
 }

@@ -259,7 +259,7 @@ async fn attempt_once(
                 Ok(Err(failure)) if failure.stale && out.can_send() => {
                     tracing::debug!(backend = endpoint.label(), error = %failure.error, "pooled connection was closed; sending on a new one");
                 }
-                Ok(Err(failure)) => return Err(ProxyError::Reset(failure.error)),
+                Ok(Err(failure)) => return Err(ProxyError::from_exchange(failure.error)),
                 Err(_) => return Err(ProxyError::Timeout),
             }
         }
@@ -267,7 +267,7 @@ async fn attempt_once(
         let (parts, body) = out.next().ok_or(ProxyError::NoEndpoint)?;
         match tokio::time::timeout(timeouts.request, h1client::exchange(conn, parts, body)).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(failure)) => Err(ProxyError::Reset(failure.error)),
+            Ok(Err(failure)) => Err(ProxyError::from_exchange(failure.error)),
             Err(_) => Err(ProxyError::Timeout),
         }
     };
