@@ -151,6 +151,10 @@ impl<S> Guarded<S> {
                         self.state = State::Poisoned;
                         self.head = Vec::new();
                         self.verdict.body_bad.store(true, Ordering::Release);
+                        // If the service has not seen this request yet (the violation came
+                        // with its head), it refuses it before forwarding anything.
+                        self.verdict
+                            .mark_bad(self.heads.saturating_sub(1), StatusCode::BAD_REQUEST);
                         return Some(whole.len() - data.len() + e.at);
                     }
                 },
