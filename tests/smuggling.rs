@@ -360,3 +360,37 @@ async fn every_vector_is_forwarded_as_a_strict_reader_reads_it_or_refused_whole(
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_violation_mid_upload_aborts_the_upload_answers_400_and_spares_the_backend() {
+    let (addr, record) = backend().await;
+    let port = free_port();
+    let _s = Sluice::start(&common::pool(
+        "upload",
+        port,
+        "RoundRobin",
+        &[(addr, 1)],
+        "  outlierDetection: {consecutiveFailures: 1, baseEjectionTime: 60s}\n",
+    ));
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream
+        .write_all(format!("{CHUNKED}5\r\nhello\r\n").as_bytes())
+        .await
+        .unwrap();
+    // The request is forwarded and streaming before the bad chunk arrives.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while record.lock().unwrap().bytes == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stream.write_all(b"3\nabc\r\n0\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    assert_eq!(status(&out), 400, "{}", String::from_utf8_lossy(&out));
+    assert!(
+        record.lock().unwrap().requests.is_empty(),
+        "the backend must never see the upload complete"
+    );
+    // The client's broken body did not count against the backend.
+    let (status, _) = exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(status, 200);
+}
