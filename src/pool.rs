@@ -19,7 +19,7 @@ mod stats;
 mod upstream;
 
 pub use endpoint::{ActiveGuard, Endpoint, OutlierState, Unavailable, now_ns};
-pub use stats::{DURATION_BUCKETS, EndpointStats, Histogram, PoolStats};
+pub use stats::{DURATION_BUCKETS, EndpointStats, Histogram, PoolStats, StatusCounts, UNROUTED};
 pub use upstream::{UpstreamConn, UpstreamPool, set_worker_slots};
 
 /// What the proxy reads for one pool: immutable once published.

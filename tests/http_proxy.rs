@@ -370,6 +370,11 @@ async fn metrics_and_pools_report_traffic() {
         metrics.contains("sluice_request_duration_seconds_count{pool=\"default/obs\"} 3"),
         "{metrics}"
     );
+    assert_eq!(
+        metric_value(&metrics, "sluice_pool_ready{pool=\"default/obs\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
     let pools: serde_json::Value = serde_json::from_str(&s.admin_get("/pools")).unwrap();
     assert_eq!(pools["pools"][0]["name"], "default/obs");
     assert_eq!(
@@ -416,6 +421,43 @@ async fn request_duration_buckets_are_cumulative_once_and_end_with_inf_equal_to_
         buckets.iter().any(|(le, _)| le == "30.0"),
         "a bucket covers the 30 s default request timeout: {buckets:?}"
     );
+}
+
+#[tokio::test]
+async fn answers_sluice_makes_itself_are_counted_with_an_empty_backend() {
+    let port = free_port();
+    let yaml = pool("empty", port, "RoundRobin", &[], "")
+        .replace("listener: {port: ", "listener: {hosts: [a.test], port: ")
+        .replace("  endpoints:\n", "  endpoints: []\n");
+    let s = Sluice::start(&yaml);
+    let no_endpoint = raw(
+        port,
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(no_endpoint.starts_with("HTTP/1.1 503"), "{no_endpoint}");
+    let no_route = raw(
+        port,
+        b"GET / HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(no_route.starts_with("HTTP/1.1 404"), "{no_route}");
+    let refused = raw(port, b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n").await;
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    let metrics = s.admin_get("/metrics");
+    for series in [
+        "sluice_requests_total{pool=\"default/empty\",backend=\"\",code=\"503\"}",
+        "sluice_requests_total{pool=\"\",backend=\"\",code=\"404\"}",
+        "sluice_requests_total{pool=\"\",backend=\"\",code=\"400\"}",
+    ] {
+        assert_eq!(
+            metric_value(&metrics, series),
+            Some(1.0),
+            "{series}\n{metrics}"
+        );
+    }
+    let ready = "sluice_pool_ready{pool=\"default/empty\"}";
+    assert_eq!(metric_value(&metrics, ready), Some(0.0), "{metrics}");
 }
 
 #[tokio::test]

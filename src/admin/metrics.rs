@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::pool::UNROUTED;
 use crate::proxy::Dataplane;
 
 /// Metrics owned by the control side, plus the registry that exposes everything.
@@ -85,7 +86,19 @@ impl Collector for PoolCollector {
             None,
             MetricType::Counter,
         )?;
+        // Answers sluice made itself: no route or refused before routing (pool=""), and
+        // per pool with no endpoint picked (backend="").
+        for (code, n) in UNROUTED.all() {
+            let code = code.to_string();
+            let labels: &Labels = &[("pool", ""), ("backend", ""), ("code", &code)];
+            ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
+        }
         for pool in pools.iter() {
+            for (code, n) in pool.stats.local.all() {
+                let code = code.to_string();
+                let labels: &Labels = &[("pool", pool.name()), ("backend", ""), ("code", &code)];
+                ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
+            }
             for ep in pool.all_endpoints() {
                 for (code, n) in ep.stats.statuses() {
                     let code = code.to_string();
@@ -154,6 +167,18 @@ impl Collector for PoolCollector {
                 let labels: &Labels = &[("pool", pool.name()), ("backend", ep.label())];
                 ConstGauge::new(i64::from(ep.is_available())).encode(e.encode_family(&labels)?)?;
             }
+        }
+
+        let mut e = encoder.encode_descriptor(
+            "sluice_pool_ready",
+            "1 when the pool is serving and at least one endpoint takes new work, else 0",
+            None,
+            MetricType::Gauge,
+        )?;
+        for pool in pools.iter() {
+            let labels: &Labels = &[("pool", pool.name())];
+            let ready = !pool.snapshot().available.is_empty();
+            ConstGauge::new(i64::from(ready)).encode(e.encode_family(&labels)?)?;
         }
 
         let mut e = encoder.encode_descriptor(

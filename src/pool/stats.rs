@@ -10,11 +10,26 @@ const COMMON_CODES: [u16; 16] = [
     200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 429, 500, 502, 503, 504,
 ];
 
+/// HTTP answers counted by status code: common codes without a lock, any other code in a
+/// small locked list.
+#[derive(Debug, Default)]
+pub struct StatusCounts {
+    common: [AtomicU64; COMMON_CODES.len()],
+    rare: Mutex<Vec<(u16, u64)>>,
+}
+
+/// Answers sluice gave before any pool was chosen (`pool=""`): no route (404) and requests
+/// refused by the strict reading (400, 414, 431, 501). Process-wide atomics, no lock.
+pub static UNROUTED: StatusCounts = StatusCounts {
+    common: [const { AtomicU64::new(0) }; COMMON_CODES.len()],
+    rare: Mutex::new(Vec::new()),
+};
+
 /// Counters for one endpoint.
 #[derive(Debug, Default)]
 pub struct EndpointStats {
-    common: [AtomicU64; COMMON_CODES.len()],
-    rare: Mutex<Vec<(u16, u64)>>,
+    /// `sluice_requests_total{backend}` by status code.
+    pub codes: StatusCounts,
     /// TCP connections forwarded to this endpoint.
     pub tcp_connections: AtomicU64,
     /// Active health checks that passed.
@@ -26,6 +41,18 @@ pub struct EndpointStats {
 impl EndpointStats {
     /// Counts one HTTP response with `code`.
     pub fn record_status(&self, code: u16) {
+        self.codes.record(code);
+    }
+
+    /// Every status code seen so far with its count, in code order.
+    pub fn statuses(&self) -> Vec<(u16, u64)> {
+        self.codes.all()
+    }
+}
+
+impl StatusCounts {
+    /// Counts one answer with `code`.
+    pub fn record(&self, code: u16) {
         match COMMON_CODES.iter().position(|&c| c == code) {
             Some(i) => {
                 self.common[i].fetch_add(1, Ordering::Relaxed);
@@ -41,7 +68,7 @@ impl EndpointStats {
     }
 
     /// Every status code seen so far with its count, in code order.
-    pub fn statuses(&self) -> Vec<(u16, u64)> {
+    pub fn all(&self) -> Vec<(u16, u64)> {
         let mut out: Vec<(u16, u64)> = COMMON_CODES
             .iter()
             .zip(&self.common)
@@ -102,6 +129,9 @@ impl Histogram {
 /// Counters for one pool.
 #[derive(Debug, Default)]
 pub struct PoolStats {
+    /// Answers sluice made itself for this pool, no endpoint picked (`backend=""`): 503
+    /// without an available endpoint, 400 for a broken request body.
+    pub local: StatusCounts,
     /// `sluice_request_duration_seconds{pool}`.
     pub duration: Histogram,
     /// `sluice_retries_total{pool}`.

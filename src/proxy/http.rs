@@ -30,7 +30,7 @@ use super::telemetry::{self, AccessLog, RequestSpan, SpanExport};
 use super::upstream;
 use crate::balance::{hash_ip, hash_key};
 use crate::config::{AffinityConfig, Algorithm, HashKey};
-use crate::pool::{ActiveGuard, Pool, Snapshot, UpstreamConn, now_ns};
+use crate::pool::{ActiveGuard, Pool, Snapshot, UNROUTED, UpstreamConn, now_ns};
 
 /// Everything requests on one HTTP listener port share.
 #[derive(Debug)]
@@ -137,6 +137,7 @@ pub async fn serve(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "too many header fields\n",
             _ => "bad request\n",
         };
+        UNROUTED.record(status.as_u16());
         let mut resp = local(status, text);
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -146,6 +147,7 @@ pub async fn serve(
     let host = request_host(&req);
     let Some(pool) = router.find(host, req.uri().path()).cloned() else {
         drop(router);
+        UNROUTED.record(StatusCode::NOT_FOUND.as_u16());
         return error_response(&ProxyError::NoRoute);
     };
     drop(router);
@@ -207,7 +209,10 @@ async fn forward(
 
     let (parts, body, ids) = match upstream_parts(req, &conn, upgrade) {
         Ok(p) => p,
-        Err(status) => return local(status, "bad request\n"),
+        Err(status) => {
+            pool.stats.local.record(status.as_u16());
+            return local(status, "bad request\n");
+        }
     };
     let span = conn
         .listener
@@ -222,7 +227,10 @@ async fn forward(
             match small_body(body, snapshot.config.timeouts.request).await {
                 Ok(Ok(bytes)) => upstream::Outbound::kept(parts, bytes),
                 Ok(Err(body)) => upstream::Outbound::streamed(parts, body),
-                Err(()) => return local(StatusCode::BAD_REQUEST, "bad request body\n"),
+                Err(()) => {
+                    pool.stats.local.record(StatusCode::BAD_REQUEST.as_u16());
+                    return local(StatusCode::BAD_REQUEST, "bad request body\n");
+                }
             }
         }
     };
@@ -291,9 +299,12 @@ async fn forward(
         Err((err, guard)) => {
             let status = err.status();
             exchange.status = status.as_u16();
-            if let Some(guard) = &guard {
-                guard.endpoint().stats.record_status(status.as_u16());
-                tracing::debug!(pool = pool.name(), backend = guard.endpoint().label(), error = %err, "upstream failed");
+            match &guard {
+                Some(guard) => {
+                    guard.endpoint().stats.record_status(status.as_u16());
+                    tracing::debug!(pool = pool.name(), backend = guard.endpoint().label(), error = %err, "upstream failed");
+                }
+                None => pool.stats.local.record(status.as_u16()),
             }
             exchange.guard = guard;
             exchange.fail();
