@@ -461,6 +461,35 @@ async fn answers_sluice_makes_itself_are_counted_with_an_empty_backend() {
 }
 
 #[tokio::test]
+async fn a_connect_failure_is_retried_once_on_another_endpoint_without_a_retry_block() {
+    let live = echo("live");
+    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let port = free_port();
+    let s = Sluice::start(&pool(
+        "next",
+        port,
+        "RoundRobin",
+        &[(live.addr(), 1), (dead, 1)],
+        "",
+    ));
+    for i in 0..10 {
+        let method = if i % 2 == 0 { "GET" } else { "POST" };
+        let req = format!(
+            "{method} / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+        );
+        let out = raw(port, req.as_bytes()).await;
+        assert!(
+            out.starts_with("HTTP/1.1 200"),
+            "request {i} ({method}): {out}"
+        );
+    }
+    assert_eq!(live.requests(), 10);
+    let metrics = s.admin_get("/metrics");
+    let retries = metric_value(&metrics, "sluice_retries_total{pool=\"default/next\"}");
+    assert!(retries.is_some_and(|n| n >= 1.0), "{metrics}");
+}
+
+#[tokio::test]
 async fn connections_past_the_process_limit_are_shed_with_503() {
     let b = echo("a");
     let port = free_port();

@@ -103,6 +103,34 @@ pub struct Answered {
     pub guard: ActiveGuard,
 }
 
+/// Whether a failed attempt (number `attempt`, from 0) is tried again: as the pool's
+/// `retry` allows while it has attempts left, and otherwise once, only when the connect
+/// failed (nothing was sent), for every method, as nginx's default `proxy_next_upstream
+/// error` does: a backend that stopped accepting (a rolling update racing the endpoint
+/// watch) costs no client a 502. That default retry takes no budget.
+fn again_after(
+    pool: &Pool,
+    retry: Option<&RetryConfig>,
+    attempt: u32,
+    err: &ProxyError,
+    out: &Outbound,
+) -> bool {
+    match retry {
+        Some(r) if attempt < r.attempts => {
+            err.retryable(r, out.can_replay()) && take_budget(pool, r)
+        }
+        _ => {
+            let again = attempt == 0 && err.nothing_sent();
+            if again {
+                pool.stats
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            again
+        }
+    }
+}
+
 /// Sends `out` to an endpoint of `snapshot`, retrying as the pool's `retry` allows.
 /// On failure, returns the error and the slot of the endpoint that failed last (if any).
 pub async fn send(
@@ -113,7 +141,8 @@ pub async fn send(
     mut out: Outbound,
 ) -> Result<Answered, (ProxyError, Option<ActiveGuard>)> {
     let retry = snapshot.config.retry.as_ref();
-    let attempts = 1 + retry.map_or(0, |r| r.attempts);
+    // One more try is always allowed for a connect failure (see `again_after`).
+    let attempts = 1 + retry.map_or(1, |r| r.attempts.max(1));
     if retry.is_some() {
         pool.stats.budget.record_request(now_ns() / 1_000_000_000);
     }
@@ -140,7 +169,8 @@ pub async fn send(
                 let retry_5xx = status.is_server_error()
                     && !last
                     && retry.is_some_and(|r| {
-                        ProxyError::Status(status).retryable(r, out.can_replay())
+                        attempt < r.attempts
+                            && ProxyError::Status(status).retryable(r, out.can_replay())
                             && take_budget(pool, r)
                     });
                 if !retry_5xx {
@@ -150,11 +180,8 @@ pub async fn send(
             }
             Err(err) => {
                 health::report_outcome(pool, snapshot, &endpoint, !err.is_endpoint_failure());
-                let again = !last
-                    && out.can_send()
-                    && retry.is_some_and(|r| {
-                        err.retryable(r, out.can_replay()) && take_budget(pool, r)
-                    });
+                let again =
+                    !last && out.can_send() && again_after(pool, retry, attempt, &err, &out);
                 if !again {
                     return Err((err, Some(guard)));
                 }
