@@ -171,10 +171,13 @@ struct PoolCollector {
 
 type Labels<'a> = [(&'static str, &'a str)];
 
+/// Endpoints sharing one `backend` label.
+type Backend<'a> = (&'a str, Vec<&'a Endpoint>);
+
 /// A pool's endpoints (members and draining) grouped by `backend` label: an address removed
 /// and added back while its old endpoint drains is two endpoints but one series.
-fn by_backend(endpoints: &[Arc<Endpoint>]) -> Vec<(&str, Vec<&Endpoint>)> {
-    let mut groups: Vec<(&str, Vec<&Endpoint>)> = Vec::with_capacity(endpoints.len());
+fn by_backend(endpoints: &[Arc<Endpoint>]) -> Vec<Backend<'_>> {
+    let mut groups: Vec<Backend<'_>> = Vec::with_capacity(endpoints.len());
     for ep in endpoints {
         match groups.iter_mut().find(|(label, _)| *label == ep.label()) {
             Some((_, group)) => group.push(ep),
@@ -188,7 +191,7 @@ impl Collector for PoolCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let pools = self.dataplane.pools();
         let endpoints: Vec<Vec<Arc<Endpoint>>> = pools.iter().map(|p| p.all_endpoints()).collect();
-        let grouped: Vec<(&Pool, Vec<(&str, Vec<&Endpoint>)>)> = pools
+        let grouped: Vec<(&Pool, Vec<Backend<'_>>)> = pools
             .iter()
             .zip(&endpoints)
             .map(|(pool, eps)| (pool.as_ref(), by_backend(eps)))
