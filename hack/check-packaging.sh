@@ -98,7 +98,8 @@ render_variants() {
   helm template sluice "$CHART" -n "$NS" >"$work/default.yaml" ||
     die "helm template with default values failed"
   helm template edge "$CHART" -n sluice-edge -f "$CHART/ci/all-features-values.yaml" \
-    --api-versions monitoring.coreos.com/v1/ServiceMonitor >"$work/all-features.yaml" ||
+    --api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PrometheusRule \
+    >"$work/all-features.yaml" ||
     die "helm template with ci/all-features-values.yaml failed"
   helm template sluice-team-a "$CHART" -n sluice-team-a-system -f "$CHART/ci/namespaced-values.yaml" \
     >"$work/namespaced.yaml" || die "helm template with ci/namespaced-values.yaml failed"
@@ -125,15 +126,23 @@ static_checks() {
   [[ $got == "$want" ]] && ok "helm template (defaults): $got" || bad "helm template (defaults) renders [$got], want [$want]"
 
   got=$(kinds "$work/all-features.yaml")
-  want="NetworkPolicy PodDisruptionBudget ServiceAccount ClusterRole ClusterRoleBinding Role RoleBinding Service Service Deployment ServiceMonitor"
+  want="NetworkPolicy PodDisruptionBudget ServiceAccount ConfigMap ClusterRole ClusterRoleBinding Role RoleBinding Service Service Deployment PrometheusRule ServiceMonitor"
   [[ $got == "$want" ]] && ok "helm template (all features): $got" || bad "helm template (all features) renders [$got], want [$want]"
 
   helm template edge "$CHART" -n sluice-edge -f "$CHART/ci/all-features-values.yaml" >"$work/no-monitoring-api.yaml"
-  if grep -q '^kind: ServiceMonitor' "$work/no-monitoring-api.yaml"; then
-    bad "a ServiceMonitor is rendered although monitoring.coreos.com/v1 is not served"
+  if grep -q -e '^kind: ServiceMonitor' -e '^kind: PrometheusRule' "$work/no-monitoring-api.yaml"; then
+    bad "a ServiceMonitor or PrometheusRule is rendered although monitoring.coreos.com/v1 is not served"
   else
-    ok "no ServiceMonitor without the monitoring.coreos.com/v1 API"
+    ok "no ServiceMonitor or PrometheusRule without the monitoring.coreos.com/v1 API"
   fi
+  grep -q '^kind: ConfigMap' "$work/no-monitoring-api.yaml" &&
+    ok "the dashboard ConfigMap needs no prometheus-operator API" ||
+    bad "no dashboard ConfigMap with metrics.dashboard.enabled"
+  # The dashboard and the rules are the chart's files verbatim (tests/packaging.rs compares
+  # them parsed); here, only that the sidecar label and the release's labels are on them.
+  grep -A12 '^kind: ConfigMap' "$work/all-features.yaml" | grep -q 'grafana_dashboard: "1"' &&
+    ok "the dashboard ConfigMap carries grafana_dashboard: \"1\"" ||
+    bad "the dashboard ConfigMap lacks the grafana_dashboard label"
 
   got=$(kinds "$work/namespaced.yaml")
   want="PodDisruptionBudget ServiceAccount Role Role RoleBinding RoleBinding Service Service Deployment"
@@ -166,8 +175,12 @@ static_checks() {
   expect_render_fails "runAs.user=0 (root)" "$schema" --set runAs.user=0
   expect_render_fails "two replicas without leader election" "controller.leaderElection must be true" \
     --set controller.leaderElection=false
-  expect_render_fails "a ServiceMonitor without the admin Service" "serviceMonitor.enabled needs admin.service.enabled" \
-    --set serviceMonitor.enabled=true --set admin.service.enabled=false
+  expect_render_fails "a ServiceMonitor without the admin Service" "metrics.serviceMonitor.enabled needs admin.service.enabled" \
+    --set metrics.serviceMonitor.enabled=true --set admin.service.enabled=false
+  expect_render_fails "serviceMonitor at the top level (now metrics.serviceMonitor)" "additional properties 'serviceMonitor' not allowed" \
+    --set serviceMonitor.enabled=true
+  expect_render_fails "metrics.prometheusRule.enabled=yes" "$schema" --set-string metrics.prometheusRule.enabled=yes
+  expect_render_fails "metrics.dashboard.namespace with a slash" "$schema" --set metrics.dashboard.namespace=a/b
   expect_render_fails "a Service with no port" "service.enabled needs at least one port" \
     --set service.http.enabled=false --set service.https.enabled=false
   expect_render_fails "two ports on one container port" "both target container port 8080" \
@@ -343,7 +356,7 @@ expect_lease_access() {
   can "$kc" no create leases.coordination.k8s.io -n default
 }
 
-# A CRD standing in for prometheus-operator's, so `.Capabilities` sees the API.
+# CRDs standing in for prometheus-operator's, so `.Capabilities` sees the API.
 SERVICEMONITOR_CRD='apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata: {name: servicemonitors.monitoring.coreos.com}
@@ -357,6 +370,9 @@ spec:
     storage: true
     schema:
       openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}'
+PROMETHEUSRULE_CRD=${SERVICEMONITOR_CRD//servicemonitors/prometheusrules}
+PROMETHEUSRULE_CRD=${PROMETHEUSRULE_CRD//ServiceMonitor/PrometheusRule}
+PROMETHEUSRULE_CRD=${PROMETHEUSRULE_CRD//servicemonitor/prometheusrule}
 
 cluster_checks() {
   [[ -n ${KUBECONFIG-} ]] || die "cluster checks need KUBECONFIG (a throw-away cluster; see tests/packaging.rs)"
@@ -384,7 +400,9 @@ cluster_checks() {
   kubectl create namespace sluice-team-a-system >/dev/null
   kubectl create namespace sluice-edge >/dev/null
   kubectl apply -f - <<<"$SERVICEMONITOR_CRD" >/dev/null
-  kubectl wait --for=condition=Established crd/servicemonitors.monitoring.coreos.com --timeout=60s >/dev/null
+  kubectl apply -f - <<<"$PROMETHEUSRULE_CRD" >/dev/null
+  kubectl wait --for=condition=Established crd/servicemonitors.monitoring.coreos.com \
+    crd/prometheusrules.monitoring.coreos.com --timeout=60s >/dev/null
   local f
   for f in namespaced all-features; do
     if kubectl apply --dry-run=server -f "$work/$f.yaml" >"$work/out" 2>"$work/err"; then
@@ -427,13 +445,14 @@ cluster_checks() {
     bad "helm install (watchNamespace): $(cat "$work/err")"
   fi
 
-  # The ServiceMonitor follows the API: the stand-in CRD is installed now, so this one has it.
+  # The ServiceMonitor and PrometheusRule follow the API: the stand-in CRDs are installed now.
   if helm install edge "$CHART" -n sluice-edge -f "$CHART/ci/all-features-values.yaml" --skip-crds >"$work/notes" 2>"$work/err"; then
     ok "helm install edge (ci/all-features-values.yaml)"
     no_warnings "helm install (all features)" "$work/err"
-    kubectl get servicemonitor/edge-sluice networkpolicy/edge-sluice -n sluice-edge -o name >/dev/null &&
-      ok "ServiceMonitor and NetworkPolicy created where the API is served" ||
-      bad "ServiceMonitor or NetworkPolicy edge-sluice missing"
+    kubectl get servicemonitor/edge-sluice prometheusrule/edge-sluice networkpolicy/edge-sluice \
+      configmap/edge-sluice-dashboard -n sluice-edge -o name >/dev/null &&
+      ok "ServiceMonitor, PrometheusRule (where the API is served), NetworkPolicy and dashboard ConfigMap created" ||
+      bad "ServiceMonitor, PrometheusRule, NetworkPolicy or dashboard ConfigMap edge-sluice missing"
   else
     bad "helm install (all features): $(cat "$work/err")"
   fi

@@ -22,7 +22,7 @@ use crate::proxy::http::{full, local};
 
 mod metrics;
 
-pub use metrics::Metrics;
+pub use metrics::{Format, Metrics};
 
 /// Shared state the admin endpoint reports.
 #[derive(Debug)]
@@ -84,6 +84,24 @@ impl Admin {
         serde_json::json!({ "pools": pools })
     }
 
+    /// `/metrics` in the negotiated exposition format.
+    fn metrics_response(&self, format: Format) -> Response<ProxyBody> {
+        match self.metrics.encode(format) {
+            Ok(text) => {
+                let mut resp = Response::new(full(Bytes::from(text)));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static(format.content_type()),
+                );
+                resp
+            }
+            Err(_) => local(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics encoding failed\n",
+            ),
+        }
+    }
+
     fn route(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return local(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -92,22 +110,11 @@ impl Admin {
             "/healthz" => local(StatusCode::OK, "ok\n"),
             "/readyz" if self.ready.load(Ordering::Acquire) => local(StatusCode::OK, "ready\n"),
             "/readyz" => local(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-            "/metrics" => match self.metrics.encode() {
-                Ok(text) => {
-                    let mut resp = Response::new(full(Bytes::from(text)));
-                    resp.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        header::HeaderValue::from_static(
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        ),
-                    );
-                    resp
-                }
-                Err(_) => local(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "metrics encoding failed\n",
-                ),
-            },
+            "/metrics" => {
+                let accept = req.headers().get(header::ACCEPT);
+                let format = Format::negotiate(accept.and_then(|v| v.to_str().ok()));
+                self.metrics_response(format)
+            }
             "/pools" => {
                 let body = serde_json::to_vec_pretty(&self.pools_json()).unwrap_or_default();
                 let mut resp = Response::new(full(Bytes::from(body)));

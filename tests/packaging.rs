@@ -125,6 +125,59 @@ fn manifests_equal_the_chart_rendered_with_defaults() {
     );
 }
 
+/// The chart's PrometheusRule and dashboard ConfigMap carry `alerts/sluice.rules.yaml` and
+/// `dashboards/sluice-backendpool.json` unchanged: one copy of each, the one
+/// `tests/prometheus.rs` checks against Prometheus itself.
+#[test]
+fn chart_monitoring_objects_carry_the_rule_file_and_dashboard_verbatim() {
+    let Some(bins) = KubeCluster::bins_from_env() else {
+        eprintln!(
+            "skipping the helm render: SLUICE_KUBE_BINS is not set (hack/check-packaging.sh runs it)"
+        );
+        return;
+    };
+    let home = tempfile::tempdir().expect("a temporary directory");
+    let out = Command::new(bins.join("helm"))
+        .args(["template", "mon", "charts/sluice", "-n", "monitoring"])
+        .args(["--set", "metrics.prometheusRule.enabled=true"])
+        .args(["--set", "metrics.dashboard.enabled=true"])
+        .args(["--set", "metrics.dashboard.namespace=grafana"])
+        .args(["--api-versions", "monitoring.coreos.com/v1/PrometheusRule"])
+        .current_dir(repo())
+        .env("HELM_CACHE_HOME", home.path().join("cache"))
+        .env("HELM_CONFIG_HOME", home.path().join("config"))
+        .env("HELM_DATA_HOME", home.path().join("data"))
+        .output()
+        .expect("helm runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let objects: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).expect("helm renders YAML"))
+        .filter(|v| !v.is_null())
+        .collect();
+
+    let rule = object(&objects, "PrometheusRule", "mon-sluice");
+    let rules: Value = serde_norway::from_str(&read("charts/sluice/alerts/sluice.rules.yaml"))
+        .expect("the rule file is YAML");
+    assert_eq!(rule["spec"], rules);
+
+    let dashboard = object(&objects, "ConfigMap", "mon-sluice-dashboard");
+    assert_eq!(dashboard["metadata"]["namespace"], "grafana");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let data = dashboard["data"]["sluice-backendpool.json"]
+        .as_str()
+        .expect("the dashboard JSON");
+    let rendered: serde_json::Value = serde_json::from_str(data).expect("JSON");
+    let file: serde_json::Value =
+        serde_json::from_str(&read("charts/sluice/dashboards/sluice-backendpool.json"))
+            .expect("the dashboard file is JSON");
+    assert_eq!(rendered, file);
+}
+
 #[test]
 fn chart_app_version_and_default_image_tag_are_the_crate_version() {
     let chart: Value =

@@ -1,8 +1,15 @@
 //! Prometheus exposition (prometheus-client) with the contract's metric names.
 //!
 //! Process-level metrics are ordinary registry metrics; per-pool and per-endpoint series
-//! come from a collector that reads the data plane's atomics at scrape time.
+//! come from a collector that reads the data plane's atomics at scrape time. The encoder
+//! writes OpenMetrics; scrapers that do not ask for it (curl, `promtool check metrics`) get
+//! the classic text format, derived from the same encoding, so the two never disagree.
+//! Every scrape must be valid on its own: no series twice, label values known in advance
+//! (reload results, health-check results) present from the start at 0, so `increase()` sees
+//! the first failure.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -15,8 +22,50 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::pool::UNROUTED;
+use crate::config::Protocol;
+use crate::pool::{Endpoint, Pool, UNROUTED};
 use crate::proxy::Dataplane;
+
+/// The two exposition formats `/metrics` answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 (what Prometheus asks for first).
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4 (the default, as in client_golang).
+    Text,
+}
+
+impl Format {
+    /// The format an `Accept` header prefers: OpenMetrics only when it is listed with the
+    /// highest quality among the two, else the classic text format (`*/*`, no header).
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let mut best = (0.0_f32, Format::Text);
+        for item in accept.unwrap_or("").split(',') {
+            let mut parts = item.split(';').map(str::trim);
+            let format = match parts.next().map(str::to_ascii_lowercase).as_deref() {
+                Some("application/openmetrics-text") => Format::OpenMetrics,
+                Some("text/plain") => Format::Text,
+                _ => continue,
+            };
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if q > best.0 {
+                best = (q, format);
+            }
+        }
+        best.1
+    }
+
+    /// The `Content-Type` of an answer in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
 
 /// Metrics owned by the control side, plus the registry that exposes everything.
 #[derive(Debug)]
@@ -31,6 +80,9 @@ impl Metrics {
     pub fn new(dataplane: Arc<Dataplane>) -> Self {
         let mut registry = Registry::default();
         let reloads = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+        for result in ["success", "failure"] {
+            drop(reloads.get_or_create(&vec![("result", result)]));
+        }
         registry.register(
             "sluice_config_reloads",
             "Configuration changes applied or refused",
@@ -61,12 +113,55 @@ impl Metrics {
         self.apply_seconds.observe(seconds);
     }
 
-    /// The text exposition.
-    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+    /// The exposition in `format`.
+    pub fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
+        Ok(match format {
+            Format::OpenMetrics => out,
+            Format::Text => classic_text(&out),
+        })
     }
+}
+
+/// Rewrites an OpenMetrics exposition as the classic text format: counter families are
+/// named with their `_total` suffix in `# HELP`/`# TYPE`, `# UNIT` and `# EOF` go, `info`
+/// becomes `gauge`. Samples are the same lines in both formats.
+fn classic_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len() + 256);
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            if let Some(previous) = help.replace(rest) {
+                let _ = writeln!(out, "# HELP {previous}");
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (suffix, kind) = match kind {
+                "counter" => ("_total", "counter"),
+                "info" => ("_info", "gauge"),
+                "gauge" | "histogram" | "summary" => ("", kind),
+                _ => ("", "untyped"),
+            };
+            if let Some(h) = help.take() {
+                let text = h.strip_prefix(name).unwrap_or(h).trim_start();
+                let _ = writeln!(out, "# HELP {name}{suffix} {text}");
+            }
+            let _ = writeln!(out, "# TYPE {name}{suffix} {kind}");
+            continue;
+        }
+        if let Some(previous) = help.take() {
+            let _ = writeln!(out, "# HELP {previous}");
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -76,13 +171,44 @@ struct PoolCollector {
 
 type Labels<'a> = [(&'static str, &'a str)];
 
+/// Endpoints sharing one `backend` label.
+type Backend<'a> = (&'a str, Vec<&'a Endpoint>);
+
+/// A pool's endpoints (members and draining) grouped by `backend` label: an address removed
+/// and added back while its old endpoint drains is two endpoints but one series.
+fn by_backend(endpoints: &[Arc<Endpoint>]) -> Vec<Backend<'_>> {
+    let mut groups: Vec<Backend<'_>> = Vec::with_capacity(endpoints.len());
+    for ep in endpoints {
+        match groups.iter_mut().find(|(label, _)| *label == ep.label()) {
+            Some((_, group)) => group.push(ep),
+            None => groups.push((ep.label(), vec![ep])),
+        }
+    }
+    groups
+}
+
 impl Collector for PoolCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let pools = self.dataplane.pools();
+        let endpoints: Vec<Vec<Arc<Endpoint>>> = pools.iter().map(|p| p.all_endpoints()).collect();
+        let grouped: Vec<(&Pool, Vec<Backend<'_>>)> = pools
+            .iter()
+            .zip(&endpoints)
+            .map(|(pool, eps)| (pool.as_ref(), by_backend(eps)))
+            .collect();
+
+        let mut e = encoder.encode_descriptor(
+            "sluice_build_info",
+            "The running sluice version (always 1).",
+            None,
+            MetricType::Gauge,
+        )?;
+        let labels: &Labels = &[("version", env!("CARGO_PKG_VERSION"))];
+        ConstGauge::new(1).encode(e.encode_family(&labels)?)?;
 
         let mut e = encoder.encode_descriptor(
             "sluice_requests",
-            "HTTP responses by pool, backend and status code",
+            "HTTP responses by pool, backend and status code.",
             None,
             MetricType::Counter,
         )?;
@@ -93,20 +219,21 @@ impl Collector for PoolCollector {
             let labels: &Labels = &[("pool", ""), ("backend", ""), ("code", &code)];
             ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
         }
-        for pool in pools.iter() {
+        for (pool, backends) in &grouped {
             for (code, n) in pool.stats.local.all() {
                 let code = code.to_string();
                 let labels: &Labels = &[("pool", pool.name()), ("backend", ""), ("code", &code)];
                 ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
             }
-            for ep in pool.all_endpoints() {
-                for (code, n) in ep.stats.statuses() {
+            for (backend, eps) in backends {
+                let mut codes: BTreeMap<u16, u64> = BTreeMap::new();
+                for (code, n) in eps.iter().flat_map(|ep| ep.stats.statuses()) {
+                    *codes.entry(code).or_default() += n;
+                }
+                for (code, n) in codes {
                     let code = code.to_string();
-                    let labels: &Labels = &[
-                        ("pool", pool.name()),
-                        ("backend", ep.label()),
-                        ("code", &code),
-                    ];
+                    let labels: &Labels =
+                        &[("pool", pool.name()), ("backend", backend), ("code", &code)];
                     ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
                 }
             }
@@ -114,7 +241,7 @@ impl Collector for PoolCollector {
 
         let mut e = encoder.encode_descriptor(
             "sluice_request_duration_seconds",
-            "HTTP request duration by pool",
+            "HTTP request duration by pool.",
             None,
             MetricType::Histogram,
         )?;
@@ -129,15 +256,19 @@ impl Collector for PoolCollector {
 
         let mut e = encoder.encode_descriptor(
             "sluice_tcp_connections",
-            "TCP connections forwarded by pool and backend",
+            "TCP connections forwarded by pool and backend.",
             None,
             MetricType::Counter,
         )?;
-        for pool in pools.iter() {
-            for ep in pool.all_endpoints() {
-                let n = ep.stats.tcp_connections.load(Ordering::Relaxed);
-                if n > 0 {
-                    let labels: &Labels = &[("pool", pool.name()), ("backend", ep.label())];
+        for (pool, backends) in &grouped {
+            let tcp = pool.snapshot().config.protocol == Protocol::Tcp;
+            for (backend, eps) in backends {
+                let n: u64 = eps
+                    .iter()
+                    .map(|ep| ep.stats.tcp_connections.load(Ordering::Relaxed))
+                    .sum();
+                if tcp || n > 0 {
+                    let labels: &Labels = &[("pool", pool.name()), ("backend", backend)];
                     ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
                 }
             }
@@ -145,20 +276,21 @@ impl Collector for PoolCollector {
 
         let mut e = encoder.encode_descriptor(
             "sluice_active_connections",
-            "In-flight requests (HTTP) or open connections (TCP) by pool and backend",
+            "In-flight requests (HTTP) or open connections (TCP) by pool and backend.",
             None,
             MetricType::Gauge,
         )?;
-        for pool in pools.iter() {
-            for ep in pool.all_endpoints() {
-                let labels: &Labels = &[("pool", pool.name()), ("backend", ep.label())];
-                ConstGauge::new(ep.active() as i64).encode(e.encode_family(&labels)?)?;
+        for (pool, backends) in &grouped {
+            for (backend, eps) in backends {
+                let n: i64 = eps.iter().map(|ep| i64::from(ep.active())).sum();
+                let labels: &Labels = &[("pool", pool.name()), ("backend", backend)];
+                ConstGauge::new(n).encode(e.encode_family(&labels)?)?;
             }
         }
 
         let mut e = encoder.encode_descriptor(
             "sluice_backend_healthy",
-            "1 when the backend receives new work, else 0",
+            "1 when the backend receives new work, else 0.",
             None,
             MetricType::Gauge,
         )?;
@@ -171,7 +303,7 @@ impl Collector for PoolCollector {
 
         let mut e = encoder.encode_descriptor(
             "sluice_pool_ready",
-            "1 when the pool is serving and at least one endpoint takes new work, else 0",
+            "1 when the pool is serving and at least one endpoint takes new work, else 0.",
             None,
             MetricType::Gauge,
         )?;
@@ -183,7 +315,7 @@ impl Collector for PoolCollector {
 
         let mut e = encoder.encode_descriptor(
             "sluice_retries",
-            "Retries by pool",
+            "Retries by pool.",
             None,
             MetricType::Counter,
         )?;
@@ -195,17 +327,19 @@ impl Collector for PoolCollector {
 
         let mut e = encoder.encode_descriptor(
             "sluice_health_checks",
-            "Active health checks by pool, backend and result",
+            "Active health checks by pool, backend and result.",
             None,
             MetricType::Counter,
         )?;
         for pool in pools.iter() {
-            for ep in pool.snapshot().members.iter() {
+            let snapshot = pool.snapshot();
+            let checked = snapshot.config.health_check.is_some();
+            for ep in snapshot.members.iter() {
                 for (result, n) in [
                     ("success", ep.stats.checks_ok.load(Ordering::Relaxed)),
                     ("failure", ep.stats.checks_failed.load(Ordering::Relaxed)),
                 ] {
-                    if n > 0 {
+                    if checked || n > 0 {
                         let labels: &Labels = &[
                             ("pool", pool.name()),
                             ("backend", ep.label()),
@@ -217,5 +351,39 @@ impl Collector for PoolCollector {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_gets_openmetrics_and_everyone_else_the_text_format() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("text/plain;q=0.9, application/openmetrics-text;q=0.5")),
+            Format::Text
+        );
+        assert_eq!(
+            Format::negotiate(Some("Application/OpenMetrics-Text; version=1.0.0")),
+            Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn classic_text_names_counters_with_total_and_drops_openmetrics_only_lines() {
+        let om = "# HELP a_requests Requests.\n# TYPE a_requests counter\na_requests_total{x=\"1\"} 3\n\
+                  # HELP a_up Up.\n# TYPE a_up gauge\n# UNIT a_up seconds\na_up 1\n\
+                  # HELP a_build Build.\n# TYPE a_build info\na_build_info{version=\"1\"} 1\n# EOF\n";
+        assert_eq!(
+            classic_text(om),
+            "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{x=\"1\"} 3\n\
+             # HELP a_up Up.\n# TYPE a_up gauge\na_up 1\n\
+             # HELP a_build_info Build.\n# TYPE a_build_info gauge\na_build_info{version=\"1\"} 1\n"
+        );
     }
 }

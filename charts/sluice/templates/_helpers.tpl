@@ -84,8 +84,8 @@ container ports and the NetworkPolicy alike.
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.controller.leaderElection) }}
 {{- fail "controller.leaderElection must be true when replicaCount is above 1: every replica would write BackendPool status" }}
 {{- end }}
-{{- if and .Values.serviceMonitor.enabled (not .Values.admin.service.enabled) }}
-{{- fail "serviceMonitor.enabled needs admin.service.enabled: the ServiceMonitor scrapes the admin Service" }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.admin.service.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled needs admin.service.enabled: the ServiceMonitor scrapes the admin Service" }}
 {{- end }}
 {{- if and .Values.service.enabled (eq (len (fromJsonArray (include "sluice.listenerPorts" .))) 0) }}
 {{- fail "service.enabled needs at least one port: enable service.http or service.https, or list service.extraPorts" }}
