@@ -18,8 +18,13 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod routing;
 mod status;
 
+pub use routing::{
+    HeaderChangesSpec, HeaderMatchSpec, HttpMethod, MAX_MATCH_ENTRIES, MAX_VALUE_LEN, MatchSpec,
+    QueryMatchSpec, RedirectSpec, RewriteSpec, Scheme,
+};
 pub use status::{BackendPoolStatus, BackendStatus, EndpointCounts, MAX_STATUS_BACKENDS};
 
 /// The duration grammar (`250ms`, `5s`, `1m30s`), the one `config::parse_duration` reads.
@@ -71,9 +76,18 @@ fn positive_duration() -> Rule {
 // `protocol` and `algorithm` carry schema defaults, so the API server has filled them in
 // before these rules run.
 #[x_kube(
-    validation = Rule::new("has(self.service) || has(self.endpoints)")
-        .message("either service or endpoints is required")
+    validation = Rule::new("has(self.service) || has(self.endpoints) || has(self.redirect)")
+        .message("either service or endpoints is required (or a redirect)")
         .reason(Reason::FieldValueRequired),
+    validation = Rule::new(
+        "self.protocol == 'HTTP' || (!has(self.listener.match) && !has(self.redirect) && !has(self.rewrite) && !has(self.requestHeaders) && !has(self.responseHeaders))"
+    )
+    .message("listener.match, redirect, rewrite, requestHeaders and responseHeaders are only for protocol HTTP")
+    .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.redirect) || !has(self.rewrite)")
+        .message("a pool that redirects forwards nothing: rewrite does not apply")
+        .field_path(".rewrite")
+        .reason(Reason::FieldValueForbidden),
     validation = Rule::new(
         "self.protocol == 'HTTP' || !has(self.listener.hosts) || size(self.listener.hosts) == 0"
     )
@@ -157,6 +171,18 @@ pub struct BackendPoolSpec {
     /// TCP only: announce the client address to the backend with PROXY protocol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_proxy_protocol: Option<ProxyProtocolVersion>,
+    /// HTTP only: answer with a redirect instead of forwarding (no endpoints needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<RedirectSpec>,
+    /// HTTP only: what is changed in the request sent upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<RewriteSpec>,
+    /// HTTP only: headers changed in the request sent upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<HeaderChangesSpec>,
+    /// HTTP only: headers changed in the answer sent to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<HeaderChangesSpec>,
 }
 
 /// Layer the pool balances at.
@@ -200,6 +226,9 @@ pub struct ListenerSpec {
     /// Accept PROXY protocol v1/v2 headers from a fronting L4 balancer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<bool>,
+    /// HTTP only: extra conditions (headers, methods, query parameters); all must hold.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub match_: Option<MatchSpec>,
 }
 
 /// Certificate source for TLS termination.

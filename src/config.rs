@@ -13,12 +13,16 @@ use std::time::Duration;
 mod crd;
 mod duration;
 mod load;
+mod routing;
 pub mod tls;
 mod validate;
 
 pub use crd::crd_yaml;
 pub use duration::{format_duration, parse_duration};
 pub use load::{LoadError, load_file, parse_documents};
+pub use routing::{
+    HeaderChanges, PathReplace, RedirectConfig, RequestMatch, RewriteConfig, RouteFilters,
+};
 pub use validate::{Source, ValidationError, ValidationErrors, validate, validate_with_secrets};
 
 /// Every pool the process should serve, validated as a whole.
@@ -57,6 +61,8 @@ pub struct PoolConfig {
     pub max_connections_per_endpoint: Option<u32>,
     /// TCP only: PROXY protocol header sent to backends.
     pub send_proxy_protocol: ProxyProtocolVersion,
+    /// HTTP only: redirect, rewrite and header changes.
+    pub filters: RouteFilters,
 }
 
 /// Layer the pool balances at.
@@ -91,6 +97,8 @@ pub struct ListenerConfig {
     pub tls: Option<TlsConfig>,
     /// Accept PROXY protocol headers.
     pub proxy_protocol: bool,
+    /// HTTP: extra conditions (headers, methods, query); empty = none.
+    pub matches: RequestMatch,
 }
 
 /// A host pattern.

@@ -7,6 +7,7 @@ pub mod buffers;
 pub mod chunked;
 pub mod dataplane;
 pub mod error;
+pub mod filters;
 pub mod guard;
 pub mod h1client;
 pub mod h1server;

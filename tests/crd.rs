@@ -361,7 +361,7 @@ macro_rules! openapi_tests {
 cel_rule_tests! {
     service_or_endpoints_is_required {
         at: "",
-        rule: "has(self.service) || has(self.endpoints)",
+        rule: "has(self.service) || has(self.endpoints) || has(self.redirect)",
         bad: ["{listener: {port: 8080}}", "{listener: {port: 8080}, endpoints: null}"],
         field: "spec.endpoints",
         good: "{listener: {port: 8080}, service: {name: web, port: 80}}",
@@ -414,6 +414,55 @@ cel_rule_tests! {
         bad: ["{protocol: TCP, listener: {port: 5432}, endpoints: [], sessionAffinity: {type: Cookie}}"],
         field: "spec.sessionAffinity.type",
         good: "{protocol: TCP, listener: {port: 5432}, endpoints: [], sessionAffinity: {type: ClientIP}}",
+    }
+    routing_fields_are_only_for_http {
+        at: "",
+        rule: "self.protocol == 'HTTP' || (!has(self.listener.match) && !has(self.redirect) && !has(self.rewrite) && !has(self.requestHeaders) && !has(self.responseHeaders))",
+        bad: ["{protocol: TCP, listener: {port: 5432}, endpoints: [], requestHeaders: {set: {X-A: b}}}"],
+        field: "spec.requestHeaders",
+        good: "{protocol: HTTP, listener: {port: 5432}, endpoints: [], requestHeaders: {set: {X-A: b}}}",
+    }
+    a_redirect_pool_rewrites_nothing {
+        at: "",
+        rule: "!has(self.redirect) || !has(self.rewrite)",
+        bad: ["{listener: {port: 8080}, redirect: {scheme: https}, rewrite: {pathPrefix: /}}"],
+        field: "spec.rewrite",
+        good: "{listener: {port: 8080}, redirect: {scheme: https}}",
+    }
+    redirect_sets_path_or_path_prefix {
+        at: "redirect",
+        rule: "!(has(self.path) && has(self.pathPrefix))",
+        bad: ["{listener: {port: 8080}, redirect: {path: /a, pathPrefix: /b}}"],
+        field: "spec.redirect.pathPrefix",
+        good: "{listener: {port: 8080}, redirect: {path: /a}}",
+    }
+    redirect_path_starts_with_a_slash {
+        at: "redirect.path",
+        rule: "self.startsWith('/')",
+        bad: ["{listener: {port: 8080}, redirect: {path: a}}"],
+        field: "spec.redirect.path",
+        good: "{listener: {port: 8080}, redirect: {path: /a}}",
+    }
+    redirect_path_prefix_starts_with_a_slash {
+        at: "redirect.pathPrefix",
+        rule: "self.startsWith('/')",
+        bad: ["{listener: {port: 8080}, redirect: {pathPrefix: a}}"],
+        field: "spec.redirect.pathPrefix",
+        good: "{listener: {port: 8080}, redirect: {pathPrefix: /a}}",
+    }
+    redirect_status_is_a_redirect {
+        at: "redirect.statusCode",
+        rule: "self in [301, 302, 303, 307, 308]",
+        bad: ["{listener: {port: 8080}, redirect: {statusCode: 200}}"],
+        field: "spec.redirect.statusCode",
+        good: "{listener: {port: 8080}, redirect: {statusCode: 301}}",
+    }
+    rewrite_path_prefix_starts_with_a_slash {
+        at: "rewrite.pathPrefix",
+        rule: "self.startsWith('/')",
+        bad: ["{listener: {port: 8080}, endpoints: [], rewrite: {pathPrefix: a}}"],
+        field: "spec.rewrite.pathPrefix",
+        good: "{listener: {port: 8080}, endpoints: [], rewrite: {pathPrefix: /a}}",
     }
     path_prefix_starts_with_a_slash {
         at: "listener.pathPrefix",

@@ -309,7 +309,9 @@ impl Collector for PoolCollector {
         )?;
         for pool in pools.iter() {
             let labels: &Labels = &[("pool", pool.name())];
-            let ready = !pool.snapshot().available.is_empty();
+            let snapshot = pool.snapshot();
+            let ready =
+                snapshot.config.filters.redirect.is_some() || !snapshot.available.is_empty();
             ConstGauge::new(i64::from(ready)).encode(e.encode_family(&labels)?)?;
         }
 

@@ -23,6 +23,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 mod conflicts;
 mod names;
+mod routing;
 #[cfg(test)]
 mod tests;
 mod traffic;
@@ -335,6 +336,7 @@ fn check_pool(
         Some(api::ProxyProtocolVersion::V1) => ProxyProtocolVersion::V1,
         Some(api::ProxyProtocolVersion::V2) => ProxyProtocolVersion::V2,
     };
+    let filters = routing::check_filters(ctx, protocol, spec);
     let tls = spec.listener.tls.is_some();
     Checked {
         config: PoolConfig {
@@ -351,6 +353,7 @@ fn check_pool(
             drain_timeout,
             max_connections_per_endpoint,
             send_proxy_protocol,
+            filters,
         },
         port_ok,
         route_ok,
@@ -414,12 +417,14 @@ fn check_listener(
     if let Some(t) = &spec.tls {
         tls = check_tls(ctx, t, secrets);
     }
+    let matches = routing::check_match(ctx, protocol, spec.match_.as_ref());
     let listener = ListenerConfig {
         port: port.unwrap_or(0),
         hosts,
         path_prefix,
         tls,
         proxy_protocol: spec.proxy_protocol.unwrap_or(false),
+        matches,
     };
     (listener, port.is_some(), route_ok)
 }
@@ -540,6 +545,8 @@ fn check_endpoints(ctx: &mut Ctx<'_>, spec: &api::BackendPoolSpec) -> Vec<Endpoi
     ctx.max_items("spec.endpoints", listed.len(), api::MAX_ENDPOINTS);
     // An explicit empty list is valid: the pool serves 503 until endpoints are added.
     match (&spec.service, &spec.endpoints, ctx.file_mode) {
+        // A redirect answers by itself.
+        (None, None, _) if spec.redirect.is_some() => {}
         (Some(_), _, true) if listed.is_empty() => ctx.error(
             "spec.service",
             "standalone mode cannot resolve Services; list static spec.endpoints",

@@ -50,6 +50,12 @@ pub fn compute(
 
     let (status, reason, message) = match desired.refused.get(&name) {
         Some(refusal) => ("False", refusal.reason.to_owned(), refusal.message.clone()),
+        // A redirect answers by itself: it needs no endpoint to be ready.
+        None if pool.spec.redirect.is_some() => (
+            "True",
+            "Redirects".to_owned(),
+            "the pool answers with a redirect".to_owned(),
+        ),
         None if total == 0 => (
             "False",
             "NoEndpoints".to_owned(),
@@ -239,6 +245,7 @@ mod tests {
                 path_prefix: "/".into(),
                 tls: None,
                 proxy_protocol: false,
+                matches: Default::default(),
             },
             endpoints,
             algorithm: Algorithm::RoundRobin,
@@ -250,6 +257,7 @@ mod tests {
             drain_timeout: std::time::Duration::from_secs(30),
             max_connections_per_endpoint: None,
             send_proxy_protocol: ProxyProtocolVersion::None,
+            filters: Default::default(),
         };
         let live = Pool::new(std::sync::Arc::new(cfg));
         let sick = live.snapshot().members[140].clone();

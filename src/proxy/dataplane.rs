@@ -298,9 +298,10 @@ impl Dataplane {
             let router = || {
                 let mut router = Router::default();
                 for cfg in plan.pools.iter().filter(|c| c.protocol == Protocol::Http) {
-                    router.add(
+                    router.add_route(
                         &cfg.listener.hosts,
                         &cfg.listener.path_prefix,
+                        &cfg.listener.matches,
                         pools[&cfg.name].clone(),
                     );
                 }

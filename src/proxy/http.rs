@@ -23,13 +23,15 @@ use tokio::time::Instant;
 
 use super::body::ProxyBody;
 use super::error::ProxyError;
+use super::filters;
 use super::guard::Verdict;
 use super::headers;
+use super::router::RouteInput;
 use super::router::Router;
 use super::telemetry::{self, AccessLog, RequestSpan, SpanExport};
 use super::upstream;
 use crate::balance::{hash_ip, hash_key};
-use crate::config::{AffinityConfig, Algorithm, HashKey};
+use crate::config::{AffinityConfig, Algorithm, HashKey, RouteFilters};
 use crate::pool::{ActiveGuard, Pool, Snapshot, UNROUTED, UpstreamConn, now_ns};
 
 /// Everything requests on one HTTP listener port share.
@@ -145,7 +147,14 @@ pub async fn serve(
     }
     let router = conn.listener.router.load();
     let host = request_host(&req);
-    let Some(pool) = router.find(host, req.uri().path()).cloned() else {
+    let input = RouteInput {
+        host,
+        path: req.uri().path(),
+        query: req.uri().query(),
+        method: req.method(),
+        headers: req.headers(),
+    };
+    let Some(pool) = router.route(&input).cloned() else {
         drop(router);
         UNROUTED.record(StatusCode::NOT_FOUND.as_u16());
         return error_response(&ProxyError::NoRoute);
@@ -191,6 +200,19 @@ async fn forward(
     let start = Instant::now();
     let snapshot = pool.snapshot();
     conn.set_keep_idle(snapshot.config.timeouts.idle);
+    let route = &snapshot.config.filters;
+    if let Some(r) = &route.redirect {
+        let prefix = &snapshot.config.listener.path_prefix;
+        let resp = filters::redirect(
+            r,
+            conn.listener.https,
+            request_host(&req),
+            req.uri(),
+            prefix,
+        );
+        pool.stats.local.record(resp.status().as_u16());
+        return resp;
+    }
     let hash = request_hash(&snapshot, &req, &conn);
     let https = conn.listener.https;
     let affinity = match &snapshot.config.affinity {
@@ -207,7 +229,9 @@ async fn forward(
         .as_ref()
         .map(|_| telemetry::RequestInfo::from_request(&req));
 
-    let (parts, body, ids) = match upstream_parts(req, &conn, upgrade) {
+    let (parts, body, ids) = match upstream_parts(req, &conn, upgrade)
+        .and_then(|p| apply_route(route, &snapshot.config.listener.path_prefix, p))
+    {
         Ok(p) => p,
         Err(status) => {
             pool.stats.local.record(status.as_u16());
@@ -265,6 +289,7 @@ async fn forward(
             }
             let (mut parts, body) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, false);
+            route.response_headers.apply(&mut parts.headers);
             if let (Some(presented), Some(AffinityConfig::Cookie { name, ttl })) =
                 (affinity, &snapshot.config.affinity)
             {
@@ -405,6 +430,22 @@ fn upstream_parts(
         host.as_ref(),
     );
     let ids = telemetry::propagate_trace(&mut parts.headers);
+    Ok((parts, body, ids))
+}
+
+/// The route's request header changes and rewrite, on the request already prepared for
+/// upstream (so `X-Forwarded-Host` still names the host the client asked for).
+fn apply_route(
+    route: &RouteFilters,
+    prefix: &str,
+    (mut parts, body, ids): (http::request::Parts, ClientBody, telemetry::TraceIds),
+) -> Result<(http::request::Parts, ClientBody, telemetry::TraceIds), StatusCode> {
+    route.request_headers.apply(&mut parts.headers);
+    if let Some(r) = &route.rewrite
+        && !filters::rewrite(r, prefix, &mut parts)
+    {
+        return Err(StatusCode::BAD_REQUEST);
+    }
     Ok((parts, body, ids))
 }
 

@@ -9,31 +9,93 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::HostMatch;
+use http::{HeaderMap, Method};
+
+use crate::config::{HostMatch, RequestMatch};
 use crate::pool::Pool;
 
 /// Longest hostname we lower-case on the stack; longer names cannot be valid DNS names.
 const MAX_HOST: usize = 253;
 
-/// Pools of one host group ordered by path prefix, longest first.
+/// One route of a host group: a path prefix, optional extra conditions, the pool.
+#[derive(Debug, Clone)]
+struct Entry {
+    prefix: Box<str>,
+    /// `None` when the pool has no extra conditions (the common case costs no check).
+    matches: Option<Box<RequestMatch>>,
+    pool: Arc<Pool>,
+}
+
+/// Routes of one host group in Gateway API precedence: longest path prefix first, then
+/// the pool with a method match, then most header matches, then most query matches, then
+/// insertion order (the owner of a route is added first).
 #[derive(Debug, Default, Clone)]
 struct PathTable {
-    routes: Vec<(Box<str>, Arc<Pool>)>,
+    routes: Vec<Entry>,
 }
 
 impl PathTable {
-    fn insert(&mut self, prefix: &str, pool: Arc<Pool>) {
-        self.routes.push((prefix.into(), pool));
-        self.routes
-            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+    fn insert(&mut self, prefix: &str, matches: &RequestMatch, pool: Arc<Pool>) {
+        self.routes.push(Entry {
+            prefix: prefix.into(),
+            matches: (!matches.is_empty()).then(|| Box::new(matches.clone())),
+            pool,
+        });
+        // Stable: equal routes keep their insertion order.
+        self.routes.sort_by(|a, b| {
+            let rank = |e: &Entry| {
+                e.matches
+                    .as_ref()
+                    .map(|m| m.precedence())
+                    .unwrap_or_default()
+            };
+            b.prefix
+                .len()
+                .cmp(&a.prefix.len())
+                .then_with(|| rank(b).cmp(&rank(a)))
+        });
     }
 
-    fn find(&self, path: &str) -> Option<&Arc<Pool>> {
+    fn find(&self, req: &RouteInput<'_>) -> Option<&Arc<Pool>> {
         self.routes
             .iter()
-            .find(|(prefix, _)| prefix_matches(prefix, path))
-            .map(|(_, p)| p)
+            .find(|e| {
+                prefix_matches(&e.prefix, req.path)
+                    && e.matches.as_ref().is_none_or(|m| conditions_hold(m, req))
+            })
+            .map(|e| &e.pool)
     }
+}
+
+/// The parts of a request that routing reads.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteInput<'a> {
+    /// `Host` / `:authority` (may carry a port, any case).
+    pub host: Option<&'a str>,
+    /// The path, without the query.
+    pub path: &'a str,
+    /// The query string, without `?`.
+    pub query: Option<&'a str>,
+    /// The method.
+    pub method: &'a Method,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+}
+
+/// Whether every extra condition holds for `req`.
+fn conditions_hold(m: &RequestMatch, req: &RouteInput<'_>) -> bool {
+    (m.methods.is_empty() || m.methods.contains(req.method))
+        && m.headers
+            .iter()
+            .all(|(name, value)| req.headers.get_all(name).iter().any(|v| v == value))
+        && m.query.iter().all(|(name, value)| {
+            req.query.is_some_and(|q| {
+                q.split('&').any(|pair| match pair.split_once('=') {
+                    Some((n, v)) => n == name && v == value,
+                    None => pair == name && value.is_empty(),
+                })
+            })
+        })
 }
 
 /// `/api` matches `/api`, `/api/`, `/api/x` and `/api?q`, not `/apix`; `/` matches all.
@@ -57,25 +119,36 @@ pub struct Router {
 }
 
 impl Router {
-    /// Adds `pool` for its hosts (or any host) and path prefix.
+    /// Adds `pool` for its hosts (or any host) and path prefix, without extra conditions.
     pub fn add(&mut self, hosts: &[HostMatch], prefix: &str, pool: Arc<Pool>) {
+        self.add_route(hosts, prefix, &RequestMatch::default(), pool);
+    }
+
+    /// Adds `pool` for its hosts (or any host), path prefix and extra conditions.
+    pub fn add_route(
+        &mut self,
+        hosts: &[HostMatch],
+        prefix: &str,
+        matches: &RequestMatch,
+        pool: Arc<Pool>,
+    ) {
         if hosts.is_empty() {
-            self.any.insert(prefix, pool);
+            self.any.insert(prefix, matches, pool);
             return;
         }
         for host in hosts {
             match host {
-                HostMatch::Exact(h) => self
-                    .exact
-                    .entry(h.as_str().into())
-                    .or_default()
-                    .insert(prefix, pool.clone()),
+                HostMatch::Exact(h) => self.exact.entry(h.as_str().into()).or_default().insert(
+                    prefix,
+                    matches,
+                    pool.clone(),
+                ),
                 HostMatch::Wildcard(suffix) => {
                     match self.wildcard.iter_mut().find(|(s, _)| **s == **suffix) {
-                        Some((_, table)) => table.insert(prefix, pool.clone()),
+                        Some((_, table)) => table.insert(prefix, matches, pool.clone()),
                         None => {
                             let mut table = PathTable::default();
-                            table.insert(prefix, pool.clone());
+                            table.insert(prefix, matches, pool.clone());
                             self.wildcard.push((suffix.as_str().into(), table));
                             self.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
                         }
@@ -85,9 +158,20 @@ impl Router {
         }
     }
 
-    /// The pool for `host` (may carry a port, any case) and `path`.
+    /// The pool for a GET of `path` on `host` without headers or query.
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Pool>> {
-        let host = host.map(strip_port).unwrap_or("");
+        self.route(&RouteInput {
+            host,
+            path,
+            query: None,
+            method: &Method::GET,
+            headers: &HeaderMap::new(),
+        })
+    }
+
+    /// The pool for a request: host group, then the first route of it that matches.
+    pub fn route(&self, req: &RouteInput<'_>) -> Option<&Arc<Pool>> {
+        let host = req.host.map(strip_port).unwrap_or("");
         let mut buf = [0u8; MAX_HOST];
         let lower = if host.len() <= MAX_HOST {
             let out = &mut buf[..host.len()];
@@ -100,15 +184,15 @@ impl Router {
         };
         if !lower.is_empty() {
             if let Some(table) = self.exact.get(lower) {
-                return table.find(path);
+                return table.find(req);
             }
             for (suffix, table) in &self.wildcard {
                 if lower.len() > suffix.len() && lower.ends_with(&**suffix) {
-                    return table.find(path);
+                    return table.find(req);
                 }
             }
         }
-        self.any.find(path)
+        self.any.find(req)
     }
 
     /// Every pool reachable on this port.
@@ -117,7 +201,7 @@ impl Router {
             .values()
             .chain(self.wildcard.iter().map(|(_, t)| t))
             .chain(std::iter::once(&self.any))
-            .flat_map(|t| t.routes.iter().map(|(_, p)| p))
+            .flat_map(|t| t.routes.iter().map(|e| &e.pool))
     }
 }
 
@@ -153,6 +237,7 @@ mod tests {
                 path_prefix: "/".into(),
                 tls: None,
                 proxy_protocol: false,
+                matches: Default::default(),
             },
             endpoints: vec![],
             algorithm: Algorithm::RoundRobin,
@@ -164,6 +249,7 @@ mod tests {
             drain_timeout: Duration::from_secs(30),
             max_connections_per_endpoint: None,
             send_proxy_protocol: ProxyProtocolVersion::None,
+            filters: Default::default(),
         })))
     }
 

@@ -81,7 +81,8 @@ pub(super) fn check(source: &Source, pools: &[Checked], errors: &mut Vec<Validat
 /// The collision when `p` routes a host and prefix `q` (earlier) already routes.
 fn route_conflict(q: &Checked, p: &Checked, port: u16) -> Option<(&'static str, String)> {
     let (ql, pl) = (&q.config.listener, &p.config.listener);
-    if ql.path_prefix != pl.path_prefix {
+    // Different extra conditions are different routes (the router orders them).
+    if ql.path_prefix != pl.path_prefix || ql.matches != pl.matches {
         return None;
     }
     let prefix = &pl.path_prefix;

@@ -45,6 +45,7 @@ fn arb_spec() -> impl Strategy<Value = api::BackendPoolSpec> {
                 key_file,
             }),
             proxy_protocol: None,
+            match_: None,
         });
     let endpoints = proptest::option::of(proptest::collection::vec(
         (
