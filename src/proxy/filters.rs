@@ -13,7 +13,8 @@ use crate::config::{PathReplace, RedirectConfig, RewriteConfig};
 /// it as `/x`.
 pub fn replace_prefix(path: &str, prefix: &str, replacement: &str) -> String {
     let rest = if prefix == "/" {
-        path
+        // `/` matches no segment: all of the path is the rest (none for `/` itself).
+        if path == "/" { "" } else { path }
     } else {
         path.get(prefix.len()..).unwrap_or("")
     };
