@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -31,6 +31,7 @@ use crate::api::BackendPool;
 use crate::proxy::ApplyError;
 use crate::standalone::{self, Options};
 
+pub mod events;
 pub mod index;
 pub mod leader;
 pub mod status;
@@ -340,18 +341,7 @@ async fn health_events(
         let Some(pool) = find_pool(&pools, &t.pool) else {
             continue;
         };
-        let (type_, reason) = if t.healthy {
-            (EventType::Normal, "EndpointHealthy")
-        } else {
-            (EventType::Warning, "EndpointUnhealthy")
-        };
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(format!("endpoint {}: {}", t.endpoint, t.reason)),
-            action: "HealthCheck".to_owned(),
-            secondary: None,
-        };
+        let event = events::health(t.endpoint, t.healthy, &t.reason);
         if let Err(e) = recorder.publish(&event, &pool.object_ref(&())).await {
             tracing::debug!(error = %e, "event not recorded");
         }
@@ -367,15 +357,7 @@ async fn invalid_spec_event(
     let Some(pool) = find_pool(pools, name) else {
         return;
     };
-    let mut note = refusal.message.clone();
-    note.truncate(1000);
-    let event = Event {
-        type_: EventType::Warning,
-        reason: refusal.reason.to_owned(),
-        note: Some(note),
-        action: "Validate".to_owned(),
-        secondary: None,
-    };
+    let event = events::refusal(refusal);
     if let Err(e) = recorder.publish(&event, &pool.object_ref(&())).await {
         tracing::debug!(error = %e, "event not recorded");
     }
