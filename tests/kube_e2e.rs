@@ -336,3 +336,53 @@ fn a_conflicting_pool_is_refused_while_the_other_keeps_serving() {
         jsonpath(&kube, &ns, "b-db", ".status.conditions[0].status") == "True"
     });
 }
+
+#[test]
+#[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
+fn a_newer_pool_never_takes_a_tcp_port_from_the_older_pool_serving_it() {
+    let Some(kube) =
+        cluster_or_skip("a_newer_pool_never_takes_a_tcp_port_from_the_older_pool_serving_it")
+    else {
+        return;
+    };
+    let ns = "default";
+    let (_a, _b, port) = echo_pair();
+    kube.apply(&service_and_slice(ns, port, true, false));
+    let listen = free_port();
+    kube.apply(&backend_pool(ns, "web-old", listen, "  protocol: TCP\n"));
+    let c = Controller::start(&kube, ns);
+    c.wait(Duration::from_secs(10), "web-old serving", || {
+        http_status(listen, "/") == Some(200)
+    });
+    // creationTimestamp has whole seconds: make web-new strictly newer. It sorts first by
+    // name, and it has no endpoints, so had it taken the port every connection would close.
+    std::thread::sleep(Duration::from_millis(1100));
+    kube.apply(&format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: web-new, namespace: {ns}}}\nspec:\n  protocol: TCP\n  listener: {{port: {listen}}}\n  endpoints: []\n"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while jsonpath(&kube, ns, "web-new", ".status.conditions[0].reason") != "Conflict" {
+        assert!(
+            Instant::now() < deadline,
+            "web-new not refused\n{}",
+            c.log()
+        );
+        assert_eq!(http_status(listen, "/"), Some(200), "web-old lost its port");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        jsonpath(&kube, ns, "web-new", ".status.conditions[0].status"),
+        "False"
+    );
+    let message = jsonpath(&kube, ns, "web-new", ".status.conditions[0].message");
+    assert!(
+        message.contains("default/web-old") && message.contains("spec.listener.port"),
+        "{message}"
+    );
+    assert_eq!(
+        jsonpath(&kube, ns, "web-old", ".status.conditions[0].status"),
+        "True"
+    );
+    let seen = backends(listen, 10);
+    assert_eq!(seen.values().sum::<usize>(), 10, "{seen:?}");
+}
