@@ -3,12 +3,7 @@
 //! the truth; a terminating endpoint gets no new work; a bad pool is refused alone.
 //!
 //! Ignored by default; needs the control-plane binaries and a private network namespace:
-//!
-//! ```text
-//! SLUICE_KUBE_BINS="$(hack/kube-bins.sh --print-dir)"; export SLUICE_KUBE_BINS
-//! cargo test --locked --test kube_e2e --no-run
-//! hack/in-netns.sh cargo test --offline --locked --test kube_e2e -- --include-ignored
-//! ```
+//! `hack/e2e.sh` (or `hack/e2e.sh NAME` for one test).
 
 #![allow(clippy::disallowed_types)]
 
@@ -27,11 +22,7 @@ use http::StatusCode;
 use support::kube::KubeCluster;
 
 fn cluster_or_skip(test: &str) -> Option<KubeCluster> {
-    if KubeCluster::bins_from_env().is_none() {
-        eprintln!("skipping {test}: SLUICE_KUBE_BINS is not set (see hack/kube-bins.sh)");
-        return None;
-    }
-    let kube = KubeCluster::start();
+    let kube = KubeCluster::start_or_skip(test)?;
     let crd = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/crds/backendpool.yaml"

@@ -17,11 +17,8 @@
 //!   `unshare --net --pid --fork` and then `ip link set lo up` and
 //!   `ip addr add 198.18.0.N/32 dev lo` for N = 1..8, on the namespace's own loopback only:
 //!
-//!   ```text
-//!   SLUICE_KUBE_BINS="$(hack/kube-bins.sh --print-dir)"; export SLUICE_KUBE_BINS
-//!   cargo test --locked --test kube_smoke --no-run          # outside: may fetch crates
-//!   hack/in-netns.sh cargo test --offline --locked --test kube_smoke -- --include-ignored
-//!   ```
+//!   `hack/e2e.sh` does all of it for every such test (and sets `SLUICE_REQUIRE_KUBE=1`, so a
+//!   test that would skip for want of the binaries fails instead).
 //!
 //!   The API server advertises 198.18.0.1 (it needs an address, and there is no default route
 //!   to pick one from); [`KubeCluster::start`] refuses to run where that address is not local,
@@ -46,6 +43,9 @@ use std::time::{Duration, SystemTime};
 
 /// Environment variable naming the directory with the four binaries.
 pub const BINS_ENV: &str = "SLUICE_KUBE_BINS";
+/// Set to `1` (as `hack/e2e.sh` does) to make a missing control plane fail a test instead of
+/// skipping it, so a run that was meant to reach the API server cannot pass by skipping.
+pub const REQUIRE_ENV: &str = "SLUICE_REQUIRE_KUBE";
 /// The address the API server advertises; `hack/in-netns.sh` puts it on the namespace's `lo`.
 pub const ADVERTISE_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// Name, user and group of the static admin token.
@@ -83,6 +83,26 @@ impl KubeCluster {
         std::env::var_os(BINS_ENV)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
+    }
+
+    /// The binaries from `SLUICE_KUBE_BINS`, or `None` after a note naming `test` (the test
+    /// then returns: a skip). With `SLUICE_REQUIRE_KUBE=1` a skip panics instead.
+    pub fn bins_or_skip(test: &str) -> Option<PathBuf> {
+        let required = std::env::var_os(REQUIRE_ENV).is_some_and(|v| v == "1");
+        bins_or_skip_with(test, Self::bins_from_env(), required)
+    }
+
+    /// A started cluster, or `None` when the binaries are not configured (see
+    /// [`bins_or_skip`](Self::bins_or_skip)). Panics with the logs when it cannot start.
+    pub fn start_or_skip(test: &str) -> Option<KubeCluster> {
+        let bins = Self::bins_or_skip(test)?;
+        let cluster = Self::start_with(&bins)
+            .unwrap_or_else(|e| panic!("cannot start the Kubernetes control plane: {e}"));
+        eprintln!(
+            "{test}: control plane ready in {:?} at {}",
+            cluster.startup, cluster.server
+        );
+        Some(cluster)
     }
 
     /// Start a cluster with the binaries from `SLUICE_KUBE_BINS`; panics with the reason and
@@ -331,6 +351,19 @@ impl Drop for KubeCluster {
             let _ = child.wait();
         }
     }
+}
+
+/// [`KubeCluster::bins_or_skip`] with its inputs given: `bins` when set, else a note and
+/// `None`, or a panic when the control plane is `required`.
+pub fn bins_or_skip_with(test: &str, bins: Option<PathBuf>, required: bool) -> Option<PathBuf> {
+    if bins.is_none() {
+        assert!(
+            !required,
+            "{test}: {REQUIRE_ENV}=1 but {BINS_ENV} is not set (run hack/e2e.sh, which sets both)"
+        );
+        eprintln!("skipping {test}: {BINS_ENV} is not set (see hack/kube-bins.sh, hack/e2e.sh)");
+    }
+    bins
 }
 
 /// A point in wall-clock time. Tests here are synchronous child-process plumbing with no
