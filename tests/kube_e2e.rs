@@ -377,3 +377,51 @@ fn a_newer_pool_never_takes_a_tcp_port_from_the_older_pool_serving_it() {
     let seen = backends(listen, 10);
     assert_eq!(seen.values().sum::<usize>(), 10, "{seen:?}");
 }
+
+#[test]
+#[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
+fn a_change_made_after_an_api_server_outage_is_served_within_two_seconds() {
+    let Some(mut kube) =
+        cluster_or_skip("a_change_made_after_an_api_server_outage_is_served_within_two_seconds")
+    else {
+        return;
+    };
+    let ns = kube.new_namespace("e2e");
+    let (_a, _b, port) = echo_pair();
+    kube.apply(&service_and_slice(&ns, port, true, false));
+    let listen = free_port();
+    kube.apply(&backend_pool(&ns, "web", listen, ""));
+    let c = Controller::start(&kube, &ns);
+    c.wait(Duration::from_secs(10), "serving both pods", || {
+        backends(listen, 6).len() == 2
+    });
+
+    kube.stop_apiserver();
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(
+        backends(listen, 6).len(),
+        2,
+        "traffic goes on during the outage"
+    );
+    kube.restart_apiserver()
+        .unwrap_or_else(|e| panic!("API server did not come back: {e}"));
+    let ready = Instant::now();
+    kube.apply(&service_and_slice(&ns, port, false, true));
+    let limit = Duration::from_secs(2);
+    loop {
+        if backends(listen, 6).keys().all(|k| k == "pod-a") {
+            break;
+        }
+        assert!(
+            ready.elapsed() < limit,
+            "pod-b still gets traffic {:?} after the API server was ready again\n--- sluice log\n{}",
+            ready.elapsed(),
+            c.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "the change was served {:?} after the API server was ready again",
+        ready.elapsed()
+    );
+}

@@ -72,6 +72,8 @@ pub struct KubeCluster {
     pub startup: Duration,
     etcd: Option<Child>,
     apiserver: Option<Child>,
+    /// The API server's flags, to start it again on the same port and etcd after a stop.
+    apiserver_args: Vec<String>,
     /// Everything on disk: certificates, keys, etcd data, logs, kubeconfig, kubectl cache.
     pub dir: tempfile::TempDir,
 }
@@ -153,6 +155,7 @@ impl KubeCluster {
             startup: Duration::ZERO,
             etcd: None,
             apiserver: None,
+            apiserver_args: Vec::new(),
             dir,
         };
 
@@ -177,34 +180,57 @@ impl KubeCluster {
         cluster.wait_for_etcd(etcd_client)?;
 
         let f = |p: &Path| p.display().to_string();
-        let apiserver = spawn_logged(
-            Command::new(bins.join("kube-apiserver")).args([
-                format!("--etcd-servers={etcd_url}"),
-                "--bind-address=127.0.0.1".into(),
-                format!("--secure-port={secure}"),
-                // Required: with no default route the server cannot pick an address itself.
-                format!("--advertise-address={ADVERTISE_ADDRESS}"),
-                format!("--cert-dir={}", d.join("apiserver-certs").display()),
-                format!("--tls-cert-file={}", f(&files.serving_crt)),
-                format!("--tls-private-key-file={}", f(&files.serving_key)),
-                format!("--client-ca-file={}", f(&files.ca_crt)),
-                format!("--token-auth-file={}", f(&files.tokens)),
-                "--authorization-mode=RBAC".into(),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                format!("--service-account-issuer=https://127.0.0.1:{secure}"),
-                format!("--service-account-key-file={}", f(&files.sa_pub)),
-                format!("--service-account-signing-key-file={}", f(&files.sa_key)),
-                // No controller-manager creates `default` ServiceAccounts for Pods to mount.
-                "--disable-admission-plugins=ServiceAccount".into(),
-                "--allow-privileged=true".into(),
-                "--profiling=false".into(),
-            ]),
-            &d.join("kube-apiserver.log"),
-        )?;
-        cluster.apiserver = Some(apiserver);
+        cluster.apiserver_args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={secure}"),
+            // Required: with no default route the server cannot pick an address itself.
+            format!("--advertise-address={ADVERTISE_ADDRESS}"),
+            format!("--cert-dir={}", d.join("apiserver-certs").display()),
+            format!("--tls-cert-file={}", f(&files.serving_crt)),
+            format!("--tls-private-key-file={}", f(&files.serving_key)),
+            format!("--client-ca-file={}", f(&files.ca_crt)),
+            format!("--token-auth-file={}", f(&files.tokens)),
+            "--authorization-mode=RBAC".into(),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            format!("--service-account-issuer=https://127.0.0.1:{secure}"),
+            format!("--service-account-key-file={}", f(&files.sa_pub)),
+            format!("--service-account-signing-key-file={}", f(&files.sa_key)),
+            // No controller-manager creates `default` ServiceAccounts for Pods to mount.
+            "--disable-admission-plugins=ServiceAccount".into(),
+            "--allow-privileged=true".into(),
+            "--profiling=false".into(),
+        ];
+        cluster.spawn_apiserver()?;
         cluster.wait_for_readyz()?;
         cluster.startup = started.elapsed().unwrap_or_default();
         Ok(cluster)
+    }
+
+    /// Kill the API server as an outage would; etcd and everything stored stay.
+    pub fn stop_apiserver(&mut self) {
+        if let Some(mut child) = self.apiserver.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start the API server again after [`stop_apiserver`](Self::stop_apiserver), with the
+    /// same flags, port and etcd, and wait for `/readyz`.
+    pub fn restart_apiserver(&mut self) -> Result<(), String> {
+        self.stop_apiserver();
+        self.spawn_apiserver()?;
+        self.wait_for_readyz()
+    }
+
+    fn spawn_apiserver(&mut self) -> Result<(), String> {
+        let log = self.dir.path().join("kube-apiserver.log");
+        let child = spawn_logged(
+            Command::new(self.bins.join("kube-apiserver")).args(&self.apiserver_args),
+            &log,
+        )?;
+        self.apiserver = Some(child);
+        Ok(())
     }
 
     /// Run `kubectl --kubeconfig K ARGS`, bounded by 60 s (killed after).
@@ -550,8 +576,14 @@ fn random_hex(bytes: usize) -> Result<String, String> {
     }))
 }
 
+/// Spawn `cmd` with stdout and stderr appended to `log` (a restarted process keeps the
+/// earlier lines).
 fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, String> {
-    let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out
         .try_clone()
         .map_err(|e| format!("{}: {e}", log.display()))?;
