@@ -13,13 +13,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -31,9 +30,11 @@ use crate::api::BackendPool;
 use crate::proxy::ApplyError;
 use crate::standalone::{self, Options};
 
+pub mod events;
 pub mod index;
 pub mod leader;
 pub mod status;
+pub mod watch;
 
 use index::{Desired, Objects, Refusal, SERVICE_NAME_LABEL};
 use leader::Leadership;
@@ -78,26 +79,22 @@ where
     }
 }
 
-/// Spawns a reflector for `K` and reports every change on `tx`.
+/// Spawns a reflector for `K` and reports every change on `tx`. Watch errors are retried
+/// within a second and `410 Gone` re-lists at once ([`watch`]), so changes made after an
+/// API-server outage are served soon after it ends.
 fn reflect<K>(api: Api<K>, config: watcher::Config, tx: mpsc::UnboundedSender<Instant>) -> Store<K>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    let stream = reflector::reflector(writer, watcher(api, config));
+    let kind = K::kind(&Default::default()).into_owned();
     tokio::task::spawn_local(async move {
-        tokio::pin!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(_) => {
-                    let _ = tx.send(Instant::now());
-                }
-                Err(e) => {
-                    tracing::warn!(kind = %K::kind(&Default::default()), error = %e, "watch error (retrying)")
-                }
-            }
-        }
+        watch::drive(stream, &kind, || {
+            let _ = tx.send(Instant::now());
+        })
+        .await;
     });
     store
 }
@@ -340,18 +337,7 @@ async fn health_events(
         let Some(pool) = find_pool(&pools, &t.pool) else {
             continue;
         };
-        let (type_, reason) = if t.healthy {
-            (EventType::Normal, "EndpointHealthy")
-        } else {
-            (EventType::Warning, "EndpointUnhealthy")
-        };
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(format!("endpoint {}: {}", t.endpoint, t.reason)),
-            action: "HealthCheck".to_owned(),
-            secondary: None,
-        };
+        let event = events::health(t.endpoint, t.healthy, &t.reason);
         if let Err(e) = recorder.publish(&event, &pool.object_ref(&())).await {
             tracing::debug!(error = %e, "event not recorded");
         }
@@ -367,15 +353,7 @@ async fn invalid_spec_event(
     let Some(pool) = find_pool(pools, name) else {
         return;
     };
-    let mut note = refusal.message.clone();
-    note.truncate(1000);
-    let event = Event {
-        type_: EventType::Warning,
-        reason: refusal.reason.to_owned(),
-        note: Some(note),
-        action: "Validate".to_owned(),
-        secondary: None,
-    };
+    let event = events::refusal(refusal);
     if let Err(e) = recorder.publish(&event, &pool.object_ref(&())).await {
         tracing::debug!(error = %e, "event not recorded");
     }

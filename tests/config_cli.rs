@@ -114,3 +114,43 @@ fn check_prints_every_type_and_semantic_error_in_one_run() {
         );
     }
 }
+
+/// Two TCP pools on one port; the first document is named `z-db`, the later `a-db`.
+const Z_THEN_A_ON_ONE_PORT: &str = "\
+apiVersion: sluice.dev/v1alpha1
+kind: BackendPool
+metadata: {name: z-db}
+spec:
+  protocol: TCP
+  listener: {port: 15432}
+  endpoints: [{address: \"127.0.0.1:9001\"}]
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BackendPool
+metadata: {name: a-db}
+spec:
+  protocol: TCP
+  listener: {port: 15432}
+  endpoints: [{address: \"127.0.0.1:9002\"}]
+";
+
+#[test]
+fn check_refuses_the_later_document_on_a_taken_port_whatever_the_names() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("pools.yaml");
+    std::fs::write(&file, Z_THEN_A_ON_ONE_PORT).expect("the config is written");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .expect("sluice check runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "pool default/a-db: spec.listener.port: port 15432 is already owned by TCP pool default/z-db"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("pool default/z-db:"), "{err}");
+}

@@ -3,12 +3,7 @@
 //! the truth; a terminating endpoint gets no new work; a bad pool is refused alone.
 //!
 //! Ignored by default; needs the control-plane binaries and a private network namespace:
-//!
-//! ```text
-//! SLUICE_KUBE_BINS="$(hack/kube-bins.sh --print-dir)"; export SLUICE_KUBE_BINS
-//! cargo test --locked --test kube_e2e --no-run
-//! hack/in-netns.sh cargo test --offline --locked --test kube_e2e -- --include-ignored
-//! ```
+//! `hack/e2e.sh` (or `hack/e2e.sh NAME` for one test).
 
 #![allow(clippy::disallowed_types)]
 
@@ -27,11 +22,7 @@ use http::StatusCode;
 use support::kube::KubeCluster;
 
 fn cluster_or_skip(test: &str) -> Option<KubeCluster> {
-    if KubeCluster::bins_from_env().is_none() {
-        eprintln!("skipping {test}: SLUICE_KUBE_BINS is not set (see hack/kube-bins.sh)");
-        return None;
-    }
-    let kube = KubeCluster::start();
+    let kube = KubeCluster::start_or_skip(test)?;
     let crd = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/crds/backendpool.yaml"
@@ -335,4 +326,102 @@ fn a_conflicting_pool_is_refused_while_the_other_keeps_serving() {
     c.wait(Duration::from_secs(10), "b-db ready", || {
         jsonpath(&kube, &ns, "b-db", ".status.conditions[0].status") == "True"
     });
+}
+
+#[test]
+#[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
+fn a_newer_pool_never_takes_a_tcp_port_from_the_older_pool_serving_it() {
+    let Some(kube) =
+        cluster_or_skip("a_newer_pool_never_takes_a_tcp_port_from_the_older_pool_serving_it")
+    else {
+        return;
+    };
+    let ns = "default";
+    let (_a, _b, port) = echo_pair();
+    kube.apply(&service_and_slice(ns, port, true, false));
+    let listen = free_port();
+    kube.apply(&backend_pool(ns, "web-old", listen, "  protocol: TCP\n"));
+    let c = Controller::start(&kube, ns);
+    c.wait(Duration::from_secs(10), "web-old serving", || {
+        http_status(listen, "/") == Some(200)
+    });
+    // creationTimestamp has whole seconds: make web-new strictly newer. It sorts first by
+    // name, and it has no endpoints, so had it taken the port every connection would close.
+    std::thread::sleep(Duration::from_millis(1100));
+    kube.apply(&format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: web-new, namespace: {ns}}}\nspec:\n  protocol: TCP\n  listener: {{port: {listen}}}\n  endpoints: []\n"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while jsonpath(&kube, ns, "web-new", ".status.conditions[0].reason") != "Conflict" {
+        assert!(
+            Instant::now() < deadline,
+            "web-new not refused\n{}",
+            c.log()
+        );
+        assert_eq!(http_status(listen, "/"), Some(200), "web-old lost its port");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        jsonpath(&kube, ns, "web-new", ".status.conditions[0].status"),
+        "False"
+    );
+    let message = jsonpath(&kube, ns, "web-new", ".status.conditions[0].message");
+    assert!(
+        message.contains("default/web-old") && message.contains("spec.listener.port"),
+        "{message}"
+    );
+    assert_eq!(
+        jsonpath(&kube, ns, "web-old", ".status.conditions[0].status"),
+        "True"
+    );
+    let seen = backends(listen, 10);
+    assert_eq!(seen.values().sum::<usize>(), 10, "{seen:?}");
+}
+
+#[test]
+#[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
+fn a_change_made_after_an_api_server_outage_is_served_within_two_seconds() {
+    let Some(mut kube) =
+        cluster_or_skip("a_change_made_after_an_api_server_outage_is_served_within_two_seconds")
+    else {
+        return;
+    };
+    let ns = kube.new_namespace("e2e");
+    let (_a, _b, port) = echo_pair();
+    kube.apply(&service_and_slice(&ns, port, true, false));
+    let listen = free_port();
+    kube.apply(&backend_pool(&ns, "web", listen, ""));
+    let c = Controller::start(&kube, &ns);
+    c.wait(Duration::from_secs(10), "serving both pods", || {
+        backends(listen, 6).len() == 2
+    });
+
+    kube.stop_apiserver();
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(
+        backends(listen, 6).len(),
+        2,
+        "traffic goes on during the outage"
+    );
+    kube.restart_apiserver()
+        .unwrap_or_else(|e| panic!("API server did not come back: {e}"));
+    let ready = Instant::now();
+    kube.apply(&service_and_slice(&ns, port, false, true));
+    let limit = Duration::from_secs(2);
+    loop {
+        if backends(listen, 6).keys().all(|k| k == "pod-a") {
+            break;
+        }
+        assert!(
+            ready.elapsed() < limit,
+            "pod-b still gets traffic {:?} after the API server was ready again\n--- sluice log\n{}",
+            ready.elapsed(),
+            c.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "the change was served {:?} after the API server was ready again",
+        ready.elapsed()
+    );
 }

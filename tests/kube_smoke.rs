@@ -1,41 +1,37 @@
 //! Smoke test of the real control-plane harness (`tests/support/kube.rs`): etcd and
 //! kube-apiserver start, kubectl and helm of the matching version talk to them.
 //!
-//! Ignored by default; needs the binaries and the private network namespace:
-//!
-//! ```text
-//! SLUICE_KUBE_BINS="$(hack/kube-bins.sh --print-dir)"; export SLUICE_KUBE_BINS
-//! cargo test --locked --test kube_smoke --no-run
-//! hack/in-netns.sh cargo test --offline --locked --test kube_smoke -- --include-ignored
-//! ```
+//! Ignored by default; needs the binaries and the private network namespace: `hack/e2e.sh`.
+//! The skip rule itself is checked here without them.
 
 mod support {
     #[path = "kube.rs"]
     pub mod kube;
 }
 
-use support::kube::KubeCluster;
+use support::kube::{KubeCluster, bins_or_skip_with};
 
 const KUBE_VERSION: &str = "v1.36.3";
 
-/// The cluster, or `None` (with a note) when the binaries are not configured.
-fn cluster_or_skip(test: &str) -> Option<KubeCluster> {
-    if KubeCluster::bins_from_env().is_none() {
-        eprintln!("skipping {test}: SLUICE_KUBE_BINS is not set (see hack/kube-bins.sh)");
-        return None;
-    }
-    let cluster = KubeCluster::start();
-    eprintln!(
-        "{test}: control plane ready in {:?} at {}",
-        cluster.startup, cluster.server
-    );
-    Some(cluster)
+#[test]
+fn missing_binaries_skip_unless_the_control_plane_is_required() {
+    assert_eq!(bins_or_skip_with("t", None, false), None);
+    let given = Some(std::path::PathBuf::from("/bins"));
+    assert_eq!(bins_or_skip_with("t", given.clone(), true), given);
+    let required = std::panic::catch_unwind(|| bins_or_skip_with("t", None, true));
+    let message = required.expect_err("a required control plane must not skip");
+    let message = message
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert!(message.contains("SLUICE_REQUIRE_KUBE=1"), "{message}");
 }
 
 #[test]
 #[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
 fn api_server_answers_kubectl_and_stores_objects() {
-    let Some(kube) = cluster_or_skip("api_server_answers_kubectl_and_stores_objects") else {
+    let Some(kube) = KubeCluster::start_or_skip("api_server_answers_kubectl_and_stores_objects")
+    else {
         return;
     };
 
@@ -121,7 +117,8 @@ fn api_server_answers_kubectl_and_stores_objects() {
 #[test]
 #[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
 fn helm_templates_for_kubernetes_1_36_and_installs_a_chart() {
-    let Some(kube) = cluster_or_skip("helm_templates_for_kubernetes_1_36_and_installs_a_chart")
+    let Some(kube) =
+        KubeCluster::start_or_skip("helm_templates_for_kubernetes_1_36_and_installs_a_chart")
     else {
         return;
     };

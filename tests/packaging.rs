@@ -107,10 +107,8 @@ fn manifests_carry_the_current_crd_verbatim() {
 
 #[test]
 fn manifests_equal_the_chart_rendered_with_defaults() {
-    let Some(bins) = KubeCluster::bins_from_env() else {
-        eprintln!(
-            "skipping the helm render: SLUICE_KUBE_BINS is not set (hack/check-packaging.sh runs it)"
-        );
+    let Some(bins) = KubeCluster::bins_or_skip("manifests_equal_the_chart_rendered_with_defaults")
+    else {
         return;
     };
     let out = Command::new(repo().join("hack/render-manifests.sh"))
@@ -331,15 +329,11 @@ fn manifest_service_maps_80_and_443_to_the_listener_ports() {
 #[test]
 #[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
 fn chart_installs_with_least_privilege_on_a_real_api_server() {
-    if KubeCluster::bins_from_env().is_none() {
-        eprintln!("skipping: SLUICE_KUBE_BINS is not set (see hack/kube-bins.sh)");
+    let Some(kube) =
+        KubeCluster::start_or_skip("chart_installs_with_least_privilege_on_a_real_api_server")
+    else {
         return;
-    }
-    let kube = KubeCluster::start();
-    eprintln!(
-        "control plane ready in {:?} at {}",
-        kube.startup, kube.server
-    );
+    };
     let mut cmd = Command::new("bash");
     cmd.arg(repo().join("hack/check-packaging.sh"))
         .arg("cluster")

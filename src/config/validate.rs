@@ -49,8 +49,8 @@ pub struct ValidationError {
     /// Kubernetes; `document N` instead of `pool` for documents that could not be read).
     pub message: String,
     /// The pool (`namespace/name`) the error belongs to, when known. A conflict between
-    /// two pools belongs to the later one in name order (its message names the other), so
-    /// refusing the pools named here always leaves a consistent rest.
+    /// two pools belongs to the newcomer (see [`Seniority`]; its message names the owner), so
+    /// refusing the pools named here always leaves a consistent rest and never the owner.
     pub pool: Option<String>,
     /// The field path (`spec.healthCheck.interval`), when the error is about one field.
     pub field: Option<String>,
@@ -116,18 +116,49 @@ pub fn validate_with_secrets(
         } else {
             true
         };
+        let seniority = Seniority::of(source, pool, index, &ctx.name);
         let mut checked_pool = check_pool(&mut ctx, &pool.spec, secrets);
         checked_pool.unique = unique;
-        checked.push(checked_pool);
+        checked.push((seniority, checked_pool));
     }
-    checked.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    checked.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut checked: Vec<Checked> = checked.into_iter().map(|(_, c)| c).collect();
     conflicts::check(source, &checked, &mut errors);
+    checked.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     if errors.is_empty() {
         Ok(ConfigSet {
             pools: checked.into_iter().map(|c| Arc::new(c.config)).collect(),
         })
     } else {
         Err(ValidationErrors(errors))
+    }
+}
+
+/// Who keeps a contested port or route: the smaller value. Gateway API's rule, so that
+/// creating an object never moves traffic away from one that is serving.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Seniority {
+    /// Standalone: the document's position in the file; the earlier document wins,
+    /// whatever the names (a file has no creation times, and any in it are ignored).
+    Document(usize),
+    /// Kubernetes: `metadata.creationTimestamp` in nanoseconds since the epoch (an object
+    /// without one counts as the newest), then `namespace/name`. The API server stamps
+    /// whole seconds, so objects created in the same second fall back to the name.
+    Created(i128, String),
+}
+
+impl Seniority {
+    fn of(source: &Source, pool: &BackendPool, index: usize, name: &str) -> Seniority {
+        match source {
+            Source::File(_) => Seniority::Document(index),
+            Source::Kubernetes => Seniority::Created(
+                pool.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(i128::MAX, |t| t.0.as_nanosecond()),
+                name.to_owned(),
+            ),
+        }
     }
 }
 

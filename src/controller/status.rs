@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 
+use super::events::{CONDITION_MESSAGE_MAX_BYTES, truncate_on_char_boundary};
 use super::index::{Desired, pool_name};
 use crate::api::{
     BackendPool, BackendPoolStatus, BackendStatus, EndpointCounts, MAX_STATUS_BACKENDS,
@@ -80,6 +81,10 @@ pub fn compute(
     let last_transition_time = match previous_ready {
         Some(c) if c.status == status => c.last_transition_time.clone(),
         _ => now.clone(),
+    };
+    let message = match truncate_on_char_boundary(&message, CONDITION_MESSAGE_MAX_BYTES) {
+        cut if cut.len() < message.len() => cut.to_owned(),
+        _ => message,
     };
     let generation = pool.metadata.generation;
     BackendPoolStatus {
@@ -208,6 +213,22 @@ mod tests {
         );
         assert!(c.message.contains("spec.algorithm"));
         assert_eq!(s.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn long_non_ascii_refusal_message_is_cut_to_the_condition_limit() {
+        let mut desired = Desired::default();
+        // 32767 ASCII bytes, then a 3-byte character across the 32768-byte limit.
+        let head = "x".repeat(CONDITION_MESSAGE_MAX_BYTES - 1);
+        desired.refused.insert(
+            "shop/web".into(),
+            Refusal {
+                reason: "InvalidSpec",
+                message: format!("{head}€ more"),
+            },
+        );
+        let s = compute(&pool(), &desired, None, None, &at(10));
+        assert_eq!(s.conditions[0].message, head);
     }
 
     #[test]

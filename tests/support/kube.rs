@@ -17,11 +17,8 @@
 //!   `unshare --net --pid --fork` and then `ip link set lo up` and
 //!   `ip addr add 198.18.0.N/32 dev lo` for N = 1..8, on the namespace's own loopback only:
 //!
-//!   ```text
-//!   SLUICE_KUBE_BINS="$(hack/kube-bins.sh --print-dir)"; export SLUICE_KUBE_BINS
-//!   cargo test --locked --test kube_smoke --no-run          # outside: may fetch crates
-//!   hack/in-netns.sh cargo test --offline --locked --test kube_smoke -- --include-ignored
-//!   ```
+//!   `hack/e2e.sh` does all of it for every such test (and sets `SLUICE_REQUIRE_KUBE=1`, so a
+//!   test that would skip for want of the binaries fails instead).
 //!
 //!   The API server advertises 198.18.0.1 (it needs an address, and there is no default route
 //!   to pick one from); [`KubeCluster::start`] refuses to run where that address is not local,
@@ -46,6 +43,9 @@ use std::time::{Duration, SystemTime};
 
 /// Environment variable naming the directory with the four binaries.
 pub const BINS_ENV: &str = "SLUICE_KUBE_BINS";
+/// Set to `1` (as `hack/e2e.sh` does) to make a missing control plane fail a test instead of
+/// skipping it, so a run that was meant to reach the API server cannot pass by skipping.
+pub const REQUIRE_ENV: &str = "SLUICE_REQUIRE_KUBE";
 /// The address the API server advertises; `hack/in-netns.sh` puts it on the namespace's `lo`.
 pub const ADVERTISE_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// Name, user and group of the static admin token.
@@ -72,6 +72,8 @@ pub struct KubeCluster {
     pub startup: Duration,
     etcd: Option<Child>,
     apiserver: Option<Child>,
+    /// The API server's flags, to start it again on the same port and etcd after a stop.
+    apiserver_args: Vec<String>,
     /// Everything on disk: certificates, keys, etcd data, logs, kubeconfig, kubectl cache.
     pub dir: tempfile::TempDir,
 }
@@ -83,6 +85,26 @@ impl KubeCluster {
         std::env::var_os(BINS_ENV)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
+    }
+
+    /// The binaries from `SLUICE_KUBE_BINS`, or `None` after a note naming `test` (the test
+    /// then returns: a skip). With `SLUICE_REQUIRE_KUBE=1` a skip panics instead.
+    pub fn bins_or_skip(test: &str) -> Option<PathBuf> {
+        let required = std::env::var_os(REQUIRE_ENV).is_some_and(|v| v == "1");
+        bins_or_skip_with(test, Self::bins_from_env(), required)
+    }
+
+    /// A started cluster, or `None` when the binaries are not configured (see
+    /// [`bins_or_skip`](Self::bins_or_skip)). Panics with the logs when it cannot start.
+    pub fn start_or_skip(test: &str) -> Option<KubeCluster> {
+        let bins = Self::bins_or_skip(test)?;
+        let cluster = Self::start_with(&bins)
+            .unwrap_or_else(|e| panic!("cannot start the Kubernetes control plane: {e}"));
+        eprintln!(
+            "{test}: control plane ready in {:?} at {}",
+            cluster.startup, cluster.server
+        );
+        Some(cluster)
     }
 
     /// Start a cluster with the binaries from `SLUICE_KUBE_BINS`; panics with the reason and
@@ -133,6 +155,7 @@ impl KubeCluster {
             startup: Duration::ZERO,
             etcd: None,
             apiserver: None,
+            apiserver_args: Vec::new(),
             dir,
         };
 
@@ -157,34 +180,57 @@ impl KubeCluster {
         cluster.wait_for_etcd(etcd_client)?;
 
         let f = |p: &Path| p.display().to_string();
-        let apiserver = spawn_logged(
-            Command::new(bins.join("kube-apiserver")).args([
-                format!("--etcd-servers={etcd_url}"),
-                "--bind-address=127.0.0.1".into(),
-                format!("--secure-port={secure}"),
-                // Required: with no default route the server cannot pick an address itself.
-                format!("--advertise-address={ADVERTISE_ADDRESS}"),
-                format!("--cert-dir={}", d.join("apiserver-certs").display()),
-                format!("--tls-cert-file={}", f(&files.serving_crt)),
-                format!("--tls-private-key-file={}", f(&files.serving_key)),
-                format!("--client-ca-file={}", f(&files.ca_crt)),
-                format!("--token-auth-file={}", f(&files.tokens)),
-                "--authorization-mode=RBAC".into(),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                format!("--service-account-issuer=https://127.0.0.1:{secure}"),
-                format!("--service-account-key-file={}", f(&files.sa_pub)),
-                format!("--service-account-signing-key-file={}", f(&files.sa_key)),
-                // No controller-manager creates `default` ServiceAccounts for Pods to mount.
-                "--disable-admission-plugins=ServiceAccount".into(),
-                "--allow-privileged=true".into(),
-                "--profiling=false".into(),
-            ]),
-            &d.join("kube-apiserver.log"),
-        )?;
-        cluster.apiserver = Some(apiserver);
+        cluster.apiserver_args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={secure}"),
+            // Required: with no default route the server cannot pick an address itself.
+            format!("--advertise-address={ADVERTISE_ADDRESS}"),
+            format!("--cert-dir={}", d.join("apiserver-certs").display()),
+            format!("--tls-cert-file={}", f(&files.serving_crt)),
+            format!("--tls-private-key-file={}", f(&files.serving_key)),
+            format!("--client-ca-file={}", f(&files.ca_crt)),
+            format!("--token-auth-file={}", f(&files.tokens)),
+            "--authorization-mode=RBAC".into(),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            format!("--service-account-issuer=https://127.0.0.1:{secure}"),
+            format!("--service-account-key-file={}", f(&files.sa_pub)),
+            format!("--service-account-signing-key-file={}", f(&files.sa_key)),
+            // No controller-manager creates `default` ServiceAccounts for Pods to mount.
+            "--disable-admission-plugins=ServiceAccount".into(),
+            "--allow-privileged=true".into(),
+            "--profiling=false".into(),
+        ];
+        cluster.spawn_apiserver()?;
         cluster.wait_for_readyz()?;
         cluster.startup = started.elapsed().unwrap_or_default();
         Ok(cluster)
+    }
+
+    /// Kill the API server as an outage would; etcd and everything stored stay.
+    pub fn stop_apiserver(&mut self) {
+        if let Some(mut child) = self.apiserver.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start the API server again after [`stop_apiserver`](Self::stop_apiserver), with the
+    /// same flags, port and etcd, and wait for `/readyz`.
+    pub fn restart_apiserver(&mut self) -> Result<(), String> {
+        self.stop_apiserver();
+        self.spawn_apiserver()?;
+        self.wait_for_readyz()
+    }
+
+    fn spawn_apiserver(&mut self) -> Result<(), String> {
+        let log = self.dir.path().join("kube-apiserver.log");
+        let child = spawn_logged(
+            Command::new(self.bins.join("kube-apiserver")).args(&self.apiserver_args),
+            &log,
+        )?;
+        self.apiserver = Some(child);
+        Ok(())
     }
 
     /// Run `kubectl --kubeconfig K ARGS`, bounded by 60 s (killed after).
@@ -331,6 +377,19 @@ impl Drop for KubeCluster {
             let _ = child.wait();
         }
     }
+}
+
+/// [`KubeCluster::bins_or_skip`] with its inputs given: `bins` when set, else a note and
+/// `None`, or a panic when the control plane is `required`.
+pub fn bins_or_skip_with(test: &str, bins: Option<PathBuf>, required: bool) -> Option<PathBuf> {
+    if bins.is_none() {
+        assert!(
+            !required,
+            "{test}: {REQUIRE_ENV}=1 but {BINS_ENV} is not set (run hack/e2e.sh, which sets both)"
+        );
+        eprintln!("skipping {test}: {BINS_ENV} is not set (see hack/kube-bins.sh, hack/e2e.sh)");
+    }
+    bins
 }
 
 /// A point in wall-clock time. Tests here are synchronous child-process plumbing with no
@@ -517,8 +576,14 @@ fn random_hex(bytes: usize) -> Result<String, String> {
     }))
 }
 
+/// Spawn `cmd` with stdout and stderr appended to `log` (a restarted process keeps the
+/// earlier lines).
 fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, String> {
-    let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out
         .try_clone()
         .map_err(|e| format!("{}: {e}", log.display()))?;

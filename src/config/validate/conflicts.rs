@@ -1,14 +1,15 @@
 //! Cross-pool rules: who may share a port, and which routes collide.
 //!
-//! A conflict is reported on the later pool in name order and names the earlier one, so
-//! the set of pools named in errors can be refused while the rest stays consistent.
+//! A conflict is reported on the newcomer and names the owner (the older object, or the
+//! earlier document in a file: validate's `Seniority`), so the pools named in errors can
+//! be refused while the rest, owners included, keeps serving unchanged.
 
 use std::collections::BTreeMap;
 
 use super::{Checked, Source, ValidationError};
 use crate::config::{HostMatch, Protocol};
 
-/// Checks `pools` (sorted by name) against each other.
+/// Checks `pools` (oldest first) against each other.
 pub(super) fn check(source: &Source, pools: &[Checked], errors: &mut Vec<ValidationError>) {
     let mut by_port: BTreeMap<u16, Vec<&Checked>> = BTreeMap::new();
     for p in pools.iter().filter(|p| p.unique && p.port_ok) {
@@ -78,7 +79,7 @@ pub(super) fn check(source: &Source, pools: &[Checked], errors: &mut Vec<Validat
     }
 }
 
-/// The collision when `p` routes a host and prefix `q` (earlier) already routes.
+/// The collision when `p` routes a host and prefix `q` (older) already routes.
 fn route_conflict(q: &Checked, p: &Checked, port: u16) -> Option<(&'static str, String)> {
     let (ql, pl) = (&q.config.listener, &p.config.listener);
     // Different extra conditions are different routes (the router orders them).

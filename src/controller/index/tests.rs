@@ -220,18 +220,21 @@ fn one_invalid_pool_is_refused_without_blocking_the_others() {
     );
 }
 
+/// A TCP pool on port 5432 created at `created` (seconds after the epoch).
+fn tcp_pool(name: &str, created: &str) -> Arc<BackendPool> {
+    let doc = format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: {name}, namespace: shop, generation: 1, creationTimestamp: \"{created}\"}}\nspec: {{protocol: TCP, listener: {{port: 5432}}, endpoints: [{{address: \"198.18.0.1:5432\"}}]}}\n"
+    );
+    Arc::new(serde_norway::from_str(&doc).unwrap())
+}
+
 #[test]
-fn a_port_conflict_refuses_the_later_pool_with_reason_conflict() {
+fn a_port_conflict_refuses_the_newer_pool_with_reason_conflict_naming_the_owner() {
+    // The newcomer sorts first by name and comes first from the store: neither decides.
     let objects = Objects {
         pools: vec![
-            bp(
-                "a-db",
-                "{protocol: TCP, listener: {port: 5432}, endpoints: [{address: \"198.18.0.1:5432\"}]}",
-            ),
-            bp(
-                "b-db",
-                "{protocol: TCP, listener: {port: 5432}, endpoints: [{address: \"198.18.0.2:5432\"}]}",
-            ),
+            tcp_pool("a-db", "2026-01-01T10:00:05Z"),
+            tcp_pool("b-db", "2026-01-01T10:00:00Z"),
         ],
         ..Default::default()
     };
@@ -242,10 +245,14 @@ fn a_port_conflict_refuses_the_later_pool_with_reason_conflict() {
             .iter()
             .map(|p| p.name.as_str())
             .collect::<Vec<_>>(),
-        ["shop/a-db"]
+        ["shop/b-db"]
     );
-    assert_eq!(d.refused["shop/b-db"].reason, "Conflict");
-    assert!(d.refused["shop/b-db"].message.contains("shop/a-db"));
+    assert_eq!(d.refused["shop/a-db"].reason, "Conflict");
+    assert!(
+        d.refused["shop/a-db"].message.contains("shop/b-db"),
+        "{}",
+        d.refused["shop/a-db"].message
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ fn duplicate_pool_names_are_rejected() {
 }
 
 #[test]
-fn two_tcp_pools_on_one_port_conflict() {
+fn two_tcp_pools_on_one_port_conflict_and_the_earlier_document_keeps_it() {
     let pools = [
         doc("b", &["protocol: TCP", "listener: {port: 5432}", EP]),
         doc("a", &["protocol: TCP", "listener: {port: 5432}", EP]),
@@ -25,7 +25,142 @@ fn two_tcp_pools_on_one_port_conflict() {
     assert_eq!(
         errors(&file(), &pools),
         [
-            "conf/pools.yaml: pool default/b: spec.listener.port: port 5432 is already owned by TCP pool default/a; a TCP pool owns its port"
+            "conf/pools.yaml: pool default/a: spec.listener.port: port 5432 is already owned by TCP pool default/b; a TCP pool owns its port"
+        ]
+    );
+}
+
+/// `pool` as the API server returns it: created at `secs` after the epoch.
+fn created(mut pool: BackendPool, secs: i64) -> BackendPool {
+    let at = k8s_openapi::jiff::Timestamp::from_second(secs).expect("a valid time");
+    pool.metadata.creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
+    pool
+}
+
+#[test]
+fn older_object_keeps_its_tcp_port_from_a_newer_one_that_sorts_first() {
+    let pools = [
+        created(
+            doc("web-new", &["protocol: TCP", "listener: {port: 5432}", EP]),
+            200,
+        ),
+        created(
+            doc("web-old", &["protocol: TCP", "listener: {port: 5432}", EP]),
+            100,
+        ),
+    ];
+    assert_eq!(
+        errors(&Source::Kubernetes, &pools),
+        [
+            "pool default/web-new: spec.listener.port: port 5432 is already owned by TCP pool default/web-old; a TCP pool owns its port"
+        ]
+    );
+}
+
+#[test]
+fn objects_created_in_the_same_second_fall_back_to_namespace_and_name() {
+    let pools = [
+        created(
+            doc("web-old", &["protocol: TCP", "listener: {port: 5432}", EP]),
+            100,
+        ),
+        created(
+            doc("web-new", &["protocol: TCP", "listener: {port: 5432}", EP]),
+            100,
+        ),
+    ];
+    let refused: Vec<_> = match validate(&Source::Kubernetes, &pools) {
+        Ok(_) => panic!("expected a conflict"),
+        Err(e) => e.0.into_iter().filter_map(|e| e.pool).collect(),
+    };
+    assert_eq!(refused, ["default/web-old"]);
+}
+
+#[test]
+fn a_file_ignores_creation_times_and_keeps_document_order() {
+    let pools = [
+        created(
+            doc("z-db", &["protocol: TCP", "listener: {port: 5432}", EP]),
+            200,
+        ),
+        created(
+            doc("a-db", &["protocol: TCP", "listener: {port: 5432}", EP]),
+            100,
+        ),
+    ];
+    let refused: Vec<_> = match validate(&file(), &pools) {
+        Ok(_) => panic!("expected a conflict"),
+        Err(e) => e.0.into_iter().filter_map(|e| e.pool).collect(),
+    };
+    assert_eq!(refused, ["default/a-db"]);
+}
+
+#[test]
+fn older_http_pool_keeps_its_port_from_a_newer_tcp_pool() {
+    let pools = [
+        created(
+            doc("a-db", &["protocol: TCP", "listener: {port: 8080}", EP]),
+            200,
+        ),
+        created(doc("z-web", &["listener: {port: 8080}", EP]), 100),
+    ];
+    assert_eq!(
+        errors(&Source::Kubernetes, &pools),
+        [
+            "pool default/a-db: spec.listener.port: port 8080 is used by HTTP pool default/z-web; HTTP and TCP pools cannot share a port"
+        ]
+    );
+}
+
+#[test]
+fn older_object_keeps_its_route_from_a_newer_one_that_sorts_first() {
+    let pools = [
+        created(
+            doc(
+                "a-new",
+                &["listener: {port: 8080, hosts: [shop.example]}", EP],
+            ),
+            200,
+        ),
+        created(
+            doc(
+                "z-old",
+                &["listener: {port: 8080, hosts: [shop.example]}", EP],
+            ),
+            100,
+        ),
+    ];
+    assert_eq!(
+        errors(&Source::Kubernetes, &pools),
+        [
+            "pool default/a-new: spec.listener.hosts: pool default/z-old already routes host shop.example with pathPrefix / on port 8080"
+        ]
+    );
+}
+
+#[test]
+fn older_plain_text_pool_keeps_its_port_from_a_newer_tls_one() {
+    let pools = [
+        created(
+            doc(
+                "a-new",
+                &[
+                    "listener: {port: 8443, hosts: [a.example], tls: {secretName: a-tls}}",
+                    EP,
+                ],
+            ),
+            200,
+        ),
+        created(
+            doc("z-old", &["listener: {port: 8443, hosts: [b.example]}", EP]),
+            100,
+        ),
+    ];
+    assert_eq!(
+        errors(&Source::Kubernetes, &pools),
+        [
+            "pool default/a-new: spec.listener.tls: this pool terminates TLS but pool default/z-old on port 8443 is plain text; TLS and plain-text pools cannot share a port"
         ]
     );
 }
