@@ -22,8 +22,8 @@ mod routing;
 mod status;
 
 pub use routing::{
-    HeaderChangesSpec, HeaderMatchSpec, HttpMethod, MAX_MATCH_ENTRIES, MAX_VALUE_LEN, MatchSpec,
-    QueryMatchSpec, RedirectSpec, RewriteSpec, Scheme,
+    CanarySpec, HeaderChangesSpec, HeaderMatchSpec, HttpMethod, MAX_MATCH_ENTRIES, MAX_VALUE_LEN,
+    MatchSpec, QueryMatchSpec, RedirectSpec, RewriteSpec, Scheme,
 };
 pub use status::{BackendPoolStatus, BackendStatus, EndpointCounts, MAX_STATUS_BACKENDS};
 
@@ -80,13 +80,12 @@ fn positive_duration() -> Rule {
         .message("either service or endpoints is required (or a redirect)")
         .reason(Reason::FieldValueRequired),
     validation = Rule::new(
-        "self.protocol == 'HTTP' || (!has(self.listener.match) && !has(self.redirect) && !has(self.rewrite) && !has(self.requestHeaders) && !has(self.responseHeaders))"
+        "self.protocol == 'HTTP' || (!has(self.listener.match) && !has(self.canary) && !has(self.redirect) && !has(self.rewrite) && !has(self.requestHeaders) && !has(self.responseHeaders))"
     )
-    .message("listener.match, redirect, rewrite, requestHeaders and responseHeaders are only for protocol HTTP")
+    .message("listener.match, canary, redirect, rewrite, requestHeaders and responseHeaders are only for protocol HTTP")
     .reason(Reason::FieldValueForbidden),
-    validation = Rule::new("!has(self.redirect) || !has(self.rewrite)")
-        .message("a pool that redirects forwards nothing: rewrite does not apply")
-        .field_path(".rewrite")
+    validation = Rule::new("!has(self.redirect) || (!has(self.rewrite) && !has(self.canary))")
+        .message("a pool that redirects forwards nothing: rewrite and canary do not apply")
         .reason(Reason::FieldValueForbidden),
     validation = Rule::new(
         "self.protocol == 'HTTP' || !has(self.listener.hosts) || size(self.listener.hosts) == 0"
@@ -171,6 +170,9 @@ pub struct BackendPoolSpec {
     /// TCP only: announce the client address to the backend with PROXY protocol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_proxy_protocol: Option<ProxyProtocolVersion>,
+    /// HTTP only: a second backend set for a share of the traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
     /// HTTP only: answer with a redirect instead of forwarding (no endpoints needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect: Option<RedirectSpec>,

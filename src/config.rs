@@ -21,7 +21,8 @@ pub use crd::crd_yaml;
 pub use duration::{format_duration, parse_duration};
 pub use load::{LoadError, load_file, parse_documents};
 pub use routing::{
-    HeaderChanges, PathReplace, RedirectConfig, RequestMatch, RewriteConfig, RouteFilters,
+    CANARY_SUFFIX, CanaryConfig, HeaderChanges, PathReplace, RedirectConfig, RequestMatch,
+    RewriteConfig, RouteFilters,
 };
 pub use validate::{Source, ValidationError, ValidationErrors, validate, validate_with_secrets};
 
@@ -63,6 +64,22 @@ pub struct PoolConfig {
     pub send_proxy_protocol: ProxyProtocolVersion,
     /// HTTP only: redirect, rewrite and header changes.
     pub filters: RouteFilters,
+    /// HTTP only: the canary backend set.
+    pub canary: Option<CanaryConfig>,
+}
+
+impl PoolConfig {
+    /// The configuration the canary backend set is served with: this pool's settings
+    /// (health, balancing, timeouts, filters) over the canary's endpoints.
+    pub fn canary_pool(&self) -> Option<PoolConfig> {
+        let canary = self.canary.as_ref()?;
+        Some(PoolConfig {
+            name: format!("{}{CANARY_SUFFIX}", self.name),
+            endpoints: canary.endpoints.clone(),
+            canary: None,
+            ..self.clone()
+        })
+    }
 }
 
 /// Layer the pool balances at.

@@ -417,17 +417,24 @@ cel_rule_tests! {
     }
     routing_fields_are_only_for_http {
         at: "",
-        rule: "self.protocol == 'HTTP' || (!has(self.listener.match) && !has(self.redirect) && !has(self.rewrite) && !has(self.requestHeaders) && !has(self.responseHeaders))",
+        rule: "self.protocol == 'HTTP' || (!has(self.listener.match) && !has(self.canary) && !has(self.redirect) && !has(self.rewrite) && !has(self.requestHeaders) && !has(self.responseHeaders))",
         bad: ["{protocol: TCP, listener: {port: 5432}, endpoints: [], requestHeaders: {set: {X-A: b}}}"],
         field: "spec.requestHeaders",
         good: "{protocol: HTTP, listener: {port: 5432}, endpoints: [], requestHeaders: {set: {X-A: b}}}",
     }
     a_redirect_pool_rewrites_nothing {
         at: "",
-        rule: "!has(self.redirect) || !has(self.rewrite)",
+        rule: "!has(self.redirect) || (!has(self.rewrite) && !has(self.canary))",
         bad: ["{listener: {port: 8080}, redirect: {scheme: https}, rewrite: {pathPrefix: /}}"],
         field: "spec.rewrite",
         good: "{listener: {port: 8080}, redirect: {scheme: https}}",
+    }
+    canary_names_a_service_or_endpoints {
+        at: "canary",
+        rule: "has(self.service) || has(self.endpoints)",
+        bad: ["{listener: {port: 8080}, endpoints: [], canary: {weight: 5}}"],
+        field: "spec.canary.endpoints",
+        good: "{listener: {port: 8080}, endpoints: [], canary: {weight: 5, service: {name: web-v2, port: 80}}}",
     }
     redirect_sets_path_or_path_prefix {
         at: "redirect",
@@ -494,6 +501,16 @@ cel_rule_tests! {
         ],
         field: "spec.listener.tls.secretName",
         good: "{protocol: TCP, listener: {port: 8443, tls: {secretName: web-tls}}, endpoints: []}",
+    }
+    canary_service_port_is_a_port_number_or_name {
+        at: "canary.service.port",
+        rule: "type(self) == string ? self != '' : self >= 1 && self <= 65535",
+        bad: [
+            "{listener: {port: 8080}, endpoints: [], canary: {service: {name: web, port: 0}}}",
+            "{listener: {port: 8080}, endpoints: [], canary: {service: {name: web, port: ''}}}",
+        ],
+        field: "spec.canary.service.port",
+        good: "{listener: {port: 8080}, endpoints: [], canary: {service: {name: web, port: http}}}",
     }
     service_port_is_a_port_number_or_name {
         at: "service.port",

@@ -225,6 +225,12 @@ fn check_explains_routing_mistakes_with_the_field() {
             &[],
             "protocol: TCP, responseHeaders: {set: {X-A: b}}",
         ),
+        doc(
+            "moved",
+            "port: 8081",
+            &[],
+            "redirect: {scheme: https}, canary: {endpoints: [], weight: 101}",
+        ),
     ]
     .concat();
     let dir = tempfile::tempdir().unwrap();
@@ -244,8 +250,91 @@ fn check_explains_routing_mistakes_with_the_field() {
         "spec.redirect.pathPrefix",
         "spec.redirect.statusCode",
         "spec.responseHeaders",
+        "pool default/moved: spec.canary",
     ] {
         assert!(err.contains(field), "{field} missing:\n{err}");
     }
     assert!(err.contains("use rewrite.host"), "{err}");
+}
+
+#[tokio::test]
+async fn canary_takes_its_weight_and_every_request_with_its_header() {
+    let (stable, canary) = (echo("stable"), echo("canary"));
+    let port = free_port();
+    let yaml = doc(
+        "web",
+        &format!("port: {port}"),
+        &[stable.addr()],
+        &format!(
+            "canary: {{endpoints: [{{address: \"{}\"}}], weight: 30, header: {{name: X-Canary, value: always}}}}",
+            canary.addr()
+        ),
+    );
+    let s = Sluice::start(&yaml);
+    for _ in 0..20 {
+        let r = get(port, "/", &[("x-canary", "always")]).await;
+        assert_eq!(r.backend(), "canary");
+    }
+    let n = 600;
+    let mut to_canary = 0;
+    for _ in 0..n {
+        if get(port, "/", &[]).await.backend() == "canary" {
+            to_canary += 1;
+        }
+    }
+    let share = f64::from(to_canary) / f64::from(n);
+    assert!((0.24..=0.36).contains(&share), "canary share {share}");
+    let metrics = s.admin_get("/metrics");
+    let counted = common::metric_value(
+        &metrics,
+        "sluice_canary_requests_total{pool=\"default/web\"}",
+    );
+    assert_eq!(counted, Some(f64::from(20 + to_canary)), "{metrics}");
+    let pools: serde_json::Value = serde_json::from_str(&s.admin_get("/pools")).unwrap();
+    let names: Vec<&str> = pools["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["default/web", "default/web#canary"]);
+}
+
+#[tokio::test]
+async fn a_canary_at_weight_zero_gets_only_the_header_and_removing_it_stops_it() {
+    let (stable, canary) = (echo("stable"), echo("canary"));
+    let port = free_port();
+    let with_canary = doc(
+        "web",
+        &format!("port: {port}"),
+        &[stable.addr()],
+        &format!(
+            "canary: {{endpoints: [{{address: \"{}\"}}], weight: 0, header: {{name: x-canary, value: \"yes\"}}}}",
+            canary.addr()
+        ),
+    );
+    let s = Sluice::start(&with_canary);
+    for _ in 0..50 {
+        assert_eq!(get(port, "/", &[]).await.backend(), "stable");
+    }
+    assert_eq!(
+        get(port, "/", &[("x-canary", "yes")]).await.backend(),
+        "canary"
+    );
+    s.write_config(
+        &doc("web", &format!("port: {port}"), &[stable.addr()], ""),
+        true,
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while s.pools().await["pools"].as_array().map(Vec::len) != Some(1) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the canary pool was not removed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        get(port, "/", &[("x-canary", "yes")]).await.backend(),
+        "stable"
+    );
 }

@@ -328,6 +328,21 @@ impl Collector for PoolCollector {
         }
 
         let mut e = encoder.encode_descriptor(
+            "sluice_canary_requests",
+            "Requests sent to the canary backend set of a pool (served as pool NAME#canary).",
+            None,
+            MetricType::Counter,
+        )?;
+        for pool in pools
+            .iter()
+            .filter(|p| p.snapshot().config.canary.is_some())
+        {
+            let labels: &Labels = &[("pool", pool.name())];
+            ConstCounter::new(pool.stats.canary_requests.load(Ordering::Relaxed))
+                .encode(e.encode_family(&labels)?)?;
+        }
+
+        let mut e = encoder.encode_descriptor(
             "sluice_health_checks",
             "Active health checks by pool, backend and result.",
             None,

@@ -9,7 +9,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{MAX_PATH_PREFIX_LEN, TOKEN_PATTERN};
+use super::{EndpointSpec, MAX_ENDPOINTS, MAX_PATH_PREFIX_LEN, ServiceRef, TOKEN_PATTERN};
 
 /// A host name without wildcard, any case.
 const PLAIN_HOST_PATTERN: &str =
@@ -168,4 +168,30 @@ pub struct HeaderChangesSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_MATCH_ENTRIES), inner(regex(pattern = TOKEN_PATTERN)))]
     pub remove: Option<Vec<String>>,
+}
+
+/// A second backend set that takes a share of the pool's requests, with the pool's health,
+/// balancing and timeout settings.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, KubeSchema, PartialEq)]
+#[x_kube(
+    validation = Rule::new("has(self.service) || has(self.endpoints)")
+        .message("either service or endpoints is required")
+        .reason(Reason::FieldValueRequired)
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanarySpec {
+    /// Endpoints from this Service's EndpointSlices (Kubernetes mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceRef>,
+    /// Static endpoints (both modes), at most 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_ENDPOINTS))]
+    pub endpoints: Option<Vec<EndpointSpec>>,
+    /// Percent of requests sent to the canary, 0..=100 (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub weight: Option<u32>,
+    /// Requests carrying this header with this value always go to the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderMatchSpec>,
 }

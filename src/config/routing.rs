@@ -3,6 +3,24 @@
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
+use super::EndpointConfig;
+
+/// Suffix of the name under which a pool's canary backend set is served (in `/pools`, the
+/// metrics' `pool` label and logs): `#` cannot occur in a Kubernetes name, so it never
+/// collides with a real pool.
+pub const CANARY_SUFFIX: &str = "#canary";
+
+/// A second backend set for a share of a pool's requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryConfig {
+    /// Its endpoints (static, or resolved from its Service).
+    pub endpoints: Vec<EndpointConfig>,
+    /// Percent of requests, 0..=100.
+    pub weight: u32,
+    /// Requests with this header value always go to the canary.
+    pub header: Option<(HeaderName, HeaderValue)>,
+}
+
 /// Extra request conditions (all must hold); empty = none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestMatch {

@@ -368,6 +368,7 @@ fn check_pool(
         Some(api::ProxyProtocolVersion::V2) => ProxyProtocolVersion::V2,
     };
     let filters = routing::check_filters(ctx, protocol, spec);
+    let canary = routing::check_canary(ctx, protocol, spec);
     let tls = spec.listener.tls.is_some();
     Checked {
         config: PoolConfig {
@@ -385,6 +386,7 @@ fn check_pool(
             max_connections_per_endpoint,
             send_proxy_protocol,
             filters,
+            canary,
         },
         port_ok,
         route_ok,
@@ -555,49 +557,75 @@ fn check_tls(
 }
 
 fn check_endpoints(ctx: &mut Ctx<'_>, spec: &api::BackendPoolSpec) -> Vec<EndpointConfig> {
-    if let Some(service) = &spec.service {
+    let source = EndpointSource {
+        field: "spec",
+        service: spec.service.as_ref(),
+        endpoints: spec.endpoints.as_deref(),
+    };
+    // A redirect answers by itself: it needs neither.
+    if spec.redirect.is_some() && spec.service.is_none() && spec.endpoints.is_none() {
+        return Vec::new();
+    }
+    check_endpoint_source(ctx, &source)
+}
+
+/// Where a backend set's endpoints come from: `{field}.service` and/or `{field}.endpoints`.
+struct EndpointSource<'a> {
+    /// The block holding them (`spec`, `spec.canary`).
+    field: &'a str,
+    /// Its Service.
+    service: Option<&'a api::ServiceRef>,
+    /// Its static endpoints.
+    endpoints: Option<&'a [api::EndpointSpec]>,
+}
+
+/// Checks a backend set's Service reference and static endpoints; returns the latter.
+fn check_endpoint_source(ctx: &mut Ctx<'_>, source: &EndpointSource<'_>) -> Vec<EndpointConfig> {
+    let at = source.field;
+    if let Some(service) = source.service {
         if !names::is_dns_label(&service.name) {
             ctx.error(
-                "spec.service.name",
+                &format!("{at}.service.name"),
                 format!("{:?} is not a valid Service name", service.name),
             );
         }
         match &service.port {
             IntOrString::Int(n) if !(1..=65535).contains(n) => {
-                ctx.error("spec.service.port", format!("must be 1..=65535, got {n}"));
+                ctx.error(
+                    &format!("{at}.service.port"),
+                    format!("must be 1..=65535, got {n}"),
+                );
             }
             IntOrString::String(n) if n.is_empty() => {
-                ctx.error("spec.service.port", "port name must not be empty");
+                ctx.error(&format!("{at}.service.port"), "port name must not be empty");
             }
             _ => {}
         }
     }
-    let listed = spec.endpoints.as_deref().unwrap_or_default();
-    ctx.max_items("spec.endpoints", listed.len(), api::MAX_ENDPOINTS);
+    let listed = source.endpoints.unwrap_or_default();
+    ctx.max_items(&format!("{at}.endpoints"), listed.len(), api::MAX_ENDPOINTS);
     // An explicit empty list is valid: the pool serves 503 until endpoints are added.
-    match (&spec.service, &spec.endpoints, ctx.file_mode) {
-        // A redirect answers by itself.
-        (None, None, _) if spec.redirect.is_some() => {}
+    match (source.service, source.endpoints, ctx.file_mode) {
         (Some(_), _, true) if listed.is_empty() => ctx.error(
-            "spec.service",
-            "standalone mode cannot resolve Services; list static spec.endpoints",
+            &format!("{at}.service"),
+            format!("standalone mode cannot resolve Services; list static {at}.endpoints"),
         ),
         (None, None, true) => ctx.error(
-            "spec.endpoints",
+            &format!("{at}.endpoints"),
             "required (an empty list is allowed: the pool then answers 503)",
         ),
         (None, None, false) => ctx.error(
-            "spec.endpoints",
-            "either spec.service or spec.endpoints is required",
+            &format!("{at}.endpoints"),
+            format!("either {at}.service or {at}.endpoints is required"),
         ),
         _ => {}
     }
     let mut endpoints: Vec<EndpointConfig> = Vec::with_capacity(listed.len());
     let mut first_index = std::collections::HashMap::new();
     for (i, ep) in listed.iter().enumerate() {
-        let weight_field = format!("spec.endpoints[{i}].weight");
+        let weight_field = format!("{at}.endpoints[{i}].weight");
         let weight = ctx.range(&weight_field, ep.weight, 1, 1, 1000);
-        let field = format!("spec.endpoints[{i}].address");
+        let field = format!("{at}.endpoints[{i}].address");
         let address = match ep.address.trim().parse::<SocketAddr>() {
             Ok(a) if a.port() == 0 => {
                 ctx.error(&field, format!("{:?} has port 0", ep.address));
@@ -618,7 +646,7 @@ fn check_endpoints(ctx: &mut Ctx<'_>, spec: &api::BackendPoolSpec) -> Vec<Endpoi
         if let Some(first) = first_index.get(&address) {
             ctx.error(
                 &field,
-                format!("{address} is already listed as spec.endpoints[{first}]"),
+                format!("{address} is already listed as {at}.endpoints[{first}]"),
             );
             continue;
         }

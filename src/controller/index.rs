@@ -122,38 +122,28 @@ pub fn desired(objects: &Objects) -> Desired {
             out.pools.push(cfg);
             continue;
         };
-        let Some(svc_ref) = &pool.spec.service else {
+        let canary_ref = pool.spec.canary.as_ref().and_then(|c| c.service.as_ref());
+        if pool.spec.service.is_none() && canary_ref.is_none() {
             out.pools.push(cfg);
             continue;
-        };
+        }
         let ns = pool.namespace().unwrap_or_else(|| "default".to_owned());
-        let service = objects.services.iter().find(|s| {
-            s.namespace().as_deref() == Some(ns.as_str()) && s.name_any() == svc_ref.name
-        });
-        let slices: Vec<&EndpointSlice> = objects
-            .slices
-            .iter()
-            .filter(|s| {
-                s.namespace().as_deref() == Some(ns.as_str())
-                    && s.labels().get(SERVICE_NAME_LABEL) == Some(&svc_ref.name)
-            })
-            .map(|s| s.as_ref())
-            .collect();
-        let resolved = match service {
-            Some(service) => service_endpoints(service, &svc_ref.port, &slices),
-            None => Err(format!("Service {ns}/{} not found", svc_ref.name)),
-        };
         let mut cfg = (*cfg).clone();
-        match resolved {
-            Ok(eps) => {
-                for ep in eps {
-                    if !cfg.endpoints.iter().any(|e| e.address == ep.address) {
-                        cfg.endpoints.push(ep);
-                    }
+        if let Some(svc_ref) = &pool.spec.service {
+            match resolve(objects, &ns, svc_ref) {
+                Ok(eps) => merge(&mut cfg.endpoints, eps),
+                Err(why) => {
+                    unresolved.insert(cfg.name.clone(), why);
                 }
             }
-            Err(why) => {
-                unresolved.insert(cfg.name.clone(), why);
+        }
+        if let (Some(svc_ref), Some(canary)) = (canary_ref, cfg.canary.as_mut()) {
+            match resolve(objects, &ns, svc_ref) {
+                Ok(eps) => merge(&mut canary.endpoints, eps),
+                Err(why) => {
+                    // The pool still serves; the canary share then finds no endpoint (503).
+                    tracing::debug!(pool = cfg.name, reason = why, "canary Service unresolved");
+                }
             }
         }
         out.pools.push(Arc::new(cfg));
@@ -162,6 +152,40 @@ pub fn desired(objects: &Objects) -> Desired {
         set: out,
         refused,
         unresolved,
+    }
+}
+
+/// The endpoints of the Service `svc_ref` in namespace `ns`, from its EndpointSlices.
+fn resolve(
+    objects: &Objects,
+    ns: &str,
+    svc_ref: &crate::api::ServiceRef,
+) -> Result<Vec<EndpointConfig>, String> {
+    let service = objects
+        .services
+        .iter()
+        .find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == svc_ref.name);
+    let slices: Vec<&EndpointSlice> = objects
+        .slices
+        .iter()
+        .filter(|s| {
+            s.namespace().as_deref() == Some(ns)
+                && s.labels().get(SERVICE_NAME_LABEL) == Some(&svc_ref.name)
+        })
+        .map(|s| s.as_ref())
+        .collect();
+    match service {
+        Some(service) => service_endpoints(service, &svc_ref.port, &slices),
+        None => Err(format!("Service {ns}/{} not found", svc_ref.name)),
+    }
+}
+
+/// Adds `resolved` to `endpoints`, keeping static ones on the same address.
+fn merge(endpoints: &mut Vec<EndpointConfig>, resolved: Vec<EndpointConfig>) {
+    for ep in resolved {
+        if !endpoints.iter().any(|e| e.address == ep.address) {
+            endpoints.push(ep);
+        }
     }
 }
 

@@ -279,6 +279,7 @@ mod tests {
             max_connections_per_endpoint: None,
             send_proxy_protocol: ProxyProtocolVersion::None,
             filters: Default::default(),
+            canary: None,
         };
         let live = Pool::new(std::sync::Arc::new(cfg));
         let sick = live.snapshot().members[140].clone();

@@ -136,6 +136,8 @@ pub struct PoolStats {
     pub duration: Histogram,
     /// `sluice_retries_total{pool}`.
     pub retries: AtomicU64,
+    /// `sluice_canary_requests_total{pool}`: requests sent to the canary backend set.
+    pub canary_requests: AtomicU64,
     /// The pool's retry budget.
     pub budget: RetryBudget,
 }

@@ -50,6 +50,19 @@ pub enum ApplyError {
     },
 }
 
+/// The pool named by `cfg` taken from `existing` and updated to `cfg`, or a new one.
+fn upsert(existing: &mut HashMap<String, Arc<Pool>>, cfg: Arc<PoolConfig>) -> Arc<Pool> {
+    match existing.remove(&cfg.name) {
+        Some(pool) => {
+            if *pool.snapshot().config != *cfg {
+                pool.update(cfg);
+            }
+            pool
+        }
+        None => Arc::new(Pool::new(cfg)),
+    }
+}
+
 /// What a port serves; a change of kind rebinds the port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PortKind {
@@ -262,15 +275,14 @@ impl Dataplane {
         // 2. Pools: update in place by name, create new ones, drain removed ones.
         let mut pools = HashMap::with_capacity(set.pools.len());
         for cfg in &set.pools {
-            let pool = match state.pools.remove(&cfg.name) {
-                Some(existing) => {
-                    if *existing.snapshot().config != **cfg {
-                        existing.update(cfg.clone());
-                    }
-                    existing
-                }
-                None => Arc::new(Pool::new(cfg.clone())),
-            };
+            let pool = upsert(&mut state.pools, cfg.clone());
+            // The canary backend set is a pool of its own, linked to its pool, not routed.
+            let canary = cfg.canary_pool().map(|c| {
+                let canary = upsert(&mut state.pools, Arc::new(c));
+                pools.insert(canary.name().to_owned(), canary.clone());
+                canary
+            });
+            pool.set_canary(canary);
             pools.insert(cfg.name.clone(), pool);
         }
         for (_, removed) in state.pools.drain() {

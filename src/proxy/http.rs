@@ -198,7 +198,7 @@ async fn forward(
     pool: Arc<Pool>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
-    let snapshot = pool.snapshot();
+    let (pool, snapshot) = backend_set(pool, &req);
     conn.set_keep_idle(snapshot.config.timeouts.idle);
     let route = &snapshot.config.filters;
     if let Some(r) = &route.redirect {
@@ -431,6 +431,30 @@ fn upstream_parts(
     );
     let ids = telemetry::propagate_trace(&mut parts.headers);
     Ok((parts, body, ids))
+}
+
+/// The backend set that serves `req`: the pool's canary when the request carries the
+/// canary header or falls in its weight, else the pool itself.
+fn backend_set<B>(pool: Arc<Pool>, req: &Request<B>) -> (Arc<Pool>, Arc<Snapshot>) {
+    let snapshot = pool.snapshot();
+    let Some(canary) = &snapshot.config.canary else {
+        return (pool, snapshot);
+    };
+    let by_header = canary
+        .header
+        .as_ref()
+        .is_some_and(|(name, value)| req.headers().get_all(name).iter().any(|v| v == value));
+    let chosen = by_header || fastrand::u32(..100) < canary.weight;
+    match pool.canary() {
+        Some(c) if chosen => {
+            pool.stats
+                .canary_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let snapshot = c.snapshot();
+            (c, snapshot)
+        }
+        _ => (pool, snapshot),
+    }
 }
 
 /// The route's request header changes and rewrite, on the request already prepared for

@@ -250,6 +250,7 @@ mod tests {
             max_connections_per_endpoint: None,
             send_proxy_protocol: ProxyProtocolVersion::None,
             filters: Default::default(),
+            canary: None,
         })))
     }
 

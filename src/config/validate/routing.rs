@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
-use super::{Ctx, names, normalize_path_prefix};
+use super::{Ctx, EndpointSource, check_endpoint_source, names, normalize_path_prefix};
 use crate::api;
 use crate::config::{
-    HeaderChanges, PathReplace, Protocol, RedirectConfig, RequestMatch, RewriteConfig, RouteFilters,
+    CanaryConfig, HeaderChanges, PathReplace, Protocol, RedirectConfig, RequestMatch,
+    RewriteConfig, RouteFilters,
 };
 
 /// Headers a route may not set, add or remove: hop-by-hop fields (sluice frames every
@@ -340,4 +341,46 @@ fn header_value(ctx: &mut Ctx<'_>, field: &str, raw: &str) -> Option<HeaderValue
             None
         }
     }
+}
+
+/// `canary` (HTTP only, not with `redirect`).
+pub(super) fn check_canary(
+    ctx: &mut Ctx<'_>,
+    protocol: Protocol,
+    spec: &api::BackendPoolSpec,
+) -> Option<CanaryConfig> {
+    let canary = spec.canary.as_ref()?;
+    if protocol == Protocol::Tcp {
+        ctx.error("spec.canary", "only for protocol HTTP");
+        return None;
+    }
+    if spec.redirect.is_some() {
+        ctx.error(
+            "spec.canary",
+            "a pool that redirects forwards nothing: canary does not apply",
+        );
+        return None;
+    }
+    let endpoints = check_endpoint_source(
+        ctx,
+        &EndpointSource {
+            field: "spec.canary",
+            service: canary.service.as_ref(),
+            endpoints: canary.endpoints.as_deref(),
+        },
+    );
+    let weight = ctx.range("spec.canary.weight", canary.weight, 10, 0, 100);
+    let header = match &canary.header {
+        Some(h) => {
+            let name = header_name(ctx, "spec.canary.header.name", &h.name);
+            let value = header_value(ctx, "spec.canary.header.value", &h.value);
+            name.zip(value)
+        }
+        None => None,
+    };
+    Some(CanaryConfig {
+        endpoints,
+        weight,
+        header,
+    })
 }

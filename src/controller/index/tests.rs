@@ -289,3 +289,46 @@ fn missing_tls_secret_refuses_the_pool_naming_the_field() {
         why.message
     );
 }
+
+#[test]
+fn canary_service_endpoints_resolve_into_the_canary_backend_set() {
+    let objects = Objects {
+        pools: vec![bp(
+            "web",
+            "{listener: {port: 8080}, service: {name: web, port: 80}, canary: {service: {name: web-v2, port: http}, weight: 5}}",
+        )],
+        services: vec![
+            service("web", &[(None, 80)]),
+            service("web-v2", &[(Some("http"), 80)]),
+        ],
+        slices: vec![
+            slice(
+                "web-1",
+                "web",
+                "IPv4",
+                (None, 8080),
+                &[("198.18.0.10", Some(true), None)],
+            ),
+            slice(
+                "web-v2-1",
+                "web-v2",
+                "IPv4",
+                (Some("http"), 8080),
+                &[("198.18.0.20", Some(true), None)],
+            ),
+        ],
+        ..Default::default()
+    };
+    let d = desired(&objects);
+    let cfg = &d.set.pools[0];
+    assert_eq!(
+        addrs(&cfg.endpoints),
+        [("198.18.0.10:8080".to_owned(), true)]
+    );
+    let canary = cfg.canary.as_ref().expect("the canary is kept");
+    assert_eq!(canary.weight, 5);
+    assert_eq!(
+        addrs(&canary.endpoints),
+        [("198.18.0.20:8080".to_owned(), true)]
+    );
+}
