@@ -1,6 +1,7 @@
 //! Control-path costs that bound how fast configuration changes reach traffic:
-//! route lookup (host + path) among 1,000 routes, publishing a snapshot of a pool with
-//! 10,000 endpoints, and validating + applying 1,000 pools to their runtime state.
+//! route lookup (host + path) among 1,000 and 10,000 routes, building a port's router of
+//! 10,000 routes, publishing a snapshot of a pool with 10,000 endpoints, and validating +
+//! applying 1,000 pools to their runtime state.
 //!
 //! Run with `cargo bench --bench dataplane`.
 
@@ -10,9 +11,9 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sluice::api::BackendPool;
-use sluice::config::{self, HostMatch, Source};
+use sluice::config::{self, HostMatch, RequestMatch, Source};
 use sluice::pool::Pool;
-use sluice::proxy::router::Router;
+use sluice::proxy::router::{RouteInput, Router};
 
 /// `n` BackendPool documents: HTTP pools sharing port 8080 by host (10 paths per host),
 /// each with `eps` endpoints.
@@ -64,6 +65,60 @@ fn route_lookup(c: &mut Criterion) {
     g.finish();
 }
 
+/// A router of `hosts` x `paths` routes (one pool shared: lookup cost does not depend on
+/// which pool a route names), every tenth route with a header condition.
+fn big_router(hosts: usize, paths: usize, pool: &Arc<Pool>) -> Router {
+    let canary = RequestMatch {
+        headers: vec![(
+            http::HeaderName::from_static("x-canary"),
+            http::HeaderValue::from_static("1"),
+        )],
+        ..RequestMatch::default()
+    };
+    let mut router = Router::default();
+    for h in 0..hosts {
+        let host = [HostMatch::Exact(format!("h{h}.example.com"))];
+        for p in 0..paths {
+            let matches = if p % 10 == 9 {
+                canary.clone()
+            } else {
+                RequestMatch::default()
+            };
+            router.add_route(&host, &format!("/svc{p}/api"), &matches, pool.clone());
+        }
+    }
+    router
+}
+
+fn routing_at_scale(c: &mut Criterion) {
+    let set = config::validate(&Source::Kubernetes, &documents(1, 1)).expect("valid");
+    let pool = Arc::new(Pool::new(set.pools[0].clone()));
+    let router = big_router(1_000, 10, &pool);
+    let headers = http::HeaderMap::new();
+    let mut g = c.benchmark_group("routing_10000_routes");
+    g.measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    g.bench_function("lookup_host_x_path", |b| {
+        b.iter(|| {
+            router.route(&RouteInput {
+                host: black_box(Some("h517.example.com")),
+                path: black_box("/svc8/api/items/42"),
+                query: None,
+                method: &http::Method::GET,
+                headers: &headers,
+            })
+        })
+    });
+    g.bench_function("build_1000_hosts_x_10_paths", |b| {
+        b.iter(|| big_router(1_000, 10, &pool))
+    });
+    g.sample_size(10);
+    g.bench_function("build_1_host_x_10000_paths", |b| {
+        b.iter(|| big_router(1, 10_000, &pool))
+    });
+    g.finish();
+}
+
 fn snapshot_publish(c: &mut Criterion) {
     let set = config::validate(&Source::Kubernetes, &documents(1, 10_000)).expect("valid");
     let pool = Pool::new(set.pools[0].clone());
@@ -92,5 +147,11 @@ fn config_apply(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, route_lookup, snapshot_publish, config_apply);
+criterion_group!(
+    benches,
+    route_lookup,
+    routing_at_scale,
+    snapshot_publish,
+    config_apply
+);
 criterion_main!(benches);

@@ -26,6 +26,14 @@ struct Entry {
     pool: Arc<Pool>,
 }
 
+impl Entry {
+    /// Sort key, higher first: prefix length, then the conditions' precedence.
+    fn rank(&self) -> (usize, (bool, usize, usize)) {
+        let conditions = self.matches.as_ref().map(|m| m.precedence());
+        (self.prefix.len(), conditions.unwrap_or_default())
+    }
+}
+
 /// Routes of one host group in Gateway API precedence: longest path prefix first, then
 /// the pool with a method match, then most header matches, then most query matches, then
 /// insertion order (the owner of a route is added first).
@@ -36,24 +44,15 @@ struct PathTable {
 
 impl PathTable {
     fn insert(&mut self, prefix: &str, matches: &RequestMatch, pool: Arc<Pool>) {
-        self.routes.push(Entry {
+        let entry = Entry {
             prefix: prefix.into(),
             matches: (!matches.is_empty()).then(|| Box::new(matches.clone())),
             pool,
-        });
-        // Stable: equal routes keep their insertion order.
-        self.routes.sort_by(|a, b| {
-            let rank = |e: &Entry| {
-                e.matches
-                    .as_ref()
-                    .map(|m| m.precedence())
-                    .unwrap_or_default()
-            };
-            b.prefix
-                .len()
-                .cmp(&a.prefix.len())
-                .then_with(|| rank(b).cmp(&rank(a)))
-        });
+        };
+        // After every route that ranks as high: equal routes keep their insertion order.
+        let key = entry.rank();
+        let at = self.routes.partition_point(|e| e.rank() >= key);
+        self.routes.insert(at, entry);
     }
 
     fn find(&self, req: &RouteInput<'_>) -> Option<&Arc<Pool>> {
@@ -317,6 +316,62 @@ mod tests {
         );
         assert_eq!(routed(&r, "x.eu.example.com", "/"), Some("long"));
         assert_eq!(routed(&r, "x.us.example.com", "/"), Some("short"));
+    }
+
+    #[test]
+    fn conditions_order_routes_of_one_prefix_by_gateway_api_precedence() {
+        let header = |n: &'static str| {
+            (
+                http::HeaderName::from_static(n),
+                http::HeaderValue::from_static("1"),
+            )
+        };
+        let mut r = Router::default();
+        r.add(&[], "/", pool("plain"));
+        let one_header = RequestMatch {
+            headers: vec![header("x-a")],
+            ..RequestMatch::default()
+        };
+        r.add_route(&[], "/", &one_header, pool("one-header"));
+        let two_headers = RequestMatch {
+            headers: vec![header("x-a"), header("x-b")],
+            ..RequestMatch::default()
+        };
+        r.add_route(&[], "/", &two_headers, pool("two-headers"));
+        let post = RequestMatch {
+            methods: vec![Method::POST],
+            ..RequestMatch::default()
+        };
+        r.add_route(&[], "/", &post, pool("post"));
+        r.add(&[], "/api", pool("api"));
+        let mut headers = HeaderMap::new();
+        let find = |method: &Method, headers: &HeaderMap, path: &str| {
+            r.route(&RouteInput {
+                host: Some("h"),
+                path,
+                query: None,
+                method,
+                headers,
+            })
+            .map(|p| p.name().to_owned())
+        };
+        assert_eq!(find(&Method::GET, &headers, "/").as_deref(), Some("plain"));
+        headers.insert("x-a", http::HeaderValue::from_static("1"));
+        assert_eq!(
+            find(&Method::GET, &headers, "/").as_deref(),
+            Some("one-header")
+        );
+        headers.insert("x-b", http::HeaderValue::from_static("1"));
+        assert_eq!(
+            find(&Method::GET, &headers, "/").as_deref(),
+            Some("two-headers")
+        );
+        assert_eq!(find(&Method::POST, &headers, "/").as_deref(), Some("post"));
+        // A longer prefix beats any condition on a shorter one.
+        assert_eq!(
+            find(&Method::POST, &headers, "/api/x").as_deref(),
+            Some("api")
+        );
     }
 
     #[test]
