@@ -19,7 +19,7 @@ mod validate;
 
 pub use crd::crd_yaml;
 pub use duration::{format_duration, parse_duration};
-pub use load::{LoadError, load_file, parse_documents};
+pub use load::{LoadError, load_file, load_text, parse_documents};
 pub use routing::{
     CANARY_SUFFIX, CanaryConfig, HeaderChanges, PathReplace, RedirectConfig, RequestMatch,
     RewriteConfig, RouteFilters,

@@ -31,9 +31,12 @@ enum Command {
     },
     /// Validate FILE like `serve` would; print every error.
     Check {
-        /// YAML file of BackendPool documents.
+        /// YAML file of BackendPool documents (`-` reads standard input).
         #[arg(long, short)]
         config: PathBuf,
+        /// `text` (one error per line on stderr) or `json` (one object on stdout).
+        #[arg(long, value_enum, default_value_t = standalone::CheckFormat::Text)]
+        format: standalone::CheckFormat,
     },
     /// Print the BackendPool CustomResourceDefinition as YAML.
     Crd,
@@ -124,7 +127,7 @@ fn main() -> ExitCode {
         Command::Serve { config, common } => {
             standalone::serve(config, common.options(STANDALONE_ADMIN))
         }
-        Command::Check { config } => standalone::check(&config),
+        Command::Check { config, format } => standalone::check(&config, format),
         Command::Crd => match sluice::config::crd_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");

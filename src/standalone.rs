@@ -72,17 +72,77 @@ pub fn init_logging(format: LogFormat, level: &str) {
 }
 
 /// `sluice check`: 0 when the file is valid, 1 with every error otherwise.
-pub fn check(path: &Path) -> ExitCode {
-    match config::load_file(path) {
-        Ok(set) => {
-            println!("{}: ok ({} pools)", path.display(), set.pools.len());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprint!("{}", error_text(&e));
-            ExitCode::from(1)
-        }
+pub fn check(path: &Path, format: CheckFormat) -> ExitCode {
+    let (file, loaded) = if path == Path::new("-") {
+        let mut text = String::new();
+        let read = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text);
+        let file = "<stdin>".to_owned();
+        let loaded = match read {
+            Ok(_) => config::load_text(&file, &text),
+            Err(source) => Err(LoadError::Io {
+                path: file.clone(),
+                source,
+            }),
+        };
+        (file, loaded)
+    } else {
+        (path.display().to_string(), config::load_file(path))
+    };
+    let warnings: Vec<String> = match &loaded {
+        Ok(set) if set.pools.is_empty() => vec![format!(
+            "{file}: no BackendPool documents (an empty configuration serves nothing)"
+        )],
+        _ => Vec::new(),
+    };
+    match format {
+        CheckFormat::Text => check_text(&file, &loaded, &warnings),
+        CheckFormat::Json => check_json(&file, &loaded, &warnings),
     }
+    if loaded.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// How `sluice check` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    /// `FILE: ok (N pools)` on stdout, or one error per line on stderr.
+    Text,
+    /// One JSON object on stdout: `{file, ok, pools, errors: [{message, pool, field}], warnings}`.
+    Json,
+}
+
+fn check_text(file: &str, loaded: &Result<config::ConfigSet, LoadError>, warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    match loaded {
+        Ok(set) if !set.pools.is_empty() => println!("{file}: ok ({} pools)", set.pools.len()),
+        Ok(_) => {}
+        Err(e) => eprint!("{}", error_text(e)),
+    }
+}
+
+fn check_json(file: &str, loaded: &Result<config::ConfigSet, LoadError>, warnings: &[String]) {
+    let errors: Vec<serde_json::Value> = match loaded {
+        Ok(_) => Vec::new(),
+        Err(LoadError::Invalid(invalid)) => invalid
+            .0
+            .iter()
+            .map(|e| serde_json::json!({"message": e.message, "pool": e.pool, "field": e.field}))
+            .collect(),
+        Err(e) => vec![serde_json::json!({"message": e.to_string(), "pool": null, "field": null})],
+    };
+    let report = serde_json::json!({
+        "file": file,
+        "ok": loaded.is_ok(),
+        "pools": loaded.as_ref().map_or(0, |s| s.pools.len()),
+        "errors": errors,
+        "warnings": warnings,
+    });
+    println!("{report}");
 }
 
 fn error_text(e: &LoadError) -> String {

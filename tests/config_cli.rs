@@ -154,3 +154,94 @@ fn check_refuses_the_later_document_on_a_taken_port_whatever_the_names() {
     );
     assert!(!err.contains("pool default/z-db:"), "{err}");
 }
+
+/// Runs `sluice check` with `args`, `stdin` piped in; returns (exit code, stdout, stderr).
+fn check_cli(args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("check")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const HEADER: &str = "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\n";
+
+#[test]
+fn check_reads_standard_input_and_suggests_the_field_meant() {
+    let text = format!(
+        "{HEADER}metadata: {{name: web}}\nspec: {{listener: {{port: 8080, hostz: [a]}}, endpoints: [], algorithm: RoundRobbin}}\n"
+    );
+    let (code, _, err) = check_cli(&["--config", "-"], &text);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("<stdin>: document 1 (default/web): spec.listener.hostz")
+            && err.contains("(did you mean \"hosts\"?)"),
+        "{err}"
+    );
+    assert!(err.contains("(did you mean \"RoundRobin\"?)"), "{err}");
+}
+
+#[test]
+fn check_json_reports_every_error_with_pool_and_field() {
+    let text = format!(
+        "{HEADER}metadata: {{name: web}}\nspec: {{listener: {{port: 0}}, endpoints: [{{address: nowhere}}]}}\n"
+    );
+    let (code, out, _) = check_cli(&["--config", "-", "--format", "json"], &text);
+    assert_eq!(code, Some(1));
+    let report: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["file"], "<stdin>");
+    let fields: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(fields, ["spec.listener.port", "spec.endpoints[0].address"]);
+    assert!(
+        report["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["pool"] == "default/web")
+    );
+    let (code, out, _) = check_cli(
+        &["--config", "-", "--format", "json"],
+        &format!(
+            "{HEADER}metadata: {{name: web}}\nspec: {{listener: {{port: 80}}, endpoints: []}}\n"
+        ),
+    );
+    assert_eq!(code, Some(0));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (report["ok"].as_bool(), report["pools"].as_u64()),
+        (Some(true), Some(1))
+    );
+}
+
+#[test]
+fn an_empty_file_is_a_warning_not_ok() {
+    let (code, out, err) = check_cli(&["--config", "-"], "# nothing here\n");
+    assert_eq!(code, Some(0));
+    assert!(!out.contains("ok"), "{out}");
+    assert!(
+        err.contains("warning: <stdin>: no BackendPool documents"),
+        "{err}"
+    );
+}

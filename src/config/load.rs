@@ -62,7 +62,15 @@ pub fn load_file(path: &Path) -> Result<ConfigSet, LoadError> {
         path: file.clone(),
         source,
     })?;
-    let (pools, mut errors) = parse_all(&file, &text);
+    load_text(&file, &text)
+}
+
+/// Parses and validates `text` as if read from the file named `file` (relative
+/// `certFile`/`keyFile` paths resolve against its directory: the working directory for a
+/// bare name such as `<stdin>`).
+pub fn load_text(file: &str, text: &str) -> Result<ConfigSet, LoadError> {
+    let file = file.to_owned();
+    let (pools, mut errors) = parse_all(&file, text);
     match validate(&Source::File(file.clone()), &pools) {
         Ok(set) if errors.is_empty() => {
             check_tls_files(&file, &set, &mut errors);
@@ -163,7 +171,10 @@ fn typed(
             Ok(pool) => return Some(pool),
             Err(e) => e,
         };
-        let problem = e.inner().to_string().replace('`', "\"");
+        let mut problem = e.inner().to_string().replace('`', "\"");
+        if let Some(hint) = did_you_mean(&problem) {
+            problem.push_str(&hint);
+        }
         if removed
             .iter()
             .any(|leaf| problem == format!("missing field \"{leaf}\""))
@@ -183,6 +194,20 @@ fn typed(
         }
     }
     None
+}
+
+/// For an unknown field or enum value, the closest expected name: serde names the unknown
+/// one and lists the expected ones (`unknown field "hostz", expected one of "port", ...`).
+fn did_you_mean(problem: &str) -> Option<String> {
+    let rest = problem
+        .strip_prefix("unknown field ")
+        .or_else(|| problem.strip_prefix("unknown variant "))?;
+    let mut quoted = rest.split('"').skip(1).step_by(2);
+    let unknown = quoted.next()?;
+    let (best, score) = quoted
+        .map(|candidate| (candidate, strsim::jaro_winkler(unknown, candidate)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    (score >= 0.8).then(|| format!(" (did you mean \"{best}\"?)"))
 }
 
 /// One step of a path into a document.
