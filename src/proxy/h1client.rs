@@ -664,6 +664,60 @@ impl Body for ResponseBody {
     }
 }
 
+/// [`parse_head`]: the fuzz targets' view ([`crate::fuzzing::parse_response_head`]).
+pub(crate) fn parse_head_for_fuzzing(buf: &[u8], method: &Method) -> crate::fuzzing::ResponseHead {
+    use crate::fuzzing::{BodyFraming, ResponseHead};
+    let mut buf = BytesMut::from(buf);
+    let before = buf.len();
+    match parse_head(&mut buf, method) {
+        Ok(None) => ResponseHead::Partial,
+        Ok(Some(None)) => ResponseHead::Interim {
+            len: before - buf.len(),
+        },
+        Ok(Some(Some((parts, framing, keep_alive)))) => ResponseHead::Final {
+            len: before - buf.len(),
+            parts,
+            framing: match framing {
+                Framing::Empty => BodyFraming::Empty,
+                Framing::Length(n) => BodyFraming::Length(n),
+                Framing::Chunked => BodyFraming::Chunked,
+                Framing::Close => BodyFraming::Close,
+                Framing::Upgrade => BodyFraming::Upgrade,
+            },
+            keep_alive,
+        },
+        Err(e) => ResponseHead::Refused(e),
+    }
+}
+
+/// [`chunk_step`] over `reads` as [`ResponseBody::poll_frame`] runs it (each read appended
+/// to the buffer when it needs more): the fuzz targets' view
+/// ([`crate::fuzzing::decode_chunked`]).
+pub(crate) fn decode_chunked_for_fuzzing(
+    reads: &mut dyn Iterator<Item = &[u8]>,
+) -> crate::fuzzing::Chunked {
+    let mut buf = BytesMut::new();
+    let mut chunk = Chunk::Size;
+    let mut trailer_bytes = 0;
+    let mut frames = Vec::new();
+    let end = loop {
+        match chunk_step(&mut chunk, &mut buf, &mut trailer_bytes) {
+            Ok(Step::Data(data)) => frames.push(data.to_vec()),
+            Ok(Step::End) => {
+                let mut rest = buf.to_vec();
+                reads.for_each(|r| rest.extend_from_slice(r));
+                break Ok(Some(rest));
+            }
+            Ok(Step::NeedMore) => match reads.next() {
+                Some(read) => buf.extend_from_slice(read),
+                None => break Ok(None),
+            },
+            Err(e) => break Err(e),
+        }
+    };
+    crate::fuzzing::Chunked { frames, end }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,16 +58,14 @@ async fn read_header_inner(stream: &mut TcpStream) -> Result<Option<Announced>, 
         if n == 0 {
             return Err(ProxyHeaderError::Invalid);
         }
-        let parsed = HeaderResult::parse(&buf[..n]);
-        if parsed.is_complete() {
-            let (len, addr) = match parsed {
-                HeaderResult::V1(Ok(h)) => (h.header.len(), v1_addresses(&h.addresses)),
-                HeaderResult::V2(Ok(h)) => (h.len(), v2_addresses(&h)),
-                _ => return Err(ProxyHeaderError::Invalid),
-            };
-            let mut consumed = vec![0u8; len];
-            stream.read_exact(&mut consumed).await?;
-            return Ok(addr);
+        match peek_header(&buf[..n]) {
+            Peeked::Header { len, announced } => {
+                let mut consumed = vec![0u8; len];
+                stream.read_exact(&mut consumed).await?;
+                return Ok(announced);
+            }
+            Peeked::Invalid => return Err(ProxyHeaderError::Invalid),
+            Peeked::Partial => {}
         }
         if n == MAX_HEADER {
             return Err(ProxyHeaderError::Invalid);
@@ -77,6 +75,42 @@ async fn read_header_inner(stream: &mut TcpStream) -> Result<Option<Announced>, 
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         last_seen = n;
+    }
+}
+
+/// What the first bytes of a connection say about its PROXY header, as far as they go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peeked {
+    /// A header may still be arriving: read more.
+    Partial,
+    /// Not a PROXY header.
+    Invalid,
+    /// A complete header of `len` bytes, announcing `announced` (`None` for a
+    /// `LOCAL`/`UNKNOWN` header).
+    Header {
+        /// Bytes of the header.
+        len: usize,
+        /// The addresses it announces.
+        announced: Option<Announced>,
+    },
+}
+
+/// Parses the PROXY header at the start of `buf` (the bytes received so far).
+pub fn peek_header(buf: &[u8]) -> Peeked {
+    let parsed = HeaderResult::parse(buf);
+    if !parsed.is_complete() {
+        return Peeked::Partial;
+    }
+    match parsed {
+        HeaderResult::V1(Ok(h)) => Peeked::Header {
+            len: h.header.len(),
+            announced: v1_addresses(&h.addresses),
+        },
+        HeaderResult::V2(Ok(h)) => Peeked::Header {
+            len: h.len(),
+            announced: v2_addresses(&h),
+        },
+        _ => Peeked::Invalid,
     }
 }
 
