@@ -513,6 +513,10 @@ fn chunk_step(
                     }
                     return Ok(Step::NeedMore);
                 };
+                // The same limit when the whole line arrived in one read.
+                if eol > MAX_CHUNK_LINE {
+                    return Err(invalid("chunk size line too long"));
+                }
                 let size = parse_chunk_size(&buf[..eol])?;
                 buf.advance(eol + 1);
                 *chunk = if size == 0 {
@@ -767,6 +771,20 @@ mod tests {
     fn head(raw: &[u8], method: Method) -> io::Result<Option<(Framing, bool)>> {
         let mut buf = BytesMut::from(raw);
         Ok(parse_head(&mut buf, &method)?.and_then(|h| h.map(|(_, f, k)| (f, k))))
+    }
+
+    #[test]
+    fn chunk_size_line_limit_holds_however_the_line_arrives() {
+        // Found by fuzz/fuzz_targets/chunked.rs: a line past the limit was refused when it
+        // came in two reads and taken when it came in one.
+        let mut long = b"1;".to_vec();
+        long.resize(MAX_CHUNK_LINE + 1, b'e');
+        long.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert!(chunked(&long).is_err());
+        let mut longest = b"1;".to_vec();
+        longest.resize(MAX_CHUNK_LINE - 1, b'e');
+        longest.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert_eq!(chunked(&longest).unwrap(), b"x");
     }
 
     #[test]

@@ -13,8 +13,10 @@ use crate::config::ProxyProtocolVersion;
 
 /// How long a connection may take to send its PROXY header.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest header accepted (v2 with TLVs); v1 is at most 107 bytes.
+/// Largest header accepted (v2 with TLVs).
 const MAX_HEADER: usize = 1024;
+/// Largest v1 header, CRLF included (the spec's bound).
+const V1_MAX: usize = 107;
 
 /// Why a PROXY header was refused (the connection is closed).
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +100,17 @@ pub enum Peeked {
 /// Parses the PROXY header at the start of `buf` (the bytes received so far).
 pub fn peek_header(buf: &[u8]) -> Peeked {
     let parsed = HeaderResult::parse(buf);
-    if !parsed.is_complete() {
+    if buf.starts_with(b"PROXY ") {
+        // ppp judges a v1 header before its end, calling some prefixes of a valid one
+        // invalid (`PROXY TCP4 a b 51000 `, cut after the source port) and some whole lines
+        // incomplete (`PROXY TCP4 x`). A v1 header is judged once its CRLF is in (or as
+        // many bytes as the longest may take): one split across TCP segments is not
+        // refused, and a bad line is refused at once.
+        let line = &buf[..buf.len().min(V1_MAX)];
+        if line.len() < V1_MAX && !line.windows(2).any(|w| w == b"\r\n") {
+            return Peeked::Partial;
+        }
+    } else if !parsed.is_complete() {
         return Peeked::Partial;
     }
     match parsed {
@@ -245,5 +257,24 @@ mod tests {
         let announced = v2_addresses(&h).unwrap();
         assert_eq!((announced.source, announced.destination), (c, l));
         assert_eq!(h.len(), bytes.len());
+    }
+    #[test]
+    fn v1_header_cut_after_a_port_is_incomplete_not_invalid() {
+        // Found by fuzz/fuzz_targets/proxy_header.rs: ppp calls this prefix invalid.
+        let header = b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 443\r\n";
+        for k in 1..header.len() {
+            assert_eq!(peek_header(&header[..k]), Peeked::Partial, "{k} bytes");
+        }
+        assert_eq!(
+            peek_header(header),
+            Peeked::Header {
+                len: header.len(),
+                source: Some("203.0.113.7:51000".parse().unwrap())
+            }
+        );
+        assert_eq!(peek_header(b"PROXY TCP4 x\r\n"), Peeked::Invalid);
+        let mut endless = b"PROXY TCP4 ".to_vec();
+        endless.resize(V1_MAX, b'1');
+        assert_eq!(peek_header(&endless), Peeked::Invalid);
     }
 }
