@@ -4,7 +4,7 @@
 //! Input: one byte `n`, then `n % 8` bytes giving the read lengths, then the body.
 //!
 //! Invariants:
-//! - fed whole, in the reads the input gives, or byte by byte, it decodes to the same data
+//! - fed whole, in the reads the input gives, or byte by byte (61 by 61 past 512 bytes), it decodes to the same data
 //!   and the same end (complete with the same bytes after it, incomplete, or refused);
 //! - no empty data frame;
 //! - a body it decodes, re-encoded (one chunk per frame, then the bytes that followed it),
@@ -175,7 +175,8 @@ fuzz_target!(|input: &[u8]| {
 
     let whole = decode_chunked([body]);
     let split = decode_chunked(reads(body, lens));
-    let bytes = decode_chunked(body.chunks(1));
+    // Byte by byte only for short bodies: the reads above split long ones.
+    let bytes = decode_chunked(body.chunks(if body.len() <= 512 { 1 } else { 61 }));
     for other in [&split, &bytes] {
         assert_eq!(end(&whole), end(other), "whole {whole:?}\nsplit {other:?}");
         assert_eq!(data(&whole), data(other));

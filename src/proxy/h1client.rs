@@ -334,7 +334,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<Option<P
     let mut length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked_last = false;
-    let mut close = version == Version::HTTP_10;
+    // `close` wins over `keep-alive`, whatever their order.
+    let (mut close, mut keep_alive_asked) = (false, false);
     for (h, at) in resp.headers.iter().zip(at.iter_mut()) {
         let name = h.name.as_bytes();
         let (ns, vs) = (
@@ -353,20 +354,22 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<Option<P
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encoding = true;
-            if let Some(last) = h.value.rsplit(|&b| b == b',').next() {
-                chunked_last = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
-            }
+            // The final coding: empty list elements do not count (RFC 9110 5.6.1).
+            chunked_last = h
+                .value
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .rfind(|c| !c.is_empty())
+                .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if version == Version::HTTP_10 && token.eq_ignore_ascii_case(b"keep-alive") {
-                    close = false;
-                }
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_asked |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         }
     }
+    close |= version == Version::HTTP_10 && !keep_alive_asked;
     // The head leaves the buffer without a copy; names and values are slices of it.
     let block = buf.split_to(len).freeze();
     let mut map = HeaderMap::with_capacity(count);
@@ -837,6 +840,24 @@ mod tests {
             )
             .unwrap(),
             Some((Framing::Empty, true))
+        );
+        // Found by fuzz/fuzz_targets/response_head.rs: `close` lost to a later
+        // `keep-alive`, and an empty last list element hid `chunked`.
+        assert_eq!(
+            head(
+                b"HTTP/1.0 200 OK\r\nConnection: close, keep-alive\r\nContent-Length: 5\r\n\r\n",
+                get()
+            )
+            .unwrap(),
+            Some((Framing::Length(5), false))
+        );
+        assert_eq!(
+            head(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n",
+                get()
+            )
+            .unwrap(),
+            Some((Framing::Chunked, true))
         );
         assert_eq!(head(b"HTTP/1.1 100 Continue\r\n\r\n", get()).unwrap(), None);
         assert_eq!(head(b"HTTP/1.1 200 OK\r\nContent-Le", get()).unwrap(), None);
