@@ -258,6 +258,7 @@ mod tests {
         assert_eq!((announced.source, announced.destination), (c, l));
         assert_eq!(h.len(), bytes.len());
     }
+
     #[test]
     fn v1_header_cut_after_a_port_is_incomplete_not_invalid() {
         // Found by fuzz/fuzz_targets/proxy_header.rs: ppp calls this prefix invalid.
@@ -269,7 +270,10 @@ mod tests {
             peek_header(header),
             Peeked::Header {
                 len: header.len(),
-                source: Some("203.0.113.7:51000".parse().unwrap())
+                announced: Some(Announced {
+                    source: "203.0.113.7:51000".parse().unwrap(),
+                    destination: "10.0.0.1:443".parse().unwrap(),
+                })
             }
         );
         assert_eq!(peek_header(b"PROXY TCP4 x\r\n"), Peeked::Invalid);
