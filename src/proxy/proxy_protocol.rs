@@ -114,6 +114,8 @@ pub fn peek_header(buf: &[u8]) -> Peeked {
         return Peeked::Partial;
     }
     match parsed {
+        // ppp can take an `UNKNOWN` line as ending before its CRLF.
+        HeaderResult::V1(Ok(h)) if !h.header.ends_with("\r\n") => Peeked::Invalid,
         HeaderResult::V1(Ok(h)) => Peeked::Header {
             len: h.header.len(),
             announced: v1_addresses(&h.addresses),
@@ -277,6 +279,10 @@ mod tests {
             }
         );
         assert_eq!(peek_header(b"PROXY TCP4 x\r\n"), Peeked::Invalid);
+        // ppp reads this as a 17-byte header, ending before the CRLF.
+        let short = b"PROXY UNKNOWN \n\r\x01\x01\r\n";
+        assert_eq!(peek_header(short), Peeked::Invalid);
+        assert_eq!(peek_header(&short[..17]), Peeked::Partial);
         let mut endless = b"PROXY TCP4 ".to_vec();
         endless.resize(V1_MAX, b'1');
         assert_eq!(peek_header(&endless), Peeked::Invalid);
