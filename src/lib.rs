@@ -10,6 +10,8 @@ pub mod balance;
 pub mod config;
 pub mod controller;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod pool;
 pub mod proxy;

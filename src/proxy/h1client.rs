@@ -334,7 +334,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<Option<P
     let mut length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked_last = false;
-    let mut close = version == Version::HTTP_10;
+    // `close` wins over `keep-alive`, whatever their order.
+    let (mut close, mut keep_alive_asked) = (false, false);
     for (h, at) in resp.headers.iter().zip(at.iter_mut()) {
         let name = h.name.as_bytes();
         let (ns, vs) = (
@@ -353,20 +354,22 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<Option<P
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encoding = true;
-            if let Some(last) = h.value.rsplit(|&b| b == b',').next() {
-                chunked_last = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
-            }
+            // The final coding: empty list elements do not count (RFC 9110 5.6.1).
+            chunked_last = h
+                .value
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .rfind(|c| !c.is_empty())
+                .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if version == Version::HTTP_10 && token.eq_ignore_ascii_case(b"keep-alive") {
-                    close = false;
-                }
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_asked |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         }
     }
+    close |= version == Version::HTTP_10 && !keep_alive_asked;
     // The head leaves the buffer without a copy; names and values are slices of it.
     let block = buf.split_to(len).freeze();
     let mut map = HeaderMap::with_capacity(count);
@@ -513,6 +516,10 @@ fn chunk_step(
                     }
                     return Ok(Step::NeedMore);
                 };
+                // The same limit when the whole line arrived in one read.
+                if eol > MAX_CHUNK_LINE {
+                    return Err(invalid("chunk size line too long"));
+                }
                 let size = parse_chunk_size(&buf[..eol])?;
                 buf.advance(eol + 1);
                 *chunk = if size == 0 {
@@ -664,6 +671,60 @@ impl Body for ResponseBody {
     }
 }
 
+/// [`parse_head`]: the fuzz targets' view ([`crate::fuzzing::parse_response_head`]).
+pub(crate) fn parse_head_for_fuzzing(buf: &[u8], method: &Method) -> crate::fuzzing::ResponseHead {
+    use crate::fuzzing::{BodyFraming, ResponseHead};
+    let mut buf = BytesMut::from(buf);
+    let before = buf.len();
+    match parse_head(&mut buf, method) {
+        Ok(None) => ResponseHead::Partial,
+        Ok(Some(None)) => ResponseHead::Interim {
+            len: before - buf.len(),
+        },
+        Ok(Some(Some((parts, framing, keep_alive)))) => ResponseHead::Final {
+            len: before - buf.len(),
+            parts,
+            framing: match framing {
+                Framing::Empty => BodyFraming::Empty,
+                Framing::Length(n) => BodyFraming::Length(n),
+                Framing::Chunked => BodyFraming::Chunked,
+                Framing::Close => BodyFraming::Close,
+                Framing::Upgrade => BodyFraming::Upgrade,
+            },
+            keep_alive,
+        },
+        Err(e) => ResponseHead::Refused(e),
+    }
+}
+
+/// [`chunk_step`] over `reads` as [`ResponseBody::poll_frame`] runs it (each read appended
+/// to the buffer when it needs more): the fuzz targets' view
+/// ([`crate::fuzzing::decode_chunked`]).
+pub(crate) fn decode_chunked_for_fuzzing(
+    reads: &mut dyn Iterator<Item = &[u8]>,
+) -> crate::fuzzing::Chunked {
+    let mut buf = BytesMut::new();
+    let mut chunk = Chunk::Size;
+    let mut trailer_bytes = 0;
+    let mut frames = Vec::new();
+    let end = loop {
+        match chunk_step(&mut chunk, &mut buf, &mut trailer_bytes) {
+            Ok(Step::Data(data)) => frames.push(data.to_vec()),
+            Ok(Step::End) => {
+                let mut rest = buf.to_vec();
+                reads.for_each(|r| rest.extend_from_slice(r));
+                break Ok(Some(rest));
+            }
+            Ok(Step::NeedMore) => match reads.next() {
+                Some(read) => buf.extend_from_slice(read),
+                None => break Ok(None),
+            },
+            Err(e) => break Err(e),
+        }
+    };
+    crate::fuzzing::Chunked { frames, end }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -716,6 +777,20 @@ mod tests {
     }
 
     #[test]
+    fn chunk_size_line_limit_holds_however_the_line_arrives() {
+        // Found by fuzz/fuzz_targets/chunked.rs: a line past the limit was refused when it
+        // came in two reads and taken when it came in one.
+        let mut long = b"1;".to_vec();
+        long.resize(MAX_CHUNK_LINE + 1, b'e');
+        long.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert!(chunked(&long).is_err());
+        let mut longest = b"1;".to_vec();
+        longest.resize(MAX_CHUNK_LINE - 1, b'e');
+        longest.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert_eq!(chunked(&longest).unwrap(), b"x");
+    }
+
+    #[test]
     fn response_framing_follows_rfc_9112() {
         let get = || Method::GET;
         assert_eq!(
@@ -765,6 +840,24 @@ mod tests {
             )
             .unwrap(),
             Some((Framing::Empty, true))
+        );
+        // Found by fuzz/fuzz_targets/response_head.rs: `close` lost to a later
+        // `keep-alive`, and an empty last list element hid `chunked`.
+        assert_eq!(
+            head(
+                b"HTTP/1.0 200 OK\r\nConnection: close, keep-alive\r\nContent-Length: 5\r\n\r\n",
+                get()
+            )
+            .unwrap(),
+            Some((Framing::Length(5), false))
+        );
+        assert_eq!(
+            head(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n",
+                get()
+            )
+            .unwrap(),
+            Some((Framing::Chunked, true))
         );
         assert_eq!(head(b"HTTP/1.1 100 Continue\r\n\r\n", get()).unwrap(), None);
         assert_eq!(head(b"HTTP/1.1 200 OK\r\nContent-Le", get()).unwrap(), None);

@@ -521,3 +521,27 @@ impl<S: AsyncWrite> AsyncWrite for Replay<S> {
         self.project().inner.poll_shutdown(cx)
     }
 }
+
+/// [`parse`] and, for a head this loop serves, [`Head::request`]: the fuzz targets' view
+/// ([`crate::fuzzing::parse_request_head`]).
+pub(crate) fn parse_for_fuzzing(buf: &[u8]) -> crate::fuzzing::RequestHead {
+    use crate::fuzzing::{RequestHead, SimpleHead};
+    let mut offsets = Vec::new();
+    match parse(buf, &mut offsets) {
+        Parsed::Partial => RequestHead::Partial,
+        Parsed::Other => RequestHead::Other,
+        Parsed::Simple(head) => {
+            // As the loop does: the head is split off the buffer, offsets still hold.
+            let block = Bytes::copy_from_slice(&buf[..head.len]);
+            let request = head.request(&block, &offsets).map(|r| r.map(|_| ()));
+            RequestHead::Simple(Box::new(SimpleHead {
+                len: head.len,
+                target: buf[head.target.0..head.target.1].to_vec(),
+                method: head.method,
+                content_length: head.content_length,
+                close: head.close,
+                request,
+            }))
+        }
+    }
+}

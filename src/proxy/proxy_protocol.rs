@@ -13,8 +13,10 @@ use crate::config::ProxyProtocolVersion;
 
 /// How long a connection may take to send its PROXY header.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest header accepted (v2 with TLVs); v1 is at most 107 bytes.
+/// Largest header accepted (v2 with TLVs).
 const MAX_HEADER: usize = 1024;
+/// Largest v1 header, CRLF included (the spec's bound).
+const V1_MAX: usize = 107;
 
 /// Why a PROXY header was refused (the connection is closed).
 #[derive(Debug, thiserror::Error)]
@@ -58,16 +60,14 @@ async fn read_header_inner(stream: &mut TcpStream) -> Result<Option<Announced>, 
         if n == 0 {
             return Err(ProxyHeaderError::Invalid);
         }
-        let parsed = HeaderResult::parse(&buf[..n]);
-        if parsed.is_complete() {
-            let (len, addr) = match parsed {
-                HeaderResult::V1(Ok(h)) => (h.header.len(), v1_addresses(&h.addresses)),
-                HeaderResult::V2(Ok(h)) => (h.len(), v2_addresses(&h)),
-                _ => return Err(ProxyHeaderError::Invalid),
-            };
-            let mut consumed = vec![0u8; len];
-            stream.read_exact(&mut consumed).await?;
-            return Ok(addr);
+        match peek_header(&buf[..n]) {
+            Peeked::Header { len, announced } => {
+                let mut consumed = vec![0u8; len];
+                stream.read_exact(&mut consumed).await?;
+                return Ok(announced);
+            }
+            Peeked::Invalid => return Err(ProxyHeaderError::Invalid),
+            Peeked::Partial => {}
         }
         if n == MAX_HEADER {
             return Err(ProxyHeaderError::Invalid);
@@ -77,6 +77,54 @@ async fn read_header_inner(stream: &mut TcpStream) -> Result<Option<Announced>, 
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         last_seen = n;
+    }
+}
+
+/// What the first bytes of a connection say about its PROXY header, as far as they go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peeked {
+    /// A header may still be arriving: read more.
+    Partial,
+    /// Not a PROXY header.
+    Invalid,
+    /// A complete header of `len` bytes, announcing `announced` (`None` for a
+    /// `LOCAL`/`UNKNOWN` header).
+    Header {
+        /// Bytes of the header.
+        len: usize,
+        /// The addresses it announces.
+        announced: Option<Announced>,
+    },
+}
+
+/// Parses the PROXY header at the start of `buf` (the bytes received so far).
+pub fn peek_header(buf: &[u8]) -> Peeked {
+    let parsed = HeaderResult::parse(buf);
+    if buf.starts_with(b"PROXY ") {
+        // ppp judges a v1 header before its end, calling some prefixes of a valid one
+        // invalid (`PROXY TCP4 a b 51000 `, cut after the source port) and some whole lines
+        // incomplete (`PROXY TCP4 x`). A v1 header is judged once its CRLF is in (or as
+        // many bytes as the longest may take): one split across TCP segments is not
+        // refused, and a bad line is refused at once.
+        let line = &buf[..buf.len().min(V1_MAX)];
+        if line.len() < V1_MAX && !line.windows(2).any(|w| w == b"\r\n") {
+            return Peeked::Partial;
+        }
+    } else if !parsed.is_complete() {
+        return Peeked::Partial;
+    }
+    match parsed {
+        // ppp can take an `UNKNOWN` line as ending before its CRLF.
+        HeaderResult::V1(Ok(h)) if !h.header.ends_with("\r\n") => Peeked::Invalid,
+        HeaderResult::V1(Ok(h)) => Peeked::Header {
+            len: h.header.len(),
+            announced: v1_addresses(&h.addresses),
+        },
+        HeaderResult::V2(Ok(h)) => Peeked::Header {
+            len: h.len(),
+            announced: v2_addresses(&h),
+        },
+        _ => Peeked::Invalid,
     }
 }
 
@@ -211,5 +259,32 @@ mod tests {
         let announced = v2_addresses(&h).unwrap();
         assert_eq!((announced.source, announced.destination), (c, l));
         assert_eq!(h.len(), bytes.len());
+    }
+
+    #[test]
+    fn v1_header_cut_after_a_port_is_incomplete_not_invalid() {
+        // Found by fuzz/fuzz_targets/proxy_header.rs: ppp calls this prefix invalid.
+        let header = b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 443\r\n";
+        for k in 1..header.len() {
+            assert_eq!(peek_header(&header[..k]), Peeked::Partial, "{k} bytes");
+        }
+        assert_eq!(
+            peek_header(header),
+            Peeked::Header {
+                len: header.len(),
+                announced: Some(Announced {
+                    source: "203.0.113.7:51000".parse().unwrap(),
+                    destination: "10.0.0.1:443".parse().unwrap(),
+                })
+            }
+        );
+        assert_eq!(peek_header(b"PROXY TCP4 x\r\n"), Peeked::Invalid);
+        // ppp reads this as a 17-byte header, ending before the CRLF.
+        let short = b"PROXY UNKNOWN \n\r\x01\x01\r\n";
+        assert_eq!(peek_header(short), Peeked::Invalid);
+        assert_eq!(peek_header(&short[..17]), Peeked::Partial);
+        let mut endless = b"PROXY TCP4 ".to_vec();
+        endless.resize(V1_MAX, b'1');
+        assert_eq!(peek_header(&endless), Peeked::Invalid);
     }
 }
