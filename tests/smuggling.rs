@@ -271,6 +271,11 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Expect)> {
             b"GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n".to_vec(),
             Expect::Refused(400),
         ),
+        (
+            "fragment in the target",
+            b"GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            Expect::Refused(400),
+        ),
         // Limits.
         ("request line over 8 KiB", long_line.into_bytes(), Expect::Refused(414)),
         ("101 header fields", many(101), Expect::Refused(431)),

@@ -246,6 +246,9 @@ impl<S> Guarded<S> {
         let Some(authority) = target_authority(method, target) else {
             return self.bad();
         };
+        if !strict::valid_target(target.as_bytes()) {
+            return self.bad();
+        }
         let hosts = req
             .headers
             .iter()

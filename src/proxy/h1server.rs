@@ -271,7 +271,8 @@ fn parse(buf: &[u8], offsets: &mut Vec<Offsets>) -> Parsed {
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Parsed::Other;
     };
-    if method == Method::CONNECT || !path.starts_with('/') {
+    if method == Method::CONNECT || !path.starts_with('/') || !strict::valid_target(path.as_bytes())
+    {
         return Parsed::Other;
     }
     let offset = |s: &[u8]| s.as_ptr() as usize - buf.as_ptr() as usize;

@@ -75,6 +75,13 @@ pub fn host_allowed<'a>(
     }
 }
 
+/// Whether a request target may be forwarded: no `#` (a fragment is not part of any
+/// request-target form, RFC 9112 3.2; the `http` types would drop it silently, so the
+/// backend would see another target than the one a strict reader in front saw).
+pub fn valid_target(target: &[u8]) -> bool {
+    !target.contains(&b'#')
+}
+
 /// Why a head is refused, and the status that says so.
 pub fn limit_status(request_line: usize, fields: usize) -> Option<StatusCode> {
     if request_line > MAX_REQUEST_LINE {
@@ -168,6 +175,13 @@ mod tests {
             true,
             [b"a".as_slice(), b"b"].into_iter()
         ));
+    }
+
+    #[test]
+    fn a_target_with_a_fragment_is_refused() {
+        assert!(valid_target(b"/a?b=c"));
+        assert!(!valid_target(b"/a#frag"));
+        assert!(!valid_target(b"http://h/#"));
     }
 
     #[test]
