@@ -489,6 +489,34 @@ async fn a_connect_failure_is_retried_once_on_another_endpoint_without_a_retry_b
     assert!(retries.is_some_and(|n| n >= 1.0), "{metrics}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_stops_accepting_under_load_costs_no_request_without_a_retry_block() {
+    let stays = echo("stays");
+    let leaves = echo("leaves");
+    let port = free_port();
+    let _s = Sluice::start(&pool(
+        "rolling",
+        port,
+        "RoundRobin",
+        &[(stays.addr(), 1), (leaves.addr(), 1)],
+        "",
+    ));
+    let mut leaves = Some(leaves);
+    let mut failed = Vec::new();
+    for i in 0..300 {
+        if i == 100 {
+            // The pod got SIGTERM and closed its listener; its endpoint is still configured.
+            drop(leaves.take());
+        }
+        let r = get(port, "/", &[]).await;
+        if r.status != StatusCode::OK {
+            failed.push((i, r.status));
+        }
+    }
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    assert!(stays.requests() >= 200, "{}", stays.requests());
+}
+
 #[tokio::test]
 async fn connections_past_the_process_limit_are_shed_with_503() {
     let b = echo("a");
