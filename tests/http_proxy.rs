@@ -426,9 +426,10 @@ async fn request_duration_buckets_are_cumulative_once_and_end_with_inf_equal_to_
 #[tokio::test]
 async fn answers_sluice_makes_itself_are_counted_with_an_empty_backend() {
     let port = free_port();
-    let yaml = pool("empty", port, "RoundRobin", &[], "")
-        .replace("listener: {port: ", "listener: {hosts: [a.test], port: ")
-        .replace("  endpoints:\n", "  endpoints: []\n");
+    let yaml = PoolDoc::http("empty", port)
+        .hosts(&["a.test"])
+        .endpoints(&[])
+        .yaml();
     let s = Sluice::start(&yaml);
     let no_endpoint = raw(
         port,

@@ -4,27 +4,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use common::{EchoServer, PoolDoc, Sluice, echo, file, free_port, get, raw};
+use sluice::api::{CanarySpec, HeaderChangesSpec, MatchSpec, RedirectSpec, RewriteSpec};
 
-use common::{EchoServer, Sluice, echo, free_port, get, raw};
-
-/// One HTTP BackendPool document: `listener` and `extra` are YAML flow-mapping bodies
-/// (`extra` may be empty), endpoints are the given backends.
-fn doc(name: &str, listener: &str, backends: &[SocketAddr], extra: &str) -> String {
-    let endpoints: Vec<String> = backends
-        .iter()
-        .map(|a| format!("{{address: \"{a}\"}}"))
-        .collect();
-    let endpoints = if backends.is_empty() && !extra.contains("redirect") {
-        "endpoints: [], ".to_owned()
-    } else if backends.is_empty() {
-        String::new()
-    } else {
-        format!("endpoints: [{}], ", endpoints.join(", "))
-    };
-    format!(
-        "---\napiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: {name}, namespace: default}}\nspec: {{listener: {{{listener}}}, {endpoints}{extra}}}\n"
-    )
+fn matching(yaml: &str) -> Option<MatchSpec> {
+    Some(PoolDoc::block(yaml))
 }
 
 async fn backend_of(port: u16, method: &str, target: &str, headers: &str) -> String {
@@ -44,37 +28,23 @@ async fn extra_conditions_route_in_gateway_api_precedence() {
     let names = ["plain", "canary", "posts", "v2", "both"];
     let backends: Vec<EchoServer> = names.iter().map(|n| echo(n)).collect();
     let port = free_port();
-    let listener = |m: &str| format!("port: {port}{m}");
-    let yaml = [
-        doc("plain", &listener(""), &[backends[0].addr()], ""),
-        doc(
-            "canary",
-            &listener(", match: {headers: [{name: X-Canary, value: \"true\"}]}"),
-            &[backends[1].addr()],
-            "",
-        ),
-        doc(
-            "posts",
-            &listener(", match: {methods: [POST, PUT]}"),
-            &[backends[2].addr()],
-            "",
-        ),
-        doc(
-            "v2",
-            &listener(", match: {queryParams: [{name: v, value: \"2\"}]}"),
-            &[backends[3].addr()],
-            "",
-        ),
-        doc(
-            "both",
-            &listener(
-                ", match: {headers: [{name: x-canary, value: \"true\"}], queryParams: [{name: v, value: \"2\"}]}",
+    let with = |i: usize, m: Option<&str>| {
+        PoolDoc::http(names[i], port)
+            .endpoints(&[backends[i].addr()])
+            .spec(|s| s.listener.match_ = m.and_then(matching))
+    };
+    let yaml = file(&[
+        with(0, None),
+        with(1, Some("{headers: [{name: X-Canary, value: \"true\"}]}")),
+        with(2, Some("{methods: [POST, PUT]}")),
+        with(3, Some("{queryParams: [{name: v, value: \"2\"}]}")),
+        with(
+            4,
+            Some(
+                "{headers: [{name: x-canary, value: \"true\"}], queryParams: [{name: v, value: \"2\"}]}",
             ),
-            &[backends[4].addr()],
-            "",
         ),
-    ]
-    .concat();
+    ]);
     let _s = Sluice::start(&yaml);
     let canary = "X-Canary: true\r\n";
     for (method, target, headers, want) in [
@@ -97,12 +67,15 @@ async fn extra_conditions_route_in_gateway_api_precedence() {
 async fn same_conditions_on_the_same_route_are_a_conflict_the_earlier_pool_keeps() {
     let (a, b) = (echo("a"), echo("b"));
     let port = free_port();
-    let m = format!("port: {port}, match: {{methods: [GET]}}");
-    let yaml = [
-        doc("first", &m, &[a.addr()], ""),
-        doc("second", &m, &[b.addr()], ""),
-    ]
-    .concat();
+    let get_only = || matching("{methods: [GET]}");
+    let yaml = file(&[
+        PoolDoc::http("first", port)
+            .endpoints(&[a.addr()])
+            .spec(|s| s.listener.match_ = get_only()),
+        PoolDoc::http("second", port)
+            .endpoints(&[b.addr()])
+            .spec(|s| s.listener.match_ = get_only()),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pools.yaml");
     std::fs::write(&file, yaml).unwrap();
@@ -123,27 +96,20 @@ async fn same_conditions_on_the_same_route_are_a_conflict_the_earlier_pool_keeps
 async fn a_redirect_pool_answers_without_backends_next_to_a_forwarding_pool() {
     let api = echo("api");
     let port = free_port();
-    let yaml = [
-        doc(
-            "to-https",
-            &format!("port: {port}, hosts: [app.test]"),
-            &[],
-            "redirect: {scheme: https}",
-        ),
-        doc(
-            "moved",
-            &format!("port: {port}, hosts: [app.test], pathPrefix: /old"),
-            &[],
-            "redirect: {pathPrefix: /new, statusCode: 302}",
-        ),
-        doc(
-            "api",
-            &format!("port: {port}, hosts: [app.test], pathPrefix: /api"),
-            &[api.addr()],
-            "",
-        ),
-    ]
-    .concat();
+    let redirect = |yaml: &str| Some(PoolDoc::block::<RedirectSpec>(yaml));
+    let yaml = file(&[
+        PoolDoc::http("to-https", port)
+            .hosts(&["app.test"])
+            .spec(|s| s.redirect = redirect("{scheme: https}")),
+        PoolDoc::http("moved", port)
+            .hosts(&["app.test"])
+            .path_prefix("/old")
+            .spec(|s| s.redirect = redirect("{pathPrefix: /new, statusCode: 302}")),
+        PoolDoc::http("api", port)
+            .hosts(&["app.test"])
+            .path_prefix("/api")
+            .endpoints(&[api.addr()]),
+    ]);
     let _s = Sluice::start(&yaml);
     let r = get(port, "/shop?x=1", &[("host", &format!("app.test:{port}"))]).await;
     assert_eq!(r.status, 308);
@@ -169,14 +135,21 @@ async fn rewrite_and_header_changes_shape_what_the_backend_and_client_see() {
     let b = echo("b");
     b.record();
     let port = free_port();
-    let yaml = doc(
-        "shaped",
-        &format!("port: {port}, pathPrefix: /api"),
-        &[b.addr()],
-        "rewrite: {pathPrefix: /, host: internal.example}, \
-         requestHeaders: {set: {X-Env: prod}, add: {X-Tag: a}, remove: [X-Debug]}, \
-         responseHeaders: {set: {Strict-Transport-Security: max-age=31536000}, remove: [X-Backend]}",
-    );
+    let yaml = PoolDoc::http("shaped", port)
+        .path_prefix("/api")
+        .endpoints(&[b.addr()])
+        .spec(|s| {
+            s.rewrite = Some(PoolDoc::block::<RewriteSpec>(
+                "{pathPrefix: /, host: internal.example}",
+            ));
+            s.request_headers = Some(PoolDoc::block::<HeaderChangesSpec>(
+                "{set: {X-Env: prod}, add: {X-Tag: a}, remove: [X-Debug]}",
+            ));
+            s.response_headers = Some(PoolDoc::block::<HeaderChangesSpec>(
+                "{set: {Strict-Transport-Security: max-age=31536000}, remove: [X-Backend]}",
+            ));
+        })
+        .yaml();
     let _s = Sluice::start(&yaml);
     let r = get(
         port,
@@ -211,28 +184,24 @@ async fn rewrite_and_header_changes_shape_what_the_backend_and_client_see() {
 
 #[test]
 fn check_explains_routing_mistakes_with_the_field() {
-    let yaml = [
-        doc(
-            "bad",
-            "port: 8080, match: {headers: [{name: \"bad name\", value: x}]}",
-            &[],
-            "requestHeaders: {set: {Host: evil.example}, remove: [Connection]}, \
-             redirect: {path: /a, pathPrefix: /b, statusCode: 200}",
-        ),
-        doc(
-            "tcp",
-            "port: 9000",
-            &[],
-            "protocol: TCP, responseHeaders: {set: {X-A: b}}",
-        ),
-        doc(
-            "moved",
-            "port: 8081",
-            &[],
-            "redirect: {scheme: https}, canary: {endpoints: [], weight: 101}",
-        ),
-    ]
-    .concat();
+    let yaml = file(&[
+        PoolDoc::http("bad", 8080).endpoints(&[]).spec(|s| {
+            s.listener.match_ = matching("{headers: [{name: \"bad name\", value: x}]}");
+            s.request_headers = Some(PoolDoc::block(
+                "{set: {Host: evil.example}, remove: [Connection]}",
+            ));
+            s.redirect = Some(PoolDoc::block(
+                "{path: /a, pathPrefix: /b, statusCode: 200}",
+            ));
+        }),
+        PoolDoc::tcp("tcp", 9000)
+            .endpoints(&[])
+            .spec(|s| s.response_headers = Some(PoolDoc::block("{set: {X-A: b}}"))),
+        PoolDoc::http("moved", 8081).spec(|s| {
+            s.redirect = Some(PoolDoc::block("{scheme: https}"));
+            s.canary = Some(PoolDoc::block("{endpoints: [], weight: 101}"));
+        }),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pools.yaml");
     std::fs::write(&file, yaml).unwrap();
@@ -261,15 +230,14 @@ fn check_explains_routing_mistakes_with_the_field() {
 async fn canary_takes_its_weight_and_every_request_with_its_header() {
     let (stable, canary) = (echo("stable"), echo("canary"));
     let port = free_port();
-    let yaml = doc(
-        "web",
-        &format!("port: {port}"),
-        &[stable.addr()],
-        &format!(
-            "canary: {{endpoints: [{{address: \"{}\"}}], weight: 30, header: {{name: X-Canary, value: always}}}}",
-            canary.addr()
-        ),
+    let canary_spec = format!(
+        "{{endpoints: [{{address: \"{}\"}}], weight: 30, header: {{name: X-Canary, value: always}}}}",
+        canary.addr()
     );
+    let yaml = PoolDoc::http("web", port)
+        .endpoints(&[stable.addr()])
+        .spec(|s| s.canary = Some(PoolDoc::block::<CanarySpec>(&canary_spec)))
+        .yaml();
     let s = Sluice::start(&yaml);
     for _ in 0..20 {
         let r = get(port, "/", &[("x-canary", "always")]).await;
@@ -304,15 +272,15 @@ async fn canary_takes_its_weight_and_every_request_with_its_header() {
 async fn a_canary_at_weight_zero_gets_only_the_header_and_removing_it_stops_it() {
     let (stable, canary) = (echo("stable"), echo("canary"));
     let port = free_port();
-    let with_canary = doc(
-        "web",
-        &format!("port: {port}"),
-        &[stable.addr()],
-        &format!(
-            "canary: {{endpoints: [{{address: \"{}\"}}], weight: 0, header: {{name: x-canary, value: \"yes\"}}}}",
-            canary.addr()
-        ),
+    let canary_spec = format!(
+        "{{endpoints: [{{address: \"{}\"}}], weight: 0, header: {{name: x-canary, value: \"yes\"}}}}",
+        canary.addr()
     );
+    let plain = PoolDoc::http("web", port).endpoints(&[stable.addr()]);
+    let with_canary = plain
+        .clone()
+        .spec(|s| s.canary = Some(PoolDoc::block::<CanarySpec>(&canary_spec)))
+        .yaml();
     let s = Sluice::start(&with_canary);
     for _ in 0..50 {
         assert_eq!(get(port, "/", &[]).await.backend(), "stable");
@@ -321,10 +289,7 @@ async fn a_canary_at_weight_zero_gets_only_the_header_and_removing_it_stops_it()
         get(port, "/", &[("x-canary", "yes")]).await.backend(),
         "canary"
     );
-    s.write_config(
-        &doc("web", &format!("port: {port}"), &[stable.addr()], ""),
-        true,
-    );
+    s.write_config(&plain.yaml(), true);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     while s.pools().await["pools"].as_array().map(Vec::len) != Some(1) {
         assert!(

@@ -184,13 +184,17 @@ async fn proxy_header_sent_upstream_repeats_the_addresses_a_received_one_announc
     for version in ["V1", "V2"] {
         let (backend, seen) = recording_backend("b").await;
         let port = free_port();
-        let yaml = tcp_pool(
-            "chain",
-            port,
-            &[backend],
-            &format!("  sendProxyProtocol: {version}\n"),
-        )
-        .replace("port: ", "proxyProtocol: true, port: ");
+        let send = match version {
+            "V1" => sluice::api::ProxyProtocolVersion::V1,
+            _ => sluice::api::ProxyProtocolVersion::V2,
+        };
+        let yaml = PoolDoc::tcp("chain", port)
+            .endpoints(&[backend])
+            .spec(|s| {
+                s.listener.proxy_protocol = Some(true);
+                s.send_proxy_protocol = Some(send);
+            })
+            .yaml();
         let _s = Sluice::start(&yaml);
         let mut payload = b"PROXY TCP4 203.0.113.9 198.51.100.1 40000 443\r\n".to_vec();
         payload.extend_from_slice(b"payload");

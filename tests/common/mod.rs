@@ -527,3 +527,76 @@ pub async fn h2c(
     .unwrap();
     (sender, tokio::spawn(conn))
 }
+
+/// A BackendPool document built from the typed resource (`sluice::api`), so tests set
+/// fields by name instead of editing YAML text.
+#[derive(Clone, Debug)]
+pub struct PoolDoc(pub sluice::api::BackendPool);
+
+impl PoolDoc {
+    /// An HTTP pool `default/NAME` on `port` with no endpoints list yet.
+    pub fn http(name: &str, port: u16) -> Self {
+        let spec = sluice::api::BackendPoolSpec {
+            listener: sluice::api::ListenerSpec {
+                port: u32::from(port),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut pool = sluice::api::BackendPool::new(name, spec);
+        pool.metadata.namespace = Some("default".into());
+        PoolDoc(pool)
+    }
+
+    /// A TCP pool `default/NAME` on `port`.
+    pub fn tcp(name: &str, port: u16) -> Self {
+        Self::http(name, port).spec(|s| s.protocol = sluice::api::Protocol::Tcp)
+    }
+
+    /// Static endpoints, weight 1 (an empty slice gives `endpoints: []`).
+    pub fn endpoints(self, addrs: &[SocketAddr]) -> Self {
+        let eps = addrs
+            .iter()
+            .map(|a| sluice::api::EndpointSpec {
+                address: a.to_string(),
+                weight: None,
+            })
+            .collect();
+        self.spec(|s| s.endpoints = Some(eps))
+    }
+
+    /// `listener.hosts`.
+    pub fn hosts(self, hosts: &[&str]) -> Self {
+        let hosts = hosts.iter().map(|h| (*h).to_owned()).collect();
+        self.spec(|s| s.listener.hosts = Some(hosts))
+    }
+
+    /// `listener.pathPrefix`.
+    pub fn path_prefix(self, prefix: &str) -> Self {
+        self.spec(|s| s.listener.path_prefix = Some(prefix.to_owned()))
+    }
+
+    /// Any other change to the spec.
+    pub fn spec(mut self, change: impl FnOnce(&mut sluice::api::BackendPoolSpec)) -> Self {
+        change(&mut self.0.spec);
+        self
+    }
+
+    /// A block of the spec given as YAML (`redirect`, `canary`, ...), parsed into its type.
+    pub fn block<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
+        serde_norway::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
+    }
+
+    /// The document, with its `---` separator.
+    pub fn yaml(&self) -> String {
+        format!(
+            "---\n{}",
+            serde_norway::to_string(&self.0).expect("a pool serializes")
+        )
+    }
+}
+
+/// The documents of a standalone file.
+pub fn file(docs: &[PoolDoc]) -> String {
+    docs.iter().map(PoolDoc::yaml).collect()
+}
