@@ -488,6 +488,24 @@ async fn a_connect_failure_is_retried_once_on_another_endpoint_without_a_retry_b
     let metrics = s.admin_get("/metrics");
     let retries = metric_value(&metrics, "sluice_retries_total{pool=\"default/next\"}");
     assert!(retries.is_some_and(|n| n >= 1.0), "{metrics}");
+    // The failures the retries hid from clients still show per backend.
+    let attempts = |backend: String, result: &str| {
+        let series = format!(
+            "sluice_upstream_attempts_total{{pool=\"default/next\",backend=\"{backend}\",result=\"{result}\"}}"
+        );
+        metric_value(&metrics, &series)
+    };
+    assert_eq!(
+        attempts(live.addr().to_string(), "success"),
+        Some(10.0),
+        "{metrics}"
+    );
+    assert_eq!(attempts(dead.to_string(), "failure"), retries, "{metrics}");
+    assert_eq!(
+        attempts(dead.to_string(), "success"),
+        Some(0.0),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -343,6 +343,31 @@ impl Collector for PoolCollector {
         }
 
         let mut e = encoder.encode_descriptor(
+            "sluice_upstream_attempts",
+            "Upstream attempts by pool, backend and result (failure: connect failure, reset, timeout or 5xx), retried ones included.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (pool, backends) in &grouped {
+            for (backend, eps) in backends {
+                let sum = |f: fn(&Endpoint) -> u64| eps.iter().map(|ep| f(ep)).sum::<u64>();
+                let ok = sum(|ep| ep.stats.attempts_ok.load(Ordering::Relaxed));
+                let failed = sum(|ep| ep.stats.attempts_failed.load(Ordering::Relaxed));
+                if ok + failed == 0 {
+                    continue;
+                }
+                for (result, n) in [("success", ok), ("failure", failed)] {
+                    let labels: &Labels = &[
+                        ("pool", pool.name()),
+                        ("backend", backend),
+                        ("result", result),
+                    ];
+                    ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
+                }
+            }
+        }
+
+        let mut e = encoder.encode_descriptor(
             "sluice_health_checks",
             "Active health checks by pool, backend and result.",
             None,

@@ -36,6 +36,11 @@ pub struct EndpointStats {
     pub checks_ok: AtomicU64,
     /// Active health checks that failed.
     pub checks_failed: AtomicU64,
+    /// Upstream attempts answered without an endpoint failure (any non-5xx answer).
+    pub attempts_ok: AtomicU64,
+    /// Upstream attempts that failed: connect failure, reset, timeout or a 5xx answer,
+    /// including the ones a retry then hid from the client.
+    pub attempts_failed: AtomicU64,
 }
 
 impl EndpointStats {

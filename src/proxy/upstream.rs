@@ -165,6 +165,7 @@ pub async fn send(
         let err = match attempt_once(&endpoint, snapshot, &mut out).await {
             Ok(response) => {
                 let status = response.status();
+                count_attempt(&endpoint, !status.is_server_error());
                 health::report_outcome(pool, snapshot, &endpoint, !status.is_server_error());
                 let retry_5xx = status.is_server_error()
                     && !last
@@ -179,6 +180,7 @@ pub async fn send(
                 ProxyError::Status(status)
             }
             Err(err) => {
+                count_attempt(&endpoint, !err.is_endpoint_failure());
                 health::report_outcome(pool, snapshot, &endpoint, !err.is_endpoint_failure());
                 let again =
                     !last && out.can_send() && again_after(pool, retry, attempt, &err, &out);
@@ -240,6 +242,16 @@ fn pick_retry(
     chosen
         .try_begin(limit)
         .or_else(|| snapshot.pick(hash, Some(failed)))
+}
+
+/// `sluice_upstream_attempts_total{result}` of `endpoint`.
+fn count_attempt(endpoint: &Endpoint, ok: bool) {
+    let counter = if ok {
+        &endpoint.stats.attempts_ok
+    } else {
+        &endpoint.stats.attempts_failed
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 fn take_budget(pool: &Pool, retry: &RetryConfig) -> bool {
