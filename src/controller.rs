@@ -184,6 +184,7 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
     } else {
         Leadership::always()
     };
+    admin.metrics.track_leader(leadership.flag());
     let recorder = Recorder::new(
         client.clone(),
         Reporter {

@@ -258,6 +258,8 @@ fn applied_pool_serves_ready_endpoints_and_reports_status() {
         kube.kubectl_ok(&["get", "lease", "sluice", "-n", &ns])
             .contains("sluice")
     );
+    let (_, _, metrics) = get(c.admin.port(), "/metrics").expect("metrics answer");
+    assert!(metrics.contains("\nsluice_leader 1\n"), "{metrics}");
 
     // A terminating endpoint gets no new work.
     kube.apply(&service_and_slice(&ns, port, false, true));
@@ -424,4 +426,82 @@ fn a_change_made_after_an_api_server_outage_is_served_within_two_seconds() {
         "the change was served {:?} after the API server was ready again",
         ready.elapsed()
     );
+}
+
+/// The backend that answers a GET of `/` on `port` carrying `header` (`name: value`).
+fn backend_with_header(port: u16, header: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: shop.test\r\n{header}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("x-backend: "))
+        .map(str::to_owned)
+}
+
+#[test]
+#[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
+fn a_canary_service_and_a_redirect_pool_work_in_kubernetes_mode() {
+    let Some(kube) =
+        cluster_or_skip("a_canary_service_and_a_redirect_pool_work_in_kubernetes_mode")
+    else {
+        return;
+    };
+    let ns = kube.new_namespace("e2e-routing");
+    let (_a, _b, port) = echo_pair();
+    let _c = EchoServer::start("pod-c", format!("198.18.0.4:{port}").parse().unwrap())
+        .expect("198.18.0.4 has the pair's port free");
+    kube.apply(&service_and_slice(&ns, port, true, false));
+    kube.apply(&format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: web-v2, namespace: {ns}}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-v2-abc
+  namespace: {ns}
+  labels: {{kubernetes.io/service-name: web-v2, endpointslice.kubernetes.io/managed-by: e2e}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+  - addresses: ["198.18.0.4"]
+    conditions: {{ready: true}}
+"#
+    ));
+    let listen = free_port();
+    kube.apply(&backend_pool(
+        &ns,
+        "web",
+        listen,
+        "  canary: {service: {name: web-v2, port: http}, weight: 0, header: {name: x-canary, value: \"1\"}}\n",
+    ));
+    let plain = free_port();
+    kube.apply(&format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: to-https, namespace: {ns}}}\nspec:\n  listener: {{port: {plain}}}\n  redirect: {{scheme: https}}\n"
+    ));
+    let c = Controller::start(&kube, &ns);
+    c.wait(Duration::from_secs(10), "the canary serving", || {
+        backend_with_header(listen, "x-canary: 1").as_deref() == Some("pod-c")
+    });
+    let seen = backends(listen, 20);
+    assert!(!seen.contains_key("pod-c"), "weight 0: {seen:?}");
+    c.wait(Duration::from_secs(10), "the redirect pool Ready", || {
+        jsonpath(&kube, &ns, "to-https", ".status.conditions[0].reason") == "Redirects"
+    });
+    assert_eq!(
+        jsonpath(&kube, &ns, "to-https", ".status.conditions[0].status"),
+        "True"
+    );
+    assert_eq!(http_status(plain, "/x"), Some(308));
+    assert!(!c.log().contains("forbidden"), "{}", c.log());
 }

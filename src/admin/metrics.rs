@@ -73,6 +73,7 @@ pub struct Metrics {
     registry: Registry,
     reloads: Family<Vec<(&'static str, &'static str)>, Counter>,
     apply_seconds: Histogram,
+    leader: Arc<std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 impl Metrics {
@@ -94,12 +95,22 @@ impl Metrics {
             "Time from a change seen (file or watch event) to the data plane serving it",
             apply_seconds.clone(),
         );
-        registry.register_collector(Box::new(PoolCollector { dataplane }));
+        let leader = Arc::default();
+        registry.register_collector(Box::new(PoolCollector {
+            dataplane,
+            leader: Arc::clone(&leader),
+        }));
         Metrics {
             registry,
             reloads,
             apply_seconds,
+            leader,
         }
+    }
+
+    /// Exposes `sluice_leader` (0/1) from `flag` (Kubernetes mode; standalone has none).
+    pub fn track_leader(&self, flag: Arc<std::sync::atomic::AtomicBool>) {
+        let _ = self.leader.set(flag);
     }
 
     /// Counts a configuration change: `ok` = applied, else refused.
@@ -167,6 +178,7 @@ fn classic_text(openmetrics: &str) -> String {
 #[derive(Debug)]
 struct PoolCollector {
     dataplane: Arc<Dataplane>,
+    leader: Arc<std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 type Labels<'a> = [(&'static str, &'a str)];
@@ -205,6 +217,16 @@ impl Collector for PoolCollector {
         )?;
         let labels: &Labels = &[("version", env!("CARGO_PKG_VERSION"))];
         ConstGauge::new(1).encode(e.encode_family(&labels)?)?;
+
+        if let Some(flag) = self.leader.get() {
+            let e = encoder.encode_descriptor(
+                "sluice_leader",
+                "1 while this replica holds the leader Lease (writes status and Events), else 0.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::from(flag.load(Ordering::Acquire))).encode(e)?;
+        }
 
         let mut e = encoder.encode_descriptor(
             "sluice_requests",

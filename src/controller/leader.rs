@@ -29,6 +29,11 @@ impl Leadership {
         Leadership(Arc::new(AtomicBool::new(true)))
     }
 
+    /// The flag itself, for `sluice_leader`.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
+
     /// True while this replica holds the Lease.
     pub fn is_leader(&self) -> bool {
         self.0.load(Ordering::Acquire)
