@@ -33,6 +33,7 @@ use crate::standalone::{self, Options};
 pub mod events;
 pub mod index;
 pub mod leader;
+mod relevant;
 pub mod status;
 pub mod watch;
 
@@ -84,15 +85,27 @@ where
 /// API-server outage are served soon after it ends.
 fn reflect<K>(api: Api<K>, config: watcher::Config, tx: mpsc::UnboundedSender<Instant>) -> Store<K>
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource
+        + relevant::Relevant
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, config));
     let kind = K::kind(&Default::default()).into_owned();
     tokio::task::spawn_local(async move {
-        watch::drive(stream, &kind, || {
-            let _ = tx.send(Instant::now());
+        // Only events that can change the desired state wake the rebuild (not the status
+        // this controller writes, nor metadata churn).
+        let mut prints = relevant::Fingerprints::default();
+        watch::drive(stream, &kind, |event| {
+            if prints.changed(event) {
+                let _ = tx.send(Instant::now());
+            }
         })
         .await;
     });

@@ -284,6 +284,35 @@ fn applied_pool_serves_ready_endpoints_and_reports_status() {
     c.wait(Duration::from_secs(10), "healthy again", || {
         http_status(listen, "/") == Some(200)
     });
+    c.wait(Duration::from_secs(10), "EndpointsHealthy again", || {
+        jsonpath(&kube, &ns, "web", ".status.conditions[0].reason") == "EndpointsHealthy"
+    });
+
+    // Status writes and metadata-only changes rebuild nothing; a spec change does.
+    let applied = || {
+        let (_, _, metrics) = get(c.admin.port(), "/metrics").expect("metrics answer");
+        common::metric_value(&metrics, "sluice_config_reloads_total{result=\"success\"}")
+            .expect("the reload counter")
+    };
+    let before = applied();
+    kube.kubectl_ok(&["annotate", "bp", "web", "-n", &ns, "touched=yes"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(applied(), before, "an annotation caused a rebuild");
+    kube.kubectl_ok(&[
+        "patch",
+        "bp",
+        "web",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"drainTimeout":"5s"}}"#,
+    ]);
+    c.wait(
+        Duration::from_secs(5),
+        "a rebuild for the spec change",
+        || applied() > before,
+    );
     assert!(!c.log().contains("forbidden"), "{}", c.log());
 }
 

@@ -60,19 +60,19 @@ fn is_expired(error: &watcher::Error) -> bool {
     }
 }
 
-/// Polls `stream` until it ends, calling `changed` on every event and pausing after each
+/// Polls `stream` until it ends, calling `event` on every event and pausing after each
 /// error as [`RetryDelay`] says. `kind` names the watched resource in logs.
-pub async fn drive<S, T>(stream: S, kind: &str, mut changed: impl FnMut())
+pub async fn drive<S, T>(stream: S, kind: &str, mut event: impl FnMut(&T))
 where
     S: Stream<Item = Result<T, watcher::Error>>,
 {
     let mut retry = RetryDelay::default();
     tokio::pin!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(_) => {
+    while let Some(next) = stream.next().await {
+        match next {
+            Ok(e) => {
                 retry.reset();
-                changed();
+                event(&e);
             }
             Err(error) => {
                 let delay = retry.after(&error);
@@ -174,7 +174,7 @@ mod tests {
         let polls = Arc::new(Mutex::new(Vec::new()));
         let mut events = 0;
         let start = Instant::now();
-        drive(outage(30, polls.clone()), "EndpointSlice", || events += 1).await;
+        drive(outage(30, polls.clone()), "EndpointSlice", |_| events += 1).await;
         assert_eq!(events, 1);
         let polls = polls.lock();
         let gaps: Vec<Duration> = polls.windows(2).map(|w| w[1] - w[0]).collect();
