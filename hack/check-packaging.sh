@@ -103,13 +103,15 @@ render_variants() {
     die "helm template with ci/all-features-values.yaml failed"
   helm template sluice-team-a "$CHART" -n sluice-team-a-system -f "$CHART/ci/namespaced-values.yaml" \
     >"$work/namespaced.yaml" || die "helm template with ci/namespaced-values.yaml failed"
+  helm template edge-ds "$CHART" -n sluice-edge -f "$CHART/ci/daemonset-values.yaml" \
+    >"$work/daemonset.yaml" || die "helm template with ci/daemonset-values.yaml failed"
 }
 
 static_checks() {
   log "helm $(helm version --short), chart $CHART"
 
   local values
-  for values in "" ci/all-features-values.yaml ci/namespaced-values.yaml; do
+  for values in "" ci/all-features-values.yaml ci/namespaced-values.yaml ci/daemonset-values.yaml; do
     local args=(--strict)
     [[ -z $values ]] || args+=(-f "$CHART/$values")
     if out=$(helm lint "$CHART" "${args[@]}" 2>&1); then
@@ -126,8 +128,15 @@ static_checks() {
   [[ $got == "$want" ]] && ok "helm template (defaults): $got" || bad "helm template (defaults) renders [$got], want [$want]"
 
   got=$(kinds "$work/all-features.yaml")
-  want="NetworkPolicy PodDisruptionBudget ServiceAccount ConfigMap ClusterRole ClusterRoleBinding Role RoleBinding Service Service Deployment PrometheusRule ServiceMonitor"
+  want="NetworkPolicy PodDisruptionBudget ServiceAccount ConfigMap ClusterRole ClusterRoleBinding Role RoleBinding Service Service Deployment HorizontalPodAutoscaler PrometheusRule ServiceMonitor"
   [[ $got == "$want" ]] && ok "helm template (all features): $got" || bad "helm template (all features) renders [$got], want [$want]"
+
+  got=$(kinds "$work/daemonset.yaml")
+  want="PodDisruptionBudget ServiceAccount ClusterRole ClusterRoleBinding Role RoleBinding Service Service DaemonSet"
+  [[ $got == "$want" ]] && ok "helm template (DaemonSet): $got" || bad "helm template (DaemonSet) renders [$got], want [$want]"
+  grep -q '^  replicas:' "$work/daemonset.yaml" "$work/all-features.yaml" &&
+    bad "replicas rendered for a DaemonSet or an autoscaled Deployment" ||
+    ok "no replicas for a DaemonSet or an autoscaled Deployment"
 
   helm template edge "$CHART" -n sluice-edge -f "$CHART/ci/all-features-values.yaml" >"$work/no-monitoring-api.yaml"
   if grep -q -e '^kind: ServiceMonitor' -e '^kind: PrometheusRule' "$work/no-monitoring-api.yaml"; then
@@ -175,6 +184,11 @@ static_checks() {
   expect_render_fails "runAs.user=0 (root)" "$schema" --set runAs.user=0
   expect_render_fails "two replicas without leader election" "controller.leaderElection must be true" \
     --set controller.leaderElection=false
+  expect_render_fails "a DaemonSet without leader election" "with kind DaemonSet or autoscaling" \
+    --set kind=DaemonSet --set replicaCount=1 --set controller.leaderElection=false
+  expect_render_fails "autoscaling with maxReplicas below minReplicas" "autoscaling.maxReplicas must be at least" \
+    --set autoscaling.enabled=true --set autoscaling.minReplicas=5 --set autoscaling.maxReplicas=2
+  expect_render_fails "kind=StatefulSet" "$schema" --set kind=StatefulSet
   expect_render_fails "a ServiceMonitor without the admin Service" "metrics.serviceMonitor.enabled needs admin.service.enabled" \
     --set metrics.serviceMonitor.enabled=true --set admin.service.enabled=false
   expect_render_fails "serviceMonitor at the top level (now metrics.serviceMonitor)" "additional properties 'serviceMonitor' not allowed" \
@@ -404,7 +418,7 @@ cluster_checks() {
   kubectl wait --for=condition=Established crd/servicemonitors.monitoring.coreos.com \
     crd/prometheusrules.monitoring.coreos.com --timeout=60s >/dev/null
   local f
-  for f in namespaced all-features; do
+  for f in namespaced all-features daemonset; do
     if kubectl apply --dry-run=server -f "$work/$f.yaml" >"$work/out" 2>"$work/err"; then
       ok "server-side dry run of the chart rendered with ci/$f-values.yaml: $(wc -l <"$work/out") objects accepted"
       no_warnings "server-side dry run of ci/$f-values.yaml" "$work/err"

@@ -26,6 +26,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{ include "sluice.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* Labels that select the pods; never change them after a release (selectors are immutable). */}}
@@ -83,6 +86,12 @@ container ports and the NetworkPolicy alike.
 {{- define "sluice.validate" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.controller.leaderElection) }}
 {{- fail "controller.leaderElection must be true when replicaCount is above 1: every replica would write BackendPool status" }}
+{{- end }}
+{{- if and (or (eq .Values.kind "DaemonSet") .Values.autoscaling.enabled) (not .Values.controller.leaderElection) }}
+{{- fail "controller.leaderElection must be true with kind DaemonSet or autoscaling: every pod would write BackendPool status" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
+{{- fail "autoscaling.maxReplicas must be at least autoscaling.minReplicas" }}
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.admin.service.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs admin.service.enabled: the ServiceMonitor scrapes the admin Service" }}
