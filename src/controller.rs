@@ -265,9 +265,14 @@ fn apply(admin: &Admin, mut desired: Desired, seen: Instant) -> Desired {
             }
             Err(e) => {
                 admin.metrics.reload(false);
-                let (pool, reason) = match &e {
-                    ApplyError::Bind { pool, .. } => (pool.clone(), "Conflict"),
-                    ApplyError::Tls { pool, .. } => (pool.clone(), "InvalidSpec"),
+                let (pool, reason, hint) = match &e {
+                    ApplyError::Bind {
+                        pool, addr, source, ..
+                    } => {
+                        let (reason, hint) = bind_refusal(source.kind(), addr.port());
+                        (pool.clone(), reason, hint)
+                    }
+                    ApplyError::Tls { pool, .. } => (pool.clone(), "InvalidSpec", ""),
                 };
                 tracing::error!(pool = %pool, error = %e, "pool refused");
                 let before = desired.set.pools.len();
@@ -276,7 +281,7 @@ fn apply(admin: &Admin, mut desired: Desired, seen: Instant) -> Desired {
                     pool,
                     Refusal {
                         reason,
-                        message: e.to_string(),
+                        message: format!("{e}{hint}"),
                     },
                 );
                 if desired.set.pools.len() == before {
@@ -284,6 +289,20 @@ fn apply(admin: &Admin, mut desired: Desired, seen: Instant) -> Desired {
                 }
             }
         }
+    }
+}
+
+/// The refusal reason (and a hint for the message) when a pool's port cannot be bound:
+/// `Conflict` only when something else holds it; a port the process may not open is
+/// reported as what it is.
+fn bind_refusal(kind: std::io::ErrorKind, port: u16) -> (&'static str, &'static str) {
+    match kind {
+        std::io::ErrorKind::AddrInUse => ("Conflict", " (another process holds the port)"),
+        std::io::ErrorKind::PermissionDenied if port < 1024 => (
+            "PortUnavailable",
+            " (ports below 1024 need CAP_NET_BIND_SERVICE, which the chart drops: use a port >= 1024 and map it in the Service)",
+        ),
+        _ => ("PortUnavailable", ""),
     }
 }
 
@@ -370,5 +389,24 @@ async fn invalid_spec_event(
     let event = events::refusal(refusal);
     if let Err(e) = recorder.publish(&event, &pool.object_ref(&())).await {
         tracing::debug!(error = %e, "event not recorded");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use super::bind_refusal;
+
+    #[test]
+    fn a_port_the_process_may_not_open_is_not_called_a_conflict() {
+        assert_eq!(bind_refusal(ErrorKind::AddrInUse, 8080).0, "Conflict");
+        let (reason, hint) = bind_refusal(ErrorKind::PermissionDenied, 80);
+        assert_eq!(reason, "PortUnavailable");
+        assert!(hint.contains("CAP_NET_BIND_SERVICE"), "{hint}");
+        assert_eq!(
+            bind_refusal(ErrorKind::AddrNotAvailable, 8080),
+            ("PortUnavailable", "")
+        );
     }
 }

@@ -28,7 +28,8 @@ pub fn truncate_on_char_boundary(s: &str, max_bytes: usize) -> &str {
     &s[..end]
 }
 
-/// The Warning Event for a pool the controller refuses (`InvalidSpec` or `Conflict`).
+/// The Warning Event for a pool the controller refuses (its reason: `InvalidSpec`,
+/// `Conflict` or `PortUnavailable`).
 pub fn refusal(refusal: &Refusal) -> Event {
     Event {
         type_: EventType::Warning,

@@ -24,7 +24,7 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Why a pool is not served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// `InvalidSpec` or `Conflict`.
+    /// `InvalidSpec`, `Conflict`, or `PortUnavailable` (its port cannot be opened).
     pub reason: &'static str,
     /// Every problem, one per line, naming the field.
     pub message: String,
