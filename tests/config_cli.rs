@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::{check_file, sluice_check};
 use sluice::config::{LoadError, Protocol, load_file};
 
 fn examples() -> PathBuf {
@@ -91,21 +94,10 @@ fn invalid_example_reports_every_error_with_file_pool_and_field() {
 
 #[test]
 fn check_prints_every_type_and_semantic_error_in_one_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pools.yaml");
-    std::fs::write(
-        &file,
+    let (code, err, name) = check_file(
         "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {name: web}\nspec:\n  listener: {port: 8080}\n  algorithm: Fastest\n  endpoints:\n    - {address: \"127.0.0.1:9001\", weight: 0}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    let name = file.display().to_string();
+    );
+    assert_eq!(code, Some(1));
     for field in ["spec.algorithm", "spec.endpoints[0].weight"] {
         assert!(
             err.lines()
@@ -136,16 +128,8 @@ spec:
 
 #[test]
 fn check_refuses_the_later_document_on_a_taken_port_whatever_the_names() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let file = dir.path().join("pools.yaml");
-    std::fs::write(&file, Z_THEN_A_ON_ONE_PORT).expect("the config is written");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .expect("sluice check runs");
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err, _) = check_file(Z_THEN_A_ON_ONE_PORT);
+    assert_eq!(code, Some(1));
     assert!(
         err.contains(
             "pool default/a-db: spec.listener.port: port 15432 is already owned by TCP pool default/z-db"
@@ -155,31 +139,6 @@ fn check_refuses_the_later_document_on_a_taken_port_whatever_the_names() {
     assert!(!err.contains("pool default/z-db:"), "{err}");
 }
 
-/// Runs `sluice check` with `args`, `stdin` piped in; returns (exit code, stdout, stderr).
-fn check_cli(args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("check")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 const HEADER: &str = "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\n";
 
 #[test]
@@ -187,7 +146,7 @@ fn check_reads_standard_input_and_suggests_the_field_meant() {
     let text = format!(
         "{HEADER}metadata: {{name: web}}\nspec: {{listener: {{port: 8080, hostz: [a]}}, endpoints: [], algorithm: RoundRobbin}}\n"
     );
-    let (code, _, err) = check_cli(&["--config", "-"], &text);
+    let (code, _, err) = sluice_check(&["--config", "-"], &text);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("<stdin>: document 1 (default/web): spec.listener.hostz")
@@ -202,7 +161,7 @@ fn check_json_reports_every_error_with_pool_and_field() {
     let text = format!(
         "{HEADER}metadata: {{name: web}}\nspec: {{listener: {{port: 0}}, endpoints: [{{address: nowhere}}]}}\n"
     );
-    let (code, out, _) = check_cli(&["--config", "-", "--format", "json"], &text);
+    let (code, out, _) = sluice_check(&["--config", "-", "--format", "json"], &text);
     assert_eq!(code, Some(1));
     let report: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
     assert_eq!(report["ok"], false);
@@ -221,7 +180,7 @@ fn check_json_reports_every_error_with_pool_and_field() {
             .iter()
             .all(|e| e["pool"] == "default/web")
     );
-    let (code, out, _) = check_cli(
+    let (code, out, _) = sluice_check(
         &["--config", "-", "--format", "json"],
         &format!(
             "{HEADER}metadata: {{name: web}}\nspec: {{listener: {{port: 80}}, endpoints: []}}\n"
@@ -237,7 +196,7 @@ fn check_json_reports_every_error_with_pool_and_field() {
 
 #[test]
 fn an_empty_file_is_a_warning_not_ok() {
-    let (code, out, err) = check_cli(&["--config", "-"], "# nothing here\n");
+    let (code, out, err) = sluice_check(&["--config", "-"], "# nothing here\n");
     assert_eq!(code, Some(0));
     assert!(!out.contains("ok"), "{out}");
     assert!(

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{EchoServer, PoolDoc, Sluice, echo, file, free_port, get, raw};
+use common::{EchoServer, PoolDoc, Sluice, check_file, echo, file, free_port, get, raw};
 use sluice::api::{CanarySpec, HeaderChangesSpec, MatchSpec, RedirectSpec, RewriteSpec};
 
 fn matching(yaml: &str) -> Option<MatchSpec> {
@@ -76,16 +76,8 @@ async fn same_conditions_on_the_same_route_are_a_conflict_the_earlier_pool_keeps
             .endpoints(&[b.addr()])
             .spec(|s| s.listener.match_ = get_only()),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pools.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err, _) = check_file(&yaml);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("pool default/second") && err.contains("default/first"),
         "{err}"
@@ -202,16 +194,8 @@ fn check_explains_routing_mistakes_with_the_field() {
             s.canary = Some(PoolDoc::block("{endpoints: [], weight: 101}"));
         }),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pools.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err, _) = check_file(&yaml);
+    assert_eq!(code, Some(1), "{err}");
     for field in [
         "spec.listener.match.headers[0].name",
         "spec.requestHeaders.set.Host",

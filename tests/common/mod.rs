@@ -600,3 +600,39 @@ impl PoolDoc {
 pub fn file(docs: &[PoolDoc]) -> String {
     docs.iter().map(PoolDoc::yaml).collect()
 }
+
+/// Runs `sluice check` with `args`, `stdin` piped in; returns (exit code, stdout, stderr).
+pub fn sluice_check(args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("check")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sluice check runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin.as_bytes())
+        .expect("stdin takes the input");
+    let out = child.wait_with_output().expect("sluice check ends");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes `yaml` as `pools.yaml` in a fresh directory and runs `sluice check --config` on
+/// it; returns (exit code, stderr, the file's path as printed in errors).
+pub fn check_file(yaml: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("pools.yaml");
+    std::fs::write(&file, yaml).expect("the config is written");
+    let path = file.display().to_string();
+    let (code, _, err) = sluice_check(&["--config", &path], "");
+    (code, err, path)
+}
