@@ -205,7 +205,7 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
             instance: Some(me),
         },
     );
-    let shared: Arc<Mutex<Desired>> = Arc::default();
+    let shared: Arc<Mutex<Arc<Desired>>> = Arc::default();
     tokio::task::spawn_local(write_status(
         client.clone(),
         opts.name.clone(),
@@ -241,7 +241,7 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
             }
         }
         refused_before = desired.refused.clone();
-        *shared.lock() = desired;
+        *shared.lock() = Arc::new(desired);
         admin.set_ready();
 
         seen = tokio::select! {
@@ -310,7 +310,7 @@ async fn write_status(
     client: Client,
     manager: String,
     pools: Store<BackendPool>,
-    shared: Arc<Mutex<Desired>>,
+    shared: Arc<Mutex<Arc<Desired>>>,
     admin: Arc<Admin>,
     leadership: Leadership,
     stop: CancellationToken,

@@ -22,7 +22,7 @@ pub struct CanaryConfig {
 }
 
 /// Extra request conditions (all must hold); empty = none.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RequestMatch {
     /// Headers with their exact values.
     pub headers: Vec<(HeaderName, HeaderValue)>,

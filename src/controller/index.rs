@@ -115,10 +115,12 @@ pub fn desired(objects: &Objects) -> Desired {
         }
     };
 
+    let by_name: HashMap<String, &BackendPool> = pools.iter().map(|p| (pool_name(p), p)).collect();
+    let services = Services::index(objects);
     let mut unresolved = BTreeMap::new();
     let mut out = ConfigSet::default();
     for cfg in set.pools {
-        let Some(pool) = pools.iter().find(|p| pool_name(p) == cfg.name) else {
+        let Some(pool) = by_name.get(&cfg.name) else {
             out.pools.push(cfg);
             continue;
         };
@@ -130,7 +132,7 @@ pub fn desired(objects: &Objects) -> Desired {
         let ns = pool.namespace().unwrap_or_else(|| "default".to_owned());
         let mut cfg = (*cfg).clone();
         if let Some(svc_ref) = &pool.spec.service {
-            match resolve(objects, &ns, svc_ref) {
+            match services.resolve(&ns, svc_ref) {
                 Ok(eps) => merge(&mut cfg.endpoints, eps),
                 Err(why) => {
                     unresolved.insert(cfg.name.clone(), why);
@@ -138,7 +140,7 @@ pub fn desired(objects: &Objects) -> Desired {
             }
         }
         if let (Some(svc_ref), Some(canary)) = (canary_ref, cfg.canary.as_mut()) {
-            match resolve(objects, &ns, svc_ref) {
+            match services.resolve(&ns, svc_ref) {
                 Ok(eps) => merge(&mut canary.endpoints, eps),
                 Err(why) => {
                     // The pool still serves; the canary share then finds no endpoint (503).
@@ -155,28 +157,56 @@ pub fn desired(objects: &Objects) -> Desired {
     }
 }
 
-/// The endpoints of the Service `svc_ref` in namespace `ns`, from its EndpointSlices.
-fn resolve(
-    objects: &Objects,
-    ns: &str,
-    svc_ref: &crate::api::ServiceRef,
-) -> Result<Vec<EndpointConfig>, String> {
-    let service = objects
-        .services
-        .iter()
-        .find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == svc_ref.name);
-    let slices: Vec<&EndpointSlice> = objects
-        .slices
-        .iter()
-        .filter(|s| {
-            s.namespace().as_deref() == Some(ns)
-                && s.labels().get(SERVICE_NAME_LABEL) == Some(&svc_ref.name)
-        })
-        .map(|s| s.as_ref())
-        .collect();
-    match service {
-        Some(service) => service_endpoints(service, &svc_ref.port, &slices),
-        None => Err(format!("Service {ns}/{} not found", svc_ref.name)),
+/// Services and their EndpointSlices by namespace and Service name, indexed once per
+/// rebuild so resolving a pool's Service costs a lookup, not a scan of every object.
+struct Services<'a> {
+    services: HashMap<(&'a str, &'a str), &'a Service>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+}
+
+impl<'a> Services<'a> {
+    fn index(objects: &'a Objects) -> Services<'a> {
+        let key = |meta: &'a kube::api::ObjectMeta| {
+            (
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
+            )
+        };
+        let services = objects
+            .services
+            .iter()
+            .map(|s| (key(&s.metadata), s.as_ref()))
+            .collect();
+        let mut slices: HashMap<_, Vec<&EndpointSlice>> = HashMap::new();
+        for s in &objects.slices {
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            {
+                let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+                slices
+                    .entry((ns, svc.as_str()))
+                    .or_default()
+                    .push(s.as_ref());
+            }
+        }
+        Services { services, slices }
+    }
+
+    /// The endpoints of the Service `svc_ref` in namespace `ns`, from its EndpointSlices.
+    fn resolve(
+        &self,
+        ns: &str,
+        svc_ref: &crate::api::ServiceRef,
+    ) -> Result<Vec<EndpointConfig>, String> {
+        let key = (ns, svc_ref.name.as_str());
+        let slices = self.slices.get(&key).map(Vec::as_slice).unwrap_or_default();
+        match self.services.get(&key) {
+            Some(service) => service_endpoints(service, &svc_ref.port, slices),
+            None => Err(format!("Service {ns}/{} not found", svc_ref.name)),
+        }
     }
 }
 

@@ -5,17 +5,21 @@
 //! changed — a flapping endpoint cannot flood the API server.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 
 use super::events::{CONDITION_MESSAGE_MAX_BYTES, truncate_on_char_boundary};
-use super::index::{Desired, pool_name};
+use super::index::{Desired, Refusal, pool_name};
 use crate::api::{
     BackendPool, BackendPoolStatus, BackendStatus, EndpointCounts, MAX_STATUS_BACKENDS,
 };
-use crate::pool::Pool;
+use crate::pool::{Pool, Snapshot};
 
 /// The status `pool` should have now. `live` is the served pool (absent when refused);
 /// `previous` keeps the condition's transition time when its status did not change.
@@ -103,10 +107,48 @@ pub fn compute(
     }
 }
 
-/// Statuses as last written, to write only changes.
+/// Status writes in flight at once.
+pub const STATUS_CONCURRENCY: usize = 16;
+/// Client-side limit on status writes per second: 10,000 new pools are written in 40 s
+/// while the API server keeps room for everything else (and for other controllers).
+pub const STATUS_WRITES_PER_SECOND: u32 = 250;
+
+/// What a pool's status is computed from: the same inputs give the same status, so a
+/// pool whose object, served snapshot and refusal did not change costs a comparison.
+#[derive(Debug, Clone)]
+struct Inputs {
+    object: Arc<BackendPool>,
+    snapshot: Option<Arc<Snapshot>>,
+    refusal: Option<Refusal>,
+    unresolved: Option<String>,
+}
+
+impl Inputs {
+    fn of(object: &Arc<BackendPool>, name: &str, desired: &Desired, live: Option<&Pool>) -> Self {
+        Inputs {
+            object: object.clone(),
+            snapshot: live.map(Pool::snapshot),
+            refusal: desired.refused.get(name).cloned(),
+            unresolved: desired.unresolved.get(name).cloned(),
+        }
+    }
+
+    fn same(&self, other: &Inputs) -> bool {
+        Arc::ptr_eq(&self.object, &other.object)
+            && match (&self.snapshot, &other.snapshot) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+            && self.refusal == other.refusal
+            && self.unresolved == other.unresolved
+    }
+}
+
+/// Statuses as last written (and what they were computed from), to write only changes.
 #[derive(Debug, Default)]
 pub struct Written {
-    last: HashMap<String, BackendPoolStatus>,
+    last: HashMap<String, (BackendPoolStatus, Inputs)>,
 }
 
 /// Two statuses that differ only in transition time are the same for writing purposes.
@@ -121,56 +163,83 @@ fn same(a: &BackendPoolStatus, b: &BackendPoolStatus) -> bool {
     strip(a) == strip(b)
 }
 
+/// A status to write.
+struct Pending {
+    name: String,
+    object: Arc<BackendPool>,
+    status: BackendPoolStatus,
+    inputs: Inputs,
+}
+
 impl Written {
-    /// Writes every pool's status that changed since the last write.
+    /// Writes every pool's status that changed since the last write: at most
+    /// [`STATUS_CONCURRENCY`] at once and [`STATUS_WRITES_PER_SECOND`].
     pub async fn sync(
         &mut self,
         client: &kube::Client,
         manager: &str,
-        pools: &[std::sync::Arc<BackendPool>],
+        pools: &[Arc<BackendPool>],
         desired: &Desired,
-        live: &HashMap<String, std::sync::Arc<Pool>>,
+        live: &HashMap<String, Arc<Pool>>,
     ) {
-        let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let mut seen = std::collections::HashSet::new();
-        for pool in pools {
-            let name = pool_name(pool);
-            seen.insert(name.clone());
-            // What we last wrote, else what the object shows (a new leader starts from it).
-            let previous = self.last.get(&name).or(pool.status.as_ref());
-            let status = compute(
-                pool,
-                desired,
-                live.get(&name).map(|p| p.as_ref()),
-                previous,
-                &now,
-            );
-            if previous.is_some_and(|p| same(p, &status)) {
-                self.last.insert(name, status);
-                continue;
-            }
-            let ns = pool.namespace().unwrap_or_else(|| "default".to_owned());
-            let api: Api<BackendPool> = Api::namespaced(client.clone(), &ns);
-            let patch = serde_json::json!({
-                "apiVersion": "sluice.dev/v1alpha1",
-                "kind": "BackendPool",
-                "status": status,
-            });
-            match api
-                .patch_status(
-                    &pool.name_any(),
-                    &PatchParams::apply(manager).force(),
-                    &Patch::Apply(&patch),
-                )
-                .await
-            {
-                Ok(_) => {
-                    self.last.insert(name, status);
+        let pending = self.changed(pools, desired, live);
+        let spacing = Duration::from_secs(1) / STATUS_WRITES_PER_SECOND;
+        let start = tokio::time::Instant::now();
+        let mut writes = futures_util::stream::iter(pending.into_iter().enumerate())
+            .map(|(i, p)| {
+                let at = start + spacing * u32::try_from(i).unwrap_or(u32::MAX);
+                async move {
+                    tokio::time::sleep_until(at).await;
+                    let written = write(client, manager, &p.object, &p.status).await;
+                    (p, written)
                 }
-                Err(e) => tracing::warn!(pool = %name, error = %e, "status write failed"),
+            })
+            .buffer_unordered(STATUS_CONCURRENCY);
+        while let Some((p, written)) = writes.next().await {
+            match written {
+                Ok(()) => {
+                    self.last.insert(p.name, (p.status, p.inputs));
+                }
+                Err(e) => tracing::warn!(pool = %p.name, error = %e, "status write failed"),
             }
         }
+    }
+
+    /// The statuses that differ from what was last written; forgets deleted pools.
+    fn changed(
+        &mut self,
+        pools: &[Arc<BackendPool>],
+        desired: &Desired,
+        live: &HashMap<String, Arc<Pool>>,
+    ) -> Vec<Pending> {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let mut seen = std::collections::HashSet::with_capacity(pools.len());
+        let mut pending = Vec::new();
+        for object in pools {
+            let name = pool_name(object);
+            let served = live.get(&name).map(|p| p.as_ref());
+            let inputs = Inputs::of(object, &name, desired, served);
+            seen.insert(name.clone());
+            let last = self.last.get(&name);
+            if last.is_some_and(|(_, was)| was.same(&inputs)) {
+                continue;
+            }
+            // What we last wrote, else what the object shows (a new leader starts from it).
+            let previous = last.map(|(s, _)| s).or(object.status.as_ref());
+            let status = compute(object, desired, served, previous, &now);
+            if previous.is_some_and(|p| same(p, &status)) {
+                self.last.insert(name, (status, inputs));
+                continue;
+            }
+            pending.push(Pending {
+                name,
+                object: object.clone(),
+                status,
+                inputs,
+            });
+        }
         self.last.retain(|k, _| seen.contains(k));
+        pending
     }
 
     /// Forgets what was written (leadership lost: the next leader rewrites).
@@ -179,10 +248,32 @@ impl Written {
     }
 }
 
+/// Server-side apply of `status` on `pool`'s status subresource.
+async fn write(
+    client: &kube::Client,
+    manager: &str,
+    pool: &BackendPool,
+    status: &BackendPoolStatus,
+) -> Result<(), kube::Error> {
+    let ns = pool.namespace().unwrap_or_else(|| "default".to_owned());
+    let api: Api<BackendPool> = Api::namespaced(client.clone(), &ns);
+    let patch = serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "BackendPool",
+        "status": status,
+    });
+    api.patch_status(
+        &pool.name_any(),
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::index::Refusal;
 
     fn pool() -> BackendPool {
         serde_norway::from_str(
@@ -193,6 +284,45 @@ mod tests {
 
     fn at(secs: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    /// Marks everything `changed` returned as written, as a successful sync does.
+    fn written(w: &mut Written, pending: Vec<Pending>) -> usize {
+        let n = pending.len();
+        for p in pending {
+            w.last.insert(p.name, (p.status, p.inputs));
+        }
+        n
+    }
+
+    #[test]
+    fn a_status_is_recomputed_and_written_only_when_its_inputs_change() {
+        let object = Arc::new(pool());
+        let live = HashMap::new();
+        let mut w = Written::default();
+        let first = w.changed(std::slice::from_ref(&object), &Desired::default(), &live);
+        assert_eq!(written(&mut w, first), 1, "a new pool gets its status");
+        let again = w.changed(std::slice::from_ref(&object), &Desired::default(), &live);
+        assert_eq!(again.len(), 0, "nothing changed, nothing to write");
+
+        let mut desired = Desired::default();
+        desired.refused.insert(
+            "shop/web".into(),
+            Refusal {
+                reason: "Conflict",
+                message: "taken".into(),
+            },
+        );
+        let refused = w.changed(std::slice::from_ref(&object), &desired, &live);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].status.conditions[0].reason, "Conflict");
+        written(&mut w, refused);
+
+        // A new object version with the same status is checked, not written.
+        let touched = Arc::new(pool());
+        assert_eq!(w.changed(&[touched], &desired, &live).len(), 0);
+        assert_eq!(w.changed(&[], &desired, &live).len(), 0);
+        assert!(w.last.is_empty(), "a deleted pool is forgotten");
     }
 
     #[test]

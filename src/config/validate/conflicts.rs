@@ -4,10 +4,10 @@
 //! earlier document in a file: validate's `Seniority`), so the pools named in errors can
 //! be refused while the rest, owners included, keeps serving unchanged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{Checked, Source, ValidationError};
-use crate::config::{HostMatch, Protocol};
+use crate::config::{HostMatch, Protocol, RequestMatch};
 
 /// Checks `pools` (oldest first) against each other.
 pub(super) fn check(source: &Source, pools: &[Checked], errors: &mut Vec<ValidationError>) {
@@ -69,50 +69,88 @@ pub(super) fn check(source: &Source, pools: &[Checked], errors: &mut Vec<Validat
                 );
             }
         }
-        for (j, p) in http.iter().enumerate().filter(|(_, p)| p.route_ok) {
-            for q in http[..j].iter().filter(|q| q.route_ok) {
-                if let Some((field, problem)) = route_conflict(q, p, port) {
-                    report(p, field, problem);
-                }
+        // Each route key (path prefix + extra conditions) maps its hosts to their holder:
+        // one lookup per host instead of a comparison with every older pool.
+        let mut holders: HashMap<(&str, &RequestMatch), Holders> = HashMap::new();
+        for (rank, p) in http.iter().enumerate().filter(|(_, p)| p.route_ok) {
+            let l = &p.config.listener;
+            let route = holders
+                .entry((l.path_prefix.as_str(), &l.matches))
+                .or_default();
+            let found = route_conflicts(route, p, port);
+            if found.is_empty() {
+                route.hold(rank, p);
+            }
+            for (field, problem) in found {
+                report(p, field, problem);
             }
         }
     }
 }
 
-/// The collision when `p` routes a host and prefix `q` (older) already routes.
-fn route_conflict(q: &Checked, p: &Checked, port: u16) -> Option<(&'static str, String)> {
-    let (ql, pl) = (&q.config.listener, &p.config.listener);
-    // Different extra conditions are different routes (the router orders them).
-    if ql.path_prefix != pl.path_prefix || ql.matches != pl.matches {
-        return None;
+/// Who already routes one path prefix with one set of extra conditions on a port: the
+/// any-host route and each host, with the holder's seniority rank.
+#[derive(Default)]
+struct Holders<'a> {
+    any_host: Option<&'a Checked>,
+    hosts: HashMap<&'a HostMatch, (usize, &'a Checked)>,
+}
+
+impl<'a> Holders<'a> {
+    fn hold(&mut self, rank: usize, p: &'a Checked) {
+        if p.config.listener.hosts.is_empty() {
+            self.any_host = Some(p);
+        }
+        for h in &p.config.listener.hosts {
+            self.hosts.entry(h).or_insert((rank, p));
+        }
     }
+}
+
+/// The collisions when `p` routes what `route` already holds: one per holder, oldest
+/// first, naming the hosts they share.
+fn route_conflicts(route: &Holders, p: &Checked, port: u16) -> Vec<(&'static str, String)> {
+    let pl = &p.config.listener;
     let prefix = &pl.path_prefix;
-    if ql.hosts.is_empty() && pl.hosts.is_empty() {
-        return Some((
-            "spec.listener.pathPrefix",
-            format!(
-                "pool {} already routes any host with pathPrefix {prefix} on port {port}",
-                q.config.name
-            ),
-        ));
+    if pl.hosts.is_empty() {
+        return route
+            .any_host
+            .map(|q| {
+                (
+                    "spec.listener.pathPrefix",
+                    format!(
+                        "pool {} already routes any host with pathPrefix {prefix} on port {port}",
+                        q.config.name
+                    ),
+                )
+            })
+            .into_iter()
+            .collect();
     }
-    let shared: Vec<String> = pl
-        .hosts
-        .iter()
-        .filter(|h| ql.hosts.contains(h))
-        .map(host_pattern)
-        .collect();
-    if shared.is_empty() {
-        return None;
+    let mut shared: Vec<(usize, &Checked, Vec<String>)> = Vec::new();
+    for h in &pl.hosts {
+        let Some(&(rank, q)) = route.hosts.get(h) else {
+            continue;
+        };
+        match shared.iter_mut().find(|(r, _, _)| *r == rank) {
+            Some((_, _, hosts)) => hosts.push(host_pattern(h)),
+            None => shared.push((rank, q, vec![host_pattern(h)])),
+        }
     }
-    Some((
-        "spec.listener.hosts",
-        format!(
-            "pool {} already routes host {} with pathPrefix {prefix} on port {port}",
-            q.config.name,
-            shared.join(", ")
-        ),
-    ))
+    shared.sort_by_key(|(rank, _, _)| *rank);
+    shared
+        .into_iter()
+        .map(|(_, q, hosts)| {
+            (
+                "spec.listener.hosts",
+                format!(
+                    "pool {} already routes host {} with pathPrefix {prefix} on port {port}",
+                    q.config.name,
+                    hosts.join(", ")
+                ),
+            )
+        })
+        .collect()
 }
 
 /// The host as users write it (`*.example.com` for a wildcard).
