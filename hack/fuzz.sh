@@ -12,6 +12,8 @@
 #
 # Environment:
 #   FUZZ_SECONDS    run time per target (default 12: about a minute for the five)
+#   FUZZ_SEED       libFuzzer's random seed (default 1: every run starts with the same
+#                   inputs, so a CI failure replays; 0 = a fresh seed each run)
 #   FUZZ_RSS_MB     libFuzzer's memory limit per target (default 2048)
 #   FUZZ_TOOLCHAIN  the nightly toolchain cargo-fuzz builds with (default nightly; the
 #                   repository's rust-toolchain.toml pins stable, `cargo +TOOLCHAIN`
@@ -20,15 +22,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-12}"
+seed="${FUZZ_SEED:-1}"
 rss_mb="${FUZZ_RSS_MB:-2048}"
 toolchain="${FUZZ_TOOLCHAIN:-nightly}"
 cargo_fuzz_version=0.13.2
 
 # Largest input per target: heads and bodies past sluice's own limits (8 KiB request line,
-# 4 KiB chunk-size line) stay reachable; a PROXY header is at most 1 KiB as sluice reads it.
+# 4 KiB chunk-size line, 16 KiB of response trailers) stay reachable; a PROXY header is at
+# most 1 KiB as sluice reads it.
 declare -A max_len=(
   [request_head]=12288
-  [chunked]=12288
+  [chunked]=17408
   [request_chunked]=12288
   [response_head]=12288
   [proxy_header]=1100
@@ -70,6 +74,7 @@ for t in "${targets[@]}"; do
     -rss_limit_mb="$rss_mb"
     -max_len="${max_len[$t]:-4096}"
     -timeout=10
+    -seed="$seed"
     -print_final_stats=1
   )
   if [ -n "${dict[$t]:-}" ]; then

@@ -37,7 +37,8 @@ const COALESCE_BODY: usize = 16 * 1024;
 /// Body slices up to this size are copied out of the read buffer, so that the buffer's
 /// allocation stays unshared and is reused by the next read.
 const COPY_BELOW: usize = 4 * 1024;
-/// Longest chunk-size line (with extensions) and largest trailer section accepted.
+/// Longest chunk-size line (size and extensions, without its CRLF) and largest trailer
+/// section (field lines with their CRLFs, without the final empty line) accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 16 * 1024;
 
@@ -510,14 +511,15 @@ fn chunk_step(
     loop {
         match chunk {
             Chunk::Size => {
+                // `eol` counts the line's CR: the limit is on what precedes it, so a line
+                // is refused at the same length however it arrives.
                 let Some(eol) = buf.iter().position(|&b| b == b'\n') else {
-                    if buf.len() > MAX_CHUNK_LINE {
+                    if buf.len() > MAX_CHUNK_LINE + 1 {
                         return Err(invalid("chunk size line too long"));
                     }
                     return Ok(Step::NeedMore);
                 };
-                // The same limit when the whole line arrived in one read.
-                if eol > MAX_CHUNK_LINE {
+                if eol > MAX_CHUNK_LINE + 1 {
                     return Err(invalid("chunk size line too long"));
                 }
                 let size = parse_chunk_size(&buf[..eol])?;
@@ -552,7 +554,9 @@ fn chunk_step(
             }
             Chunk::Trailers => {
                 let Some(eol) = buf.iter().position(|&b| b == b'\n') else {
-                    if *trailer_bytes + buf.len() > MAX_TRAILERS {
+                    // A lone CR may begin the final empty line, which is not counted.
+                    let maybe_end = buf[..] == b"\r"[..];
+                    if !maybe_end && *trailer_bytes + buf.len() > MAX_TRAILERS {
                         return Err(invalid("trailers too large"));
                     }
                     return Ok(Step::NeedMore);
@@ -785,9 +789,31 @@ mod tests {
         long.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
         assert!(chunked(&long).is_err());
         let mut longest = b"1;".to_vec();
-        longest.resize(MAX_CHUNK_LINE - 1, b'e');
+        longest.resize(MAX_CHUNK_LINE, b'e');
         longest.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
         assert_eq!(chunked(&longest).unwrap(), b"x");
+        for at in [MAX_CHUNK_LINE - 1, MAX_CHUNK_LINE, MAX_CHUNK_LINE + 1] {
+            let (first, rest) = longest.split_at(at);
+            let split = decode_chunked_for_fuzzing(&mut [first, rest].into_iter());
+            assert_eq!(split.frames.concat(), b"x", "split at {at}");
+            assert!(matches!(split.end, Ok(Some(_))), "split at {at}");
+        }
+    }
+
+    #[test]
+    fn trailers_at_the_limit_end_the_same_however_the_last_line_arrives() {
+        // 16 KiB of trailer field lines exactly, then the empty line, its CR and LF in
+        // separate reads: the empty line is not counted against the limit.
+        let mut body = b"0\r\n".to_vec();
+        let line = format!("t: {}\r\n", "v".repeat(1024 - 5));
+        body.extend_from_slice(line.repeat(MAX_TRAILERS / 1024).as_bytes());
+        let whole = [&body[..], b"\r\n"].concat();
+        assert!(chunked(&whole).is_ok());
+        let parts = [&body[..], b"\r", b"\n"];
+        let split = decode_chunked_for_fuzzing(&mut parts.into_iter());
+        assert!(matches!(split.end, Ok(Some(_))), "{:?}", split.end);
+        let over = [&body[..], b"x: 1\r\n\r\n"].concat();
+        assert!(chunked(&over).is_err());
     }
 
     #[test]
