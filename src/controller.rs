@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -96,7 +96,13 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config));
+    // The stores keep only what is read: `managedFields` and annotations (kubectl's
+    // last-applied copy among them) are most of an object's size and none is used.
+    let trimmed = watcher(api, config).modify(|o| {
+        o.managed_fields_mut().clear();
+        o.annotations_mut().clear();
+    });
+    let stream = reflector::reflector(writer, trimmed);
     let kind = K::kind(&Default::default()).into_owned();
     tokio::task::spawn_local(async move {
         // Only events that can change the desired state wake the rebuild (not the status
