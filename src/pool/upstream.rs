@@ -161,3 +161,78 @@ impl UpstreamPool {
         }
     }
 }
+
+/// The request body type of the hyper-based upstream client (TLS and HTTP/2 backends).
+pub type ClientBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;
+/// A boxed error, as hyper's client wants from request bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Most idle HTTP/1.1-over-TLS connections kept per endpoint.
+const MAX_IDLE_CLIENT_CONNS: usize = 256;
+
+/// Connections of the hyper-based client to one endpoint (backends reached over TLS or
+/// HTTP/2): one shared multiplexed HTTP/2 connection, and HTTP/1.1 connections that each
+/// carry one exchange at a time. The plain HTTP/1.1 path never touches these.
+#[derive(Default)]
+pub struct ClientConns {
+    h2: Mutex<Option<hyper::client::conn::http2::SendRequest<ClientBody>>>,
+    h1: Mutex<Vec<(hyper::client::conn::http1::SendRequest<ClientBody>, Instant)>>,
+}
+
+impl std::fmt::Debug for ClientConns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConns").finish_non_exhaustive()
+    }
+}
+
+impl ClientConns {
+    /// A handle on the endpoint's HTTP/2 connection, while it is open.
+    pub fn h2(&self) -> Option<hyper::client::conn::http2::SendRequest<ClientBody>> {
+        let mut h2 = self.h2.lock();
+        match &*h2 {
+            Some(sender) if !sender.is_closed() => Some(sender.clone()),
+            Some(_) => {
+                *h2 = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Makes `sender` the endpoint's HTTP/2 connection (a racing newer one replaces an
+    /// older, which closes once its streams end).
+    pub fn set_h2(&self, sender: hyper::client::conn::http2::SendRequest<ClientBody>) {
+        *self.h2.lock() = Some(sender);
+    }
+
+    /// An HTTP/1.1 connection ready for a request and idle for less than `max_idle`.
+    /// Connections still carrying an exchange stay listed; closed or expired ones go.
+    pub fn take_h1(
+        &self,
+        max_idle: Duration,
+    ) -> Option<hyper::client::conn::http1::SendRequest<ClientBody>> {
+        let now = Instant::now();
+        let mut idle = self.h1.lock();
+        idle.retain(|(s, since)| {
+            !s.is_closed() && (!s.is_ready() || now.saturating_duration_since(*since) < max_idle)
+        });
+        let i = idle.iter().rposition(|(s, _)| s.is_ready())?;
+        Some(idle.swap_remove(i).0)
+    }
+
+    /// Lists an HTTP/1.1 connection for reuse; it is taken again once its current exchange
+    /// (if any) has ended.
+    pub fn put_h1(&self, sender: hyper::client::conn::http1::SendRequest<ClientBody>) {
+        let mut idle = self.h1.lock();
+        if idle.len() < MAX_IDLE_CLIENT_CONNS {
+            idle.push((sender, Instant::now()));
+        }
+    }
+
+    /// Drops every connection handle (the endpoint left the pool); HTTP/2 streams in
+    /// flight finish, then the connection closes.
+    pub fn clear(&self) {
+        *self.h2.lock() = None;
+        self.h1.lock().clear();
+    }
+}

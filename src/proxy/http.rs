@@ -22,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::body::ProxyBody;
+use super::client;
 use super::error::ProxyError;
 use super::filters;
 use super::guard::Verdict;
@@ -221,6 +222,12 @@ async fn forward(
         }
         _ => None,
     };
+    let grpc = client::is_grpc(req.headers());
+    let deadline = if grpc {
+        client::grpc_timeout(req.headers())
+    } else {
+        None
+    };
     let upgrade = headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let log = conn
@@ -257,7 +264,8 @@ async fn forward(
                 }
             }
         }
-    };
+    }
+    .with_deadline(deadline);
 
     let mut exchange = Exchange {
         guard: None,
@@ -333,6 +341,9 @@ async fn forward(
             }
             exchange.guard = guard;
             exchange.fail();
+            if grpc {
+                return client::grpc_error(status, err.body());
+            }
             let mut resp = error_response(&err);
             if matches!(err, ProxyError::ClientBody(_)) {
                 // The client's stream is unusable past its broken body.
