@@ -134,11 +134,14 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for Echo {
     }
 }
 
-/// A certificate authority and a backend certificate for `backend.test` it signed.
+/// A certificate authority and what it signed: a backend certificate for `backend.test`
+/// and a listener certificate for `grpc.test`.
 struct Pki {
     ca_pem: String,
     cert_pem: String,
     key_pem: String,
+    listener_cert_pem: String,
+    listener_key_pem: String,
 }
 
 fn pki() -> Pki {
@@ -151,10 +154,17 @@ fn pki() -> Pki {
         .unwrap()
         .signed_by(&key, &ca)
         .unwrap();
+    let listener_key = rcgen::KeyPair::generate().unwrap();
+    let listener_cert = rcgen::CertificateParams::new(vec!["grpc.test".to_owned()])
+        .unwrap()
+        .signed_by(&listener_key, &ca)
+        .unwrap();
     Pki {
         ca_pem: ca.pem(),
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
+        listener_cert_pem: listener_cert.pem(),
+        listener_key_pem: listener_key.serialize_pem(),
     }
 }
 
@@ -274,6 +284,8 @@ fn start_with_ca(docs: &[PoolDoc], pki: Option<&Pki>) -> Sluice {
     let dir = tempfile::tempdir().unwrap();
     if let Some(pki) = pki {
         std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
+        std::fs::write(dir.path().join("listener.pem"), &pki.listener_cert_pem).unwrap();
+        std::fs::write(dir.path().join("listener.key"), &pki.listener_key_pem).unwrap();
     }
     Sluice::start_in(dir, &file(docs), &[])
 }
@@ -582,4 +594,53 @@ async fn grpc_health_check_over_tls_passes_a_serving_backend() {
         pools["pools"][0]["endpoints"][0]["healthy"], true,
         "{pools}"
     );
+}
+
+#[tokio::test]
+async fn grpc_from_an_h2_tls_client_reaches_a_tls_backend() {
+    let pki = pki();
+    let backend = grpc_backend("tls", Some(&pki), tonic_health::ServingStatus::Serving).await;
+    let port = free_port();
+    let _sluice = start_with_ca(
+        &[PoolDoc::http("grpc", port)
+            .hosts(&["grpc.test"])
+            .endpoints(&[backend.addr])
+            .spec(|s| {
+                s.listener.tls = Some(PoolDoc::block(
+                    "{certFile: listener.pem, keyFile: listener.key}",
+                ));
+                s.upstream =
+                    upstream("{protocol: HTTP2, tls: {serverName: backend.test, caFile: ca.pem}}");
+            })],
+        Some(&pki),
+    );
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&pki.ca_pem))
+        .domain_name("grpc.test");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .origin(format!("https://grpc.test:{port}").parse().unwrap())
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let reply = unary(&mut grpc, echo("over h2"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (reply.message.as_str(), reply.backend.as_str()),
+        ("over h2", "tls")
+    );
+    let (replies, status) = stream(
+        &mut grpc,
+        EchoRequest {
+            count: 3,
+            ..echo("s")
+        },
+    )
+    .await;
+    assert_eq!((replies.len(), status.code()), (3, Code::Ok), "{status:?}");
 }

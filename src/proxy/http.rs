@@ -236,7 +236,12 @@ async fn forward(
         .as_ref()
         .map(|_| telemetry::RequestInfo::from_request(&req));
 
-    let (parts, body, ids) = match upstream_parts(req, &conn, upgrade)
+    // `TE` is hop-by-hop, but whether the client takes trailers is what decides if a
+    // backend may send them: the client of TLS and HTTP/2 backends passes trailers on, so
+    // it says so upstream.
+    let te_trailers =
+        !snapshot.config.upstream.is_plain_http1() && headers::accepts_trailers(req.headers());
+    let (mut parts, body, ids) = match upstream_parts(req, &conn, upgrade)
         .and_then(|p| apply_route(route, &snapshot.config.listener.path_prefix, p))
     {
         Ok(p) => p,
@@ -245,6 +250,11 @@ async fn forward(
             return local(status, "bad request\n");
         }
     };
+    if te_trailers {
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     let span = conn
         .listener
         .spans
