@@ -644,3 +644,32 @@ async fn grpc_from_an_h2_tls_client_reaches_a_tls_backend() {
     .await;
     assert_eq!((replies.len(), status.code()), (3, Code::Ok), "{status:?}");
 }
+
+#[tokio::test]
+async fn sluice_answers_grpc_calls_it_cannot_forward_with_a_grpc_status() {
+    let port = free_port();
+    let _sluice = Sluice::start(&file(&[PoolDoc::http("grpc", port)
+        .hosts(&["grpc.test"])
+        .endpoints(&[])
+        .spec(|s| s.upstream = upstream("protocol: HTTP2"))]));
+    let unrouted = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = unary(&mut tonic::client::Grpc::new(unrouted), echo("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "no route: {status:?}");
+    let routed = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .origin(format!("http://grpc.test:{port}").parse().unwrap())
+        .connect()
+        .await
+        .unwrap();
+    let status = unary(&mut tonic::client::Grpc::new(routed), echo("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "no endpoint: {status:?}");
+    assert_eq!(status.message(), "no healthy endpoint available");
+}

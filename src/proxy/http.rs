@@ -158,6 +158,9 @@ pub async fn serve(
     let Some(pool) = router.route(&input).cloned() else {
         drop(router);
         UNROUTED.record(StatusCode::NOT_FOUND.as_u16());
+        if client::is_grpc(req.headers()) {
+            return client::grpc_error(StatusCode::NOT_FOUND, ProxyError::NoRoute.body());
+        }
         return error_response(&ProxyError::NoRoute);
     };
     drop(router);
