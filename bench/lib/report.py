@@ -18,6 +18,8 @@ SCENARIOS = [
     ("tls", "TLS handshakes/s (HTTPS, new connection per request)", "wrk -t2 -c64 -H 'Connection: close' https://"),
     ("tcpconn", "TCP short connections", "wrk -t2 -c64 -H 'Connection: close' via the L4 proxy"),
     ("bulk", "TCP bulk throughput", "4 streams, MB/s (10^6 B)"),
+    ("grpc", "gRPC unary (h2c client, HTTP/2 to h2c gRPC backends)", "h2load -t2 -c16 -m4 -d grpc.bin"),
+    ("tlsup", "HTTPS backends, keep-alive (TLS upstream connections reused)", "wrk -t2 -c64"),
 ]
 TARGETS = ["sluice", "nginx", "haproxy", "direct"]
 PROXIES = ["sluice", "nginx", "haproxy"]
