@@ -126,6 +126,8 @@ def main() -> None:
     head = "| scenario | metric | sluice | nginx | haproxy | direct | sluice/nginx | sluice/haproxy |"
     rows = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
     for scen, title, how in SCENARIOS:
+        if not any((scen, t) in agg for t in TARGETS):
+            continue  # not run (SCENARIOS picked a subset)
         g = {t: agg.get((scen, t), {}) for t in TARGETS}
         bulk = scen == "bulk"
         unit = "MB/s" if bulk else ("handshakes/s" if scen == "tls" else "req/s")
@@ -209,6 +211,8 @@ def main() -> None:
 
     spread = []
     for scen, title, _ in SCENARIOS:
+        if not any((scen, t) in agg for t in TARGETS):
+            continue
         parts = [f"{t} {agg[(scen, t)]['min']:,.0f}–{agg[(scen, t)]['max']:,.0f}" for t in TARGETS if (scen, t) in agg]
         spread.append(f"- {scen}: " + "; ".join(parts))
 

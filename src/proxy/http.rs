@@ -225,7 +225,9 @@ async fn forward(
         }
         _ => None,
     };
-    let grpc = client::is_grpc(req.headers());
+    // gRPC needs an HTTP/2 upstream: the plain HTTP/1.1 path (the hot one) skips these checks.
+    let plain = snapshot.config.upstream.is_plain_http1();
+    let grpc = !plain && client::is_grpc(req.headers());
     let deadline = if grpc {
         client::grpc_timeout(req.headers())
     } else {
@@ -242,8 +244,7 @@ async fn forward(
     // `TE` is hop-by-hop, but whether the client takes trailers is what decides if a
     // backend may send them: the client of TLS and HTTP/2 backends passes trailers on, so
     // it says so upstream.
-    let te_trailers =
-        !snapshot.config.upstream.is_plain_http1() && headers::accepts_trailers(req.headers());
+    let te_trailers = !plain && headers::accepts_trailers(req.headers());
     let (mut parts, body, ids) = match upstream_parts(req, &conn, upgrade)
         .and_then(|p| apply_route(route, &snapshot.config.listener.path_prefix, p))
     {
