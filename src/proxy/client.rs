@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{ClientBodyFailed, ProxyError};
 use super::h1client::RequestBody;
+use super::upstream::Outbound;
 use crate::config::UpstreamProtocol;
 use crate::pool::{BoxError, ClientBody, Endpoint, Snapshot};
 
@@ -33,41 +34,49 @@ enum Conn {
     H2(hyper::client::conn::http2::SendRequest<ClientBody>),
 }
 
-/// Sends one request to `endpoint` on a pooled connection or a new one, and waits (at most
-/// `timeout`) for the response head. A pooled connection that closed before taking the
-/// request is replaced by a new one, invisibly.
+/// Sends the next attempt of `out` to `endpoint` on a pooled connection or a new one, and
+/// waits (at most `timeout`) for the response head. The request (and its body) is taken
+/// from `out` only once a connection is there, so a failed connect leaves it sendable to
+/// another endpoint. A pooled connection that closed before taking the request is replaced
+/// by a new one, invisibly.
 pub(super) async fn exchange(
     endpoint: &Arc<Endpoint>,
     snapshot: &Snapshot,
-    parts: &Parts,
-    body: RequestBody<'_>,
+    out: &mut Outbound,
     timeout: Duration,
 ) -> Result<Response<Incoming>, ProxyError> {
     let config = &snapshot.config;
     let tls = snapshot.upstream_tls.is_some();
-    let mut request = build_request(parts, body);
-    if let Some(conn) = pooled(endpoint, config.upstream.protocol, config.timeouts.idle) {
-        match send(conn, endpoint, request, tls, timeout).await {
-            Ok(response) => return Ok(response),
-            Err(SendFailure::Failed(e)) => return Err(e),
-            Err(SendFailure::Unsent(back)) => {
-                tracing::debug!(
-                    backend = endpoint.label(),
-                    "pooled connection was closed; sending on a new one"
-                );
-                request = *back;
-            }
-        }
-    }
+    let (conn, fresh) = match pooled(endpoint, config.upstream.protocol, config.timeouts.idle) {
+        Some(conn) => (conn, false),
+        None => (connect(endpoint, snapshot).await?, true),
+    };
+    let (parts, body) = out.next().ok_or(ProxyError::NoEndpoint)?;
+    let request = build_request(parts, body);
+    let back = match send(conn, endpoint, request, tls, timeout).await {
+        Ok(response) => return Ok(response),
+        Err(SendFailure::Failed(e)) => return Err(e),
+        Err(SendFailure::Unsent(back)) if !fresh => back,
+        Err(SendFailure::Unsent(_)) => return Err(closed_unsent(endpoint)),
+    };
+    tracing::debug!(
+        backend = endpoint.label(),
+        "pooled connection was closed; sending on a new one"
+    );
     let conn = connect(endpoint, snapshot).await?;
-    match send(conn, endpoint, request, tls, timeout).await {
+    match send(conn, endpoint, *back, tls, timeout).await {
         Ok(response) => Ok(response),
         Err(SendFailure::Failed(e)) => Err(e),
-        Err(SendFailure::Unsent(_)) => Err(ProxyError::Connect(
-            endpoint.address(),
-            std::io::Error::other("connection closed before the request was sent"),
-        )),
+        Err(SendFailure::Unsent(_)) => Err(closed_unsent(endpoint)),
     }
+}
+
+/// A new connection closed before it took the request: nothing was sent.
+fn closed_unsent(endpoint: &Endpoint) -> ProxyError {
+    ProxyError::Connect(
+        endpoint.address(),
+        std::io::Error::other("connection closed before the request was sent"),
+    )
 }
 
 /// Why a send did not give a response.

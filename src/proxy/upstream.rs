@@ -89,7 +89,7 @@ impl Outbound {
     }
 
     /// The head and body for the next attempt.
-    fn next(&mut self) -> Option<(&Parts, RequestBody<'_>)> {
+    pub(super) fn next(&mut self) -> Option<(&Parts, RequestBody<'_>)> {
         let body = match &mut self.body {
             BodySource::Stream(body) => RequestBody::Stream(body.take()?),
             BodySource::Kept(None) => RequestBody::Empty,
@@ -363,8 +363,7 @@ async fn attempt_once(
         timeouts.request = timeouts.request.min(deadline);
     }
     if !snapshot.config.upstream.is_plain_http1() {
-        let (parts, body) = out.next().ok_or(ProxyError::NoEndpoint)?;
-        let attempt = client::exchange(endpoint, snapshot, parts, body, timeouts.request);
+        let attempt = client::exchange(endpoint, snapshot, out, timeouts.request);
         return tokio::select! {
             biased;
             result = attempt => result.map(|r| r.map(BackendBody::Client)),
