@@ -322,3 +322,19 @@ fn build_snapshot(
         upstream_tls,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_ca_still_gives_tls_that_trusts_nothing_never_plain_text() {
+        let yaml = "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {name: web}\nspec:\n  listener: {port: 8080}\n  endpoints: []\n  upstream: {tls: {caFile: /nonexistent/ca.pem}}\n";
+        let pools = crate::config::parse_documents("pools.yaml", yaml).expect("parses");
+        let set =
+            crate::config::validate(&crate::config::Source::File("pools.yaml".into()), &pools)
+                .expect("valid: the file is read at load, not by validation");
+        let tls = upstream_tls(&set.pools[0]).expect("a TLS configuration all the same");
+        assert_eq!(tls.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    }
+}

@@ -46,7 +46,7 @@ pub(super) async fn exchange(
     timeout: Duration,
 ) -> Result<Response<Incoming>, ProxyError> {
     let config = &snapshot.config;
-    let tls = snapshot.upstream_tls.is_some();
+    let tls = config.upstream.tls.is_some();
     let (conn, fresh) = match pooled(endpoint, config.upstream.protocol, config.timeouts.idle) {
         Some(conn) => (conn, false),
         None => (connect(endpoint, snapshot).await?, true),
@@ -221,10 +221,15 @@ async fn connect(endpoint: &Arc<Endpoint>, snapshot: &Snapshot) -> Result<Conn, 
         let tcp = TcpStream::connect(addr).await?;
         let _ = tcp.set_nodelay(true);
         let cut = endpoint.cut.clone();
-        let Some(tls) = &snapshot.upstream_tls else {
+        if config.upstream.tls.is_none() {
             let h2 = config.upstream.protocol != UpstreamProtocol::Http1;
             return handshake(tcp, h2, cut).await;
-        };
+        }
+        // Never plain text to a backend configured for TLS, whatever happened to its config.
+        let tls = snapshot
+            .upstream_tls
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("no TLS client configuration"))?;
         let name = match config
             .upstream
             .tls
