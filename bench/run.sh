@@ -5,7 +5,8 @@
 #   QUICK=1 bench/run.sh    about a minute: 1 round of 2-second runs
 #
 # Environment knobs: ROUNDS, DURATION (seconds), PORT_BASE (default 18000), SLUICE_BIN (skip the
-# cargo build and use this binary), SKIP_SCALE=1, KEEP_WORK=1 (keep the scratch directory),
+# cargo build and use this binary), BACKEND_BIN (likewise for bench-backend, the gRPC and HTTPS
+# backends), SCENARIOS (a subset, e.g. "h1 grpc"), SKIP_SCALE=1, KEEP_WORK=1 (keep the scratch directory),
 # NO_INSTALL=1 (fail instead of running apt-get), RESULTS_DIR (default bench/results),
 # WAIT_IDLE (seconds to wait, at most, for other load to go away first: 180 full, 0 QUICK).
 # See bench/README.md for what each scenario measures.
@@ -13,7 +14,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 COMMAND=
-for v in QUICK ROUNDS DURATION PORT_BASE SLUICE_BIN SKIP_SCALE IDLE_CONNS; do
+for v in QUICK ROUNDS DURATION PORT_BASE SLUICE_BIN SCENARIOS SKIP_SCALE IDLE_CONNS; do
     [[ -n ${!v:-} ]] && COMMAND+="$v=${!v} "
 done
 COMMAND+="bench/run.sh"
@@ -87,6 +88,10 @@ fi
 # ------------------------------------------------------------------ ports
 BE1=$((PORT_BASE + 901)); BE2=$((PORT_BASE + 902)); BE3=$((PORT_BASE + 903))
 SRC1=$((PORT_BASE + 911)); SRC2=$((PORT_BASE + 912)); SRC3=$((PORT_BASE + 913))
+GB1=$((PORT_BASE + 921)); GB2=$((PORT_BASE + 922)); GB3=$((PORT_BASE + 923))   # gRPC (h2c)
+TB1=$((PORT_BASE + 931)); TB2=$((PORT_BASE + 932)); TB3=$((PORT_BASE + 933))   # HTTPS
+SLUICE_GRPC=$((PORT_BASE + 85)); NGINX_GRPC=$((PORT_BASE + 185)); HAPROXY_GRPC=$((PORT_BASE + 285))
+SLUICE_TLSUP=$((PORT_BASE + 86)); NGINX_TLSUP=$((PORT_BASE + 186)); HAPROXY_TLSUP=$((PORT_BASE + 286))
 SLUICE_HTTP=$((PORT_BASE + 80)); SLUICE_TCPCONN=$((PORT_BASE + 82)); SLUICE_BULK=$((PORT_BASE + 83))
 SLUICE_TLS=$((PORT_BASE + 84)); NGINX_TLS=$((PORT_BASE + 184)); HAPROXY_TLS=$((PORT_BASE + 284))
 SLUICE_ADMIN=$((PORT_BASE + 90))
@@ -97,7 +102,8 @@ HAPROXY_TCPCONN=$((PORT_BASE + 282)); HAPROXY_BULK=$((PORT_BASE + 283))
 SCALE_ADMIN=$((PORT_BASE + 490)); SCALE_PORT_BASE=$((PORT_BASE + 500))
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in $BE1 $BE2 $BE3 $SRC1 $SRC2 $SRC3 $SLUICE_HTTP $SLUICE_TCPCONN $SLUICE_BULK $SLUICE_ADMIN \
+for p in $BE1 $BE2 $BE3 $SRC1 $SRC2 $SRC3 $GB1 $GB2 $GB3 $TB1 $TB2 $TB3 \
+    $SLUICE_GRPC $NGINX_GRPC $HAPROXY_GRPC $SLUICE_TLSUP $NGINX_TLSUP $HAPROXY_TLSUP $SLUICE_HTTP $SLUICE_TCPCONN $SLUICE_BULK $SLUICE_ADMIN \
     $SLUICE_TLS $NGINX_TLS $HAPROXY_TLS \
     $NGINX_HTTP $NGINX_H2 $NGINX_TCPCONN $NGINX_BULK $HAPROXY_HTTP $HAPROXY_H2 $HAPROXY_TCPCONN \
     $HAPROXY_BULK $SCALE_ADMIN $(seq $SCALE_PORT_BASE $((SCALE_PORT_BASE + 9))); do
@@ -125,6 +131,15 @@ fi
 [[ -x $SLUICE ]] || die "no sluice binary at $SLUICE"
 cp "$SLUICE" "$WORK/sluice"   # the bench runs this copy: a concurrent rebuild cannot swap it
 SLUICE=$WORK/sluice
+if [[ -n ${BACKEND_BIN:-} ]]; then
+    BACKEND=$BACKEND_BIN
+else
+    log "cargo build --release --locked --example bench-backend"
+    (cd "$ROOT" && cargo build --release --locked --quiet --example bench-backend)
+    BACKEND=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench-backend
+fi
+[[ -x $BACKEND ]] || die "no bench-backend binary at $BACKEND"
+cp "$BACKEND" "$WORK/bench-backend"
 
 # ------------------------------------------------------------------ configuration files
 render() { # render TEMPLATE OUT: replace every @NAME@ with the value of $NAME
@@ -132,7 +147,8 @@ render() { # render TEMPLATE OUT: replace every @NAME@ with the value of $NAME
     text=$(<"$1")
     for name in DIR WORK NGINX_STREAM_MODULE BE1 BE2 BE3 SRC1 SRC2 SRC3 SLUICE_HTTP SLUICE_TCPCONN \
         SLUICE_BULK SLUICE_TLS NGINX_HTTP NGINX_H2 NGINX_TCPCONN NGINX_BULK NGINX_TLS HAPROXY_HTTP \
-        HAPROXY_H2 HAPROXY_TCPCONN HAPROXY_BULK HAPROXY_TLS; do
+        HAPROXY_H2 HAPROXY_TCPCONN HAPROXY_BULK HAPROXY_TLS GB1 GB2 GB3 TB1 TB2 TB3 SLUICE_GRPC \
+        NGINX_GRPC HAPROXY_GRPC SLUICE_TLSUP NGINX_TLSUP HAPROXY_TLSUP; do
         text=${text//@$name@/${!name}}
     done
     printf '%s\n' "$text" >"$2"
@@ -144,6 +160,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -keyout "$WORK/tls.key" -out "$WORK/tls.crt" -subj /CN=bench.test \
     -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 2>/dev/null || die "openssl could not make a certificate"
 cat "$WORK/tls.crt" "$WORK/tls.key" >"$WORK/tls.pem" # HAProxy wants both in one file
+# One gRPC request for h2load: a length-prefixed EchoRequest {message: "hi"}.
+printf '\x00\x00\x00\x00\x04\x0a\x02hi' >"$WORK/grpc.bin"
 if nginx -V 2>&1 | grep -q -- '--with-stream '; then NGINX_STREAM_MODULE=; fi
 render "$HERE/conf/nginx.conf.in" "$DIR/nginx.conf"
 [[ -z $NGINX_STREAM_MODULE ]] && sed -i '/^load_module/d' "$DIR/nginx.conf"
@@ -162,6 +180,17 @@ BACKEND_PIDS="$BE1_PID $BE2_PID $BE3_PID"
 for p in $SRC1 $SRC2 $SRC3; do
     "$WORK/benchtool" source "$p" & PIDS+=($!); BACKEND_PIDS+=" $!"; SRC_PID=$!
 done
+# gRPC (h2c) and HTTPS backends, one thread each too; bodies g1/g2/g3 and t1/t2/t3.
+i=0
+for p in $GB1 $GB2 $GB3; do
+    i=$((i + 1))
+    "$WORK/bench-backend" grpc "$p" "g$i" & PIDS+=($!); BACKEND_PIDS+=" $!"; GB_PID=$!
+done
+i=0
+for p in $TB1 $TB2 $TB3; do
+    i=$((i + 1))
+    "$WORK/bench-backend" https "$p" "t$i" "$WORK/tls.crt" "$WORK/tls.key" & PIDS+=($!); BACKEND_PIDS+=" $!"; TB_PID=$!
+done
 
 "$SLUICE" serve --config "$WORK/sluice.yaml" --workers $WORKERS --bind 127.0.0.1 \
     --admin-listen "127.0.0.1:$SLUICE_ADMIN" --log-level warn 2>"$WORK/sluice.log" &
@@ -173,9 +202,11 @@ HAPROXY_PID=$!; PIDS+=($HAPROXY_PID)
 
 for p in $BE1 $BE2 $BE3; do wait_port "$p" "$BE3_PID"; done
 for p in $SRC1 $SRC2 $SRC3; do wait_port "$p" "$SRC_PID"; done
-for p in $SLUICE_HTTP $SLUICE_TCPCONN $SLUICE_BULK $SLUICE_TLS $SLUICE_ADMIN; do wait_port "$p" $SLUICE_PID; done
-for p in $NGINX_HTTP $NGINX_H2 $NGINX_TCPCONN $NGINX_BULK $NGINX_TLS; do wait_port "$p" $NGINX_PID; done
-for p in $HAPROXY_HTTP $HAPROXY_H2 $HAPROXY_TCPCONN $HAPROXY_BULK $HAPROXY_TLS; do wait_port "$p" $HAPROXY_PID; done
+for p in $GB1 $GB2 $GB3; do wait_port "$p" "$GB_PID"; done
+for p in $TB1 $TB2 $TB3; do wait_port "$p" "$TB_PID"; done
+for p in $SLUICE_HTTP $SLUICE_TCPCONN $SLUICE_BULK $SLUICE_TLS $SLUICE_GRPC $SLUICE_TLSUP $SLUICE_ADMIN; do wait_port "$p" $SLUICE_PID; done
+for p in $NGINX_HTTP $NGINX_H2 $NGINX_TCPCONN $NGINX_BULK $NGINX_TLS $NGINX_GRPC $NGINX_TLSUP; do wait_port "$p" $NGINX_PID; done
+for p in $HAPROXY_HTTP $HAPROXY_H2 $HAPROXY_TCPCONN $HAPROXY_BULK $HAPROXY_TLS $HAPROXY_GRPC $HAPROXY_TLSUP; do wait_port "$p" $HAPROXY_PID; done
 
 # pids_of TARGET: every process whose CPU and memory count for that target.
 pids_of() {
@@ -225,6 +256,14 @@ port_for() { # port_for SCENARIO TARGET
     tls:sluice) echo $SLUICE_TLS ;;
     tls:nginx) echo $NGINX_TLS ;;
     tls:haproxy) echo $HAPROXY_TLS ;;
+    grpc:sluice) echo $SLUICE_GRPC ;;
+    grpc:nginx) echo $NGINX_GRPC ;;
+    grpc:haproxy) echo $HAPROXY_GRPC ;;
+    grpc:direct) echo $GB1 ;;
+    tlsup:sluice) echo $SLUICE_TLSUP ;;
+    tlsup:nginx) echo $NGINX_TLSUP ;;
+    tlsup:haproxy) echo $HAPROXY_TLSUP ;;
+    tlsup:direct) echo $TB1 ;;
     *:direct) if [[ $1 == bulk ]]; then echo $SRC1; else echo $BE1; fi ;;
     esac
 }
@@ -238,6 +277,13 @@ for t in "sluice $SLUICE_HTTP" "nginx $NGINX_HTTP" "haproxy $HAPROXY_HTTP"; do
     [[ $h2 =~ ^a[123]$ ]] || die "$1 does not answer h2c (got: $h2)"
     tls=$(curl -s --max-time 2 --cacert "$WORK/tls.crt" "https://127.0.0.1:$(port_for tls "$1")/" || true)
     [[ $tls =~ ^a[123]$ ]] || die "$1 does not answer HTTPS (got: $tls)"
+    tlsup=$(curl -s --max-time 2 "http://127.0.0.1:$(port_for tlsup "$1")/" || true)
+    [[ $tlsup =~ ^t[123]$ ]] || die "$1 does not reach the HTTPS backends (got: $tlsup)"
+    # curl -v prints the response trailers: a gRPC call ends with grpc-status 0.
+    grpc=$(curl -sv --max-time 2 --http2-prior-knowledge --data-binary @"$WORK/grpc.bin" \
+        -H 'content-type: application/grpc' -H 'te: trailers' \
+        "http://127.0.0.1:$(port_for grpc "$1")/bench.Echo/Unary" 2>&1 >/dev/null || true)
+    grep -qi '^< grpc-status: 0' <<<"$grpc" || die "$1 does not pass a gRPC call (got: $grpc)"
 done
 
 {
@@ -283,6 +329,14 @@ measure() {
     h2)
         timeout $bound h2load -t2 -c$H2_CONNS -m$H2_STREAMS -D "$secs" \
             --log-file="$out.log" "http://127.0.0.1:$port/" >>"$out" 2>&1 || true ;;
+    grpc) # unary calls over h2c: POST of one length-prefixed message, gRPC headers
+        timeout $bound h2load -t2 -c$H2_CONNS -m$H2_STREAMS -D "$secs" -d "$WORK/grpc.bin" \
+            -H 'content-type: application/grpc' -H 'te: trailers' \
+            --log-file="$out.log" "http://127.0.0.1:$port/bench.Echo/Unary" >>"$out" 2>&1 || true ;;
+    tlsup) # keep-alive clients; the proxy keeps TLS connections to the HTTPS backends
+        local scheme=http
+        [[ $target == direct ]] && scheme=https
+        timeout $bound wrk -t2 -c$CONNS -d"${secs}s" --latency "$scheme://127.0.0.1:$port/" >>"$out" 2>&1 || true ;;
     bulk) timeout $bound "$WORK/benchtool" bulk 127.0.0.1 "$port" "$secs" $BULK_CONNS >>"$out" 2>&1 || true ;;
     esac
     # shellcheck disable=SC2086
@@ -297,7 +351,7 @@ measure() {
         echo "# backend_cpu_seconds=$(awk -v a="$b0" -v b="$b1" -v t="$CLK_TCK" 'BEGIN {printf "%.3f", (b - a) / t}')"
         echo "# loadavg_after=$(cut -d' ' -f1 /proc/loadavg)"
     } >>"$out"
-    if [[ $scen == h2 ]]; then # keep only the latency summary, not the per-request log
+    if [[ $scen == h2 || $scen == grpc ]]; then # keep only the latency summary, not the per-request log
         python3 "$HERE/lib/h2lat.py" "$out.log" >>"$out" && rm -f "$out.log"
     fi
     sleep 0.5 # let TIME_WAIT churn and CPU settle between runs
@@ -346,21 +400,25 @@ done
 echo "busy_before_runs=$busy" >>"$WORK/meta.txt"
 
 # ------------------------------------------------------------------ the runs
-SCENARIOS=(h1 close h2 tls tcpconn bulk)
+read -ra SCENARIOS <<<"${SCENARIOS:-h1 close h2 tls tcpconn bulk grpc tlsup}"
 TARGETS=(sluice nginx haproxy direct)
+# skipped SCENARIO TARGET: the backends speak plain HTTP/1.1, so no direct h2c or TLS figure.
+skipped() { [[ ($1 == h2 || $1 == tls) && $2 == direct ]]; }
 log "warm-up (1 s per proxy)"
 for t in "${TARGETS[@]}"; do measure 0 h1 "$t" 1; done
 rm -f "$WORK"/raw/0-*
 
-total=$((ROUNDS * (${#SCENARIOS[@]} * ${#TARGETS[@]} - 2)))
+total=0
+for scen in "${SCENARIOS[@]}"; do
+    for t in "${TARGETS[@]}"; do skipped "$scen" "$t" || total=$((total + ROUNDS)); done
+done
 n=0
 for round in $(seq "$ROUNDS"); do
     for scen in "${SCENARIOS[@]}"; do
         # Interleave, rotating which target goes first each round (A B C D, B C D A, ...).
         for k in 0 1 2 3; do
             t=${TARGETS[$(((k + round - 1) % 4))]}
-            # The backends speak plain HTTP/1.1 only: no direct h2c or TLS figure.
-            [[ ($scen == h2 || $scen == tls) && $t == direct ]] && continue
+            skipped "$scen" "$t" && continue
             n=$((n + 1))
             log "[$n/$total] round $round $scen $t"
             measure "$round" "$scen" "$t" "$DURATION"

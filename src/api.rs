@@ -20,12 +20,14 @@ use serde::{Deserialize, Serialize};
 
 mod routing;
 mod status;
+mod upstream;
 
 pub use routing::{
     CanarySpec, HeaderChangesSpec, HeaderMatchSpec, HttpMethod, MAX_MATCH_ENTRIES, MAX_VALUE_LEN,
     MatchSpec, QueryMatchSpec, RedirectSpec, RewriteSpec, Scheme,
 };
 pub use status::{BackendPoolStatus, BackendStatus, EndpointCounts, MAX_STATUS_BACKENDS};
+pub use upstream::{UpstreamProtocol, UpstreamSpec, UpstreamTlsSpec};
 
 /// The duration grammar (`250ms`, `5s`, `1m30s`), the one `config::parse_duration` reads.
 const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
@@ -122,7 +124,11 @@ fn positive_duration() -> Rule {
     )
     .message("sessionAffinity Cookie is only for protocol HTTP (TCP pools may use ClientIP)")
     .field_path(".sessionAffinity.type")
-    .reason(Reason::FieldValueForbidden)
+    .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.protocol == 'HTTP' || !has(self.upstream)")
+        .message("upstream is only for protocol HTTP")
+        .field_path(".upstream")
+        .reason(Reason::FieldValueForbidden)
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackendPoolSpec {
@@ -185,6 +191,9 @@ pub struct BackendPoolSpec {
     /// HTTP only: headers changed in the answer sent to the client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_headers: Option<HeaderChangesSpec>,
+    /// HTTP only: the HTTP version and TLS spoken to the backends (default plain HTTP/1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamSpec>,
 }
 
 /// Layer the pool balances at.
@@ -342,9 +351,9 @@ pub struct HashKeySpec {
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthCheckSpec {
-    /// `HTTP` (default) or `TCP`.
+    /// `HTTP` (default), `TCP` or `GRPC` (grpc.health.v1 `Check`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<Protocol>,
+    pub protocol: Option<HealthCheckProtocol>,
     /// HTTP only: path requested (default `/healthz`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('/')").message("must start with \"/\""))]
@@ -385,6 +394,22 @@ pub struct HealthCheckSpec {
     /// Use every endpoint when all are unhealthy, rather than answering 503 (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_open: Option<bool>,
+}
+
+/// How an endpoint is probed.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, JsonSchema, PartialEq, Eq)]
+pub enum HealthCheckProtocol {
+    /// `GET path`, passing on an expected status.
+    #[default]
+    #[serde(rename = "HTTP")]
+    Http,
+    /// A TCP connect.
+    #[serde(rename = "TCP")]
+    Tcp,
+    /// grpc.health.v1 `Health/Check` for the whole server (service `""`) over HTTP/2
+    /// (h2c, or h2 when `upstream.tls` is set), passing on `SERVING`.
+    #[serde(rename = "GRPC")]
+    Grpc,
 }
 
 /// Passive health: ejection on consecutive live-traffic failures.

@@ -15,6 +15,7 @@ mod duration;
 mod load;
 mod routing;
 pub mod tls;
+mod upstream;
 mod validate;
 
 pub use crd::crd_yaml;
@@ -24,7 +25,13 @@ pub use routing::{
     CANARY_SUFFIX, CanaryConfig, HeaderChanges, PathReplace, RedirectConfig, RequestMatch,
     RewriteConfig, RouteFilters,
 };
-pub use validate::{Source, ValidationError, ValidationErrors, validate, validate_with_secrets};
+pub use upstream::{
+    UpstreamConfig, UpstreamProtocol, UpstreamTls, UpstreamTrust, client_config, roots_from_pem,
+};
+pub use validate::{
+    Lookups, Source, ValidationError, ValidationErrors, validate, validate_with_lookups,
+    validate_with_secrets,
+};
 
 /// Every pool the process should serve, validated as a whole.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -66,6 +73,8 @@ pub struct PoolConfig {
     pub filters: RouteFilters,
     /// HTTP only: the canary backend set.
     pub canary: Option<CanaryConfig>,
+    /// HTTP only: the HTTP version and TLS spoken to the backends.
+    pub upstream: UpstreamConfig,
 }
 
 impl PoolConfig {
@@ -231,6 +240,8 @@ pub enum HealthCheckKind {
     },
     /// A TCP connect.
     Tcp,
+    /// grpc.health.v1 `Health/Check` (service `""`) over HTTP/2, passing on `SERVING`.
+    Grpc,
 }
 
 /// Passive health settings.

@@ -12,7 +12,9 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 
 use crate::balance::{self, Balancer, PickContext};
-use crate::config::{AffinityConfig, Algorithm, HashKey, PoolConfig};
+use crate::config::{
+    AffinityConfig, Algorithm, HashKey, PoolConfig, UpstreamProtocol, client_config,
+};
 
 mod endpoint;
 mod stats;
@@ -20,7 +22,9 @@ mod upstream;
 
 pub use endpoint::{ActiveGuard, Endpoint, OutlierState, Unavailable, now_ns};
 pub use stats::{DURATION_BUCKETS, EndpointStats, Histogram, PoolStats, StatusCounts, UNROUTED};
-pub use upstream::{UpstreamConn, UpstreamPool, set_worker_slots};
+pub use upstream::{
+    BoxError, ClientBody, ClientConns, UpstreamConn, UpstreamPool, set_worker_slots,
+};
 
 /// What the proxy reads for one pool: immutable once published.
 #[derive(Debug)]
@@ -36,6 +40,8 @@ pub struct Snapshot {
     pub balancer: Box<dyn Balancer>,
     /// Cookie affinity: endpoint token -> index in `available`.
     sticky: std::collections::HashMap<u64, usize>,
+    /// The rustls client configuration for `upstream.tls`, built once per configuration.
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Snapshot {
@@ -114,7 +120,8 @@ impl Pool {
             .filter(|e| e.ready)
             .map(|e| Arc::new(Endpoint::new(e.address, e.weight)))
             .collect();
-        let snapshot = build_snapshot(config.clone(), members);
+        let tls = upstream_tls(&config);
+        let snapshot = build_snapshot(config.clone(), members, tls);
         Pool {
             name: config.name.clone(),
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -177,14 +184,20 @@ impl Pool {
         for ep in &removed {
             ep.set(Unavailable::Draining, true);
             ep.upstream.clear();
+            ep.client.clear();
             schedule_cut(ep.clone(), config.drain_timeout);
         }
         draining
             .endpoints
             .retain(|e| e.active() > 0 && !e.cut.is_cancelled());
         draining.endpoints.extend(removed.iter().cloned());
+        let tls = if old.config.upstream == config.upstream {
+            old.upstream_tls.clone()
+        } else {
+            upstream_tls(&config)
+        };
         self.snapshot
-            .store(Arc::new(build_snapshot(config, members)));
+            .store(Arc::new(build_snapshot(config, members, tls)));
         removed
     }
 
@@ -195,6 +208,7 @@ impl Pool {
         self.snapshot.store(Arc::new(build_snapshot(
             old.config.clone(),
             old.members.clone(),
+            old.upstream_tls.clone(),
         )));
     }
 
@@ -242,7 +256,39 @@ fn affinity_token(pool: &str, endpoint: &Endpoint) -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(endpoint.label().as_bytes(), seed)
 }
 
-fn build_snapshot(config: Arc<PoolConfig>, members: Vec<Arc<Endpoint>>) -> Snapshot {
+/// The rustls client configuration of a pool with `upstream.tls`, offering by ALPN what
+/// `upstream.protocol` allows. A CA that cannot be read (it was checked at load, so it
+/// changed since) is logged and trusts nothing: handshakes then fail with 502, visibly.
+fn upstream_tls(config: &PoolConfig) -> Option<Arc<rustls::ClientConfig>> {
+    let tls = config.upstream.tls.as_ref()?;
+    let alpn: &[&[u8]] = match config.upstream.protocol {
+        UpstreamProtocol::Http1 => &[b"http/1.1"],
+        UpstreamProtocol::Http2 => &[b"h2"],
+        UpstreamProtocol::Auto => &[b"h2", b"http/1.1"],
+    };
+    let built = client_config(tls, alpn).or_else(|problem| {
+        tracing::error!(
+            pool = config.name,
+            problem,
+            "upstream TLS: CA unusable; trusting nothing"
+        );
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(crate::config::tls::provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok::<_, String>(config)
+    });
+    built.ok().map(Arc::new)
+}
+
+fn build_snapshot(
+    config: Arc<PoolConfig>,
+    members: Vec<Arc<Endpoint>>,
+    upstream_tls: Option<Arc<rustls::ClientConfig>>,
+) -> Snapshot {
     let mut available: Vec<Arc<Endpoint>> = members
         .iter()
         .filter(|e| e.is_available())
@@ -273,5 +319,22 @@ fn build_snapshot(config: Arc<PoolConfig>, members: Vec<Arc<Endpoint>>) -> Snaps
         available,
         balancer,
         sticky,
+        upstream_tls,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_ca_still_gives_tls_that_trusts_nothing_never_plain_text() {
+        let yaml = "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {name: web}\nspec:\n  listener: {port: 8080}\n  endpoints: []\n  upstream: {tls: {caFile: /nonexistent/ca.pem}}\n";
+        let pools = crate::config::parse_documents("pools.yaml", yaml).expect("parses");
+        let set =
+            crate::config::validate(&crate::config::Source::File("pools.yaml".into()), &pools)
+                .expect("valid: the file is read at load, not by validation");
+        let tls = upstream_tls(&set.pools[0]).expect("a TLS configuration all the same");
+        assert_eq!(tls.alpn_protocols, vec![b"http/1.1".to_vec()]);
     }
 }

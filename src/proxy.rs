@@ -5,6 +5,7 @@
 pub mod body;
 pub mod buffers;
 pub mod chunked;
+pub mod client;
 pub mod dataplane;
 pub mod error;
 pub mod filters;

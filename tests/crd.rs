@@ -626,6 +626,34 @@ cel_rule_tests! {
         field: "spec.retry.backoff",
         good: with("retry: {backoff: {base: 1m, max: 60s}}"),
     }
+    upstream_is_only_for_http {
+        at: "",
+        rule: "self.protocol == 'HTTP' || !has(self.upstream)",
+        bad: ["{protocol: TCP, listener: {port: 5432}, endpoints: [], upstream: {protocol: HTTP2}}"],
+        field: "spec.upstream",
+        good: "{protocol: HTTP, listener: {port: 5432}, endpoints: [], upstream: {protocol: HTTP2}}",
+    }
+    upstream_auto_needs_tls {
+        at: "upstream",
+        rule: "!has(self.protocol) || self.protocol != 'auto' || has(self.tls)",
+        bad: [with("upstream: {protocol: auto}")],
+        field: "spec.upstream.protocol",
+        good: with("upstream: {protocol: auto, tls: {}}"),
+    }
+    upstream_ca_has_one_source {
+        at: "upstream.tls",
+        rule: "!has(self.caSecretName) || !has(self.caFile)",
+        bad: [with("upstream: {tls: {caSecretName: web-ca, caFile: ca.pem}}")],
+        field: "spec.upstream.tls",
+        good: with("upstream: {tls: {caSecretName: web-ca}}"),
+    }
+    insecure_skip_verify_takes_no_ca {
+        at: "upstream.tls",
+        rule: "!has(self.insecureSkipVerify) || !self.insecureSkipVerify || (!has(self.caSecretName) && !has(self.caFile))",
+        bad: [with("upstream: {tls: {insecureSkipVerify: true, caSecretName: web-ca}}")],
+        field: "spec.upstream.tls.insecureSkipVerify",
+        good: with("upstream: {tls: {insecureSkipVerify: false, caSecretName: web-ca}}"),
+    }
 }
 
 #[test]

@@ -534,3 +534,117 @@ endpoints:
     assert_eq!(http_status(plain, "/x"), Some(308));
     assert!(!c.log().contains("forbidden"), "{}", c.log());
 }
+
+/// An HTTPS backend on 127.0.0.1 answering `tls-ok`, with a certificate for `backend.test`
+/// signed by a fresh CA; returns its address and the CA, certificate and key (PEM). It runs
+/// on its own runtime thread for the life of the test process.
+fn https_backend() -> (SocketAddr, String, String, String) {
+    use rustls_pki_types::pem::PemObject;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["backend.test".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let private = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, private)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(b"tls-ok")),
+                        ))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+    });
+    (addr, ca.pem(), cert_pem, key_pem)
+}
+
+/// Indents PEM text for a YAML block scalar.
+fn indent(pem: &str, by: &str) -> String {
+    pem.lines().map(|l| format!("{by}{l}\n")).collect()
+}
+
+#[test]
+#[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
+fn an_https_backend_is_verified_with_the_ca_of_a_secret() {
+    let Some(kube) = cluster_or_skip("an_https_backend_is_verified_with_the_ca_of_a_secret") else {
+        return;
+    };
+    let ns = kube.new_namespace("e2e-upstream");
+    let (backend, ca, cert, key) = https_backend();
+    kube.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: backend-ca, namespace: {ns}}}\ntype: kubernetes.io/tls\nstringData:\n  ca.crt: |\n{}  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(&ca, "    "),
+        indent(&cert, "    "),
+        indent(&key, "    "),
+    ));
+    let listen = free_port();
+    let pool = |name: &str, secret: &str, port: u16| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  listener: {{port: {port}}}\n  endpoints: [{{address: \"{backend}\"}}]\n  upstream: {{tls: {{serverName: backend.test, caSecretName: {secret}}}}}\n"
+        )
+    };
+    kube.apply(&pool("secure", "backend-ca", listen));
+    let missing = free_port();
+    kube.apply(&pool("no-ca", "nowhere", missing));
+    let c = Controller::start(&kube, &ns);
+    c.wait(Duration::from_secs(10), "serving over TLS", || {
+        get(listen, "/").is_some_and(|(status, _, body)| status == 200 && body == "tls-ok")
+    });
+    c.wait(Duration::from_secs(10), "no-ca refused", || {
+        jsonpath(&kube, &ns, "no-ca", ".status.conditions[0].reason") == "InvalidSpec"
+    });
+    let message = jsonpath(&kube, &ns, "no-ca", ".status.conditions[0].message");
+    assert!(
+        message.contains("spec.upstream.tls.caSecretName") && message.contains("nowhere"),
+        "{message}"
+    );
+
+    // The API server applies the CRD's rules to the new fields.
+    let refused = kube.kubectl_with_stdin(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: auto, namespace: {ns}}}\nspec:\n  listener: {{port: {listen}}}\n  endpoints: []\n  upstream: {{protocol: auto}}\n"
+        )),
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("needs tls"),
+        "{stderr}"
+    );
+}

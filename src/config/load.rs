@@ -74,6 +74,7 @@ pub fn load_text(file: &str, text: &str) -> Result<ConfigSet, LoadError> {
     match validate(&Source::File(file.clone()), &pools) {
         Ok(set) if errors.is_empty() => {
             check_tls_files(&file, &set, &mut errors);
+            check_ca_files(&file, &set, &mut errors);
             if errors.is_empty() {
                 Ok(set)
             } else {
@@ -322,6 +323,28 @@ fn check_tls_files(file: &str, set: &ConfigSet, errors: &mut Vec<ValidationError
                 message: format!("{file}: pool {}: spec.listener.tls: {problem}", pool.name),
                 pool: Some(pool.name.clone()),
                 field: Some("spec.listener.tls".to_owned()),
+                conflict: false,
+            });
+        }
+    }
+}
+
+/// `sluice check` should catch an unreadable `upstream.tls.caFile`, or one holding no
+/// certificate, before `serve` meets it at the first request.
+fn check_ca_files(file: &str, set: &ConfigSet, errors: &mut Vec<ValidationError>) {
+    for pool in &set.pools {
+        let Some(tls) = &pool.upstream.tls else {
+            continue;
+        };
+        if !matches!(tls.trust, super::UpstreamTrust::CaFile(_)) {
+            continue;
+        }
+        if let Err(problem) = super::client_config(tls, &[]) {
+            let field = "spec.upstream.tls.caFile";
+            errors.push(ValidationError {
+                message: format!("{file}: pool {}: {field}: {problem}", pool.name),
+                pool: Some(pool.name.clone()),
+                field: Some(field.to_owned()),
                 conflict: false,
             });
         }

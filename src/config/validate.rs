@@ -27,6 +27,7 @@ mod routing;
 #[cfg(test)]
 mod tests;
 mod traffic;
+mod upstream;
 
 /// Where the documents came from: decides the error prefix and the mode-specific rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,11 +99,40 @@ pub fn validate(source: &Source, pools: &[BackendPool]) -> Result<ConfigSet, Val
 ///
 /// `secrets(namespace, secret_name)` returns the certificate material, or the problem
 /// (`Secret default/web-tls not found`) reported on `spec.listener.tls.secretName`.
-/// It is never called for [`Source::File`].
+/// It is never called for [`Source::File`]. Upstream CA Secrets are left empty, as
+/// [`validate`] leaves them; [`validate_with_lookups`] reads those too.
 pub fn validate_with_secrets(
     source: &Source,
     pools: &[BackendPool],
     secrets: &dyn Fn(&str, &str) -> Result<TlsConfig, String>,
+) -> Result<ConfigSet, ValidationErrors> {
+    validate_with_lookups(
+        source,
+        pools,
+        &Lookups {
+            tls: secrets,
+            ca: &|_, _| Ok(Arc::from(Vec::new())),
+        },
+    )
+}
+
+/// Reads a CA bundle: `(namespace, Secret name)` -> PEM, or the problem.
+pub type CaLookup<'a> = &'a dyn Fn(&str, &str) -> Result<Arc<[u8]>, String>;
+
+/// What validation may read from Kubernetes Secrets (never called for [`Source::File`]).
+pub struct Lookups<'a> {
+    /// `(namespace, name)` -> the listener certificate and key, or the problem.
+    pub tls: &'a dyn Fn(&str, &str) -> Result<TlsConfig, String>,
+    /// `(namespace, name)` -> the PEM CA bundle (`ca.crt`) for `upstream.tls.caSecretName`,
+    /// or the problem.
+    pub ca: CaLookup<'a>,
+}
+
+/// [`validate`] reading listener certificates and upstream CA bundles through `lookups`.
+pub fn validate_with_lookups(
+    source: &Source,
+    pools: &[BackendPool],
+    lookups: &Lookups<'_>,
 ) -> Result<ConfigSet, ValidationErrors> {
     let mut errors = Vec::new();
     let mut checked = Vec::with_capacity(pools.len());
@@ -117,7 +147,7 @@ pub fn validate_with_secrets(
             true
         };
         let seniority = Seniority::of(source, pool, index, &ctx.name);
-        let mut checked_pool = check_pool(&mut ctx, &pool.spec, secrets);
+        let mut checked_pool = check_pool(&mut ctx, &pool.spec, lookups);
         checked_pool.unique = unique;
         checked.push((seniority, checked_pool));
     }
@@ -304,16 +334,12 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn check_pool(
-    ctx: &mut Ctx<'_>,
-    spec: &api::BackendPoolSpec,
-    secrets: &dyn Fn(&str, &str) -> Result<TlsConfig, String>,
-) -> Checked {
+fn check_pool(ctx: &mut Ctx<'_>, spec: &api::BackendPoolSpec, lookups: &Lookups<'_>) -> Checked {
     let protocol = match spec.protocol {
         api::Protocol::Http => Protocol::Http,
         api::Protocol::Tcp => Protocol::Tcp,
     };
-    let (listener, port_ok, route_ok) = check_listener(ctx, protocol, &spec.listener, secrets);
+    let (listener, port_ok, route_ok) = check_listener(ctx, protocol, &spec.listener, lookups.tls);
     let endpoints = check_endpoints(ctx, spec);
     let algorithm = traffic::check_algorithm(ctx, protocol, spec);
     let health_check = spec
@@ -369,6 +395,7 @@ fn check_pool(
     };
     let filters = routing::check_filters(ctx, protocol, spec);
     let canary = routing::check_canary(ctx, protocol, spec);
+    let upstream = upstream::check_upstream(ctx, protocol, spec.upstream.as_ref(), lookups.ca);
     let tls = spec.listener.tls.is_some();
     Checked {
         config: PoolConfig {
@@ -387,6 +414,7 @@ fn check_pool(
             send_proxy_protocol,
             filters,
             canary,
+            upstream,
         },
         port_ok,
         route_ok,

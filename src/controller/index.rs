@@ -74,6 +74,14 @@ pub fn desired(objects: &Objects) -> Desired {
         )
     };
 
+    let ca_lookup = |ns: &str, name: &str| {
+        ca_from_secret(
+            secrets.get(&(ns.to_owned(), name.to_owned())).copied(),
+            ns,
+            name,
+        )
+    };
+
     let mut pools: Vec<BackendPool> = objects.pools.iter().map(|p| (**p).clone()).collect();
     for p in &mut pools {
         if p.metadata.namespace.is_none() {
@@ -82,7 +90,11 @@ pub fn desired(objects: &Objects) -> Desired {
     }
     let mut refused: BTreeMap<String, Refusal> = BTreeMap::new();
     let set = loop {
-        match config::validate_with_secrets(&Source::Kubernetes, &pools, &lookup) {
+        let lookups = config::Lookups {
+            tls: &lookup,
+            ca: &ca_lookup,
+        };
+        match config::validate_with_lookups(&Source::Kubernetes, &pools, &lookups) {
             Ok(set) => break set,
             Err(errors) => {
                 let before = refused.len();
@@ -246,6 +258,22 @@ fn tls_from_secret(secret: Option<&Secret>, ns: &str, name: &str) -> Result<TlsC
         cert: cert.0.clone().into(),
         key: key.0.clone().into(),
     })
+}
+
+/// The CA bundle (`ca.crt`) of a Secret named by `upstream.tls.caSecretName`, checked.
+/// Only `kubernetes.io/tls` Secrets are watched (as cert-manager writes them, with
+/// `ca.crt` next to `tls.crt`), so another type reads as not found.
+fn ca_from_secret(secret: Option<&Secret>, ns: &str, name: &str) -> Result<Arc<[u8]>, String> {
+    let secret = secret.ok_or_else(|| {
+        format!("Secret {ns}/{name} not found (it must be of type kubernetes.io/tls)")
+    })?;
+    let ca = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("ca.crt"))
+        .ok_or_else(|| format!("Secret {ns}/{name} has no ca.crt"))?;
+    config::roots_from_pem(&ca.0).map_err(|e| format!("Secret {ns}/{name}: {e}"))?;
+    Ok(ca.0.clone().into())
 }
 
 /// The endpoints of `service`'s port `port` found in its EndpointSlices.

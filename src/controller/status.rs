@@ -410,6 +410,7 @@ mod tests {
             send_proxy_protocol: ProxyProtocolVersion::None,
             filters: Default::default(),
             canary: None,
+            upstream: Default::default(),
         };
         let live = Pool::new(std::sync::Arc::new(cfg));
         let sick = live.snapshot().members[140].clone();

@@ -1,4 +1,5 @@
-//! Active health checks: one small task per (pool, endpoint), probing over HTTP or TCP.
+//! Active health checks: one small task per (pool, endpoint), probing over HTTP, TCP or
+//! gRPC (see [`grpc`](super::grpc)).
 //!
 //! Probes are deliberately minimal (one request line, `Connection: close`, read the status
 //! line) so a single core can check thousands of endpoints per second. Intervals are
@@ -16,6 +17,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::grpc::GrpcProbe;
 use super::thresholds::Thresholds;
 use crate::config::{HealthCheckConfig, HealthCheckKind, HostMatch};
 use crate::pool::{Endpoint, Pool, Unavailable};
@@ -38,6 +40,8 @@ type Key = (String, SocketAddr);
 struct Checker {
     config: HealthCheckConfig,
     endpoint: Arc<Endpoint>,
+    /// The pool's upstream TLS configuration the probe was built with (gRPC checks).
+    tls: Option<Arc<rustls::ClientConfig>>,
     stop: CancellationToken,
 }
 
@@ -105,14 +109,30 @@ impl HealthChecker {
             for ep in &snapshot.members {
                 let key = (pool.name().to_owned(), ep.address());
                 wanted.insert(key.clone(), ());
+                let tls = snapshot.upstream_tls.clone();
                 if let Some(existing) = checkers.get(&key) {
-                    if existing.config == *hc && Arc::ptr_eq(&existing.endpoint, ep) {
+                    let same_tls = match (&existing.tls, &tls) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        (a, b) => a.is_none() && b.is_none(),
+                    };
+                    if existing.config == *hc && Arc::ptr_eq(&existing.endpoint, ep) && same_tls {
                         continue;
                     }
                     existing.stop.cancel();
                 }
                 let stop = CancellationToken::new();
-                let probe = Probe::new(hc, ep.address(), host.as_deref());
+                let server_name = snapshot
+                    .config
+                    .upstream
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.server_name.clone());
+                let probe = Probe::new(
+                    hc,
+                    ep.address(),
+                    host.as_deref(),
+                    tls.clone().map(|t| (t, server_name)),
+                );
                 let span = tracing::info_span!("health", pool = pool.name(), backend = ep.label());
                 tokio::spawn(
                     run(
@@ -130,6 +150,7 @@ impl HealthChecker {
                     Checker {
                         config: hc.clone(),
                         endpoint: ep.clone(),
+                        tls,
                         stop,
                     },
                 );
@@ -157,6 +178,7 @@ struct Probe {
     addr: SocketAddr,
     timeout: Duration,
     http: Option<HttpProbe>,
+    grpc: Option<GrpcProbe>,
 }
 
 /// The request bytes of an HTTP probe and the status ranges that pass.
@@ -166,8 +188,19 @@ struct HttpProbe {
 }
 
 impl Probe {
-    fn new(hc: &HealthCheckConfig, endpoint: SocketAddr, host: Option<&str>) -> Self {
+    /// `tls` (the pool's upstream TLS configuration and server name) only matters to gRPC
+    /// checks, which speak HTTP/2 over it.
+    fn new(
+        hc: &HealthCheckConfig,
+        endpoint: SocketAddr,
+        host: Option<&str>,
+        tls: Option<(Arc<rustls::ClientConfig>, Option<String>)>,
+    ) -> Self {
         let addr = SocketAddr::new(endpoint.ip(), hc.port.unwrap_or(endpoint.port()));
+        let grpc = matches!(hc.kind, HealthCheckKind::Grpc).then(|| {
+            let authority = host.map_or_else(|| addr.to_string(), str::to_owned);
+            GrpcProbe::new(addr, &authority, tls)
+        });
         let http = match &hc.kind {
             HealthCheckKind::Http { path, expected } => {
                 let host = host.map_or_else(|| addr.to_string(), str::to_owned);
@@ -179,12 +212,13 @@ impl Probe {
                     expected: expected.clone(),
                 })
             }
-            HealthCheckKind::Tcp => None,
+            HealthCheckKind::Tcp | HealthCheckKind::Grpc => None,
         };
         Probe {
             addr,
             timeout: hc.timeout,
             http,
+            grpc,
         }
     }
 
@@ -197,6 +231,9 @@ impl Probe {
     }
 
     async fn attempt(&self) -> Result<(), String> {
+        if let Some(grpc) = &self.grpc {
+            return grpc.check(self.addr).await;
+        }
         let mut stream = TcpStream::connect(self.addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use tokio::time::Instant;
 
 use super::stats::EndpointStats;
-use super::upstream::UpstreamPool;
+use super::upstream::{ClientConns, UpstreamPool};
 
 /// Decay time constant of the latency estimate (linkerd's peak-EWMA uses 10 s).
 const DECAY_NS: f64 = 10e9;
@@ -48,6 +48,8 @@ pub struct Endpoint {
     pub cut: tokio_util::sync::CancellationToken,
     /// Idle keep-alive HTTP/1 connections to this endpoint.
     pub upstream: UpstreamPool,
+    /// Connections of the client for TLS and HTTP/2 backends (`spec.upstream`).
+    pub client: ClientConns,
 }
 
 impl Endpoint {
@@ -65,6 +67,7 @@ impl Endpoint {
             outlier: OutlierState::default(),
             cut: tokio_util::sync::CancellationToken::new(),
             upstream: UpstreamPool::default(),
+            client: ClientConns::default(),
         }
     }
 

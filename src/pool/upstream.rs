@@ -161,3 +161,145 @@ impl UpstreamPool {
         }
     }
 }
+
+/// The request body type of the hyper-based upstream client (TLS and HTTP/2 backends).
+pub type ClientBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;
+/// A boxed error, as hyper's client wants from request bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Most idle HTTP/1.1-over-TLS connections kept per endpoint.
+const MAX_IDLE_CLIENT_CONNS: usize = 256;
+
+/// Connections of the hyper-based client to one endpoint (backends reached over TLS or
+/// HTTP/2): one shared multiplexed HTTP/2 connection, and HTTP/1.1 connections that each
+/// carry one exchange at a time. The plain HTTP/1.1 path never touches these.
+#[derive(Default)]
+pub struct ClientConns {
+    h2: Mutex<Option<hyper::client::conn::http2::SendRequest<ClientBody>>>,
+    h1: Mutex<Vec<(hyper::client::conn::http1::SendRequest<ClientBody>, Instant)>>,
+}
+
+impl std::fmt::Debug for ClientConns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConns").finish_non_exhaustive()
+    }
+}
+
+impl ClientConns {
+    /// A handle on the endpoint's HTTP/2 connection, while it is open.
+    pub fn h2(&self) -> Option<hyper::client::conn::http2::SendRequest<ClientBody>> {
+        let mut h2 = self.h2.lock();
+        match &*h2 {
+            Some(sender) if !sender.is_closed() => Some(sender.clone()),
+            Some(_) => {
+                *h2 = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Makes `sender` the endpoint's HTTP/2 connection (a racing newer one replaces an
+    /// older, which closes once its streams end).
+    pub fn set_h2(&self, sender: hyper::client::conn::http2::SendRequest<ClientBody>) {
+        *self.h2.lock() = Some(sender);
+    }
+
+    /// An HTTP/1.1 connection ready for a request and idle for less than `max_idle`.
+    /// Connections still carrying an exchange stay listed; closed or expired ones go.
+    pub fn take_h1(
+        &self,
+        max_idle: Duration,
+    ) -> Option<hyper::client::conn::http1::SendRequest<ClientBody>> {
+        self.expire_h1(max_idle);
+        let mut idle = self.h1.lock();
+        let i = idle.iter().rposition(|(s, _)| s.is_ready())?;
+        Some(idle.swap_remove(i).0)
+    }
+
+    /// Lists an HTTP/1.1 connection for reuse; it is taken again once its current exchange
+    /// (if any) has ended.
+    pub fn put_h1(&self, sender: hyper::client::conn::http1::SendRequest<ClientBody>) {
+        let mut idle = self.h1.lock();
+        if idle.len() < MAX_IDLE_CLIENT_CONNS {
+            idle.push((sender, Instant::now()));
+        }
+    }
+
+    /// Closes HTTP/1.1 connections idle for `max_idle` or longer, or closed by the peer, and
+    /// forgets a closed HTTP/2 connection (a periodic sweep calls this). An open HTTP/2
+    /// connection stays: it is shared, and the backend closes it when it wants to.
+    pub fn expire(&self, max_idle: Duration) {
+        self.expire_h1(max_idle);
+        let mut h2 = self.h2.lock();
+        if h2.as_ref().is_some_and(|s| s.is_closed()) {
+            *h2 = None;
+        }
+    }
+
+    /// Drops HTTP/1.1 connections closed by the peer, or ready (no exchange on them) and listed
+    /// for `max_idle` or longer (since their last response head): a connection still carrying
+    /// an exchange is never dropped.
+    fn expire_h1(&self, max_idle: Duration) {
+        let now = Instant::now();
+        self.h1.lock().retain(|(s, since)| {
+            !s.is_closed() && (!s.is_ready() || now.saturating_duration_since(*since) < max_idle)
+        });
+    }
+
+    /// Drops every connection handle (the endpoint left the pool); HTTP/2 streams in
+    /// flight finish, then the connection closes.
+    pub fn clear(&self) {
+        *self.h2.lock() = None;
+        self.h1.lock().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client connection over an in-memory pipe, and the pipe's server end (dropping it
+    /// closes the connection).
+    async fn h1() -> (
+        hyper::client::conn::http1::SendRequest<ClientBody>,
+        tokio::io::DuplexStream,
+    ) {
+        let (client, server) = tokio::io::duplex(1024);
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client))
+                .await
+                .expect("an in-memory handshake");
+        tokio::spawn(conn);
+        (sender, server)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_listed_tls_connection_is_reused_until_it_was_idle_too_long() {
+        let conns = ClientConns::default();
+        let idle = Duration::from_secs(60);
+        let (sender, _server) = h1().await;
+        conns.put_h1(sender);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        let sender = conns.take_h1(idle).expect("idle for less than 60 s");
+        assert!(
+            conns.take_h1(idle).is_none(),
+            "taken connections are not listed"
+        );
+        conns.put_h1(sender);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(conns.take_h1(idle).is_none(), "idle for 60 s: dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_the_peer_closed_is_never_taken() {
+        let conns = ClientConns::default();
+        let (sender, server) = h1().await;
+        conns.put_h1(sender);
+        drop(server);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(conns.take_h1(Duration::from_secs(60)).is_none());
+    }
+}

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::h1client::ResponseBody;
 use super::http::Exchange;
+use super::upstream::BackendBody;
 
 /// Body of every response sluice produces.
 // Boxing the upstream variant would cost an allocation per request; local answers are rare.
@@ -21,7 +21,7 @@ pub enum ProxyBody {
     /// A backend's body and the bookkeeping that ends with it.
     Upstream {
         /// The backend body.
-        inner: ResponseBody,
+        inner: BackendBody,
         /// Finished (and logged) when the body ends or is dropped.
         exchange: Exchange,
         /// The endpoint's drain cut, armed only once the body has to wait for the backend

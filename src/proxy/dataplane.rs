@@ -417,6 +417,7 @@ impl Dataplane {
                     let snapshot = pool.snapshot();
                     for endpoint in &snapshot.members {
                         endpoint.upstream.expire(snapshot.config.timeouts.idle);
+                        endpoint.client.expire(snapshot.config.timeouts.idle);
                     }
                     pool.reap_drained();
                 }

@@ -68,6 +68,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Whether a request's `TE` header accepts trailers (`TE: trailers`, among other codings).
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+}
+
 /// The upgrade protocol a request asks for, if it is one we pass through: HTTP/1.1,
 /// `Connection: upgrade` and an `Upgrade` other than `h2c` (h2c upgrades through a proxy
 /// are a known smuggling vector and are never forwarded).

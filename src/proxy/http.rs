@@ -22,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use super::body::ProxyBody;
+use super::client;
 use super::error::ProxyError;
 use super::filters;
 use super::guard::Verdict;
@@ -157,6 +158,9 @@ pub async fn serve(
     let Some(pool) = router.route(&input).cloned() else {
         drop(router);
         UNROUTED.record(StatusCode::NOT_FOUND.as_u16());
+        if client::is_grpc(req.headers()) {
+            return client::grpc_error(StatusCode::NOT_FOUND, ProxyError::NoRoute.body());
+        }
         return error_response(&ProxyError::NoRoute);
     };
     drop(router);
@@ -221,6 +225,14 @@ async fn forward(
         }
         _ => None,
     };
+    // gRPC needs an HTTP/2 upstream: the plain HTTP/1.1 path (the hot one) skips these checks.
+    let plain = snapshot.config.upstream.is_plain_http1();
+    let grpc = !plain && client::is_grpc(req.headers());
+    let deadline = if grpc {
+        client::grpc_timeout(req.headers())
+    } else {
+        None
+    };
     let upgrade = headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let log = conn
@@ -229,7 +241,11 @@ async fn forward(
         .as_ref()
         .map(|_| telemetry::RequestInfo::from_request(&req));
 
-    let (parts, body, ids) = match upstream_parts(req, &conn, upgrade)
+    // `TE` is hop-by-hop, but whether the client takes trailers is what decides if a
+    // backend may send them: the client of TLS and HTTP/2 backends passes trailers on, so
+    // it says so upstream.
+    let te_trailers = !plain && headers::accepts_trailers(req.headers());
+    let (mut parts, body, ids) = match upstream_parts(req, &conn, upgrade)
         .and_then(|p| apply_route(route, &snapshot.config.listener.path_prefix, p))
     {
         Ok(p) => p,
@@ -238,6 +254,11 @@ async fn forward(
             return local(status, "bad request\n");
         }
     };
+    if te_trailers {
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     let span = conn
         .listener
         .spans
@@ -257,7 +278,8 @@ async fn forward(
                 }
             }
         }
-    };
+    }
+    .with_deadline(deadline);
 
     let mut exchange = Exchange {
         guard: None,
@@ -333,6 +355,9 @@ async fn forward(
             }
             exchange.guard = guard;
             exchange.fail();
+            if grpc {
+                return client::grpc_error(status, err.body());
+            }
             let mut resp = error_response(&err);
             if matches!(err, ProxyError::ClientBody(_)) {
                 // The client's stream is unusable past its broken body.

@@ -250,6 +250,7 @@ mod tests {
             send_proxy_protocol: ProxyProtocolVersion::None,
             filters: Default::default(),
             canary: None,
+            upstream: Default::default(),
         })))
     }
 

@@ -17,6 +17,7 @@ use http::{Method, Response};
 use hyper::body::Incoming;
 use tokio::net::TcpStream;
 
+use super::client;
 use super::error::ProxyError;
 use super::h1client::{self, RequestBody, ResponseBody};
 use crate::config::{Algorithm, RetryConfig};
@@ -32,6 +33,8 @@ pub struct Outbound {
     parts: Parts,
     body: BodySource,
     idempotent: bool,
+    /// Overrides `timeouts.request` when shorter (a gRPC call's `grpc-timeout`).
+    deadline: Option<Duration>,
 }
 
 enum BodySource {
@@ -49,6 +52,7 @@ impl Outbound {
             parts,
             body: BodySource::Stream(Some(body)),
             idempotent,
+            deadline: None,
         }
     }
 
@@ -59,7 +63,15 @@ impl Outbound {
             parts,
             body: BodySource::Kept(body),
             idempotent,
+            deadline: None,
         }
+    }
+
+    /// Bounds the wait for the response head by `deadline` too (when shorter than the
+    /// pool's `timeouts.request`).
+    pub fn with_deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// Whether a request that already reached a backend may be sent again: an idempotent
@@ -77,7 +89,7 @@ impl Outbound {
     }
 
     /// The head and body for the next attempt.
-    fn next(&mut self) -> Option<(&Parts, RequestBody<'_>)> {
+    pub(super) fn next(&mut self) -> Option<(&Parts, RequestBody<'_>)> {
         let body = match &mut self.body {
             BodySource::Stream(body) => RequestBody::Stream(body.take()?),
             BodySource::Kept(None) => RequestBody::Empty,
@@ -95,10 +107,69 @@ pub fn idempotent(method: &Method) -> bool {
     )
 }
 
+/// A backend's response body: from sluice's HTTP/1.1 client (which owns the connection
+/// until the body ends) or from the hyper client of TLS and HTTP/2 backends.
+pub enum BackendBody {
+    /// Plain HTTP/1.1.
+    H1(ResponseBody),
+    /// TLS or HTTP/2 (trailers included).
+    Client(Incoming),
+}
+
+impl BackendBody {
+    /// The HTTP/1.1 connection, when the body ended cleanly and it may carry another
+    /// request (the hyper client pools its own connections).
+    pub fn take_reusable(&mut self) -> Option<UpstreamConn> {
+        match self {
+            BackendBody::H1(b) => b.take_reusable(),
+            BackendBody::Client(_) => None,
+        }
+    }
+
+    /// The connection after a `101 Switching Protocols` (plain HTTP/1.1 only).
+    pub fn into_upgraded(self) -> Option<UpstreamConn> {
+        match self {
+            BackendBody::H1(b) => b.into_upgraded(),
+            BackendBody::Client(_) => None,
+        }
+    }
+}
+
+impl http_body::Body for BackendBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            BackendBody::H1(b) => std::pin::Pin::new(b).poll_frame(cx),
+            BackendBody::Client(b) => std::pin::Pin::new(b)
+                .poll_frame(cx)
+                .map_err(std::io::Error::other),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            BackendBody::H1(b) => b.is_end_stream(),
+            BackendBody::Client(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            BackendBody::H1(b) => b.size_hint(),
+            BackendBody::Client(b) => b.size_hint(),
+        }
+    }
+}
+
 /// A response from a backend and the endpoint slot.
 pub struct Answered {
     /// The response head; its body owns the connection until the body ends.
-    pub response: Response<ResponseBody>,
+    pub response: Response<BackendBody>,
     /// The endpoint's slot, held until the exchange ends.
     pub guard: ActiveGuard,
 }
@@ -286,8 +357,21 @@ async fn attempt_once(
     endpoint: &Arc<Endpoint>,
     snapshot: &Snapshot,
     out: &mut Outbound,
-) -> Result<Response<ResponseBody>, ProxyError> {
-    let timeouts = snapshot.config.timeouts;
+) -> Result<Response<BackendBody>, ProxyError> {
+    let mut timeouts = snapshot.config.timeouts;
+    if let Some(deadline) = out.deadline {
+        timeouts.request = timeouts.request.min(deadline);
+    }
+    if !snapshot.config.upstream.is_plain_http1() {
+        let attempt = client::exchange(endpoint, snapshot, out, timeouts.request);
+        return tokio::select! {
+            biased;
+            result = attempt => result.map(|r| r.map(BackendBody::Client)),
+            _ = endpoint.cut.cancelled() => Err(ProxyError::Reset(std::io::Error::other(
+                "endpoint removed and its drain timeout passed",
+            ))),
+        };
+    }
     let attempt = async {
         if let Some(conn) = endpoint.upstream.take(timeouts.idle) {
             let (parts, body) = out.next().ok_or(ProxyError::NoEndpoint)?;
@@ -312,7 +396,7 @@ async fn attempt_once(
     };
     tokio::select! {
         biased;
-        result = attempt => result,
+        result = attempt => result.map(|r| r.map(BackendBody::H1)),
         _ = endpoint.cut.cancelled() => Err(ProxyError::Reset(std::io::Error::other(
             "endpoint removed and its drain timeout passed",
         ))),

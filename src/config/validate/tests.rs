@@ -11,6 +11,7 @@ use crate::config::{
 mod cross_pool;
 mod props;
 mod traffic;
+mod upstream;
 
 const EP: &str = r#"endpoints: [{address: "127.0.0.1:9001"}]"#;
 

@@ -90,8 +90,8 @@ fn check_hash_key(
 }
 
 pub(super) fn check_health(ctx: &mut Ctx<'_>, spec: &api::HealthCheckSpec) -> HealthCheckConfig {
-    let http = spec.protocol.unwrap_or(api::Protocol::Http) == api::Protocol::Http;
-    let kind = if http {
+    let protocol = spec.protocol.unwrap_or_default();
+    let kind = if protocol == api::HealthCheckProtocol::Http {
         let path = spec.path.clone().unwrap_or_else(|| "/healthz".to_owned());
         if !path.starts_with('/') {
             ctx.error(
@@ -134,7 +134,10 @@ pub(super) fn check_health(ctx: &mut Ctx<'_>, spec: &api::HealthCheckSpec) -> He
                 "only for HTTP health checks",
             );
         }
-        HealthCheckKind::Tcp
+        match protocol {
+            api::HealthCheckProtocol::Grpc => HealthCheckKind::Grpc,
+            _ => HealthCheckKind::Tcp,
+        }
     };
     let port = ctx.range("spec.healthCheck.port", spec.port, 0, 0, 65535);
     HealthCheckConfig {
