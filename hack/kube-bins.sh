@@ -110,7 +110,7 @@ new_module() {
   (cd "$1" && go mod init sluice.invalid/kube-bins/"$(basename "$1")" >/dev/null 2>&1)
 }
 
-# --- kube-apiserver + kubectl (k8s.io/kubernetes) -------------------------------------------
+# --- kube-apiserver, kubectl, kube-controller-manager, kube-scheduler (k8s.io/kubernetes) -------------------------------------------
 
 kube_ldflags() {
   # What kubernetes' hack/lib/version.sh sets, so /version and `kubectl version` report the
@@ -128,7 +128,7 @@ build_kube() {
   local mod=$work/kube info date key ldflags tools=() t
   # The cache key leaves out buildDate, so a cached check needs no network at all.
   key=$(kube_ldflags MODULE-TIME)
-  for t in kube-apiserver kubectl; do
+  for t in kube-apiserver kubectl kube-controller-manager kube-scheduler; do
     if cached "$t" "$KUBE_VERSION" "k8s.io/kubernetes/cmd/$t@$KUBE_VERSION $key"; then
       log "$t $KUBE_VERSION: cached"
     else
@@ -216,7 +216,8 @@ build_helm
 # One directory with all four, named by the version set, so tests take a single path.
 bins=$CACHE/bin-kube$KUBE_VERSION-etcd$ETCD_VERSION-helm$HELM_VERSION
 mkdir -p "$bins"
-for pair in "kube-apiserver $KUBE_VERSION" "kubectl $KUBE_VERSION" "etcd $ETCD_VERSION" "helm $HELM_VERSION"; do
+for pair in "kube-apiserver $KUBE_VERSION" "kubectl $KUBE_VERSION" \
+  "kube-controller-manager $KUBE_VERSION" "kube-scheduler $KUBE_VERSION" "etcd $ETCD_VERSION" "helm $HELM_VERSION"; do
   read -r t v <<<"$pair"
   ln -sfn "../$t-$v/$t" "$bins/$t"
   [[ -x $bins/$t ]] || die "$bins/$t is not executable"
