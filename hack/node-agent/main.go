@@ -18,6 +18,7 @@
 //	    --image sluice=/path/to/sluice [--image NAME=PATH ...]
 //	node-agent echo [--listen :8080]     the echo backend (echo.go); also when the binary
 //	                                     is called sluice-echo, the name of its "image"
+//	node-agent load --url URL ...        bounded steady load (load.go)
 package main
 
 import (
@@ -65,6 +66,10 @@ type config struct {
 func main() {
 	if filepath.Base(os.Args[0]) == "sluice-echo" {
 		runEcho(os.Args[1:])
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "load" {
+		runLoad(os.Args[2:])
 		return
 	}
 	if len(os.Args) > 1 && os.Args[1] == "echo" {

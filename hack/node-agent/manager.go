@@ -28,6 +28,7 @@ type manager struct {
 	mu   sync.Mutex
 	pods map[types.UID]*podRunner
 	ips  map[string]bool
+	last uint32 // offset of the last address handed out
 	wg   sync.WaitGroup
 }
 
@@ -131,16 +132,25 @@ func (m *manager) finalize(ctx context.Context, pod *corev1.Pod) {
 	}
 }
 
-// allocIP hands out the lowest free pod address (the first is the bridge's).
+// allocIP hands out the next free pod address after the last one (the first address is the
+// bridge's). Never the one just freed: a new pod on a recently used address would meet stale
+// neighbour (ARP) entries in other pods for up to a minute, so connections to it would time
+// out; CNI's host-local IPAM walks round-robin for the same reason.
 func (m *manager) allocIP() (net.IP, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ones, bits := m.cfg.podNet.Mask.Size()
 	size := uint32(1) << uint(bits-ones)
-	for k := uint32(2); k < size-1; k++ {
+	usable := size - 3 // not the network, the bridge, nor broadcast
+	for i := uint32(1); i <= usable; i++ {
+		k := 2 + (m.last+i-2+usable)%usable
+		if m.last < 2 {
+			k = 1 + i
+		}
 		a := addIP(m.cfg.podNet.IP, k)
 		if !m.ips[a.String()] {
 			m.ips[a.String()] = true
+			m.last = k
 			return a, nil
 		}
 	}

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Real-workload tests on the local cluster of hack/cluster.sh (issue 16): the Helm chart runs
+# sluice as pods and the backends are a real Deployment whose EndpointSlices the real
+# controller-manager writes.
+#
+#   1. helm install: 2 sluice pods Ready (chart's args, probes, ServiceAccount token, in-cluster
+#      config through KUBERNETES_SERVICE_HOST), exactly one holds the Lease.
+#   2. A backend Deployment (3 replicas, readiness probe, no preStop) behind a BackendPool;
+#      `kubectl rollout restart` under steady load (keep-alive and new connections, GET and
+#      POST through one sluice pod): 0 failed requests.
+#   3. The same with `kubectl scale` to 1 and back to 3.
+#   4. helm uninstall leaves nothing of the release behind but the CRD.
+#
+# Usage:
+#   sudo hack/cluster-e2e.sh           start a fresh cluster (SLUICE_CLUSTER, default
+#                                      sluice-e2e), run the steps, stop it
+#   SLUICE_E2E_KEEP=1 ...              leave the cluster up afterwards (hack/cluster.sh down)
+#
+# Needs what hack/cluster.sh needs (root, go once, the kube bins); SLUICE_BIN as there.
+# Each load run is bounded (--max-duration, --max-requests); every wait has a timeout.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+export SLUICE_CLUSTER=${SLUICE_CLUSTER:-sluice-e2e}
+export SLUICE_CLUSTER_DIR=${SLUICE_CLUSTER_DIR:-/tmp/$SLUICE_CLUSTER}
+STATE=$SLUICE_CLUSTER_DIR
+CL=(bash "$ROOT/hack/cluster.sh")
+NS=e2e
+
+log() { echo "cluster-e2e: $(date +%T) $*" >&2; }
+fail() { log "FAIL: $*"; exit 1; }
+k() { "${CL[@]}" exec kubectl "$@"; }
+
+started=$SECONDS
+"${CL[@]}" up >/dev/null
+if [[ ${SLUICE_E2E_KEEP:-} != 1 ]]; then
+  trap '"${CL[@]}" down' EXIT
+fi
+log "cluster up in $((SECONDS - started)) s"
+agent=$("${CL[@]}" build)
+
+# --- 1. the chart, for real -----------------------------------------------------------------
+"${CL[@]}" exec helm install sluice charts/sluice -n sluice-system --create-namespace \
+  --set service.type=ClusterIP --wait --timeout 120s >/dev/null
+sel=app.kubernetes.io/instance=sluice
+k -n sluice-system wait --for=condition=Ready pod -l "$sel" --timeout=60s >/dev/null
+mapfile -t sluice_pods < <(k -n sluice-system get pods -l "$sel" -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+((${#sluice_pods[@]} == 2)) || fail "want 2 sluice pods, got ${#sluice_pods[*]}"
+holder=$(k -n sluice-system get lease sluice -o jsonpath='{.spec.holderIdentity}')
+[[ $holder == "${sluice_pods[0]}"* || $holder == "${sluice_pods[1]}"* ]] ||
+  fail "Lease holder '$holder' is not one of ${sluice_pods[*]}"
+uid=$(k -n sluice-system get pod "${sluice_pods[0]}" -o jsonpath='{.spec.securityContext.runAsUser}')
+log "1 ok: helm install: pods ${sluice_pods[*]} Ready (runAsUser $uid), Lease held by $holder"
+sluice_ip=$(k -n sluice-system get pod "${sluice_pods[0]}" -o jsonpath='{.status.podIP}')
+
+# --- 2. a backend Deployment behind a BackendPool ---------------------------------------------
+k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $NS}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo, namespace: $NS}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      terminationGracePeriodSeconds: 30
+      containers:
+      - name: echo
+        image: example.invalid/sluice-echo:1
+        args: ["--listen=:8080"]
+        env:
+        - name: POD_NAME
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe:
+          httpGet: {path: /readyz, port: http}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: $NS}
+spec:
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: sluice.dev/v1alpha1
+kind: BackendPool
+metadata: {name: web, namespace: $NS}
+spec:
+  protocol: HTTP
+  listener: {port: 8080}
+  service: {name: echo, port: 80}
+EOF
+k -n $NS rollout status deploy/echo --timeout=120s >/dev/null
+url=http://$sluice_ip:8080/through-sluice
+deadline=$((SECONDS + 60))
+until "${CL[@]}" exec curl -fsS -m 2 "$url" >/dev/null 2>&1; do
+  ((SECONDS < deadline)) || fail "sluice did not route $url to the echo pods within 60 s"
+  sleep 0.5
+done
+log "2 ok: BackendPool web routes to the echo Deployment through ${sluice_pods[0]} ($sluice_ip)"
+
+# under_load NAME CMD...: steady load through sluice while CMD runs, then 3 s more; 0 failures.
+under_load() {
+  local name=$1 stop=$STATE/stop-$1 out=$STATE/load-$1.log rc=0
+  shift
+  rm -f "$stop"
+  "${CL[@]}" exec "$agent" load --url "$url" --stop-file "$stop" --max-duration 240s \
+    --max-requests 200000 >"$out" 2>&1 &
+  local pid=$!
+  sleep 3
+  "$@"
+  sleep 3
+  touch "$stop"
+  wait "$pid" || rc=$?
+  cat "$out" >&2
+  ((rc == 0)) || fail "$name: requests failed under load (above)"
+  log "$name ok: $(tail -n 1 "$out")"
+}
+
+restart() {
+  k -n $NS rollout restart deploy/echo >/dev/null
+  k -n $NS rollout status deploy/echo --timeout=180s >/dev/null
+}
+under_load rollout-restart restart
+
+scale() {
+  k -n $NS scale deploy/echo --replicas=1 >/dev/null
+  k -n $NS rollout status deploy/echo --timeout=120s >/dev/null
+  # The scaled-down pods are gone from the API (graceful stop included) before scaling up.
+  local deadline=$((SECONDS + 90))
+  until [[ $(k -n $NS get pods -l app=echo --no-headers 2>/dev/null | wc -l) -eq 1 ]]; do
+    ((SECONDS < deadline)) || fail "scaled-down echo pods still there after 90 s"
+    sleep 0.5
+  done
+  k -n $NS scale deploy/echo --replicas=3 >/dev/null
+  k -n $NS rollout status deploy/echo --timeout=120s >/dev/null
+}
+under_load scale-1-and-3 scale
+
+# --- 4. helm uninstall ----------------------------------------------------------------------
+k delete namespace $NS --wait=true --timeout=120s >/dev/null
+"${CL[@]}" exec helm uninstall sluice -n sluice-system --wait --timeout 120s >/dev/null
+left=$(k -n sluice-system get all,lease,serviceaccount,role,rolebinding,configmap,secret,poddisruptionbudget \
+  -o name 2>/dev/null | grep -v -E '^(serviceaccount/default|configmap/kube-root-ca.crt)$' || true)
+[[ -z $left ]] || fail "helm uninstall left: $left"
+cluster_left=$(k get clusterrole,clusterrolebinding -o name | grep -i sluice || true)
+[[ -z $cluster_left ]] || fail "helm uninstall left: $cluster_left"
+k get crd backendpools.sluice.dev >/dev/null || fail "the CRD went with the release"
+log "4 ok: helm uninstall left only the CRD (and the namespace's defaults)"
+log "all passed in $((SECONDS - started)) s"
