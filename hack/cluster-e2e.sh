@@ -96,6 +96,12 @@ spec:
   protocol: HTTP
   listener: {port: 8080}
   service: {name: echo, port: 80}
+  # A pod's address vanishes the moment its process exits and the node tears the pod down;
+  # requests sluice sends there in the instant before the EndpointSlice says so fail to
+  # connect (after timeouts.connect). The default retries a connect failure once; when two of
+  # three pods go at once (scale 3 -> 1) that one retry can meet the other gone pod, so
+  # retry connect failures (nothing was sent: safe for POST) on every endpoint.
+  retry: {attempts: 2, retryOn: [${SLUICE_E2E_RETRY_ON:-ConnectFailure}]}
 EOF
 k -n $NS rollout status deploy/echo --timeout=120s >/dev/null
 url=http://$sluice_ip:8080/through-sluice
@@ -147,6 +153,8 @@ under_load scale-1-and-3 scale
 # --- 4. helm uninstall ----------------------------------------------------------------------
 k delete namespace $NS --wait=true --timeout=120s >/dev/null
 "${CL[@]}" exec helm uninstall sluice -n sluice-system --wait --timeout 120s >/dev/null
+# --wait covers the release's objects, not the pods the ReplicaSet leaves terminating.
+k -n sluice-system wait --for=delete pod -l "$sel" --timeout=90s >/dev/null 2>&1 || true
 left=$(k -n sluice-system get all,lease,serviceaccount,role,rolebinding,configmap,secret,poddisruptionbudget \
   -o name 2>/dev/null | grep -v -E '^(serviceaccount/default|configmap/kube-root-ca.crt)$' || true)
 [[ -z $left ]] || fail "helm uninstall left: $left"

@@ -76,6 +76,7 @@ func main() {
 		runEcho(os.Args[2:])
 		return
 	}
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	cfg := config{images: imageFlag{}}
 	kubeconfig := flag.String("kubeconfig", "", "kubeconfig of the API server (required)")
 	flag.StringVar(&cfg.nodeName, "node-name", "sluice-node", "name of the Node to register")

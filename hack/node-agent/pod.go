@@ -132,6 +132,10 @@ func (r *podRunner) run(ctx context.Context) {
 	default:
 	}
 	r.stopContainers(grace)
+	// The kubelet notices exited containers on its next PLEG relist (every second) and only
+	// then stops the pod sandbox, which removes the pod's address; keep that timing, so the
+	// tests see what peers see on a real node: a closed port first, a vanished address later.
+	time.Sleep(time.Second)
 	r.teardown()
 	r.markDirty()
 	// Let the last status (containers terminated) reach the API before the final delete.
@@ -194,13 +198,18 @@ func (r *podRunner) setup(ctx context.Context, pod *corev1.Pod) error {
 		if err != nil {
 			return fmt.Errorf("container %s: %w", pod.Spec.Containers[i].Name, err)
 		}
+		r.mu.Lock()
 		r.containers = append(r.containers, c)
+		r.mu.Unlock()
 	}
 	return nil
 }
 
 func (r *podRunner) startContainers(ctx context.Context) {
-	for _, c := range r.containers {
+	r.mu.Lock()
+	cs := r.containers
+	r.mu.Unlock()
+	for _, c := range cs {
 		go c.loop(ctx)
 	}
 }
@@ -210,7 +219,10 @@ func (r *podRunner) startContainers(ctx context.Context) {
 func (r *podRunner) stopContainers(grace time.Duration) {
 	deadline := time.Now().Add(grace)
 	var wg sync.WaitGroup
-	for _, c := range r.containers {
+	r.mu.Lock()
+	cs := r.containers
+	r.mu.Unlock()
+	for _, c := range cs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
