@@ -9,7 +9,12 @@
 #      `kubectl rollout restart` under steady load (keep-alive and new connections, GET and
 #      POST through one sluice pod): 0 failed requests.
 #   3. The same with `kubectl scale` to 1 and back to 3.
-#   4. helm uninstall leaves nothing of the release behind but the CRD.
+#   4. The sluice pod holding the Lease deleted under load (through the other one): 0 failed
+#      requests, and the other takes the Lease within its duration.
+#   5. helm uninstall leaves nothing of the release behind but the CRD.
+#
+# A failed step is reported (with its failures) and the next steps still run; the exit
+# status is 1 if any failed, and the last line names them.
 #
 # Usage:
 #   sudo hack/cluster-e2e.sh           start a fresh cluster (SLUICE_CLUSTER, default
@@ -29,8 +34,20 @@ CL=(bash "$ROOT/hack/cluster.sh")
 NS=e2e
 
 log() { echo "cluster-e2e: $(date +%T) $*" >&2; }
-fail() { log "FAIL: $*"; exit 1; }
 k() { "${CL[@]}" exec kubectl "$@"; }
+failed_steps=()
+# step_failed NAME MSG: report, keep going (diagnostics once at the end).
+step_failed() { log "FAIL: $1: $2"; failed_steps+=("$1"); }
+fail() {
+  log "FAIL: $*"
+  # What a reader needs to tell a sluice failure from a node-agent one.
+  {
+    k get pods -A -o wide
+    k get events -A --field-selector type=Warning
+    tail -n 30 "$STATE/logs/node-agent.log"
+  } >&2 2>&1 || true
+  exit 1
+}
 
 started=$SECONDS
 "${CL[@]}" up >/dev/null
@@ -126,8 +143,11 @@ under_load() {
   touch "$stop"
   wait "$pid" || rc=$?
   cat "$out" >&2
-  ((rc == 0)) || fail "$name: requests failed under load (above)"
-  log "$name ok: $(tail -n 1 "$out")"
+  if ((rc == 0)); then
+    log "$name ok: $(tail -n 1 "$out")"
+  else
+    step_failed "$name" "requests failed under load (above)"
+  fi
 }
 
 restart() {
@@ -150,16 +170,48 @@ scale() {
 }
 under_load scale-1-and-3 scale
 
-# --- 4. helm uninstall ----------------------------------------------------------------------
+# --- 4. the Lease holder goes away under load ------------------------------------------------
+holder_pod=$(k -n sluice-system get lease sluice -o jsonpath='{.spec.holderIdentity}')
+other_ip=""
+for p in "${sluice_pods[@]}"; do
+  [[ $holder_pod == "$p"* ]] && holder_pod=$p && continue
+  other_ip=$(k -n sluice-system get pod "$p" -o jsonpath='{.status.podIP}')
+  other=$p
+done
+lease_seconds=$(k -n sluice-system get lease sluice -o jsonpath='{.spec.leaseDurationSeconds}')
+url=http://$other_ip:8080/through-the-other-replica
+takeover() {
+  k -n sluice-system delete pod "$holder_pod" --wait=false >/dev/null
+  local deadline=$((SECONDS + lease_seconds + 10)) h=""
+  while ((SECONDS < deadline)); do
+    h=$(k -n sluice-system get lease sluice -o jsonpath='{.spec.holderIdentity}')
+    [[ $h == "$other"* ]] && break
+    sleep 0.5
+  done
+  if [[ $h == "$other"* ]]; then
+    log "Lease taken over by $h"
+  else
+    step_failed lease-takeover "Lease held by '$h', not by $other, ${lease_seconds}+10 s after deleting $holder_pod"
+  fi
+  k -n sluice-system wait --for=delete pod "$holder_pod" --timeout=90s >/dev/null 2>&1 || true
+}
+under_load delete-lease-holder takeover
+
+# --- 5. helm uninstall ----------------------------------------------------------------------
 k delete namespace $NS --wait=true --timeout=120s >/dev/null
 "${CL[@]}" exec helm uninstall sluice -n sluice-system --wait --timeout 120s >/dev/null
 # --wait covers the release's objects, not the pods the ReplicaSet leaves terminating.
 k -n sluice-system wait --for=delete pod -l "$sel" --timeout=90s >/dev/null 2>&1 || true
 left=$(k -n sluice-system get all,lease,serviceaccount,role,rolebinding,configmap,secret,poddisruptionbudget \
   -o name 2>/dev/null | grep -v -E '^(serviceaccount/default|configmap/kube-root-ca.crt)$' || true)
-[[ -z $left ]] || fail "helm uninstall left: $left"
-cluster_left=$(k get clusterrole,clusterrolebinding -o name | grep -i sluice || true)
-[[ -z $cluster_left ]] || fail "helm uninstall left: $cluster_left"
-k get crd backendpools.sluice.dev >/dev/null || fail "the CRD went with the release"
-log "4 ok: helm uninstall left only the CRD (and the namespace's defaults)"
+left+=$(k get clusterrole,clusterrolebinding -o name | grep -i sluice || true)
+k get crd backendpools.sluice.dev >/dev/null || left+=" (and the CRD went with the release)"
+if [[ -z $left ]]; then
+  log "uninstall ok: helm uninstall left only the CRD (and the namespace's defaults)"
+else
+  step_failed uninstall "helm uninstall left: $(echo $left)"
+fi
+if ((${#failed_steps[@]})); then
+  fail "${#failed_steps[@]} step(s) failed: ${failed_steps[*]} ($((SECONDS - started)) s)"
+fi
 log "all passed in $((SECONDS - started)) s"
