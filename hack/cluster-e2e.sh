@@ -10,7 +10,8 @@
 #      POST through one sluice pod): 0 failed requests.
 #   3. The same with `kubectl scale` to 1 and back to 3.
 #   4. The sluice pod holding the Lease deleted under load (through the other one): 0 failed
-#      requests, and the other takes the Lease within its duration.
+#      requests, and another replica (the survivor or the Deployment's replacement, whichever
+#      wins) holds the Lease within its duration (plus 10 s of slack).
 #   5. helm uninstall leaves nothing of the release behind but the CRD.
 #
 # A failed step is reported (with its failures) and the next steps still run; the exit
@@ -182,16 +183,16 @@ lease_seconds=$(k -n sluice-system get lease sluice -o jsonpath='{.spec.leaseDur
 url=http://$other_ip:8080/through-the-other-replica
 takeover() {
   k -n sluice-system delete pod "$holder_pod" --wait=false >/dev/null
-  local deadline=$((SECONDS + lease_seconds + 10)) h=""
+  local t0=$SECONDS deadline=$((SECONDS + lease_seconds + 10)) h=""
   while ((SECONDS < deadline)); do
     h=$(k -n sluice-system get lease sluice -o jsonpath='{.spec.holderIdentity}')
-    [[ $h == "$other"* ]] && break
+    [[ -n $h && $h != "$holder_pod"* ]] && break
     sleep 0.5
   done
-  if [[ $h == "$other"* ]]; then
-    log "Lease taken over by $h"
+  if [[ -n $h && $h != "$holder_pod"* ]]; then
+    log "Lease taken over by $h $((SECONDS - t0)) s after deleting $holder_pod (leaseDurationSeconds $lease_seconds)"
   else
-    step_failed lease-takeover "Lease held by '$h', not by $other, ${lease_seconds}+10 s after deleting $holder_pod"
+    step_failed lease-takeover "Lease held by '$h' ${lease_seconds}+10 s after deleting $holder_pod"
   fi
   k -n sluice-system wait --for=delete pod "$holder_pod" --timeout=90s >/dev/null 2>&1 || true
 }
