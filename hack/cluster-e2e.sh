@@ -11,7 +11,7 @@
 #   3. The same with `kubectl scale` to 1 and back to 3.
 #   4. The sluice pod holding the Lease deleted under load (through the other one): 0 failed
 #      requests, and another replica (the survivor or the Deployment's replacement, whichever
-#      wins) holds the Lease within its duration (plus 10 s of slack).
+#      wins) holds the Lease within leaseDurationSeconds of the deletion (+2 s of polling).
 #   5. helm uninstall leaves nothing of the release behind but the CRD.
 #
 # A failed step is reported (with its failures) and the next steps still run; the exit
@@ -24,6 +24,14 @@
 #
 # Needs what hack/cluster.sh needs (root, go once, the kube bins); SLUICE_BIN as there.
 # Each load run is bounded (--max-duration, --max-requests); every wait has a timeout.
+#
+# Not run by CI (.ci/run) yet: it is not green. Measured 2026-12-06 on 2 shared cores, about
+# 90 s a run (cluster up 12-18 s): steps 1, 2 and the Lease holder's deletion pass every time
+# (0 failed of 5000-10000 and 20000-30000 requests); step 3 fails every run with 1-6 fast
+# 502s (20-90 ms) the moment two of the three echo pods get SIGTERM, and step 5 finds the
+# `sluice` Lease left behind; the Lease moves 20-21 s after its holder's deletion (preStop
+# 5 s + leaseDurationSeconds 15: it is not released on shutdown). Those are sluice findings,
+# for sluice to fix; then this joins hack/e2e.sh.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -183,7 +191,7 @@ lease_seconds=$(k -n sluice-system get lease sluice -o jsonpath='{.spec.leaseDur
 url=http://$other_ip:8080/through-the-other-replica
 takeover() {
   k -n sluice-system delete pod "$holder_pod" --wait=false >/dev/null
-  local t0=$SECONDS deadline=$((SECONDS + lease_seconds + 10)) h=""
+  local t0=$SECONDS deadline=$((SECONDS + lease_seconds + 2)) h=""
   while ((SECONDS < deadline)); do
     h=$(k -n sluice-system get lease sluice -o jsonpath='{.spec.holderIdentity}')
     [[ -n $h && $h != "$holder_pod"* ]] && break
@@ -192,7 +200,7 @@ takeover() {
   if [[ -n $h && $h != "$holder_pod"* ]]; then
     log "Lease taken over by $h $((SECONDS - t0)) s after deleting $holder_pod (leaseDurationSeconds $lease_seconds)"
   else
-    step_failed lease-takeover "Lease held by '$h' ${lease_seconds}+10 s after deleting $holder_pod"
+    step_failed lease-takeover "Lease still held by '$h' ${lease_seconds}+2 s after deleting $holder_pod"
   fi
   k -n sluice-system wait --for=delete pod "$holder_pod" --timeout=90s >/dev/null 2>&1 || true
 }
