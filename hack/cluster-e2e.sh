@@ -9,6 +9,11 @@
 #      `kubectl rollout restart` under steady load (keep-alive and new connections, GET and
 #      POST through one sluice pod): 0 failed requests.
 #   3. The same with `kubectl scale` to 1 and back to 3.
+#   3b. One echo pod's process killed hard (SIGKILL) under GET load: 0 failed GETs (retries),
+#      and sluice's /pools takes it out of rotation (unhealthy, draining or gone) within the
+#      pool's interval x unhealthyThreshold (+1 s). No EndpointUnhealthy Event is asserted: the
+#      node marks the pod not Ready as soon as its process dies (as the kubelet does), so the
+#      endpoint leaves through the EndpointSlice before active checks can count failures.
 #   4. The sluice pod holding the Lease deleted under load (through the other one): 0 failed
 #      requests, and another replica (the survivor or the Deployment's replacement, whichever
 #      wins) holds the Lease within leaseDurationSeconds of the deletion (+2 s of polling).
@@ -128,6 +133,7 @@ spec:
   # three pods go at once (scale 3 -> 1) that one retry can meet the other gone pod, so
   # retry connect failures (nothing was sent: safe for POST) on every endpoint.
   retry: {attempts: 2, retryOn: [${SLUICE_E2E_RETRY_ON:-ConnectFailure}]}
+  healthCheck: {path: /healthz, interval: 1s, timeout: 500ms, healthyThreshold: 1, unhealthyThreshold: 2}
 EOF
 k -n $NS rollout status deploy/echo --timeout=120s >/dev/null
 url=http://$sluice_ip:8080/through-sluice
@@ -144,7 +150,7 @@ under_load() {
   shift
   rm -f "$stop"
   "${CL[@]}" exec "$agent" load --url "$url" --stop-file "$stop" --max-duration 240s \
-    --max-requests 200000 >"$out" 2>&1 &
+    --max-requests 200000 ${LOAD_KINDS:+--kinds "$LOAD_KINDS"} >"$out" 2>&1 &
   local pid=$!
   sleep 3
   "$@"
@@ -178,6 +184,41 @@ scale() {
   k -n $NS rollout status deploy/echo --timeout=120s >/dev/null
 }
 under_load scale-1-and-3 scale
+
+# --- 3b. a backend killed hard ---------------------------------------------------------------
+victim=$(k -n $NS get pods -l app=echo -o jsonpath='{.items[0].metadata.name}')
+victim_ip=$(k -n $NS get pod "$victim" -o jsonpath='{.status.podIP}')
+sigkill() {
+  # The agent runs pods in the cluster's PID namespace, a child of this one: find the process
+  # by its POD_NAME and kill it from here, as the OOM killer or a crash would.
+  local pid="" f
+  for f in /proc/[0-9]*/environ; do
+    if { tr '\0' '\n' <"$f"; } 2>/dev/null | grep -qx "POD_NAME=$victim"; then
+      pid=${f#/proc/}
+      pid=${pid%/environ}
+      [[ $(cat "/proc/$pid/comm" 2>/dev/null) == sluice-echo ]] && break
+      pid=""
+    fi
+  done
+  [[ -n $pid ]] || { step_failed backend-sigkill "no process for pod $victim"; return; }
+  local t0=$SECONDS deadline=$((SECONDS + 1 * 2 + 1)) seen=false entry pools
+  kill -KILL "$pid"
+  while ((SECONDS <= deadline)); do
+    pools=$("${CL[@]}" exec curl -fsS -m 1 "http://$sluice_ip:9090/pools" 2>/dev/null) || { sleep 0.1; continue; }
+    entry=$(tr -d ' \n' <<<"$pools" | grep -o "\"address\":\"$victim_ip:8080\"[^}]*" || true)
+    if [[ $entry != *'"draining":false,"healthy":true'* ]]; then
+      seen=true
+      break
+    fi
+    sleep 0.1
+  done
+  if $seen; then
+    log "backend $victim ($victim_ip) SIGKILLed: out of rotation within $((SECONDS - t0)) s (${entry:-gone})"
+  else
+    step_failed backend-sigkill "$victim_ip still in rotation in /pools 3 s after SIGKILL"
+  fi
+}
+LOAD_KINDS=keepalive-GET,new-conn-GET under_load backend-sigkill sigkill
 
 # --- 4. the Lease holder goes away under load ------------------------------------------------
 holder_pod=$(k -n sluice-system get lease sluice -o jsonpath='{.spec.holderIdentity}')

@@ -32,7 +32,8 @@ func runLoad(args []string) {
 	maxReq := fs.Int64("max-requests", 200000, "hard bound on requests in all")
 	pause := fs.Duration("pause", 5*time.Millisecond, "pause between a worker's requests")
 	timeout := fs.Duration("timeout", 5*time.Second, "per-request timeout")
-	per := fs.Int("workers", 2, "workers of each of the four kinds")
+	per := fs.Int("workers", 2, "workers of each kind")
+	only := fs.String("kinds", "", "comma-separated kinds to run (default all four)")
 	_ = fs.Parse(args)
 	if *url == "" {
 		fs.Usage()
@@ -112,6 +113,9 @@ func runLoad(args []string) {
 	}
 	began := time.Now()
 	for _, k := range kinds {
+		if *only != "" && !strings.Contains(","+*only+",", ","+k.name+",") {
+			continue
+		}
 		for i := 0; i < *per; i++ {
 			wg.Add(1)
 			go func() { defer wg.Done(); worker(k.name, k.keepAlive, k.method) }()
