@@ -31,14 +31,16 @@
 # Each load run is bounded (--max-duration, --max-requests); every wait has a timeout.
 #
 # Not run by CI (.ci/run) yet: it is not green. Measured 2026-12-06 on 2 shared cores, about
-# 90 s a run (cluster up 12-18 s), 8 runs: steps 1, 2, 3b and the Lease holder's deletion
-# serve with 0 failed requests every time (5000-11000, ~4000 and 20000-30000 requests); step 3
-# fails every run with 1-6 fast 502s (20-90 ms) the moment two of the three echo pods get
-# SIGTERM (a retry excludes only the endpoint that failed last, so with attempts 2 it can go
-# back to the first dead one: src/proxy/upstream.rs pick_retry); the Lease moves 20-21 s after
-# its holder's deletion, not within leaseDurationSeconds (15 s: the chart's 5 s preStop, then
-# it expires, it is not released on shutdown), and step 5 finds the `sluice` Lease left
-# behind. Those are sluice findings; when fixed, this joins hack/e2e.sh.
+# 90 s a run (cluster up 12-18 s). Over 9 runs: steps 1, 2 and the rollout restart passed
+# every time (0 failed of 5000-11000 requests), the Lease holder's deletion 5 of 5 (0 of
+# 20000-30000), step 3b 2 of 2 (0 of ~4000 GETs). Step 3 failed in 8 runs with 1-6 fast 502s
+# (20-90 ms) the moment two of the three echo pods got SIGTERM (likely cause: a retry
+# excludes only the endpoint that failed last, so with attempts 2 it can go back to the first
+# dead one; src/proxy/upstream.rs pick_retry); once (before the diagnostics were added) a
+# scaled-down pod was still listed after 90 s, cause unknown. The Lease moves 20-21 s after its
+# holder's deletion, not within leaseDurationSeconds (15 s; by the timing: the chart's 5 s
+# preStop, then expiry, so it is not released on shutdown), and step 5 finds the `sluice`
+# Lease left behind. Those are sluice findings; when fixed, this joins hack/e2e.sh.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
