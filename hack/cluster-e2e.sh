@@ -31,9 +31,9 @@
 # Each load run is bounded (--max-duration, --max-requests); every wait has a timeout.
 #
 # Not run by CI (.ci/run) yet: it is not green. Measured 2026-12-06 on 2 shared cores, about
-# 90 s a run (cluster up 12-18 s). Over 9 runs: steps 1, 2 and the rollout restart passed
-# every time (0 failed of 5000-11000 requests), the Lease holder's deletion 5 of 5 (0 of
-# 20000-30000), step 3b 2 of 2 (0 of ~4000 GETs). Step 3 failed in 8 runs with 1-6 fast 502s
+# 90 s a run (cluster up 12-18 s). Over 11 runs: steps 1, 2 and the rollout restart passed
+# every time (0 failed of 5000-11000 requests), the Lease holder's deletion 6 of 6 (0 of
+# 20000-30000), step 3b 2 of 2 (0 of ~4000 GETs). Step 3 failed in 10 runs with 1-6 fast 502s
 # (20-90 ms) the moment two of the three echo pods got SIGTERM (likely cause: a retry
 # excludes only the endpoint that failed last, so with attempts 2 it can go back to the first
 # dead one; src/proxy/upstream.rs pick_retry); once (before the diagnostics were added) a
