@@ -231,6 +231,7 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
 
     let mut seen = Instant::now();
     let mut refused_before: BTreeMap<String, Refusal> = BTreeMap::new();
+    let mut reconciled = index::Index::default();
     loop {
         let objects = Objects {
             pools: pools.state(),
@@ -238,7 +239,7 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
             services: services.state(),
             secrets: secrets.state(),
         };
-        let desired = apply(&admin, index::desired(&objects), seen);
+        let desired = apply(&admin, reconciled.desired(&objects), seen);
         if leadership.is_leader() {
             for (name, refusal) in &desired.refused {
                 if refused_before.get(name) != Some(refusal) {

@@ -6,7 +6,7 @@
 //! path. It does no I/O and never panics on input: the file loader and the controller both
 //! call it, and the proxy trusts what it returns.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -138,26 +138,129 @@ pub fn validate_with_lookups(
     let mut checked = Vec::with_capacity(pools.len());
     let mut seen = HashSet::new();
     for (index, pool) in pools.iter().enumerate() {
-        let mut ctx = Ctx::new(source, pool, index, &mut errors);
-        let unique = if ctx.named && !seen.insert(ctx.name.clone()) {
-            let problem = format!("pool {} is defined more than once", ctx.name);
-            ctx.error("metadata.name", problem);
-            false
-        } else {
-            true
-        };
-        let seniority = Seniority::of(source, pool, index, &ctx.name);
-        let mut checked_pool = check_pool(&mut ctx, &pool.spec, lookups);
-        checked_pool.unique = unique;
-        checked.push((seniority, checked_pool));
+        checked.push(check_one(
+            source,
+            pool,
+            index,
+            lookups,
+            &mut seen,
+            &mut errors,
+        ));
     }
+    finish(source, checked, errors)
+}
+
+/// Per-pool validation results kept between runs, so that a rebuild checks again only the
+/// pools whose object changed; the cross-pool rules (ports, routes, oldest wins) still
+/// run over all of them every time.
+#[derive(Debug, Default)]
+pub struct Memo {
+    pools: HashMap<String, Remembered>,
+}
+
+#[derive(Debug)]
+struct Remembered {
+    /// Held, so the allocation cannot be reused by another object while remembered.
+    object: Arc<BackendPool>,
+    seniority: Seniority,
+    checked: Checked,
+    errors: Vec<ValidationError>,
+}
+
+impl Memo {
+    /// Forgets every result (what the lookups read changed).
+    pub fn clear(&mut self) {
+        self.pools.clear();
+    }
+}
+
+/// [`validate_with_lookups`] reusing `memo`'s result for every pool whose object is the
+/// same allocation as last time. The lookups must answer as they did when `memo` was
+/// filled: [`Memo::clear`] it when what they read changes.
+pub fn validate_memo(
+    source: &Source,
+    pools: &[Arc<BackendPool>],
+    lookups: &Lookups<'_>,
+    memo: &mut Memo,
+) -> Result<ConfigSet, ValidationErrors> {
+    let mut errors = Vec::new();
+    let mut checked = Vec::with_capacity(pools.len());
+    let mut seen = HashSet::new();
+    for (index, pool) in pools.iter().enumerate() {
+        let key = memo_key(pool);
+        if let Some(r) = memo.pools.get(&key)
+            && Arc::ptr_eq(&r.object, pool)
+            && seen.insert(key.clone())
+        {
+            errors.extend(r.errors.iter().cloned());
+            checked.push((r.seniority.clone(), r.checked.clone()));
+            continue;
+        }
+        let mut own = Vec::new();
+        let (seniority, c) = check_one(source, pool, index, lookups, &mut seen, &mut own);
+        if c.unique && !key.is_empty() {
+            let remembered = Remembered {
+                object: pool.clone(),
+                seniority: seniority.clone(),
+                checked: c.clone(),
+                errors: own.clone(),
+            };
+            memo.pools.insert(key, remembered);
+        }
+        errors.extend(own);
+        checked.push((seniority, c));
+    }
+    memo.pools.retain(|k, _| seen.contains(k));
+    finish(source, checked, errors)
+}
+
+/// `namespace/name` as validation names a pool, or "" for one without a name.
+fn memo_key(pool: &BackendPool) -> String {
+    match pool.metadata.name.as_deref() {
+        Some(name) if !name.is_empty() => {
+            let ns = pool.metadata.namespace.as_deref().filter(|n| !n.is_empty());
+            format!("{}/{name}", ns.unwrap_or("default"))
+        }
+        _ => String::new(),
+    }
+}
+
+/// Checks one pool alone: its errors go to `errors`, its name to `seen`.
+fn check_one(
+    source: &Source,
+    pool: &BackendPool,
+    index: usize,
+    lookups: &Lookups<'_>,
+    seen: &mut HashSet<String>,
+    errors: &mut Vec<ValidationError>,
+) -> (Seniority, Checked) {
+    let mut ctx = Ctx::new(source, pool, index, errors);
+    let unique = if ctx.named && !seen.insert(ctx.name.clone()) {
+        let problem = format!("pool {} is defined more than once", ctx.name);
+        ctx.error("metadata.name", problem);
+        false
+    } else {
+        true
+    };
+    let seniority = Seniority::of(source, pool, index, &ctx.name);
+    let mut checked_pool = check_pool(&mut ctx, &pool.spec, lookups);
+    checked_pool.unique = unique;
+    (seniority, checked_pool)
+}
+
+/// The cross-pool rules over every checked pool, then the set (or every error).
+fn finish(
+    source: &Source,
+    mut checked: Vec<(Seniority, Checked)>,
+    mut errors: Vec<ValidationError>,
+) -> Result<ConfigSet, ValidationErrors> {
     checked.sort_by(|a, b| a.0.cmp(&b.0));
     let mut checked: Vec<Checked> = checked.into_iter().map(|(_, c)| c).collect();
     conflicts::check(source, &checked, &mut errors);
     checked.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     if errors.is_empty() {
         Ok(ConfigSet {
-            pools: checked.into_iter().map(|c| Arc::new(c.config)).collect(),
+            pools: checked.into_iter().map(|c| c.config).collect(),
         })
     } else {
         Err(ValidationErrors(errors))
@@ -193,9 +296,10 @@ impl Seniority {
 }
 
 /// A pool after its own checks, with what the cross-pool checks need to know.
+#[derive(Debug, Clone)]
 struct Checked {
     /// The model, with defaults in place of invalid values.
-    config: PoolConfig,
+    config: Arc<PoolConfig>,
     /// The port was valid (cross-pool port rules apply).
     port_ok: bool,
     /// Hosts and path prefix were valid (route conflicts apply).
@@ -398,7 +502,7 @@ fn check_pool(ctx: &mut Ctx<'_>, spec: &api::BackendPoolSpec, lookups: &Lookups<
     let upstream = upstream::check_upstream(ctx, protocol, spec.upstream.as_ref(), lookups.ca);
     let tls = spec.listener.tls.is_some();
     Checked {
-        config: PoolConfig {
+        config: Arc::new(PoolConfig {
             name: ctx.name.clone(),
             protocol,
             listener,
@@ -415,7 +519,7 @@ fn check_pool(ctx: &mut Ctx<'_>, spec: &api::BackendPoolSpec, lookups: &Lookups<
             filters,
             canary,
             upstream,
-        },
+        }),
         port_ok,
         route_ok,
         tls,

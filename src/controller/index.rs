@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use crate::api::BackendPool;
-use crate::config::{self, ConfigSet, EndpointConfig, Source, TlsConfig};
+use crate::config::{self, ConfigSet, EndpointConfig, PoolConfig, Source, TlsConfig};
 
 /// Label EndpointSlices carry naming their Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -54,117 +54,206 @@ pub struct Objects {
     pub secrets: Vec<Arc<Secret>>,
 }
 
-/// Computes the desired configuration from the watched objects.
+/// Computes the desired configuration from the watched objects, from scratch.
 pub fn desired(objects: &Objects) -> Desired {
-    let secrets: HashMap<(String, String), &Secret> = objects
-        .secrets
-        .iter()
-        .map(|s| {
-            (
-                (s.namespace().unwrap_or_default(), s.name_any()),
-                s.as_ref(),
-            )
-        })
-        .collect();
-    let lookup = |ns: &str, name: &str| {
-        tls_from_secret(
-            secrets.get(&(ns.to_owned(), name.to_owned())).copied(),
-            ns,
-            name,
-        )
-    };
+    Index::default().desired(objects)
+}
 
-    let ca_lookup = |ns: &str, name: &str| {
-        ca_from_secret(
-            secrets.get(&(ns.to_owned(), name.to_owned())).copied(),
-            ns,
-            name,
-        )
-    };
+/// The controller's memory between rebuilds. A rebuild still visits every pool, but a pool
+/// whose BackendPool, Service and EndpointSlices are the very objects of the last rebuild
+/// (the reflectors replace an object only when it changes) costs a few pointer
+/// comparisons: it is neither validated nor resolved again, and keeps its `PoolConfig`
+/// allocation, which the data plane then recognises as unchanged. The cross-pool rules
+/// (ports, routes, oldest wins) run over all pools every time.
+#[derive(Debug, Default)]
+pub struct Index {
+    validation: config::Memo,
+    /// The Secrets the validation results were computed with, by address.
+    secrets: Vec<Arc<Secret>>,
+    resolved: HashMap<String, Resolved>,
+}
 
-    let mut pools: Vec<BackendPool> = objects.pools.iter().map(|p| (**p).clone()).collect();
-    for p in &mut pools {
-        if p.metadata.namespace.is_none() {
-            p.metadata.namespace = Some("default".to_owned());
+/// One pool's Service resolution and what it was computed from.
+#[derive(Debug)]
+struct Resolved {
+    validated: Arc<PoolConfig>,
+    services: [Option<Arc<Service>>; 2],
+    slices: [Vec<Arc<EndpointSlice>>; 2],
+    config: Arc<PoolConfig>,
+    unresolved: Option<String>,
+}
+
+impl Index {
+    /// The desired configuration; the same as [`desired`] computes from scratch.
+    pub fn desired(&mut self, objects: &Objects) -> Desired {
+        let mut secrets = objects.secrets.clone();
+        secrets.sort_by_key(Arc::as_ptr);
+        let same_secrets = secrets.len() == self.secrets.len()
+            && secrets
+                .iter()
+                .zip(&self.secrets)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same_secrets {
+            // Certificates and CA bundles are read while validating.
+            self.validation.clear();
+            self.secrets = secrets;
+        }
+        let (set, refused) = self.validate(objects);
+        let by_name: HashMap<String, &Arc<BackendPool>> =
+            objects.pools.iter().map(|p| (pool_name(p), p)).collect();
+        let services = Services::index(objects);
+        let mut unresolved = BTreeMap::new();
+        let mut out = ConfigSet::default();
+        let mut kept = HashMap::with_capacity(self.resolved.len());
+        for cfg in set.pools {
+            let Some(pool) = by_name.get(&cfg.name) else {
+                out.pools.push(cfg);
+                continue;
+            };
+            let canary_ref = pool.spec.canary.as_ref().and_then(|c| c.service.as_ref());
+            if pool.spec.service.is_none() && canary_ref.is_none() {
+                out.pools.push(cfg);
+                continue;
+            }
+            let ns = pool.namespace().unwrap_or_else(|| "default".to_owned());
+            let refs = [pool.spec.service.as_ref(), canary_ref];
+            let inputs = refs.map(|r| r.map(|r| services.inputs(&ns, &r.name)));
+            let previous = self.resolved.remove(&cfg.name);
+            let r = match previous {
+                Some(r) if r.same(&cfg, &inputs) => r,
+                _ => resolve_pool(cfg, &ns, refs, inputs, &services),
+            };
+            if let Some(why) = &r.unresolved {
+                unresolved.insert(r.config.name.clone(), why.clone());
+            }
+            out.pools.push(r.config.clone());
+            kept.insert(r.config.name.clone(), r);
+        }
+        self.resolved = kept;
+        Desired {
+            set: out,
+            refused,
+            unresolved,
         }
     }
-    let mut refused: BTreeMap<String, Refusal> = BTreeMap::new();
-    let set = loop {
-        let lookups = config::Lookups {
-            tls: &lookup,
-            ca: &ca_lookup,
-        };
-        match config::validate_with_lookups(&Source::Kubernetes, &pools, &lookups) {
-            Ok(set) => break set,
-            Err(errors) => {
-                let before = refused.len();
-                for e in errors.0 {
-                    let Some(pool) = e.pool.clone() else { continue };
-                    let entry = refused.entry(pool).or_insert_with(|| Refusal {
-                        reason: if e.conflict {
-                            "Conflict"
-                        } else {
-                            "InvalidSpec"
-                        },
-                        message: String::new(),
-                    });
-                    if !e.conflict {
-                        entry.reason = "InvalidSpec";
-                    }
-                    if !entry.message.is_empty() {
-                        entry.message.push('\n');
-                    }
-                    entry
-                        .message
-                        .push_str(e.message.strip_prefix("pool ").unwrap_or(&e.message));
-                }
-                if refused.len() == before {
-                    // Errors that name no pool cannot be isolated: serve nothing new.
-                    break ConfigSet::default();
-                }
-                pools.retain(|p| !refused.contains_key(&pool_name(p)));
-            }
-        }
-    };
 
-    let by_name: HashMap<String, &BackendPool> = pools.iter().map(|p| (pool_name(p), p)).collect();
-    let services = Services::index(objects);
-    let mut unresolved = BTreeMap::new();
-    let mut out = ConfigSet::default();
-    for cfg in set.pools {
-        let Some(pool) = by_name.get(&cfg.name) else {
-            out.pools.push(cfg);
-            continue;
-        };
-        let canary_ref = pool.spec.canary.as_ref().and_then(|c| c.service.as_ref());
-        if pool.spec.service.is_none() && canary_ref.is_none() {
-            out.pools.push(cfg);
-            continue;
-        }
-        let ns = pool.namespace().unwrap_or_else(|| "default".to_owned());
-        let mut cfg = (*cfg).clone();
-        if let Some(svc_ref) = &pool.spec.service {
-            match services.resolve(&ns, svc_ref) {
-                Ok(eps) => merge(&mut cfg.endpoints, eps),
-                Err(why) => {
-                    unresolved.insert(cfg.name.clone(), why);
+    /// Validates every pool, refusing (and re-validating without) those with errors, so one
+    /// bad pool never blocks the others.
+    fn validate(&mut self, objects: &Objects) -> (ConfigSet, BTreeMap<String, Refusal>) {
+        let secrets: HashMap<(String, String), &Secret> = objects
+            .secrets
+            .iter()
+            .map(|s| {
+                (
+                    (s.namespace().unwrap_or_default(), s.name_any()),
+                    s.as_ref(),
+                )
+            })
+            .collect();
+        let find = |ns: &str, name: &str| secrets.get(&(ns.to_owned(), name.to_owned())).copied();
+        let tls = |ns: &str, name: &str| tls_from_secret(find(ns, name), ns, name);
+        let ca = |ns: &str, name: &str| ca_from_secret(find(ns, name), ns, name);
+        let lookups = config::Lookups { tls: &tls, ca: &ca };
+        let mut pools = objects.pools.clone();
+        let mut refused: BTreeMap<String, Refusal> = BTreeMap::new();
+        loop {
+            let errors = match config::validate_memo(
+                &Source::Kubernetes,
+                &pools,
+                &lookups,
+                &mut self.validation,
+            ) {
+                Ok(set) => return (set, refused),
+                Err(errors) => errors,
+            };
+            let before = refused.len();
+            for e in errors.0 {
+                let Some(pool) = e.pool.clone() else { continue };
+                let entry = refused.entry(pool).or_insert_with(|| Refusal {
+                    reason: if e.conflict {
+                        "Conflict"
+                    } else {
+                        "InvalidSpec"
+                    },
+                    message: String::new(),
+                });
+                if !e.conflict {
+                    entry.reason = "InvalidSpec";
                 }
-            }
-        }
-        if let (Some(svc_ref), Some(canary)) = (canary_ref, cfg.canary.as_mut()) {
-            match services.resolve(&ns, svc_ref) {
-                Ok(eps) => merge(&mut canary.endpoints, eps),
-                Err(why) => {
-                    // The pool still serves; the canary share then finds no endpoint (503).
-                    tracing::debug!(pool = cfg.name, reason = why, "canary Service unresolved");
+                if !entry.message.is_empty() {
+                    entry.message.push('\n');
                 }
+                entry
+                    .message
+                    .push_str(e.message.strip_prefix("pool ").unwrap_or(&e.message));
             }
+            if refused.len() == before {
+                // Errors that name no pool cannot be isolated: serve nothing new.
+                return (ConfigSet::default(), refused);
+            }
+            pools.retain(|p| !refused.contains_key(&pool_name(p)));
         }
-        out.pools.push(Arc::new(cfg));
     }
-    Desired {
-        set: out,
-        refused,
+}
+
+/// A Service and its EndpointSlices (sorted by address), as one pool reads them.
+type ServiceInputs = (Option<Arc<Service>>, Vec<Arc<EndpointSlice>>);
+
+impl Resolved {
+    /// Whether this was computed from `cfg` and these very objects.
+    fn same(&self, cfg: &Arc<PoolConfig>, inputs: &[Option<ServiceInputs>; 2]) -> bool {
+        let same_arc = |a: &Option<Arc<Service>>, b: &Option<Arc<Service>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        Arc::ptr_eq(&self.validated, cfg)
+            && inputs.iter().enumerate().all(|(i, input)| {
+                let (service, slices) = match input {
+                    Some((s, sl)) => (s.clone(), sl.as_slice()),
+                    None => (None, &[][..]),
+                };
+                same_arc(&self.services[i], &service)
+                    && self.slices[i].len() == slices.len()
+                    && self.slices[i]
+                        .iter()
+                        .zip(slices)
+                        .all(|(a, b)| Arc::ptr_eq(a, b))
+            })
+    }
+}
+
+/// Adds the endpoints of a pool's Service (and its canary's) to its validated config.
+fn resolve_pool(
+    validated: Arc<PoolConfig>,
+    ns: &str,
+    refs: [Option<&crate::api::ServiceRef>; 2],
+    inputs: [Option<ServiceInputs>; 2],
+    services: &Services<'_>,
+) -> Resolved {
+    let mut cfg = (*validated).clone();
+    let mut unresolved = None;
+    if let Some(svc_ref) = refs[0] {
+        match services.resolve(ns, svc_ref) {
+            Ok(eps) => merge(&mut cfg.endpoints, eps),
+            Err(why) => unresolved = Some(why),
+        }
+    }
+    if let (Some(svc_ref), Some(canary)) = (refs[1], cfg.canary.as_mut()) {
+        match services.resolve(ns, svc_ref) {
+            Ok(eps) => merge(&mut canary.endpoints, eps),
+            Err(why) => {
+                // The pool still serves; the canary share then finds no endpoint (503).
+                tracing::debug!(pool = cfg.name, reason = why, "canary Service unresolved");
+            }
+        }
+    }
+    let [main, canary] = inputs.map(Option::unwrap_or_default);
+    Resolved {
+        validated,
+        services: [main.0, canary.0],
+        slices: [main.1, canary.1],
+        config: Arc::new(cfg),
         unresolved,
     }
 }
@@ -172,8 +261,8 @@ pub fn desired(objects: &Objects) -> Desired {
 /// Services and their EndpointSlices by namespace and Service name, indexed once per
 /// rebuild so resolving a pool's Service costs a lookup, not a scan of every object.
 struct Services<'a> {
-    services: HashMap<(&'a str, &'a str), &'a Service>,
-    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    services: HashMap<(&'a str, &'a str), &'a Arc<Service>>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a Arc<EndpointSlice>>>,
 }
 
 impl<'a> Services<'a> {
@@ -187,9 +276,9 @@ impl<'a> Services<'a> {
         let services = objects
             .services
             .iter()
-            .map(|s| (key(&s.metadata), s.as_ref()))
+            .map(|s| (key(&s.metadata), s))
             .collect();
-        let mut slices: HashMap<_, Vec<&EndpointSlice>> = HashMap::new();
+        let mut slices: HashMap<_, Vec<&Arc<EndpointSlice>>> = HashMap::new();
         for s in &objects.slices {
             if let Some(svc) = s
                 .metadata
@@ -198,13 +287,26 @@ impl<'a> Services<'a> {
                 .and_then(|l| l.get(SERVICE_NAME_LABEL))
             {
                 let ns = s.metadata.namespace.as_deref().unwrap_or_default();
-                slices
-                    .entry((ns, svc.as_str()))
-                    .or_default()
-                    .push(s.as_ref());
+                slices.entry((ns, svc.as_str())).or_default().push(s);
             }
         }
+        for group in slices.values_mut() {
+            group.sort_by_key(|s| Arc::as_ptr(s));
+        }
         Services { services, slices }
+    }
+
+    /// The objects resolving Service `name` in `ns` reads.
+    fn inputs(&self, ns: &str, name: &str) -> ServiceInputs {
+        let key = (ns, name);
+        let slices = self
+            .slices
+            .get(&key)
+            .map(|g| g.iter().map(|s| (*s).clone()).collect());
+        (
+            self.services.get(&key).map(|s| (*s).clone()),
+            slices.unwrap_or_default(),
+        )
     }
 
     /// The endpoints of the Service `svc_ref` in namespace `ns`, from its EndpointSlices.
@@ -214,9 +316,13 @@ impl<'a> Services<'a> {
         svc_ref: &crate::api::ServiceRef,
     ) -> Result<Vec<EndpointConfig>, String> {
         let key = (ns, svc_ref.name.as_str());
-        let slices = self.slices.get(&key).map(Vec::as_slice).unwrap_or_default();
+        let slices: Vec<&EndpointSlice> = self
+            .slices
+            .get(&key)
+            .map(|g| g.iter().map(|s| s.as_ref()).collect())
+            .unwrap_or_default();
         match self.services.get(&key) {
-            Some(service) => service_endpoints(service, &svc_ref.port, slices),
+            Some(service) => service_endpoints(service, &svc_ref.port, &slices),
             None => Err(format!("Service {ns}/{} not found", svc_ref.name)),
         }
     }

@@ -54,7 +54,9 @@ pub enum ApplyError {
 fn upsert(existing: &mut HashMap<String, Arc<Pool>>, cfg: Arc<PoolConfig>) -> Arc<Pool> {
     match existing.remove(&cfg.name) {
         Some(pool) => {
-            if *pool.snapshot().config != *cfg {
+            // The controller hands back the same allocation for an unchanged pool.
+            let current = pool.snapshot().config.clone();
+            if !Arc::ptr_eq(&current, &cfg) && *current != *cfg {
                 pool.update(cfg);
             }
             pool

@@ -332,3 +332,146 @@ fn canary_service_endpoints_resolve_into_the_canary_backend_set() {
         [("198.18.0.20:8080".to_owned(), true)]
     );
 }
+
+/// One watch event of the property test below.
+#[derive(Debug, Clone)]
+enum Event {
+    /// BackendPool `p{0}` gets spec variant `{1}` (a new object, even if the same spec).
+    Pool(usize, usize),
+    DeletePool(usize),
+    /// Service `s{0}` with a named (`true`) or unnamed port.
+    Service(usize, bool),
+    DeleteService(usize),
+    /// Slice `s{0}-x` of Service `s{0}` with endpoints `198.18.0.{n}` for n in the mask.
+    Slice(usize, u8),
+    DeleteSlice(usize),
+}
+
+/// Spec variants: Services by name or port number, a canary, a host shared with another
+/// pool (a route conflict), a TCP pool on a shared port (a port conflict), an invalid one.
+fn pool_variant(i: usize, v: usize) -> Arc<BackendPool> {
+    let created = format!("2026-01-01T10:00:0{i}Z");
+    let spec = match v {
+        0 => format!(
+            "{{listener: {{port: 8080, hosts: [p{i}.test]}}, service: {{name: s{}, port: http}}}}",
+            i % 3
+        ),
+        1 => "{listener: {port: 8080, hosts: [shared.test]}, service: {name: s0, port: 80}}"
+            .to_owned(),
+        2 => format!(
+            "{{listener: {{port: 8080, hosts: [c{i}.test]}}, service: {{name: s1, port: http}}, canary: {{service: {{name: s2, port: http}}, weight: 10}}}}"
+        ),
+        3 => "{protocol: TCP, listener: {port: 5432}, service: {name: s2, port: 80}}".to_owned(),
+        _ => "{listener: {port: 8080}, endpoints: [{address: \"198.18.0.1:80\", weight: 0}]}"
+            .to_owned(),
+    };
+    let doc = format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: p{i}, namespace: shop, generation: 1, creationTimestamp: \"{created}\"}}\nspec: {spec}\n"
+    );
+    Arc::new(serde_norway::from_str(&doc).unwrap())
+}
+
+fn upsert<T: kube::ResourceExt>(list: &mut Vec<Arc<T>>, obj: Arc<T>) {
+    list.retain(|o| o.name_any() != obj.name_any());
+    list.push(obj);
+}
+
+fn remove<T: kube::ResourceExt>(list: &mut Vec<Arc<T>>, name: &str) {
+    list.retain(|o| o.name_any() != name);
+}
+
+fn apply_event(o: &mut Objects, e: &Event) {
+    match *e {
+        Event::Pool(i, v) => upsert(&mut o.pools, pool_variant(i, v)),
+        Event::DeletePool(i) => remove(&mut o.pools, &format!("p{i}")),
+        Event::Service(j, named) => {
+            let name = if named { Some("http") } else { None };
+            upsert(&mut o.services, service(&format!("s{j}"), &[(name, 80)]));
+        }
+        Event::DeleteService(j) => remove(&mut o.services, &format!("s{j}")),
+        Event::Slice(j, mask) => {
+            let addresses: Vec<String> = (1..=4)
+                .filter(|n| mask & (1 << n) != 0)
+                .map(|n| format!("198.18.0.{n}"))
+                .collect();
+            let eps: Vec<Ep> = addresses
+                .iter()
+                .map(|a| (a.as_str(), Some(mask & 1 == 0), None))
+                .collect();
+            let s = slice(
+                &format!("s{j}-x"),
+                &format!("s{j}"),
+                "IPv4",
+                (Some("http"), 8080),
+                &eps,
+            );
+            upsert(&mut o.slices, s);
+        }
+        Event::DeleteSlice(j) => remove(&mut o.slices, &format!("s{j}-x")),
+    }
+}
+
+fn event() -> impl proptest::strategy::Strategy<Value = Event> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0..5usize, 0..5usize).prop_map(|(i, v)| Event::Pool(i, v)),
+        1 => (0..5usize).prop_map(Event::DeletePool),
+        2 => (0..3usize, any::<bool>()).prop_map(|(j, n)| Event::Service(j, n)),
+        1 => (0..3usize).prop_map(Event::DeleteService),
+        4 => (0..3usize, any::<u8>()).prop_map(|(j, m)| Event::Slice(j, m)),
+        1 => (0..3usize).prop_map(Event::DeleteSlice),
+    ]
+}
+
+proptest::proptest! {
+    #[test]
+    fn incremental_rebuilds_equal_a_full_rebuild_after_any_sequence_of_events(
+        events in proptest::collection::vec(event(), 1..40)
+    ) {
+        let mut objects = Objects::default();
+        let mut index = Index::default();
+        for e in &events {
+            apply_event(&mut objects, e);
+            let incremental = index.desired(&objects);
+            let full = desired(&objects);
+            proptest::prop_assert_eq!(&incremental.set, &full.set, "after {:?}", e);
+            proptest::prop_assert_eq!(&incremental.refused, &full.refused);
+            proptest::prop_assert_eq!(&incremental.unresolved, &full.unresolved);
+        }
+    }
+}
+
+#[test]
+fn an_unchanged_pool_keeps_its_config_allocation_across_rebuilds() {
+    let mut objects = Objects::default();
+    for e in [
+        Event::Pool(0, 0),
+        Event::Pool(1, 2),
+        Event::Service(0, true),
+        Event::Slice(0, 0b110),
+    ] {
+        apply_event(&mut objects, &e);
+    }
+    let mut index = Index::default();
+    let first = index.desired(&objects);
+    // Another pool's Service changes: p0 is not validated or resolved again.
+    apply_event(&mut objects, &Event::Service(1, true));
+    let second = index.desired(&objects);
+    let p0 = |d: &Desired| {
+        d.set
+            .pools
+            .iter()
+            .find(|p| p.name == "shop/p0")
+            .unwrap()
+            .clone()
+    };
+    assert!(Arc::ptr_eq(&p0(&first), &p0(&second)));
+    // Its own slice changes: a new config with the new endpoints.
+    apply_event(&mut objects, &Event::Slice(0, 0b1000));
+    let third = index.desired(&objects);
+    assert!(!Arc::ptr_eq(&p0(&second), &p0(&third)));
+    assert_eq!(
+        addrs(&p0(&third).endpoints),
+        [("198.18.0.3:8080".to_owned(), true)]
+    );
+}
