@@ -1,7 +1,9 @@
 //! The controller's cost per watch event: turning N BackendPools, their Services and
 //! EndpointSlices (two endpoints each, one host per pool on one port, as in
-//! `tests/kube_scale.rs`) into the desired configuration. This is what every coalesced
-//! burst of events pays before the data plane applies the result.
+//! `tests/kube_scale.rs`) into the desired configuration: from scratch (the first
+//! rebuild after start) and with the controller's persistent index after one
+//! EndpointSlice changed (what every coalesced burst of events pays at steady state,
+//! before the data plane applies the result).
 //!
 //! Run with `cargo bench --bench controller`.
 
@@ -71,5 +73,32 @@ fn desired(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, desired);
+/// One EndpointSlice changed among `n` pools, rebuilt by the controller's persistent
+/// index: the per-event cost at steady state.
+fn incremental(c: &mut Criterion) {
+    let mut g = c.benchmark_group("controller_one_slice_changed");
+    g.sample_size(20)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_millis(500));
+    for n in [1_000, 10_000] {
+        let mut o = objects(n);
+        let mut index = index::Index::default();
+        index.desired(&o);
+        let mut k = 0;
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                k = (k + 7) % n;
+                let mut changed = (*o.slices[k]).clone();
+                if let Some(eps) = changed.endpoints.as_mut() {
+                    eps.rotate_left(1);
+                }
+                o.slices[k] = Arc::new(changed);
+                index.desired(black_box(&o))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, desired, incremental);
 criterion_main!(benches);

@@ -334,12 +334,9 @@ async fn write_status(
             continue;
         }
         let desired = shared.lock().clone();
-        let live: HashMap<String, Arc<crate::pool::Pool>> = admin
-            .dataplane
-            .pools()
-            .iter()
-            .map(|p| (p.name().to_owned(), p.clone()))
-            .collect();
+        let served = admin.dataplane.pools();
+        let live: HashMap<&str, &Arc<crate::pool::Pool>> =
+            served.iter().map(|p| (p.name(), p)).collect();
         written
             .sync(&client, &manager, &pools.state(), &desired, &live)
             .await;

@@ -180,7 +180,7 @@ impl Written {
         manager: &str,
         pools: &[Arc<BackendPool>],
         desired: &Desired,
-        live: &HashMap<String, Arc<Pool>>,
+        live: &HashMap<&str, &Arc<Pool>>,
     ) {
         let pending = self.changed(pools, desired, live);
         let spacing = Duration::from_secs(1) / STATUS_WRITES_PER_SECOND;
@@ -210,14 +210,14 @@ impl Written {
         &mut self,
         pools: &[Arc<BackendPool>],
         desired: &Desired,
-        live: &HashMap<String, Arc<Pool>>,
+        live: &HashMap<&str, &Arc<Pool>>,
     ) -> Vec<Pending> {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let mut seen = std::collections::HashSet::with_capacity(pools.len());
         let mut pending = Vec::new();
         for object in pools {
             let name = pool_name(object);
-            let served = live.get(&name).map(|p| p.as_ref());
+            let served = live.get(name.as_str()).map(|p| p.as_ref());
             let inputs = Inputs::of(object, &name, desired, served);
             seen.insert(name.clone());
             let last = self.last.get(&name);
