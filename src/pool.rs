@@ -18,10 +18,12 @@ use crate::config::{
 
 mod endpoint;
 mod stats;
+mod tried;
 mod upstream;
 
 pub use endpoint::{ActiveGuard, Endpoint, OutlierState, Unavailable, now_ns};
 pub use stats::{DURATION_BUCKETS, EndpointStats, Histogram, PoolStats, StatusCounts, UNROUTED};
+pub use tried::{MAX_TRIED, Tried};
 pub use upstream::{
     BoxError, ClientBody, ClientConns, UpstreamConn, UpstreamPool, set_worker_slots,
 };
@@ -52,10 +54,10 @@ impl Snapshot {
     }
 
     /// Takes a slot on the endpoint a cookie token names, when it is available and usable.
-    pub fn pick_sticky(&self, token: u64, skip: Option<&Endpoint>) -> Option<ActiveGuard> {
+    pub fn pick_sticky(&self, token: u64, skip: &Tried) -> Option<ActiveGuard> {
         let &i = self.sticky.get(&token)?;
         let endpoint = &self.available[i];
-        if skip.is_some_and(|s| std::ptr::eq(s, endpoint.as_ref())) {
+        if skip.contains(endpoint) {
             return None;
         }
         endpoint.try_begin(self.config.max_connections_per_endpoint)
@@ -63,9 +65,9 @@ impl Snapshot {
 
     /// Picks an endpoint for new work and takes one of its connection slots.
     ///
-    /// `skip` excludes an endpoint (the one a retry moves away from). `None` when every
+    /// `skip` excludes endpoints (those a retry moves away from). `None` when every
     /// available endpoint is excluded or at `maxConnectionsPerEndpoint`.
-    pub fn pick(&self, hash: Option<u64>, skip: Option<&Endpoint>) -> Option<ActiveGuard> {
+    pub fn pick(&self, hash: Option<u64>, skip: &Tried) -> Option<ActiveGuard> {
         let limit = self.config.max_connections_per_endpoint;
         let usable = |e: &Endpoint| self.usable(e, skip);
         let ctx = PickContext {
@@ -82,10 +84,10 @@ impl Snapshot {
         None
     }
 
-    /// Whether a pick may choose `e`: not `skip` (the endpoint that just failed) and below
-    /// the per-endpoint connection limit.
-    pub fn usable(&self, e: &Endpoint, skip: Option<&Endpoint>) -> bool {
-        skip.is_none_or(|s| !std::ptr::eq(s, e))
+    /// Whether a pick may choose `e`: not in `skip` (the endpoints this request already
+    /// tried) and below the per-endpoint connection limit.
+    pub fn usable(&self, e: &Endpoint, skip: &Tried) -> bool {
+        !skip.contains(e)
             && self
                 .config
                 .max_connections_per_endpoint

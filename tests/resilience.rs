@@ -188,6 +188,36 @@ async fn retries_hide_a_dead_endpoint_that_health_checks_have_not_caught_yet() {
     );
 }
 
+#[tokio::test]
+async fn with_two_of_three_endpoints_refusing_connections_two_retries_always_find_the_live_one() {
+    let live = echo("live");
+    // Nothing listens on these: every connect is refused, as by a terminated pod.
+    let dead = [free_port(), free_port()];
+    let mut endpoints = vec![(live.addr(), 1)];
+    endpoints.extend(dead.map(|p| (SocketAddr::from(([127, 0, 0, 1], p)), 1)));
+    let port = free_port();
+    // No health check or outlier detection to take the dead ones out, and a budget that
+    // never runs out: only the choice of endpoint on each retry decides.
+    let extra = "  retry: {attempts: 2, retryOn: [ConnectFailure], backoff: {base: 1ms, max: 1ms}, budget: {ratio: 1, minPerSecond: 100000}}\n";
+    let s = Sluice::start(&pool("scaledown", port, "RoundRobin", &endpoints, extra));
+
+    let mut errors = Vec::new();
+    for i in 0..150 {
+        match try_get(port, &format!("/r{i}")).await {
+            Ok(r) if r.status == StatusCode::OK => assert_eq!(r.backend(), "live"),
+            Ok(r) => errors.push(format!("{i}: {} {}", r.status, r.body.trim())),
+            Err(e) => errors.push(format!("{i}: {e}")),
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "{} of 150 failed: {:?}\n{}",
+        errors.len(),
+        &errors[..errors.len().min(10)],
+        s.admin("/metrics").await
+    );
+}
+
 /// A backend that reads one request (head and `Content-Length` body), counts it in
 /// `seen`, then resets the connection without answering.
 async fn resetting_backend(seen: Arc<AtomicUsize>) -> SocketAddr {

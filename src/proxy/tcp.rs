@@ -146,9 +146,10 @@ impl TcpAcceptor {
         let by_client = matches!(config.algorithm, Algorithm::ConsistentHash(_))
             || matches!(config.affinity, Some(AffinityConfig::ClientIp));
         let hash = by_client.then(|| hash_ip(peer.ip()));
-        let mut failed: Option<Arc<crate::pool::Endpoint>> = None;
+        // Each try goes to an endpoint not tried yet (the loop ends before they run out).
+        let mut tried = crate::pool::Tried::default();
         for _ in 0..MAX_CONNECT_TRIES.min(snapshot.available.len().max(1)) {
-            let guard = snapshot.pick(hash, failed.as_deref())?;
+            let guard = snapshot.pick(hash, &tried)?;
             let addr = guard.endpoint().address();
             match tokio::time::timeout(config.timeouts.connect, TcpStream::connect(addr)).await {
                 Ok(Ok(mut stream)) => {
@@ -180,7 +181,7 @@ impl TcpAcceptor {
                     tracing::debug!(pool = self.pool.name(), backend = %addr, "tcp connect timed out")
                 }
             }
-            failed = Some(guard.endpoint().clone());
+            tried.insert(guard.endpoint().clone());
         }
         None
     }

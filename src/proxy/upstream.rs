@@ -22,7 +22,7 @@ use super::error::ProxyError;
 use super::h1client::{self, RequestBody, ResponseBody};
 use crate::config::{Algorithm, RetryConfig};
 use crate::health;
-use crate::pool::{ActiveGuard, Endpoint, Pool, Snapshot, UpstreamConn, now_ns};
+use crate::pool::{ActiveGuard, Endpoint, Pool, Snapshot, Tried, UpstreamConn, now_ns};
 
 /// Largest request body kept in memory (so that it can be replayed on a retry, or sent
 /// again when a pooled connection turns out to be closed).
@@ -217,18 +217,11 @@ pub async fn send(
     if retry.is_some() {
         pool.stats.budget.record_request(now_ns() / 1_000_000_000);
     }
-    let mut failed: Option<Arc<Endpoint>> = None;
+    // Every endpoint tried so far: a retry goes to another one while any is left.
+    let mut tried = Tried::default();
     for attempt in 0..attempts {
         let last = attempt + 1 == attempts;
-        // Prefer another endpoint than the one that failed; fall back to it if it is the only one.
-        // The endpoint a session cookie names comes first while it can take work.
-        let guard = sticky
-            .and_then(|token| snapshot.pick_sticky(token, failed.as_deref()))
-            .or_else(|| match &failed {
-                None => snapshot.pick(hash, None),
-                Some(failed) => pick_retry(snapshot, hash, failed),
-            })
-            .or_else(|| failed.as_ref().and_then(|_| snapshot.pick(hash, None)));
+        let guard = pick_attempt(snapshot, hash, sticky, &tried);
         let Some(guard) = guard else {
             return Err((ProxyError::NoEndpoint, None));
         };
@@ -263,7 +256,7 @@ pub async fn send(
         };
         tracing::debug!(pool = pool.name(), backend = endpoint.label(), error = %err, attempt, "retrying on another endpoint");
         drop(guard);
-        failed = Some(endpoint);
+        tried.insert(endpoint);
         if let Some(r) = retry {
             tokio::time::sleep(backoff(r, attempt)).await;
         }
@@ -271,26 +264,42 @@ pub async fn send(
     Err((ProxyError::NoEndpoint, None))
 }
 
-/// The endpoint for a retry, other than `failed`.
+/// The endpoint for the next attempt. The endpoint a session cookie names comes first
+/// while it can take work and was not tried. A retry prefers an endpoint not tried yet;
+/// once every one was, it falls back to any but the one that failed last, then to any.
+fn pick_attempt(
+    snapshot: &Snapshot,
+    hash: Option<u64>,
+    sticky: Option<u64>,
+    tried: &Tried,
+) -> Option<ActiveGuard> {
+    if let Some(guard) = sticky.and_then(|token| snapshot.pick_sticky(token, tried)) {
+        return Some(guard);
+    }
+    if tried.is_empty() {
+        return snapshot.pick(hash, tried);
+    }
+    pick_retry(snapshot, hash, tried)
+        .or_else(|| snapshot.pick(hash, &tried.last_only()))
+        .or_else(|| snapshot.pick(hash, &Tried::default()))
+}
+
+/// The endpoint for a retry, other than those in `tried`.
 ///
 /// RoundRobin and WeightedRoundRobin are not asked: a retry would advance their shared
 /// position, so with one dead endpoint of two, every request's first attempt would land on
 /// the dead one and every request would spend a retry (draining the budget). For them a
-/// retry takes a weighted random pick among the other available endpoints; the other
-/// algorithms keep their own choice with `failed` excluded.
-fn pick_retry(
-    snapshot: &Snapshot,
-    hash: Option<u64>,
-    failed: &Arc<Endpoint>,
-) -> Option<ActiveGuard> {
+/// retry takes a weighted random pick among the available endpoints not tried yet; the
+/// other algorithms keep their own choice with `tried` excluded.
+fn pick_retry(snapshot: &Snapshot, hash: Option<u64>, tried: &Tried) -> Option<ActiveGuard> {
     if !matches!(
         snapshot.config.algorithm,
         Algorithm::RoundRobin | Algorithm::WeightedRoundRobin
     ) {
-        return snapshot.pick(hash, Some(failed));
+        return snapshot.pick(hash, tried);
     }
     let limit = snapshot.config.max_connections_per_endpoint;
-    let usable = |e: &&Arc<Endpoint>| snapshot.usable(e, Some(failed));
+    let usable = |e: &&Arc<Endpoint>| snapshot.usable(e, tried);
     let total: u64 = snapshot
         .available
         .iter()
@@ -312,7 +321,7 @@ fn pick_retry(
     // The slot may have been taken since the check: let the balancer choose then.
     chosen
         .try_begin(limit)
-        .or_else(|| snapshot.pick(hash, Some(failed)))
+        .or_else(|| snapshot.pick(hash, tried))
 }
 
 /// `sluice_upstream_attempts_total{result}` of `endpoint`.
@@ -446,6 +455,60 @@ mod tests {
         }
         let spread: std::collections::HashSet<_> = (0..50).map(|_| backoff(&r, 3)).collect();
         assert!(spread.len() > 10, "backoff is not jittered");
+    }
+
+    /// A pool of three endpoints balanced by `algorithm`.
+    fn three_endpoints(algorithm: &str) -> Pool {
+        let text = format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: web, namespace: default}}\nspec:\n  listener: {{port: 8080}}\n  algorithm: {algorithm}\n  endpoints: [{{address: \"127.0.0.1:9001\"}}, {{address: \"127.0.0.1:9002\"}}, {{address: \"127.0.0.1:9003\"}}]\n  retry: {{attempts: 2}}\n"
+        );
+        match crate::config::load_text("pools.yaml", &text) {
+            Ok(set) => Pool::new(set.pools[0].clone()),
+            Err(e) => panic!("test pool does not validate: {e}"),
+        }
+    }
+
+    #[test]
+    fn retries_go_to_every_untried_endpoint_before_any_tried_one() {
+        for algorithm in [
+            "RoundRobin",
+            "WeightedRoundRobin",
+            "LeastConnections",
+            "PowerOfTwoChoices",
+            "Random",
+        ] {
+            let pool = three_endpoints(algorithm);
+            let snapshot = pool.snapshot();
+            for _ in 0..200 {
+                let mut tried = Tried::default();
+                for attempt in 0..3 {
+                    let guard = pick_attempt(&snapshot, None, None, &tried)
+                        .expect("an endpoint is available");
+                    let endpoint = guard.endpoint().clone();
+                    assert!(
+                        !tried.contains(&endpoint),
+                        "{algorithm}: attempt {attempt} went back to {}",
+                        endpoint.label()
+                    );
+                    tried.insert(endpoint);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn once_every_endpoint_was_tried_a_retry_avoids_the_one_that_failed_last() {
+        let pool = three_endpoints("RoundRobin");
+        let snapshot = pool.snapshot();
+        let mut tried = Tried::default();
+        for e in &snapshot.available {
+            tried.insert(e.clone());
+        }
+        let last = snapshot.available[2].clone();
+        for _ in 0..100 {
+            let guard = pick_attempt(&snapshot, None, None, &tried).expect("a fallback endpoint");
+            assert!(!Arc::ptr_eq(guard.endpoint(), &last));
+        }
     }
 
     #[test]
