@@ -188,20 +188,20 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
     tracing::info!(namespace = ns.unwrap_or("(all)"), "caches synced");
 
     let me = identity();
-    let leadership = if opts.leader_elect {
+    let (leadership, elector) = if opts.leader_elect {
         let leadership = Leadership::default();
         let lease_ns = opts.leader_namespace.clone().unwrap_or_else(pod_namespace);
         let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_ns);
-        tokio::task::spawn_local(leader::run(
+        let elector = tokio::task::spawn_local(leader::run(
             leases,
             opts.name.clone(),
             me.clone(),
             leadership.clone(),
             stop.clone(),
         ));
-        leadership
+        (leadership, Some(elector))
     } else {
-        Leadership::always()
+        (Leadership::always(), None)
     };
     admin.metrics.track_leader(leadership.flag());
     let recorder = Recorder::new(
@@ -252,11 +252,16 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         admin.set_ready();
 
         seen = tokio::select! {
-            _ = stop.cancelled() => return,
-            first = rx.recv() => match first { Some(t) => t, None => return },
+            _ = stop.cancelled() => break,
+            first = rx.recv() => match first { Some(t) => t, None => break },
         };
         tokio::time::sleep(COALESCE).await;
         while rx.try_recv().is_ok() {}
+    }
+    // The process exits once this returns: let the elector release the Lease first (it
+    // bounds that by `leader::RELEASE_TIMEOUT`), so another replica takes over at once.
+    if let Some(elector) = elector {
+        let _ = elector.await;
     }
 }
 

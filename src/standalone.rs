@@ -19,6 +19,11 @@ use crate::proxy::server::Workers;
 use crate::proxy::telemetry::{AccessLog, SpanExport};
 use crate::proxy::{Dataplane, DataplaneOptions};
 
+/// Longest wait, after a stop signal, for the reloader to finish before draining: the
+/// controller's leader Lease release takes up to 2 s (`controller::leader::RELEASE_TIMEOUT`),
+/// plus its last API round trip.
+const RELOADER_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -300,8 +305,9 @@ where
         tracing::info!("shutting down: draining");
         stop.cancel();
         drop(admin);
-        // Let the reloader see `stop` and finish what it was doing (bounded).
-        let _ = tokio::time::timeout(Duration::from_secs(1), reloading).await;
+        // Let the reloader see `stop` and finish what it was doing (bounded): the controller
+        // releases its leader Lease here, within `leader::RELEASE_TIMEOUT`.
+        let _ = tokio::time::timeout(RELOADER_STOP_TIMEOUT, reloading).await;
         Ok(dataplane)
     });
     let code = match served {
