@@ -1,6 +1,7 @@
 //! End to end against a real kube-apiserver: `kubectl apply` a BackendPool and traffic
 //! flows to the ready endpoints of its Service; status, printer columns and Events tell
-//! the truth; a terminating endpoint gets no new work; a bad pool is refused alone.
+//! the truth; a terminating endpoint gets no new work; a bad pool is refused alone; a
+//! leader stopped with SIGTERM hands its Lease over at once.
 //!
 //! Ignored by default; needs the control-plane binaries and a private network namespace:
 //! `hack/e2e.sh` (or `hack/e2e.sh NAME` for one test).
@@ -48,7 +49,10 @@ struct Controller {
 impl Controller {
     fn start(kube: &KubeCluster, ns: &str) -> Controller {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = kube.dir.path().join(format!("sluice-{ns}.log"));
+        let log = kube
+            .dir
+            .path()
+            .join(format!("sluice-{ns}-{}.log", admin.port()));
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args([
                 "controller",
@@ -82,6 +86,12 @@ impl Controller {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `sluice_leader` as this replica's `/metrics` shows it.
+    fn leader(&self) -> Option<f64> {
+        let (_, _, metrics) = get(self.admin.port(), "/metrics")?;
+        common::metric_value(&metrics, "sluice_leader")
     }
 
     fn wait(&self, limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
@@ -646,5 +656,78 @@ fn an_https_backend_is_verified_with_the_ca_of_a_secret() {
     assert!(
         !refused.status.success() && stderr.contains("needs tls"),
         "{stderr}"
+    );
+}
+
+#[test]
+#[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
+fn a_second_controller_takes_the_lease_within_seconds_after_the_leader_gets_sigterm() {
+    let Some(kube) = cluster_or_skip(
+        "a_second_controller_takes_the_lease_within_seconds_after_the_leader_gets_sigterm",
+    ) else {
+        return;
+    };
+    let ns = kube.new_namespace("leader");
+    let mut first = Controller::start(&kube, &ns);
+    first.wait(Duration::from_secs(10), "leader", || {
+        first.leader() == Some(1.0)
+    });
+    let second = Controller::start(&kube, &ns);
+    // One retry period at least, so the second has seen the Lease held.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(second.leader(), Some(0.0), "{}", second.log());
+    let holder = |kube: &KubeCluster| {
+        kube.kubectl_ok(&[
+            "get",
+            "lease",
+            "sluice",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+    };
+    let first_holder = holder(&kube);
+
+    let stopped = Instant::now();
+    let pid = first.child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    // Without the release this takes the 15 s lease duration; with it, one retry period
+    // (2 s) plus the API round trips.
+    second.wait(
+        Duration::from_secs(5),
+        "leader after the first stopped",
+        || second.leader() == Some(1.0),
+    );
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "took {took:?}\n--- first\n{}",
+        first.log()
+    );
+    let new_holder = holder(&kube);
+    assert!(
+        !new_holder.is_empty() && new_holder != first_holder,
+        "holder {new_holder:?} (was {first_holder:?})"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = first.child.try_wait().expect("waitable child") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first controller did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        first.log().contains("released the leader lease"),
+        "{}",
+        first.log()
     );
 }
