@@ -139,10 +139,27 @@ struct PortPlan {
 
 struct Port {
     kind: PortKind,
+    /// What the HTTP router was built from, to rebuild it only when a route changed.
+    routes: Vec<RouteKey>,
     http: Option<Arc<Listener>>,
     tls: Option<Arc<TlsPort>>,
     drain: Drain,
     drain_timeout: Duration,
+}
+
+/// One route as the router holds it: the pool it sends to and the config whose listener
+/// (hosts, path prefix, extra conditions) placed it.
+struct RouteKey {
+    pool: Arc<Pool>,
+    config: Arc<PoolConfig>,
+}
+
+impl PartialEq for RouteKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.pool, &other.pool)
+            && (Arc::ptr_eq(&self.config, &other.config)
+                || self.config.listener == other.config.listener)
+    }
 }
 
 /// Work prepared for a port before anything changes.
@@ -309,6 +326,15 @@ impl Dataplane {
 
         // 4. Kept ports get new routes and certificates; new ports start accepting.
         for (port, plan) in plans {
+            let routes: Vec<RouteKey> = plan
+                .pools
+                .iter()
+                .filter(|c| c.protocol == Protocol::Http)
+                .map(|c| RouteKey {
+                    pool: pools[&c.name].clone(),
+                    config: c.clone(),
+                })
+                .collect();
             let router = || {
                 let mut router = Router::default();
                 for cfg in plan.pools.iter().filter(|c| c.protocol == Protocol::Http) {
@@ -327,8 +353,13 @@ impl Dataplane {
                         continue;
                     };
                     existing.drain_timeout = plan.drain_timeout;
-                    if let Some(listener) = &existing.http {
+                    // An endpoint change leaves the routes as they are: at 10,000 routes
+                    // that saves a rebuild per event.
+                    if let Some(listener) = &existing.http
+                        && existing.routes != routes
+                    {
                         listener.router.store(Arc::new(router()));
+                        existing.routes = routes;
                     }
                     if let (Some(tls), Some(staged)) = (&existing.tls, staged) {
                         tls.commit(staged);
@@ -378,6 +409,7 @@ impl Dataplane {
                             tls,
                             drain,
                             drain_timeout: plan.drain_timeout,
+                            routes,
                         },
                     );
                 }
@@ -522,3 +554,6 @@ fn stop_port(port: Port) {
         cut.cancel();
     });
 }
+
+#[cfg(test)]
+mod tests;
