@@ -8,7 +8,7 @@
 //! narrow list/watch further), patch on backendpools/status, create/patch on events, and
 //! get/create/update on the leader Lease.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -340,10 +340,8 @@ async fn write_status(
         }
         let desired = shared.lock().clone();
         let served = admin.dataplane.pools();
-        let live: HashMap<&str, &Arc<crate::pool::Pool>> =
-            served.iter().map(|p| (p.name(), p)).collect();
         written
-            .sync(&client, &manager, &pools.state(), &desired, &live)
+            .sync(&client, &manager, pools.state(), desired, &served)
             .await;
     }
 }

@@ -149,6 +149,28 @@ impl Inputs {
 #[derive(Debug, Default)]
 pub struct Written {
     last: HashMap<String, (BackendPoolStatus, Inputs)>,
+    /// Everything the last round read, when all its writes succeeded: a round that reads
+    /// the very same objects has nothing to write and is skipped whole.
+    settled: Option<Round>,
+}
+
+/// The inputs of one round, by identity.
+#[derive(Debug)]
+struct Round {
+    desired: Arc<Desired>,
+    objects: Vec<Arc<BackendPool>>,
+    snapshots: Vec<Arc<Snapshot>>,
+}
+
+impl Round {
+    fn same(&self, other: &Round) -> bool {
+        fn all_same<T>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+        }
+        Arc::ptr_eq(&self.desired, &other.desired)
+            && all_same(&self.objects, &other.objects)
+            && all_same(&self.snapshots, &other.snapshots)
+    }
 }
 
 /// Two statuses that differ only in transition time are the same for writing purposes.
@@ -178,11 +200,21 @@ impl Written {
         &mut self,
         client: &kube::Client,
         manager: &str,
-        pools: &[Arc<BackendPool>],
-        desired: &Desired,
-        live: &HashMap<&str, &Arc<Pool>>,
+        pools: Vec<Arc<BackendPool>>,
+        desired: Arc<Desired>,
+        served: &[Arc<Pool>],
     ) {
-        let pending = self.changed(pools, desired, live);
+        let round = Round {
+            desired,
+            objects: pools,
+            snapshots: served.iter().map(|p| p.snapshot()).collect(),
+        };
+        if self.settled.as_ref().is_some_and(|r| r.same(&round)) {
+            return;
+        }
+        let live: HashMap<&str, &Arc<Pool>> = served.iter().map(|p| (p.name(), p)).collect();
+        let (pools, desired) = (&round.objects, &round.desired);
+        let pending = self.changed(pools, desired, &live);
         let spacing = Duration::from_secs(1) / STATUS_WRITES_PER_SECOND;
         let start = tokio::time::Instant::now();
         let mut writes = futures_util::stream::iter(pending.into_iter().enumerate())
@@ -195,14 +227,20 @@ impl Written {
                 }
             })
             .buffer_unordered(STATUS_CONCURRENCY);
+        let mut all_written = true;
         while let Some((p, written)) = writes.next().await {
             match written {
                 Ok(()) => {
                     self.last.insert(p.name, (p.status, p.inputs));
                 }
-                Err(e) => tracing::warn!(pool = %p.name, error = %e, "status write failed"),
+                Err(e) => {
+                    all_written = false;
+                    tracing::warn!(pool = %p.name, error = %e, "status write failed");
+                }
             }
         }
+        drop(writes);
+        self.settled = all_written.then_some(round);
     }
 
     /// The statuses that differ from what was last written; forgets deleted pools.
@@ -245,6 +283,7 @@ impl Written {
     /// Forgets what was written (leadership lost: the next leader rewrites).
     pub fn clear(&mut self) {
         self.last.clear();
+        self.settled = None;
     }
 }
 
