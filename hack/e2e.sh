@@ -7,8 +7,10 @@
 # binaries into a failure, so this run cannot pass without reaching the API server.
 #
 # Usage:
-#   hack/e2e.sh                every such test: tests/kube_smoke.rs, tests/kube_e2e.rs and
-#                              tests/packaging.rs (the chart on a real API server)
+#   hack/e2e.sh                every such test: tests/kube_smoke.rs, tests/kube_e2e.rs,
+#                              tests/packaging.rs (the chart on a real API server) and
+#                              tests/kube_scale.rs at 1,000 pools (debug build, ~50 s;
+#                              hack/scale.sh runs it at any size in a release build)
 #   hack/e2e.sh FILTER [ARGS]  passed to the test binaries (one test by name, --nocapture, ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,8 @@ SLUICE_KUBE_BINS=$(bash hack/kube-bins.sh --print-dir)
 export SLUICE_KUBE_BINS
 export SLUICE_REQUIRE_KUBE=1
 
-tests=(--test kube_smoke --test kube_e2e --test packaging)
+export SLUICE_SCALE_POOLS="${SLUICE_SCALE_POOLS:-1000}"
+
+tests=(--test kube_smoke --test kube_e2e --test packaging --test kube_scale)
 cargo test --locked "${tests[@]}" --no-run
 exec bash hack/in-netns.sh cargo test --offline --locked "${tests[@]}" -- --include-ignored "$@"
