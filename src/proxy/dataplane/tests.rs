@@ -1,6 +1,5 @@
 use super::*;
-use crate::api::BackendPool;
-use crate::config::{self, Source};
+use crate::config::load_text;
 
 fn dataplane() -> Dataplane {
     Dataplane::new(
@@ -22,11 +21,8 @@ fn set(port: u16, host: &str, endpoint_port: u16) -> ConfigSet {
             "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: {name}, namespace: t}}\nspec: {{listener: {{port: {port}, hosts: [{host}]}}, endpoints: [{{address: \"198.18.0.1:{endpoint_port}\"}}]}}\n"
         )
     };
-    let pools: Vec<BackendPool> = [doc("a", host), doc("b", "b.test")]
-        .iter()
-        .map(|d| serde_norway::from_str(d).expect("a BackendPool"))
-        .collect();
-    config::validate(&Source::Kubernetes, &pools).expect("valid")
+    let text = [doc("a", host), doc("b", "b.test")].join("---\n");
+    load_text("pools.yaml", &text).expect("valid")
 }
 
 fn router(dp: &Dataplane, port: u16) -> Arc<Router> {
