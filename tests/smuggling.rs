@@ -370,7 +370,7 @@ async fn every_vector_is_forwarded_as_a_strict_reader_reads_it_or_refused_whole(
 async fn a_chunk_violation_mid_upload_aborts_the_upload_answers_400_and_spares_the_backend() {
     let (addr, record) = backend().await;
     let port = free_port();
-    let _s = Sluice::start(&common::pool(
+    let s = Sluice::start(&common::pool(
         "upload",
         port,
         "RoundRobin",
@@ -398,4 +398,13 @@ async fn a_chunk_violation_mid_upload_aborts_the_upload_answers_400_and_spares_t
     // The client's broken body did not count against the backend.
     let (status, _) = exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(status, 200);
+    // Nor is the 400 counted as the backend's answer: it is sluice's own.
+    let metrics = s.admin_get("/metrics");
+    let own = "sluice_requests_total{pool=\"default/upload\",backend=\"\",code=\"400\"} 1";
+    assert!(metrics.contains(own), "{metrics}");
+    let backend_400 = metrics
+        .lines()
+        .filter(|l| l.starts_with("sluice_requests_total{pool=\"default/upload\""))
+        .any(|l| l.contains("code=\"400\"") && !l.contains("backend=\"\""));
+    assert!(!backend_400, "{metrics}");
 }

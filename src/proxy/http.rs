@@ -347,11 +347,12 @@ async fn forward(
             let status = err.status();
             exchange.status = status.as_u16();
             match &guard {
-                Some(guard) => {
+                // A client's broken body is sluice's own answer, not the backend's.
+                Some(guard) if !matches!(err, ProxyError::ClientBody(_)) => {
                     guard.endpoint().stats.record_status(status.as_u16());
                     tracing::debug!(pool = pool.name(), backend = guard.endpoint().label(), error = %err, "upstream failed");
                 }
-                None => pool.stats.local.record(status.as_u16()),
+                _ => pool.stats.local.record(status.as_u16()),
             }
             exchange.guard = guard;
             exchange.fail();
