@@ -24,18 +24,7 @@ use support::kube::KubeCluster;
 
 fn cluster_or_skip(test: &str) -> Option<KubeCluster> {
     let kube = KubeCluster::start_or_skip(test)?;
-    let crd = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/backendpool.yaml"
-    ))
-    .unwrap();
-    kube.apply(&crd);
-    kube.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/backendpools.sluice.dev",
-        "--timeout=30s",
-    ]);
+    kube.install_crd();
     Some(kube)
 }
 
@@ -550,16 +539,8 @@ endpoints:
 /// on its own runtime thread for the life of the test process.
 fn https_backend() -> (SocketAddr, String, String, String) {
     use rustls_pki_types::pem::PemObject;
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["backend.test".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
+    let ca = common::TestCa::new();
+    let (cert_pem, key_pem) = ca.leaf("backend.test");
     let chain = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
@@ -601,7 +582,7 @@ fn https_backend() -> (SocketAddr, String, String, String) {
             }
         });
     });
-    (addr, ca.pem(), cert_pem, key_pem)
+    (addr, ca.pem, cert_pem, key_pem)
 }
 
 /// Indents PEM text for a YAML block scalar.

@@ -365,18 +365,7 @@ fn controller_at_scale_meets_its_targets() {
     let Some(kube) = KubeCluster::start_or_skip("controller_at_scale_meets_its_targets") else {
         return;
     };
-    let crd = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/backendpool.yaml"
-    ))
-    .unwrap();
-    kube.apply(&crd);
-    kube.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/backendpools.sluice.dev",
-        "--timeout=30s",
-    ]);
+    kube.install_crd();
     let n = pools_wanted();
     assert!(
         n > CHANGES * 2,

@@ -636,3 +636,31 @@ pub fn check_file(yaml: &str) -> (Option<i32>, String, String) {
     let (code, _, err) = sluice_check(&["--config", &path], "");
     (code, err, path)
 }
+
+/// A fresh certificate authority for test servers (P-256, from rcgen).
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    /// The CA certificate, PEM: what a client trusts.
+    pub pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, key).unwrap();
+        let pem = issuer.pem();
+        TestCa { issuer, pem }
+    }
+
+    /// A certificate for `name` signed by this CA and its key, both PEM.
+    pub fn leaf(&self, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}

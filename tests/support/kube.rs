@@ -207,6 +207,23 @@ impl KubeCluster {
         Ok(cluster)
     }
 
+    /// Applies sluice's BackendPool CRD (`crds/backendpool.yaml`) and waits until it is
+    /// established.
+    pub fn install_crd(&self) {
+        let crd = fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/crds/backendpool.yaml"
+        ))
+        .unwrap();
+        self.apply(&crd);
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/backendpools.sluice.dev",
+            "--timeout=30s",
+        ]);
+    }
+
     /// Kill the API server as an outage would; etcd and everything stored stay.
     pub fn stop_apiserver(&mut self) {
         if let Some(mut child) = self.apiserver.take() {
