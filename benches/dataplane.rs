@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sluice::api::BackendPool;
-use sluice::config::{self, HostMatch, RequestMatch, Source};
+use sluice::config::{self, HostMatch, PathMatch, RequestMatch, Source};
 use sluice::pool::Pool;
 use sluice::proxy::router::{RouteInput, Router};
 
@@ -67,7 +67,7 @@ fn route_lookup(c: &mut Criterion) {
 
 /// A router of `hosts` x `paths` routes (one pool shared: lookup cost does not depend on
 /// which pool a route names), every tenth route with a header condition.
-fn big_router(hosts: usize, paths: usize, pool: &Arc<Pool>) -> Router {
+fn big_router(hosts: usize, paths: usize, pool: &Arc<Pool>) -> Router<Arc<Pool>> {
     let canary = RequestMatch {
         headers: vec![(
             http::HeaderName::from_static("x-canary"),
@@ -84,7 +84,8 @@ fn big_router(hosts: usize, paths: usize, pool: &Arc<Pool>) -> Router {
             } else {
                 RequestMatch::default()
             };
-            router.add_route(&host, &format!("/svc{p}/api"), &matches, pool.clone());
+            let path = PathMatch::Prefix(format!("/svc{p}/api"));
+            router.add_route(&host, &path, &matches, pool.clone());
         }
     }
     router

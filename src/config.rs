@@ -13,6 +13,7 @@ use std::time::Duration;
 mod crd;
 mod duration;
 mod load;
+mod route;
 mod routing;
 pub mod tls;
 mod upstream;
@@ -21,6 +22,9 @@ mod validate;
 pub use crd::crd_yaml;
 pub use duration::{format_duration, parse_duration};
 pub use load::{LoadError, load_file, load_text, parse_documents};
+pub use route::{
+    CanaryRule, ForwardTo, PathMatch, PathRegex, RouteAction, RouteConfig, WeightedBackend,
+};
 pub use routing::{
     CANARY_SUFFIX, CanaryConfig, HeaderChanges, PathReplace, RedirectConfig, RequestMatch,
     RewriteConfig, RouteFilters,
@@ -33,11 +37,26 @@ pub use validate::{
     validate_with_lookups, validate_with_secrets,
 };
 
-/// Every pool the process should serve, validated as a whole.
+/// Every listener, route and backend the process should serve, validated as a whole.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConfigSet {
-    /// Pools sorted by name.
+    /// Pools sorted by name: the backends, and the listener ports they open.
     pub pools: Vec<Arc<PoolConfig>>,
+    /// The routes of every HTTP port, oldest owner first (an earlier route wins a tie);
+    /// each names its backends among `pools`.
+    pub routes: Vec<Arc<RouteConfig>>,
+}
+
+impl ConfigSet {
+    /// A set of BackendPools, each with its own route, in the given order.
+    pub fn of_pools(pools: Vec<Arc<PoolConfig>>) -> ConfigSet {
+        let routes = pools
+            .iter()
+            .filter_map(|p| p.route())
+            .map(Arc::new)
+            .collect();
+        ConfigSet { pools, routes }
+    }
 }
 
 /// One validated `BackendPool`.

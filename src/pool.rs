@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::balance::{self, Balancer, PickContext};
@@ -101,8 +101,6 @@ pub struct Pool {
     name: String,
     snapshot: ArcSwap<Snapshot>,
     writer: Mutex<Draining>,
-    /// The canary backend set, a pool of its own (`name#canary`) that is not routed to.
-    canary: ArcSwapOption<Pool>,
     /// Pool-level metrics.
     pub stats: PoolStats,
 }
@@ -128,19 +126,8 @@ impl Pool {
             name: config.name.clone(),
             snapshot: ArcSwap::from_pointee(snapshot),
             writer: Mutex::new(Draining::default()),
-            canary: ArcSwapOption::empty(),
             stats: PoolStats::default(),
         }
-    }
-
-    /// The canary backend set, when the pool has one.
-    pub fn canary(&self) -> Option<Arc<Pool>> {
-        self.canary.load_full()
-    }
-
-    /// Links (or unlinks) the canary backend set.
-    pub fn set_canary(&self, canary: Option<Arc<Pool>>) {
-        self.canary.store(canary);
     }
 
     /// `namespace/name`.

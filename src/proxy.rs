@@ -21,6 +21,7 @@ pub mod router;
 pub mod server;
 pub mod splice;
 pub mod strict;
+pub mod target;
 pub mod tcp;
 pub mod telemetry;
 pub mod tls;

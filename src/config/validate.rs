@@ -257,10 +257,17 @@ fn finish(
     checked.sort_by(|a, b| a.0.cmp(&b.0));
     let mut checked: Vec<Checked> = checked.into_iter().map(|(_, c)| c).collect();
     conflicts::check(source, &checked, &mut errors);
+    // Routes keep the owners' seniority: the older of two equal routes is found first.
+    let routes = checked
+        .iter()
+        .filter_map(|c| c.config.route())
+        .map(Arc::new)
+        .collect();
     checked.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     if errors.is_empty() {
         Ok(ConfigSet {
             pools: checked.into_iter().map(|c| c.config).collect(),
+            routes,
         })
     } else {
         Err(ValidationErrors(errors))

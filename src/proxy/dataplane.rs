@@ -18,10 +18,11 @@ use tokio_util::task::TaskTracker;
 use super::http::Listener;
 use super::router::Router;
 use super::server::{ConnectionLimit, Drain, HttpAcceptor, Workers, accept_loop, bind_reuseport};
+use super::target::Target;
 use super::tcp::TcpAcceptor;
 use super::telemetry::{AccessLog, SpanExport};
 use super::tls::{StagedCerts, TlsPort};
-use crate::config::{ConfigSet, PoolConfig, Protocol};
+use crate::config::{ConfigSet, PoolConfig, Protocol, RouteConfig};
 use crate::health::HealthChecker;
 use crate::pool::Pool;
 
@@ -122,6 +123,10 @@ impl PortKind {
         }
     }
 
+    fn is_http(&self) -> bool {
+        matches!(self, PortKind::Http { .. })
+    }
+
     fn tls(&self) -> bool {
         match self {
             PortKind::Http { tls, .. } | PortKind::Tcp { tls, .. } => *tls,
@@ -147,18 +152,21 @@ struct Port {
     drain_timeout: Duration,
 }
 
-/// One route as the router holds it: the pool it sends to and the config whose listener
-/// (hosts, path prefix, extra conditions) placed it.
+/// One route as the router holds it: its configuration and the pools it resolved to.
 struct RouteKey {
-    pool: Arc<Pool>,
-    config: Arc<PoolConfig>,
+    config: Arc<RouteConfig>,
+    pools: Vec<Arc<Pool>>,
 }
 
 impl PartialEq for RouteKey {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.pool, &other.pool)
-            && (Arc::ptr_eq(&self.config, &other.config)
-                || self.config.listener == other.config.listener)
+        (Arc::ptr_eq(&self.config, &other.config) || self.config == other.config)
+            && self.pools.len() == other.pools.len()
+            && self
+                .pools
+                .iter()
+                .zip(&other.pools)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
     }
 }
 
@@ -291,17 +299,15 @@ impl Dataplane {
             }
         }
 
-        // 2. Pools: update in place by name, create new ones, drain removed ones.
+        // 2. Pools: update in place by name, create new ones, drain removed ones. A
+        // pool's canary backend set is a pool of its own that its route names.
         let mut pools = HashMap::with_capacity(set.pools.len());
         for cfg in &set.pools {
             let pool = upsert(&mut state.pools, cfg.clone());
-            // The canary backend set is a pool of its own, linked to its pool, not routed.
-            let canary = cfg.canary_pool().map(|c| {
+            if let Some(c) = cfg.canary_pool() {
                 let canary = upsert(&mut state.pools, Arc::new(c));
-                pools.insert(canary.name().to_owned(), canary.clone());
-                canary
-            });
-            pool.set_canary(canary);
+                pools.insert(canary.name().to_owned(), canary);
+            }
             pools.insert(cfg.name.clone(), pool);
         }
         for (_, removed) in state.pools.drain() {
@@ -326,24 +332,24 @@ impl Dataplane {
 
         // 4. Kept ports get new routes and certificates; new ports start accepting.
         for (port, plan) in plans {
-            let routes: Vec<RouteKey> = plan
-                .pools
+            let targets: Vec<Arc<Target>> = set
+                .routes
                 .iter()
-                .filter(|c| c.protocol == Protocol::Http)
-                .map(|c| RouteKey {
-                    pool: pools[&c.name].clone(),
-                    config: c.clone(),
+                .filter(|r| r.port == port && plan.kind.is_http())
+                .map(|r| Arc::new(Target::new(r.clone(), |name| pools.get(name).cloned())))
+                .collect();
+            let routes: Vec<RouteKey> = targets
+                .iter()
+                .map(|t| RouteKey {
+                    config: t.route.clone(),
+                    pools: t.pools().cloned().collect(),
                 })
                 .collect();
             let router = || {
                 let mut router = Router::default();
-                for cfg in plan.pools.iter().filter(|c| c.protocol == Protocol::Http) {
-                    router.add_route(
-                        &cfg.listener.hosts,
-                        &cfg.listener.path_prefix,
-                        &cfg.listener.matches,
-                        pools[&cfg.name].clone(),
-                    );
+                for t in &targets {
+                    let r = &t.route;
+                    router.add_route(&r.hosts, &r.path, &r.matches, t.clone());
                 }
                 router
             };

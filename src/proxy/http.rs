@@ -2,10 +2,12 @@
 //!
 //! How a request finds its endpoint: the connection's [`Listener`] holds the port's
 //! [`Router`] in an `ArcSwap`; one atomic load gives the router, a hash lookup on the
-//! lower-cased host and a scan of that host's prefixes (longest first) give the `Arc<Pool>`;
-//! one more atomic load gives the pool's immutable [`Snapshot`], whose balancer picks an
-//! endpoint among those available and takes a connection slot on it. Nothing is locked
-//! except the calling worker's own idle-connection list, and no configuration is cloned.
+//! lower-cased host and a scan of that host's routes (in precedence order) give the route's
+//! [`Target`], whose backends were resolved to `Arc<Pool>`s when the router was built (one
+//! backend: no random draw); one more atomic load gives the pool's immutable [`Snapshot`],
+//! whose balancer picks an endpoint among those available and takes a connection slot on
+//! it. Nothing is locked except the calling worker's own idle-connection list, and no
+//! configuration is cloned.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use super::guard::Verdict;
 use super::headers;
 use super::router::RouteInput;
 use super::router::Router;
+use super::target::{Pick, Target};
 use super::telemetry::{self, AccessLog, RequestSpan, SpanExport};
 use super::upstream;
 use crate::balance::{hash_ip, hash_key};
@@ -39,7 +42,7 @@ use crate::pool::{ActiveGuard, Pool, Snapshot, UNROUTED, UpstreamConn, now_ns};
 #[derive(Debug)]
 pub struct Listener {
     /// The port's routes, swapped on every configuration change.
-    pub router: ArcSwap<Router>,
+    pub router: ArcSwap<Router<Arc<Target>>>,
     /// Whether clients reach this port over TLS (sets `X-Forwarded-Proto`).
     pub https: bool,
     /// Where access-log lines go, if enabled.
@@ -155,7 +158,7 @@ pub async fn serve(
         method: req.method(),
         headers: req.headers(),
     };
-    let Some(pool) = router.route(&input).cloned() else {
+    let Some(target) = router.route(&input).cloned() else {
         drop(router);
         UNROUTED.record(StatusCode::NOT_FOUND.as_u16());
         if client::is_grpc(req.headers()) {
@@ -164,7 +167,7 @@ pub async fn serve(
         return error_response(&ProxyError::NoRoute);
     };
     drop(router);
-    forward(req, conn, pool).await
+    forward(req, conn, target).await
 }
 
 /// Rejects what a strict HTTP/1.1 reader would: ambiguous framing (seen by the guard),
@@ -199,14 +202,13 @@ fn request_host(req: &Request<ClientBody>) -> Option<&str> {
 async fn forward(
     mut req: Request<ClientBody>,
     conn: Arc<Connection>,
-    pool: Arc<Pool>,
+    target: Arc<Target>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
-    let (pool, snapshot) = backend_set(pool, &req);
-    conn.set_keep_idle(snapshot.config.timeouts.idle);
-    let route = &snapshot.config.filters;
+    let picked = target.pick(req.headers());
+    let route = &*target.route.filters;
+    let prefix = target.route.path.replaced_prefix();
     if let Some(r) = &route.redirect {
-        let prefix = &snapshot.config.listener.path_prefix;
         let resp = filters::redirect(
             r,
             conn.listener.https,
@@ -214,9 +216,21 @@ async fn forward(
             req.uri(),
             prefix,
         );
-        pool.stats.local.record(resp.status().as_u16());
+        match &picked {
+            Pick::Backend(pool) => pool.stats.local.record(resp.status().as_u16()),
+            Pick::Answer(_) => UNROUTED.record(resp.status().as_u16()),
+        }
         return resp;
     }
+    let pool = match picked {
+        Pick::Backend(pool) => pool.clone(),
+        Pick::Answer(status) => {
+            UNROUTED.record(status.as_u16());
+            return local(status, "no backend for this route\n");
+        }
+    };
+    let snapshot = pool.snapshot();
+    conn.set_keep_idle(snapshot.config.timeouts.idle);
     let hash = request_hash(&snapshot, &req, &conn);
     let https = conn.listener.https;
     let affinity = match &snapshot.config.affinity {
@@ -245,15 +259,14 @@ async fn forward(
     // backend may send them: the client of TLS and HTTP/2 backends passes trailers on, so
     // it says so upstream.
     let te_trailers = !plain && headers::accepts_trailers(req.headers());
-    let (mut parts, body, ids) = match upstream_parts(req, &conn, upgrade)
-        .and_then(|p| apply_route(route, &snapshot.config.listener.path_prefix, p))
-    {
-        Ok(p) => p,
-        Err(status) => {
-            pool.stats.local.record(status.as_u16());
-            return local(status, "bad request\n");
-        }
-    };
+    let (mut parts, body, ids) =
+        match upstream_parts(req, &conn, upgrade).and_then(|p| apply_route(route, prefix, p)) {
+            Ok(p) => p,
+            Err(status) => {
+                pool.stats.local.record(status.as_u16());
+                return local(status, "bad request\n");
+            }
+        };
     if te_trailers {
         parts
             .headers
@@ -457,30 +470,6 @@ fn upstream_parts(
     );
     let ids = telemetry::propagate_trace(&mut parts.headers);
     Ok((parts, body, ids))
-}
-
-/// The backend set that serves `req`: the pool's canary when the request carries the
-/// canary header or falls in its weight, else the pool itself.
-fn backend_set<B>(pool: Arc<Pool>, req: &Request<B>) -> (Arc<Pool>, Arc<Snapshot>) {
-    let snapshot = pool.snapshot();
-    let Some(canary) = &snapshot.config.canary else {
-        return (pool, snapshot);
-    };
-    let by_header = canary
-        .header
-        .as_ref()
-        .is_some_and(|(name, value)| req.headers().get_all(name).iter().any(|v| v == value));
-    let chosen = by_header || fastrand::u32(..100) < canary.weight;
-    match pool.canary() {
-        Some(c) if chosen => {
-            pool.stats
-                .canary_requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let snapshot = c.snapshot();
-            (c, snapshot)
-        }
-        _ => (pool, snapshot),
-    }
 }
 
 /// The route's request header changes and rewrite, on the request already prepared for

@@ -1,53 +1,61 @@
-//! Routing table of one HTTP listener port: host, then longest path prefix.
+//! Routing table of one HTTP listener port: host, then the best path, then extra conditions.
 //!
 //! Built once per configuration change and read through an `ArcSwap` by every request.
 //! Host matching is case-insensitive and ignores the port; an exact host beats the longest
-//! matching `*.suffix` wildcard, which beats the pools with no hosts. Within the chosen host
-//! group the longest `pathPrefix` matching by whole segments wins. There is no fall-through
-//! to a less specific host group (nginx `server_name` and Envoy virtual hosts behave alike).
+//! matching `*.suffix` wildcard, which beats the routes with no hosts. Within the chosen host
+//! group routes are tried in Gateway API precedence (exact path, then regular expressions,
+//! then the longest segment prefix; then method, header and query conditions). There is no
+//! fall-through to a less specific host group (nginx `server_name` and Envoy virtual hosts
+//! behave alike). The table is generic over what a route leads to, so it can be tested and
+//! benchmarked on its own.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use http::{HeaderMap, Method};
 
-use crate::config::{HostMatch, RequestMatch};
-use crate::pool::Pool;
+use crate::config::{HostMatch, PathMatch, RequestMatch};
 
 /// Longest hostname we lower-case on the stack; longer names cannot be valid DNS names.
 const MAX_HOST: usize = 253;
 
-/// One route of a host group: a path prefix, optional extra conditions, the pool.
+/// One route of a host group: a path condition, optional extra conditions, the target.
 #[derive(Debug, Clone)]
-struct Entry {
-    prefix: Box<str>,
-    /// `None` when the pool has no extra conditions (the common case costs no check).
+struct Entry<T> {
+    path: PathMatch,
+    /// `None` when the route has no extra conditions (the common case costs no check).
     matches: Option<Box<RequestMatch>>,
-    pool: Arc<Pool>,
+    target: T,
 }
 
-impl Entry {
-    /// Sort key, higher first: prefix length, then the conditions' precedence.
-    fn rank(&self) -> (usize, (bool, usize, usize)) {
+/// Sort key of an entry, higher first: the path's rank, then the conditions' precedence.
+type Rank = ((u8, usize), (bool, usize, usize));
+
+impl<T> Entry<T> {
+    fn rank(&self) -> Rank {
         let conditions = self.matches.as_ref().map(|m| m.precedence());
-        (self.prefix.len(), conditions.unwrap_or_default())
+        (self.path.rank(), conditions.unwrap_or_default())
     }
 }
 
-/// Routes of one host group in Gateway API precedence: longest path prefix first, then
-/// the pool with a method match, then most header matches, then most query matches, then
-/// insertion order (the owner of a route is added first).
-#[derive(Debug, Default, Clone)]
-struct PathTable {
-    routes: Vec<Entry>,
+/// Routes of one host group in precedence order; equal routes keep insertion order (the
+/// older owner's route is added first).
+#[derive(Debug, Clone)]
+struct PathTable<T> {
+    routes: Vec<Entry<T>>,
 }
 
-impl PathTable {
-    fn insert(&mut self, prefix: &str, matches: &RequestMatch, pool: Arc<Pool>) {
+impl<T> Default for PathTable<T> {
+    fn default() -> Self {
+        PathTable { routes: Vec::new() }
+    }
+}
+
+impl<T> PathTable<T> {
+    fn insert(&mut self, path: &PathMatch, matches: &RequestMatch, target: T) {
         let entry = Entry {
-            prefix: prefix.into(),
+            path: path.clone(),
             matches: (!matches.is_empty()).then(|| Box::new(matches.clone())),
-            pool,
+            target,
         };
         // After every route that ranks as high: equal routes keep their insertion order.
         let key = entry.rank();
@@ -55,14 +63,14 @@ impl PathTable {
         self.routes.insert(at, entry);
     }
 
-    fn find(&self, req: &RouteInput<'_>) -> Option<&Arc<Pool>> {
+    fn find(&self, req: &RouteInput<'_>) -> Option<&T> {
         self.routes
             .iter()
             .find(|e| {
-                prefix_matches(&e.prefix, req.path)
+                e.path.matches(req.path)
                     && e.matches.as_ref().is_none_or(|m| conditions_hold(m, req))
             })
-            .map(|e| &e.pool)
+            .map(|e| &e.target)
     }
 }
 
@@ -97,57 +105,57 @@ fn conditions_hold(m: &RequestMatch, req: &RouteInput<'_>) -> bool {
         })
 }
 
-/// `/api` matches `/api`, `/api/`, `/api/x` and `/api?q`, not `/apix`; `/` matches all.
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    if prefix == "/" {
-        return true;
-    }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'),
-        None => false,
-    }
-}
-
-/// The routes of one HTTP port.
-#[derive(Debug, Default, Clone)]
-pub struct Router {
-    exact: HashMap<Box<str>, PathTable>,
+/// The routes of one HTTP port, each leading to a `T`.
+#[derive(Debug, Clone)]
+pub struct Router<T> {
+    exact: HashMap<Box<str>, PathTable<T>>,
     /// `.suffix` patterns, longest first.
-    wildcard: Vec<(Box<str>, PathTable)>,
-    any: PathTable,
+    wildcard: Vec<(Box<str>, PathTable<T>)>,
+    any: PathTable<T>,
 }
 
-impl Router {
-    /// Adds `pool` for its hosts (or any host) and path prefix, without extra conditions.
-    pub fn add(&mut self, hosts: &[HostMatch], prefix: &str, pool: Arc<Pool>) {
-        self.add_route(hosts, prefix, &RequestMatch::default(), pool);
+impl<T> Default for Router<T> {
+    fn default() -> Self {
+        Router {
+            exact: HashMap::new(),
+            wildcard: Vec::new(),
+            any: PathTable::default(),
+        }
+    }
+}
+
+impl<T: Clone> Router<T> {
+    /// Adds `target` for its hosts (or any host) and path prefix, without extra conditions.
+    pub fn add(&mut self, hosts: &[HostMatch], prefix: &str, target: T) {
+        let path = PathMatch::Prefix(prefix.to_owned());
+        self.add_route(hosts, &path, &RequestMatch::default(), target);
     }
 
-    /// Adds `pool` for its hosts (or any host), path prefix and extra conditions.
+    /// Adds `target` for its hosts (or any host), path condition and extra conditions.
     pub fn add_route(
         &mut self,
         hosts: &[HostMatch],
-        prefix: &str,
+        path: &PathMatch,
         matches: &RequestMatch,
-        pool: Arc<Pool>,
+        target: T,
     ) {
         if hosts.is_empty() {
-            self.any.insert(prefix, matches, pool);
+            self.any.insert(path, matches, target);
             return;
         }
         for host in hosts {
             match host {
                 HostMatch::Exact(h) => self.exact.entry(h.as_str().into()).or_default().insert(
-                    prefix,
+                    path,
                     matches,
-                    pool.clone(),
+                    target.clone(),
                 ),
                 HostMatch::Wildcard(suffix) => {
                     match self.wildcard.iter_mut().find(|(s, _)| **s == **suffix) {
-                        Some((_, table)) => table.insert(prefix, matches, pool.clone()),
+                        Some((_, table)) => table.insert(path, matches, target.clone()),
                         None => {
                             let mut table = PathTable::default();
-                            table.insert(prefix, matches, pool.clone());
+                            table.insert(path, matches, target.clone());
                             self.wildcard.push((suffix.as_str().into(), table));
                             self.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
                         }
@@ -156,9 +164,11 @@ impl Router {
             }
         }
     }
+}
 
-    /// The pool for a GET of `path` on `host` without headers or query.
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Pool>> {
+impl<T> Router<T> {
+    /// The target for a GET of `path` on `host` without headers or query.
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&T> {
         self.route(&RouteInput {
             host,
             path,
@@ -168,8 +178,8 @@ impl Router {
         })
     }
 
-    /// The pool for a request: host group, then the first route of it that matches.
-    pub fn route(&self, req: &RouteInput<'_>) -> Option<&Arc<Pool>> {
+    /// The target for a request: host group, then the first route of it that matches.
+    pub fn route(&self, req: &RouteInput<'_>) -> Option<&T> {
         let host = req.host.map(strip_port).unwrap_or("");
         let mut buf = [0u8; MAX_HOST];
         let lower = if host.len() <= MAX_HOST {
@@ -193,15 +203,6 @@ impl Router {
         }
         self.any.find(req)
     }
-
-    /// Every pool reachable on this port.
-    pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
-        self.exact
-            .values()
-            .chain(self.wildcard.iter().map(|(_, t)| t))
-            .chain(std::iter::once(&self.any))
-            .flat_map(|t| t.routes.iter().map(|e| &e.pool))
-    }
 }
 
 /// `host:port` -> `host`; `[v6]:port` -> `[v6]`.
@@ -221,46 +222,22 @@ fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{
-        Algorithm, ListenerConfig, PoolConfig, Protocol, ProxyProtocolVersion, Timeouts,
-    };
-    use std::time::Duration;
+    use crate::config::PathRegex;
 
-    fn pool(name: &str) -> Arc<Pool> {
-        Arc::new(Pool::new(Arc::new(PoolConfig {
-            name: name.into(),
-            protocol: Protocol::Http,
-            listener: ListenerConfig {
-                port: 80,
-                hosts: vec![],
-                path_prefix: "/".into(),
-                tls: None,
-                proxy_protocol: false,
-                matches: Default::default(),
-            },
-            endpoints: vec![],
-            algorithm: Algorithm::RoundRobin,
-            health_check: None,
-            outlier_detection: None,
-            retry: None,
-            affinity: None,
-            timeouts: Timeouts::default(),
-            drain_timeout: Duration::from_secs(30),
-            max_connections_per_endpoint: None,
-            send_proxy_protocol: ProxyProtocolVersion::None,
-            filters: Default::default(),
-            canary: None,
-            upstream: Default::default(),
-        })))
+    /// A router whose targets are names: what the table decides, without pools.
+    type Names = Router<&'static str>;
+
+    fn pool(name: &'static str) -> &'static str {
+        name
     }
 
-    fn routed<'a>(r: &'a Router, host: &str, path: &str) -> Option<&'a str> {
-        r.find(Some(host), path).map(|p| p.name())
+    fn routed<'a>(r: &'a Names, host: &str, path: &str) -> Option<&'a str> {
+        r.find(Some(host), path).copied()
     }
 
     #[test]
     fn exact_host_beats_wildcard_beats_any() {
-        let mut r = Router::default();
+        let mut r = Names::default();
         r.add(&[], "/", pool("any"));
         r.add(
             &[HostMatch::Wildcard(".example.com".into())],
@@ -282,7 +259,7 @@ mod tests {
 
     #[test]
     fn longest_segment_prefix_wins() {
-        let mut r = Router::default();
+        let mut r = Names::default();
         r.add(&[], "/", pool("root"));
         r.add(&[], "/api", pool("api"));
         r.add(&[], "/api/v2", pool("v2"));
@@ -295,7 +272,7 @@ mod tests {
 
     #[test]
     fn no_match_in_chosen_host_group_is_none() {
-        let mut r = Router::default();
+        let mut r = Names::default();
         r.add(&[HostMatch::Exact("a.test".into())], "/api", pool("a"));
         r.add(&[], "/", pool("any"));
         assert_eq!(routed(&r, "a.test", "/other"), None);
@@ -304,7 +281,7 @@ mod tests {
 
     #[test]
     fn longer_wildcard_suffix_is_more_specific() {
-        let mut r = Router::default();
+        let mut r = Names::default();
         r.add(
             &[HostMatch::Wildcard(".example.com".into())],
             "/",
@@ -327,23 +304,24 @@ mod tests {
                 http::HeaderValue::from_static("1"),
             )
         };
-        let mut r = Router::default();
+        let mut r = Names::default();
         r.add(&[], "/", pool("plain"));
         let one_header = RequestMatch {
             headers: vec![header("x-a")],
             ..RequestMatch::default()
         };
-        r.add_route(&[], "/", &one_header, pool("one-header"));
+        let root = PathMatch::Prefix("/".into());
+        r.add_route(&[], &root, &one_header, pool("one-header"));
         let two_headers = RequestMatch {
             headers: vec![header("x-a"), header("x-b")],
             ..RequestMatch::default()
         };
-        r.add_route(&[], "/", &two_headers, pool("two-headers"));
+        r.add_route(&[], &root, &two_headers, pool("two-headers"));
         let post = RequestMatch {
             methods: vec![Method::POST],
             ..RequestMatch::default()
         };
-        r.add_route(&[], "/", &post, pool("post"));
+        r.add_route(&[], &root, &post, pool("post"));
         r.add(&[], "/api", pool("api"));
         let mut headers = HeaderMap::new();
         let find = |method: &Method, headers: &HeaderMap, path: &str| {
@@ -354,7 +332,7 @@ mod tests {
                 method,
                 headers,
             })
-            .map(|p| p.name().to_owned())
+            .map(|p| p.to_string())
         };
         assert_eq!(find(&Method::GET, &headers, "/").as_deref(), Some("plain"));
         headers.insert("x-a", http::HeaderValue::from_static("1"));
@@ -380,5 +358,48 @@ mod tests {
         assert_eq!(strip_port("[::1]:8080"), "[::1]");
         assert_eq!(strip_port("a.test:80"), "a.test");
         assert_eq!(strip_port("a.test"), "a.test");
+    }
+
+    #[test]
+    fn exact_path_beats_regex_beats_prefix() {
+        let mut r = Names::default();
+        let none = RequestMatch::default();
+        r.add(&[], "/", pool("root"));
+        r.add(&[], "/users", pool("prefix"));
+        let regex = PathMatch::Regex(PathRegex::new("/users/[0-9]+").expect("valid"));
+        r.add_route(&[], &regex, &none, pool("regex"));
+        r.add_route(
+            &[],
+            &PathMatch::Exact("/users/0".into()),
+            &none,
+            pool("exact"),
+        );
+        assert_eq!(routed(&r, "h", "/users/0"), Some("exact"));
+        assert_eq!(routed(&r, "h", "/users/42"), Some("regex"));
+        assert_eq!(routed(&r, "h", "/users/42/edit"), Some("prefix"));
+        assert_eq!(routed(&r, "h", "/users/bob"), Some("prefix"));
+        assert_eq!(routed(&r, "h", "/other"), Some("root"));
+    }
+
+    #[test]
+    fn exact_path_does_not_match_below_itself() {
+        let mut r = Names::default();
+        let none = RequestMatch::default();
+        r.add_route(
+            &[],
+            &PathMatch::Exact("/login".into()),
+            &none,
+            pool("login"),
+        );
+        assert_eq!(routed(&r, "h", "/login"), Some("login"));
+        assert_eq!(routed(&r, "h", "/login/x"), None);
+    }
+
+    #[test]
+    fn equal_routes_keep_the_order_they_were_added_in() {
+        let mut r = Names::default();
+        r.add(&[HostMatch::Exact("a.test".into())], "/x", pool("older"));
+        r.add(&[HostMatch::Exact("a.test".into())], "/x", pool("newer"));
+        assert_eq!(routed(&r, "a.test", "/x/y"), Some("older"));
     }
 }

@@ -25,7 +25,7 @@ fn set(port: u16, host: &str, endpoint_port: u16) -> ConfigSet {
     load_text("pools.yaml", &text).expect("valid")
 }
 
-fn router(dp: &Dataplane, port: u16) -> Arc<Router> {
+fn router(dp: &Dataplane, port: u16) -> Arc<Router<Arc<Target>>> {
     let state = dp.state.lock();
     let listener = state.ports[&port].http.as_ref().expect("an HTTP port");
     listener.router.load_full()
@@ -62,4 +62,54 @@ async fn an_endpoint_change_keeps_the_router_and_a_route_change_replaces_it() {
     );
     assert!(rebuilt.find(Some("other.test"), "/").is_some());
     assert!(rebuilt.find(Some("a.test"), "/").is_none());
+}
+
+#[tokio::test]
+async fn routes_of_another_front_end_share_the_pools_they_name() {
+    use crate::config::{PathMatch, PathRegex, RouteConfig};
+    let dp = dataplane();
+    let port = free_port();
+    let mut set = set(port, "a.test", 8080);
+    // Two more routes on a.test, as an Ingress would add them: both to pool t/b.
+    let extra = |path: PathMatch| {
+        let mut route: RouteConfig = (*set.routes[1]).clone();
+        route.owner = "ingress t/web".into();
+        route.hosts = set.routes[0].hosts.clone();
+        route.path = path;
+        Arc::new(route)
+    };
+    let exact = extra(PathMatch::Exact("/login".into()));
+    let regex = extra(PathMatch::Regex(
+        PathRegex::new("/u/[0-9]+").expect("valid"),
+    ));
+    set.routes.extend([exact, regex]);
+    dp.apply(&set).expect("applied");
+
+    let r = router(&dp, port);
+    let pool_of = |path: &str| {
+        let target = r.find(Some("a.test"), path).expect("routed");
+        target.pools().next().expect("a backend").clone()
+    };
+    let b = dp.pools().iter().find(|p| p.name() == "t/b").cloned();
+    let b = b.expect("pool b");
+    assert!(Arc::ptr_eq(&pool_of("/login"), &b), "exact route to t/b");
+    assert!(Arc::ptr_eq(&pool_of("/u/7"), &b), "regex route to t/b");
+    assert_eq!(
+        pool_of("/login/x").name(),
+        "t/a",
+        "below the exact path: the prefix"
+    );
+    assert_eq!(pool_of("/u/x").name(), "t/a");
+    assert!(
+        Arc::ptr_eq(
+            &r.find(Some("b.test"), "/")
+                .expect("routed")
+                .pools()
+                .next()
+                .expect("b")
+                .clone(),
+            &b
+        ),
+        "b's own route and the extra routes use one pool, so one health checker"
+    );
 }
