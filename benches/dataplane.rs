@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sluice::api::BackendPool;
-use sluice::config::{self, HostMatch, PathMatch, RequestMatch, Source};
+use sluice::config::{self, HostMatch, PathMatch, PathRegex, RequestMatch, Source};
 use sluice::pool::Pool;
 use sluice::proxy::router::{RouteInput, Router};
 
@@ -66,7 +66,8 @@ fn route_lookup(c: &mut Criterion) {
 }
 
 /// A router of `hosts` x `paths` routes (one pool shared: lookup cost does not depend on
-/// which pool a route names), every tenth route with a header condition.
+/// which pool a route names): every tenth route with a header condition, every tenth a
+/// regular expression (1,000 of 10,000).
 fn big_router(hosts: usize, paths: usize, pool: &Arc<Pool>) -> Router<Arc<Pool>> {
     let canary = RequestMatch {
         headers: vec![(
@@ -75,40 +76,59 @@ fn big_router(hosts: usize, paths: usize, pool: &Arc<Pool>) -> Router<Arc<Pool>>
         )],
         ..RequestMatch::default()
     };
+    let regex: Vec<PathMatch> = (0..paths)
+        .map(|p| PathMatch::Regex(PathRegex::new(&format!("/re{p}/[0-9]+")).expect("valid")))
+        .collect();
     let mut router = Router::default();
     for h in 0..hosts {
         let host = [HostMatch::Exact(format!("h{h}.example.com"))];
-        for p in 0..paths {
+        for (p, regex) in regex.iter().enumerate() {
             let matches = if p % 10 == 9 {
                 canary.clone()
             } else {
                 RequestMatch::default()
             };
-            let path = PathMatch::Prefix(format!("/svc{p}/api"));
+            let path = if p % 10 == 8 {
+                regex.clone()
+            } else {
+                PathMatch::Prefix(format!("/svc{p}/api"))
+            };
             router.add_route(&host, &path, &matches, pool.clone());
         }
     }
-    router
+    router.seal()
 }
 
 fn routing_at_scale(c: &mut Criterion) {
     let set = config::validate(&Source::Kubernetes, &documents(1, 1)).expect("valid");
     let pool = Arc::new(Pool::new(set.pools[0].clone()));
-    let router = big_router(1_000, 10, &pool);
+    let hosts_x_paths = big_router(1_000, 10, &pool);
+    let one_host = big_router(1, 10_000, &pool);
     let headers = http::HeaderMap::new();
+    let lookup = |router: &Router<Arc<Pool>>, host: &'static str, path: &'static str| {
+        let found = router.route(&RouteInput {
+            host: black_box(Some(host)),
+            path: black_box(path),
+            query: None,
+            method: &http::Method::GET,
+            headers: &headers,
+        });
+        assert!(found.is_some(), "{host}{path} is routed");
+    };
     let mut g = c.benchmark_group("routing_10000_routes");
     g.measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500));
     g.bench_function("lookup_host_x_path", |b| {
-        b.iter(|| {
-            router.route(&RouteInput {
-                host: black_box(Some("h517.example.com")),
-                path: black_box("/svc8/api/items/42"),
-                query: None,
-                method: &http::Method::GET,
-                headers: &headers,
-            })
-        })
+        b.iter(|| lookup(&hosts_x_paths, "h517.example.com", "/svc7/api/items/42"))
+    });
+    g.bench_function("lookup_host_x_regex_path", |b| {
+        b.iter(|| lookup(&hosts_x_paths, "h517.example.com", "/re8/42"))
+    });
+    g.bench_function("lookup_one_host_10000_paths", |b| {
+        b.iter(|| lookup(&one_host, "h0.example.com", "/svc7777/api/items/42"))
+    });
+    g.bench_function("lookup_one_host_10000_paths_regex", |b| {
+        b.iter(|| lookup(&one_host, "h0.example.com", "/re7778/42"))
     });
     g.bench_function("build_1000_hosts_x_10_paths", |b| {
         b.iter(|| big_router(1_000, 10, &pool))

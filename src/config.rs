@@ -24,6 +24,7 @@ pub use duration::{format_duration, parse_duration};
 pub use load::{LoadError, load_file, load_text, parse_documents};
 pub use route::{
     CanaryRule, ForwardTo, PathMatch, PathRegex, RouteAction, RouteConfig, WeightedBackend,
+    first_segment,
 };
 pub use routing::{
     CANARY_SUFFIX, CanaryConfig, HeaderChanges, PathReplace, RedirectConfig, RequestMatch,

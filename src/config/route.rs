@@ -66,6 +66,17 @@ impl PathMatch {
         }
     }
 
+    /// The first path segment every path this matches starts with (`/api/v1` -> `api`),
+    /// when there is one: lets a router skip routes that cannot match. `None` for `/`,
+    /// and for an expression that does not begin with a plain literal segment.
+    pub fn first_segment(&self) -> Option<&str> {
+        match self {
+            PathMatch::Prefix(p) if p == "/" => None,
+            PathMatch::Prefix(p) | PathMatch::Exact(p) => Some(first_segment(p)),
+            PathMatch::Regex(re) => literal_first_segment(re.as_str()),
+        }
+    }
+
     /// Precedence among paths of one host, higher first: exact paths, then regular
     /// expressions (longer pattern first), then prefixes (longer first) — Gateway API's
     /// order, with regular expressions placed as Envoy Gateway places them.
@@ -76,6 +87,33 @@ impl PathMatch {
             PathMatch::Prefix(p) => (1, p.len()),
         }
     }
+}
+
+/// `/api/v1` -> `api`; `/` -> `` (a query, if any, is not part of it).
+pub fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// `/api/.*` -> `api`: a pattern that starts with `/`, a run of plain characters and then
+/// its end or a `/` that no quantifier makes optional, and has no alternation anywhere.
+fn literal_first_segment(pattern: &str) -> Option<&str> {
+    let rest = pattern.strip_prefix('/')?;
+    if pattern.contains('|') {
+        return None;
+    }
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .unwrap_or(rest.len());
+    let (segment, after) = rest.split_at(end);
+    let mut after = after.chars();
+    let ends_segment = match after.next() {
+        None => true,
+        Some('/') => !matches!(after.next(), Some('*' | '?' | '+' | '{')),
+        Some(_) => false,
+    };
+    (ends_segment && !segment.is_empty()).then_some(segment)
 }
 
 /// `/api` matches `/api`, `/api/`, `/api/x` and `/api?q`, not `/apix`; `/` matches all.
@@ -241,5 +279,25 @@ mod tests {
         assert!(exact > regex);
         assert!(regex > long_prefix);
         assert!(long_prefix > PathMatch::Prefix("/a".into()).rank());
+    }
+
+    #[test]
+    fn a_regex_names_its_first_segment_only_when_it_is_a_plain_literal() {
+        let seg = |p: &str| {
+            PathMatch::Regex(PathRegex::new(p).expect("valid"))
+                .first_segment()
+                .map(str::to_owned)
+        };
+        assert_eq!(seg("/api/.*").as_deref(), Some("api"));
+        assert_eq!(seg("/user-1/[0-9]+").as_deref(), Some("user-1"));
+        assert_eq!(seg("/api").as_deref(), Some("api"));
+        assert_eq!(seg("/api/?x"), None, "the slash is optional: /apix matches");
+        assert_eq!(seg("/api/*x"), None, "the slash may be absent");
+        assert_eq!(seg("/a/x|/b/y"), None, "alternation");
+        assert_eq!(seg("/ap.*"), None);
+        assert_eq!(seg("(?i)/api/.*"), None);
+        assert_eq!(seg("/(api|web)/x"), None);
+        assert_eq!(PathMatch::Prefix("/".into()).first_segment(), None);
+        assert_eq!(PathMatch::Exact("/".into()).first_segment(), Some(""));
     }
 }

@@ -351,7 +351,7 @@ impl Dataplane {
                     let r = &t.route;
                     router.add_route(&r.hosts, &r.path, &r.matches, t.clone());
                 }
-                router
+                router.seal()
             };
             match prepared.remove(&port) {
                 Some(Prepared::Keep(staged)) => {

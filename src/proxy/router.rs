@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use http::{HeaderMap, Method};
 
-use crate::config::{HostMatch, PathMatch, RequestMatch};
+use crate::config::{HostMatch, PathMatch, RequestMatch, first_segment};
 
 /// Longest hostname we lower-case on the stack; longer names cannot be valid DNS names.
 const MAX_HOST: usize = 253;
@@ -42,11 +42,29 @@ impl<T> Entry<T> {
 #[derive(Debug, Clone)]
 struct PathTable<T> {
     routes: Vec<Entry<T>>,
+    /// Built by [`Router::seal`] for large tables; cleared by an insert.
+    index: Option<SegmentIndex>,
+}
+
+/// Tables with at least this many routes get a [`SegmentIndex`]; smaller ones are scanned.
+const INDEX_FROM: usize = 32;
+
+/// Which routes of a table can match a path, by the path's first segment: most routes can
+/// only match paths that start with their own first segment ([`PathMatch::first_segment`]);
+/// the others (`/`, most regular expressions) are `generic`. Lists hold positions in the
+/// table, ascending, so walking both in order keeps the precedence.
+#[derive(Debug, Clone, Default)]
+struct SegmentIndex {
+    by_segment: HashMap<Box<str>, Vec<u32>>,
+    generic: Vec<u32>,
 }
 
 impl<T> Default for PathTable<T> {
     fn default() -> Self {
-        PathTable { routes: Vec::new() }
+        PathTable {
+            routes: Vec::new(),
+            index: None,
+        }
     }
 }
 
@@ -61,17 +79,55 @@ impl<T> PathTable<T> {
         let key = entry.rank();
         let at = self.routes.partition_point(|e| e.rank() >= key);
         self.routes.insert(at, entry);
+        self.index = None;
+    }
+
+    fn seal(&mut self) {
+        if self.routes.len() < INDEX_FROM {
+            return;
+        }
+        let mut index = SegmentIndex::default();
+        for (i, e) in self.routes.iter().enumerate() {
+            let at = i as u32;
+            match e.path.first_segment() {
+                Some(segment) => index.by_segment.entry(segment.into()).or_default().push(at),
+                None => index.generic.push(at),
+            }
+        }
+        self.index = Some(index);
     }
 
     fn find(&self, req: &RouteInput<'_>) -> Option<&T> {
-        self.routes
-            .iter()
-            .find(|e| {
-                e.path.matches(req.path)
-                    && e.matches.as_ref().is_none_or(|m| conditions_hold(m, req))
-            })
-            .map(|e| &e.target)
+        let Some(index) = &self.index else {
+            return self
+                .routes
+                .iter()
+                .find(|e| accepts(e, req))
+                .map(|e| &e.target);
+        };
+        let specific = index
+            .by_segment
+            .get(first_segment(req.path))
+            .map_or(&[][..], Vec::as_slice);
+        let (mut a, mut b) = (specific.iter().peekable(), index.generic.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x < y => a.next(),
+                (_, Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, None) => return None,
+            };
+            let entry = next.and_then(|&i| self.routes.get(i as usize))?;
+            if accepts(entry, req) {
+                return Some(&entry.target);
+            }
+        }
     }
+}
+
+/// Whether a route's path and extra conditions hold for `req`.
+fn accepts<T>(e: &Entry<T>, req: &RouteInput<'_>) -> bool {
+    e.path.matches(req.path) && e.matches.as_ref().is_none_or(|m| conditions_hold(m, req))
 }
 
 /// The parts of a request that routing reads.
@@ -167,6 +223,20 @@ impl<T: Clone> Router<T> {
 }
 
 impl<T> Router<T> {
+    /// Indexes large host groups by first path segment, so that a lookup among thousands
+    /// of paths on one host checks only the routes that can match. Call after the last
+    /// `add`; a later `add` drops the index of the table it changes.
+    pub fn seal(mut self) -> Self {
+        for table in self.exact.values_mut() {
+            table.seal();
+        }
+        for (_, table) in &mut self.wildcard {
+            table.seal();
+        }
+        self.any.seal();
+        self
+    }
+
     /// The target for a GET of `path` on `host` without headers or query.
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&T> {
         self.route(&RouteInput {
@@ -401,5 +471,46 @@ mod tests {
         r.add(&[HostMatch::Exact("a.test".into())], "/x", pool("older"));
         r.add(&[HostMatch::Exact("a.test".into())], "/x", pool("newer"));
         assert_eq!(routed(&r, "a.test", "/x/y"), Some("older"));
+    }
+
+    #[test]
+    fn a_sealed_table_finds_what_a_scan_finds() {
+        let mut r = Names::default();
+        let none = RequestMatch::default();
+        let names: Vec<&'static str> = (0..200)
+            .map(|i| &*Box::leak(format!("p{i}").into_boxed_str()))
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            let path = match i % 4 {
+                0 => PathMatch::Prefix(format!("/s{}", i / 4)),
+                1 => PathMatch::Prefix(format!("/s{}/deep", i / 4)),
+                2 => PathMatch::Exact(format!("/s{}/x", i / 4)),
+                _ => PathMatch::Regex(PathRegex::new(&format!("/r{}/.*", i / 4)).expect("valid")),
+            };
+            r.add_route(&[], &path, &none, name);
+        }
+        r.add(&[], "/", pool("root"));
+        let sealed = r.clone().seal();
+        assert!(sealed.any.index.is_some() && r.any.index.is_none());
+        let paths = [
+            "/",
+            "/s3",
+            "/s3/",
+            "/s3/deep",
+            "/s3/deep/er",
+            "/s3/x",
+            "/s3/x/y",
+            "/r5/a",
+            "/r5",
+            "/s49/x",
+            "/nothing",
+            "/s1?x=1",
+        ];
+        for path in paths {
+            assert_eq!(routed(&sealed, "h", path), routed(&r, "h", path), "{path}");
+        }
+        assert_eq!(routed(&sealed, "h", "/s3/x"), Some("p14"));
+        assert_eq!(routed(&sealed, "h", "/r5/a"), Some("p23"));
+        assert_eq!(routed(&sealed, "h", "/nothing"), Some("root"));
     }
 }
