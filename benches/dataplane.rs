@@ -13,7 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use sluice::api::BackendPool;
 use sluice::config::{self, HostMatch, PathMatch, PathRegex, RequestMatch, Source};
 use sluice::pool::Pool;
-use sluice::proxy::router::{RouteInput, Router};
+use sluice::route::router::{RouteInput, Router};
 
 /// `n` BackendPool documents: HTTP pools sharing port 8080 by host (10 paths per host),
 /// each with `eps` endpoints.

@@ -8,7 +8,7 @@
 use http::Method;
 
 pub use crate::config::{ConfigSet, Source, ValidationErrors, parse_documents, validate};
-pub use crate::proxy::proxy_protocol::{Peeked, build_header, peek_header};
+pub use crate::proxy::l4::proxy_protocol::{Peeked, build_header, peek_header};
 
 /// What sluice's HTTP/1.1 loop makes of the bytes at the start of a request
 /// (`h1server::parse`, then the request it builds).
@@ -42,7 +42,7 @@ pub struct SimpleHead {
 
 /// [`RequestHead`] of the bytes at the start of `buf`.
 pub fn parse_request_head(buf: &[u8]) -> RequestHead {
-    crate::proxy::h1server::parse_for_fuzzing(buf)
+    crate::proxy::http1::server::parse_for_fuzzing(buf)
 }
 
 /// How the upstream client delimits a response body.
@@ -87,7 +87,7 @@ pub enum ResponseHead {
 
 /// [`ResponseHead`] of the bytes at the start of `buf`, answering a `method` request.
 pub fn parse_response_head(buf: &[u8], method: &Method) -> ResponseHead {
-    crate::proxy::h1client::parse_head_for_fuzzing(buf, method)
+    crate::proxy::http1::client::parse_head_for_fuzzing(buf, method)
 }
 
 /// A chunked response body as the upstream client decodes it.
@@ -102,5 +102,5 @@ pub struct Chunked {
 
 /// Decodes a chunked body arriving in `reads` (one slice per socket read).
 pub fn decode_chunked<'a>(reads: impl IntoIterator<Item = &'a [u8]>) -> Chunked {
-    crate::proxy::h1client::decode_chunked_for_fuzzing(&mut reads.into_iter())
+    crate::proxy::http1::client::decode_chunked_for_fuzzing(&mut reads.into_iter())
 }

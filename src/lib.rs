@@ -15,4 +15,5 @@ pub mod fuzzing;
 pub mod health;
 pub mod pool;
 pub mod proxy;
+pub mod route;
 pub mod standalone;

@@ -1,9 +1,9 @@
-//! The data plane knows nothing of Kubernetes: `pool`, `balance`, `health` and `proxy`
-//! never import `kube`, `k8s_openapi`, `crate::api` or `crate::controller`.
+//! The data plane knows nothing of Kubernetes: `pool`, `balance`, `health`, `route` and
+//! `proxy` never import `kube`, `k8s_openapi`, `crate::api` or `crate::controller`.
 
 use std::path::{Path, PathBuf};
 
-const DATA_PLANE: [&str; 4] = ["pool", "balance", "health", "proxy"];
+const DATA_PLANE: [&str; 5] = ["pool", "balance", "health", "route", "proxy"];
 const FORBIDDEN: [&str; 5] = [
     "kube::",
     "k8s_openapi",

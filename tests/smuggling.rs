@@ -81,7 +81,7 @@ fn parse_request(buf: &[u8]) -> Option<(Seen, usize)> {
     };
     let rest = &buf[head..];
     let (body, used) = if header("transfer-encoding").is_some() {
-        sluice::proxy::chunked::decode(rest).ok()??
+        sluice::proxy::http1::chunked::decode(rest).ok()??
     } else {
         let n: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
         (rest.get(..n)?.to_vec(), n)

@@ -140,8 +140,10 @@ async fn tcp_pool_without_reachable_endpoint_closes_at_once() {
 /// The (source, destination) a PROXY header at the start of `bytes` announces.
 fn announced(bytes: &[u8]) -> (SocketAddr, SocketAddr) {
     let a = match ppp::HeaderResult::parse(bytes) {
-        ppp::HeaderResult::V1(Ok(h)) => sluice::proxy::proxy_protocol::v1_addresses(&h.addresses),
-        ppp::HeaderResult::V2(Ok(h)) => sluice::proxy::proxy_protocol::v2_addresses(&h),
+        ppp::HeaderResult::V1(Ok(h)) => {
+            sluice::proxy::l4::proxy_protocol::v1_addresses(&h.addresses)
+        }
+        ppp::HeaderResult::V2(Ok(h)) => sluice::proxy::l4::proxy_protocol::v2_addresses(&h),
         other => panic!("no valid header: {other:?}"),
     }
     .expect("a PROXY header with addresses");
@@ -226,7 +228,7 @@ async fn proxy_protocol_client_address_feeds_x_forwarded_for() {
     )
     .await;
     assert!(v1.contains("x-forwarded-for: 203.0.113.9\n"), "{v1}");
-    let mut v2 = sluice::proxy::proxy_protocol::build_header(
+    let mut v2 = sluice::proxy::l4::proxy_protocol::build_header(
         sluice::config::ProxyProtocolVersion::V2,
         "198.51.100.4:4000".parse().unwrap(),
         "10.0.0.1:80".parse().unwrap(),

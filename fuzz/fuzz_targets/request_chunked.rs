@@ -1,5 +1,5 @@
 //! The strict chunked reader the smuggling guard runs over request bodies
-//! (`sluice::proxy::chunked`, RFC 9112 7.1 without leniencies).
+//! (`sluice::proxy::http1::chunked`, RFC 9112 7.1 without leniencies).
 //!
 //! Input: one byte `n`, then `n % 8` bytes giving the read lengths, then the body.
 //!
@@ -14,7 +14,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice::proxy::chunked::{ChunkedReader, Progress};
+use sluice::proxy::http1::chunked::{ChunkedReader, Progress};
 use sluice_fuzz::reads;
 
 /// (data, outcome): `Ok(Some(end))` complete, `Ok(None)` incomplete, `Err(at)` refused at

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::http::Exchange;
-use super::upstream::BackendBody;
+use crate::proxy::http::Exchange;
+use crate::proxy::upstream::BackendBody;
 
 /// Body of every response sluice produces.
 // Boxing the upstream variant would cost an allocation per request; local answers are rare.

@@ -15,16 +15,18 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use tokio_util::task::TaskTracker;
 
-use super::http::Listener;
-use super::router::Router;
-use super::server::{ConnectionLimit, Drain, HttpAcceptor, Workers, accept_loop, bind_reuseport};
-use super::target::Target;
-use super::tcp::TcpAcceptor;
-use super::telemetry::{AccessLog, SpanExport};
-use super::tls::{StagedCerts, TlsPort};
 use crate::config::{ConfigSet, PoolConfig, Protocol, RouteConfig};
 use crate::health::HealthChecker;
 use crate::pool::Pool;
+use crate::proxy::http::Listener;
+use crate::proxy::l4::tcp::TcpAcceptor;
+use crate::proxy::server::{
+    ConnectionLimit, Drain, HttpAcceptor, Workers, accept_loop, bind_reuseport,
+};
+use crate::proxy::telemetry::{AccessLog, SpanExport};
+use crate::proxy::tls::{StagedCerts, TlsPort};
+use crate::route::router::Router;
+use crate::route::target::Target;
 
 /// Why a configuration could not be applied (the running one keeps serving).
 #[derive(Debug, thiserror::Error)]
@@ -465,7 +467,7 @@ impl Dataplane {
         });
     }
 
-    fn spawn_accept<A: super::server::Acceptor>(
+    fn spawn_accept<A: crate::proxy::server::Acceptor>(
         &self,
         sockets: Vec<std::net::TcpListener>,
         acceptor: Arc<A>,

@@ -5,8 +5,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, Uri};
 
-use super::body::ProxyBody;
 use crate::config::{PathReplace, RedirectConfig, RewriteConfig};
+use crate::proxy::body::ProxyBody;
 
 /// `path` with the matched `prefix` replaced by `replacement` (Gateway API
 /// `ReplacePrefixMatch`): `/api` -> `/v2` sends `/api/x` as `/v2/x`, `/api` -> `/` sends

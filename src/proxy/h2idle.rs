@@ -20,8 +20,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
-use super::body::ProxyBody;
-use super::http::Connection;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::http::Connection;
 
 /// One open stream on `conn`, from its request until its response body is finished.
 #[derive(Debug)]

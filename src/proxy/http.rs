@@ -23,20 +23,20 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use super::body::ProxyBody;
-use super::client;
-use super::error::ProxyError;
-use super::filters;
-use super::guard::Verdict;
-use super::headers;
-use super::router::RouteInput;
-use super::router::Router;
-use super::target::{Pick, Target};
-use super::telemetry::{self, AccessLog, RequestSpan, SpanExport};
-use super::upstream;
 use crate::balance::{hash_ip, hash_key};
 use crate::config::{AffinityConfig, Algorithm, HashKey, RouteFilters};
 use crate::pool::{ActiveGuard, Pool, Snapshot, UNROUTED, UpstreamConn, now_ns};
+use crate::proxy::body::ProxyBody;
+use crate::proxy::error::ProxyError;
+use crate::proxy::filters;
+use crate::proxy::headers;
+use crate::proxy::http1::guard::Verdict;
+use crate::proxy::telemetry::{self, AccessLog, RequestSpan, SpanExport};
+use crate::proxy::upstream;
+use crate::proxy::upstream::hyper_client;
+use crate::route::router::RouteInput;
+use crate::route::router::Router;
+use crate::route::target::{Pick, Target};
 
 /// Everything requests on one HTTP listener port share.
 #[derive(Debug)]
@@ -66,7 +66,7 @@ pub struct Connection {
     /// `timeouts.idle` of the pool that served its latest request (the header deadline
     /// until one has).
     keep_idle_ms: AtomicU64,
-    /// HTTP/2 streams open on this connection (see [`h2idle`](super::h2idle)).
+    /// HTTP/2 streams open on this connection (see [`h2idle`](crate::proxy::h2idle)).
     pub(super) streams: AtomicU32,
     /// Signalled when the last open HTTP/2 stream ends.
     pub(super) quiet: tokio::sync::Notify,
@@ -80,7 +80,7 @@ impl Connection {
             peer,
             client_ip: headers::client_ip_value(peer.ip()),
             verdict: Arc::default(),
-            keep_idle_ms: AtomicU64::new(millis(super::server::HEADER_READ_TIMEOUT)),
+            keep_idle_ms: AtomicU64::new(millis(crate::proxy::server::HEADER_READ_TIMEOUT)),
             streams: AtomicU32::new(0),
             quiet: tokio::sync::Notify::new(),
         }
@@ -106,7 +106,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// The body of a client request: hyper's stream, or (from the HTTP/1 loop of
-/// [`h1server`](super::h1server)) a small body already read whole.
+/// [`h1server`](crate::proxy::http1::server)) a small body already read whole.
 pub enum ClientBody {
     /// Streamed by hyper.
     Incoming(Incoming),
@@ -161,8 +161,8 @@ pub async fn serve(
     let Some(target) = router.route(&input).cloned() else {
         drop(router);
         UNROUTED.record(StatusCode::NOT_FOUND.as_u16());
-        if client::is_grpc(req.headers()) {
-            return client::grpc_error(StatusCode::NOT_FOUND, ProxyError::NoRoute.body());
+        if hyper_client::is_grpc(req.headers()) {
+            return hyper_client::grpc_error(StatusCode::NOT_FOUND, ProxyError::NoRoute.body());
         }
         return error_response(&ProxyError::NoRoute);
     };
@@ -241,9 +241,9 @@ async fn forward(
     };
     // gRPC needs an HTTP/2 upstream: the plain HTTP/1.1 path (the hot one) skips these checks.
     let plain = snapshot.config.upstream.is_plain_http1();
-    let grpc = !plain && client::is_grpc(req.headers());
+    let grpc = !plain && hyper_client::is_grpc(req.headers());
     let deadline = if grpc {
-        client::grpc_timeout(req.headers())
+        hyper_client::grpc_timeout(req.headers())
     } else {
         None
     };
@@ -370,7 +370,7 @@ async fn forward(
             exchange.guard = guard;
             exchange.fail();
             if grpc {
-                return client::grpc_error(status, err.body());
+                return hyper_client::grpc_error(status, err.body());
             }
             let mut resp = error_response(&err);
             if matches!(err, ProxyError::ClientBody(_)) {

@@ -20,13 +20,13 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::buffers;
-use super::guard::Guarded;
-use super::h1server::{self, ClientStream, Outcome, Replay};
-use super::h2idle::{self, StreamGuard, TrackedBody};
-use super::http::{Connection, Listener, handle};
-use super::proxy_protocol;
-use super::tls::TlsPort;
+use crate::proxy::buffers;
+use crate::proxy::h2idle::{self, StreamGuard, TrackedBody};
+use crate::proxy::http::{Connection, Listener, handle};
+use crate::proxy::http1::guard::Guarded;
+use crate::proxy::http1::server::{self as h1server, ClientStream, Outcome, Replay};
+use crate::proxy::l4::proxy_protocol;
+use crate::proxy::tls::TlsPort;
 
 /// How long a client may take to send a complete request head (slowloris bound).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

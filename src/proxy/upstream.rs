@@ -7,6 +7,8 @@
 //! turns out to be closed hands the unsent request back (`try_send_request`) and a fresh
 //! connection is used: that is not a retry and is never visible to the client.
 
+pub mod hyper_client;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +19,11 @@ use http::{Method, Response};
 use hyper::body::Incoming;
 use tokio::net::TcpStream;
 
-use super::client;
-use super::error::ProxyError;
-use super::h1client::{self, RequestBody, ResponseBody};
 use crate::config::{Algorithm, RetryConfig};
 use crate::health;
 use crate::pool::{ActiveGuard, Endpoint, Pool, Snapshot, Tried, UpstreamConn, now_ns};
+use crate::proxy::error::ProxyError;
+use crate::proxy::http1::client::{self as h1client, RequestBody, ResponseBody};
 
 /// Largest request body kept in memory (so that it can be replayed on a retry, or sent
 /// again when a pooled connection turns out to be closed).
@@ -372,7 +373,7 @@ async fn attempt_once(
         timeouts.request = timeouts.request.min(deadline);
     }
     if !snapshot.config.upstream.is_plain_http1() {
-        let attempt = client::exchange(endpoint, snapshot, out, timeouts.request);
+        let attempt = hyper_client::exchange(endpoint, snapshot, out, timeouts.request);
         return tokio::select! {
             biased;
             result = attempt => result.map(|r| r.map(BackendBody::Client)),

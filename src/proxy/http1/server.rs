@@ -3,7 +3,7 @@
 //! Most requests a load balancer sees are simple: HTTP/1.1, an origin-form target, one
 //! `Host`, no body or a small one with `Content-Length`. For those this loop reads the head
 //! into the connection's buffer, parses it in place with `httparse`, runs the same request
-//! path as every other request ([`http::serve`](super::http::serve)) and writes the answer
+//! path as every other request ([`http::serve`](crate::proxy::http::serve)) and writes the answer
 //! itself: no dispatcher, no per-request timer allocation, no second parse by the smuggling
 //! guard, response head and small body in one write.
 //!
@@ -24,14 +24,14 @@ use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::body::ProxyBody;
-use super::buffers;
-use super::h1client::parse_length;
-use super::http::{ClientBody, Connection, serve};
-use super::lent::Lent;
-use super::server::{Drain, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
-use super::strict;
-use super::upstream::MAX_REPLAY_BODY;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::buffers;
+use crate::proxy::http::{ClientBody, Connection, serve};
+use crate::proxy::http1::client::parse_length;
+use crate::proxy::http1::strict;
+use crate::proxy::lent::Lent;
+use crate::proxy::server::{Drain, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
+use crate::proxy::upstream::MAX_REPLAY_BODY;
 
 /// Most header fields in a request head this loop parses (hyper's limit is the same).
 const MAX_HEADERS: usize = 256;

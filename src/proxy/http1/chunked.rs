@@ -12,7 +12,7 @@
 //! It reads bytes, it does not own them: data is handed to a callback as slices of the
 //! input, so a caller that only validates pays no copy.
 
-use super::server::MAX_HEADER_BYTES;
+use crate::proxy::server::MAX_HEADER_BYTES;
 
 /// Where reading stopped for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! connections. Bodies and trailers stream through in both directions.
 //!
 //! Plain-text HTTP/1.1 backends never come here: sluice's own client
-//! ([`h1client`](super::h1client)) stays the hot path. Upgrades (WebSocket) are not passed
+//! ([`h1client`](crate::proxy::http1::client)) stays the hot path. Upgrades (WebSocket) are not passed
 //! through this client.
 
 use std::net::SocketAddr;
@@ -22,11 +22,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::error::{ClientBodyFailed, ProxyError};
-use super::h1client::RequestBody;
-use super::upstream::Outbound;
 use crate::config::UpstreamProtocol;
 use crate::pool::{BoxError, ClientBody, Endpoint, Snapshot};
+use crate::proxy::error::{ClientBodyFailed, ProxyError};
+use crate::proxy::http1::client::RequestBody;
+use crate::proxy::upstream::Outbound;
 
 /// A connection ready to carry a request.
 enum Conn {
@@ -324,14 +324,14 @@ pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 pub fn grpc_error(
     status: http::StatusCode,
     message: &'static str,
-) -> Response<super::body::ProxyBody> {
+) -> Response<crate::proxy::body::ProxyBody> {
     let code = match status.as_u16() {
         404 => "12",
         504 => "4",
         400 => "13",
         _ => "14",
     };
-    let mut resp = Response::new(super::body::ProxyBody::empty());
+    let mut resp = Response::new(crate::proxy::body::ProxyBody::empty());
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

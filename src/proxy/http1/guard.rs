@@ -29,9 +29,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use http::StatusCode;
 
-use super::chunked::{ChunkedReader, Progress, is_tchar};
-use super::server::MAX_HEADER_BYTES;
-use super::strict;
+use crate::proxy::http1::chunked::{ChunkedReader, Progress, is_tchar};
+use crate::proxy::http1::strict;
+use crate::proxy::server::MAX_HEADER_BYTES;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 /// Header slots for a strict reading: more than the limit, so a head over it is told

@@ -12,15 +12,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::proxy_protocol;
-use super::server::{Acceptor, Drain, connection_addresses};
-use super::telemetry::AccessLog;
-use super::tls::TlsPort;
 use crate::balance::hash_ip;
 use crate::config::ProxyProtocolVersion;
 use crate::config::{AffinityConfig, Algorithm};
 use crate::health;
 use crate::pool::{ActiveGuard, Pool, Snapshot, now_ns};
+use crate::proxy::l4::proxy_protocol;
+use crate::proxy::server::{Acceptor, Drain, connection_addresses};
+use crate::proxy::telemetry::AccessLog;
+use crate::proxy::tls::TlsPort;
 
 /// Copy buffer per direction: large buffers cut syscalls on bulk transfers.
 const COPY_BUFFER: usize = 64 * 1024;
@@ -108,7 +108,7 @@ impl TcpAcceptor {
         let copy = async {
             match client {
                 ClientIo::Tcp(client) if splice_enabled() => {
-                    super::splice::relay(&client, &backend, &activity).await
+                    crate::proxy::l4::splice::relay(&client, &backend, &activity).await
                 }
                 ClientIo::Tcp(client) => buffered(client, backend, &activity).await,
                 ClientIo::Other(client) => buffered(client, backend, &activity).await,

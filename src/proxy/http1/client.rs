@@ -178,7 +178,7 @@ async fn upload(conn: &mut UpstreamConn, mut body: Incoming, chunked: bool) -> i
                 Ok(data) => data,
                 Err(_) => continue,
             },
-            Some(Err(e)) => return Err(io::Error::other(super::error::ClientBodyFailed(e))),
+            Some(Err(e)) => return Err(io::Error::other(crate::proxy::error::ClientBodyFailed(e))),
         };
         if data.is_empty() {
             continue;
