@@ -326,4 +326,90 @@ mod tests {
         let tls = upstream_tls(&set.pools[0]).expect("a TLS configuration all the same");
         assert_eq!(tls.alpn_protocols, vec![b"http/1.1".to_vec()]);
     }
+
+    /// A pool from YAML with `extra` spec lines, through the file loader.
+    fn pool_with(endpoints: &[u16], extra: &str) -> Pool {
+        let list: Vec<String> = endpoints
+            .iter()
+            .map(|p| format!("{{address: \"198.18.0.1:{p}\"}}"))
+            .collect();
+        let yaml = format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: web, namespace: t}}\nspec:\n  listener: {{port: 8080}}\n  endpoints: [{}]\n  drainTimeout: 10s\n{extra}",
+            list.join(", ")
+        );
+        let set = crate::config::load_text("pools.yaml", &yaml).expect("valid");
+        Pool::new(set.pools[0].clone())
+    }
+
+    fn config_with(pool: &Pool, ports: &[u16]) -> Arc<PoolConfig> {
+        let mut config = (*pool.snapshot().config).clone();
+        config.endpoints = ports
+            .iter()
+            .map(|p| crate::config::EndpointConfig {
+                address: SocketAddr::from(([198, 18, 0, 1], *p)),
+                weight: 1,
+                ready: true,
+            })
+            .collect();
+        Arc::new(config)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_update_keeps_kept_endpoints_and_drains_removed_ones_until_the_drain_timeout() {
+        let pool = pool_with(&[1, 2], "");
+        let kept = pool
+            .member(SocketAddr::from(([198, 18, 0, 1], 1)))
+            .expect("member");
+        kept.set(Unavailable::Ejected, true);
+        let leaving = pool
+            .member(SocketAddr::from(([198, 18, 0, 1], 2)))
+            .expect("member");
+        let in_flight = leaving.begin();
+
+        let removed = pool.update(config_with(&pool, &[1, 3]));
+
+        assert_eq!(removed.len(), 1);
+        assert!(Arc::ptr_eq(&removed[0], &leaving));
+        let still = pool.member(kept.address()).expect("kept");
+        assert!(Arc::ptr_eq(&still, &kept), "same endpoint, same state");
+        assert!(
+            still.has(Unavailable::Ejected),
+            "its ejection survives the update"
+        );
+        let new = pool
+            .member(SocketAddr::from(([198, 18, 0, 1], 3)))
+            .expect("new member");
+        assert!(new.is_available(), "a new endpoint starts fresh");
+        assert!(leaving.has(Unavailable::Draining));
+        assert_eq!(
+            pool.all_endpoints().len(),
+            3,
+            "a draining endpoint stays listed"
+        );
+        assert_eq!(pool.reap_drained(), 1, "in-flight work keeps it");
+
+        tokio::time::sleep(std::time::Duration::from_millis(9_900)).await;
+        assert!(!leaving.cut.is_cancelled(), "not cut before drainTimeout");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(leaving.cut.is_cancelled(), "cut at drainTimeout");
+        drop(in_flight);
+        assert_eq!(pool.reap_drained(), 0);
+        assert_eq!(pool.all_endpoints().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drained_endpoint_that_comes_back_starts_fresh() {
+        let pool = pool_with(&[1, 2], "");
+        let first = pool
+            .member(SocketAddr::from(([198, 18, 0, 1], 2)))
+            .expect("member");
+        pool.update(config_with(&pool, &[1]));
+        pool.update(config_with(&pool, &[1, 2]));
+        let again = pool.member(first.address()).expect("member again");
+        assert!(
+            !Arc::ptr_eq(&first, &again),
+            "its old drain deadline is still running"
+        );
+        assert!(again.is_available());
+    }
 }

@@ -124,16 +124,19 @@ async fn consistent_hash_keeps_a_key_on_one_backend_and_spreads_keys() {
 async fn host_and_path_route_to_the_right_pool() {
     let (shop, api, wild, any) = (echo("shop"), echo("api"), echo("wild"), echo("any"));
     let port = free_port();
-    let yaml = [
-        pool("shop", port, "RoundRobin", &[(shop.addr(), 1)], "")
-            .replace("port: ", "hosts: [shop.test], port: "),
-        pool("api", port, "RoundRobin", &[(api.addr(), 1)], "")
-            .replace("port: ", "hosts: [shop.test], pathPrefix: /api, port: "),
-        pool("wild", port, "RoundRobin", &[(wild.addr(), 1)], "")
-            .replace("port: ", "hosts: [\"*.example.test\"], port: "),
-        pool("any", port, "RoundRobin", &[(any.addr(), 1)], ""),
-    ]
-    .concat();
+    let yaml = file(&[
+        PoolDoc::http("shop", port)
+            .hosts(&["shop.test"])
+            .endpoints(&[shop.addr()]),
+        PoolDoc::http("api", port)
+            .hosts(&["shop.test"])
+            .path_prefix("/api")
+            .endpoints(&[api.addr()]),
+        PoolDoc::http("wild", port)
+            .hosts(&["*.example.test"])
+            .endpoints(&[wild.addr()]),
+        PoolDoc::http("any", port).endpoints(&[any.addr()]),
+    ]);
     let _s = Sluice::start(&yaml);
     let route = |host: &'static str, path: &'static str| async move {
         get(port, path, &[("host", host)]).await.backend()
@@ -149,8 +152,9 @@ async fn host_and_path_route_to_the_right_pool() {
 async fn unknown_host_without_a_catch_all_gets_404() {
     let b = echo("a");
     let port = free_port();
-    let yaml = pool("only", port, "RoundRobin", &[(b.addr(), 1)], "")
-        .replace("port: ", "hosts: [a.test], port: ");
+    let yaml = file(&[PoolDoc::http("only", port)
+        .hosts(&["a.test"])
+        .endpoints(&[b.addr()])]);
     let _s = Sluice::start(&yaml);
     assert_eq!(
         get(port, "/", &[("host", "b.test")]).await.status,
@@ -275,8 +279,7 @@ async fn h2c_prior_knowledge_is_served() {
 #[tokio::test]
 async fn pool_without_endpoints_answers_503() {
     let port = free_port();
-    let yaml =
-        pool("empty", port, "RoundRobin", &[], "").replace("  endpoints:\n", "  endpoints: []\n");
+    let yaml = file(&[PoolDoc::http("empty", port).endpoints(&[])]);
     let _s = Sluice::start(&yaml);
     let r = get(port, "/", &[]).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);

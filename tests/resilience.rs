@@ -846,15 +846,15 @@ async fn idle_h2_connection_closes_at_its_pools_idle_timeout_but_not_while_a_str
     use http_body_util::{BodyExt, Empty};
     let (fast, slow) = (echo("f"), slow_echo("s", Duration::from_secs(3)));
     let port = free_port();
-    let idle = "  timeouts: {idle: 2s}\n";
-    let _s = Sluice::start(&format!(
-        "{}{idle}{}{idle}",
-        pool("fast", port, "RoundRobin", &eps(&[&fast]), ""),
-        pool("slow", port, "RoundRobin", &eps(&[&slow]), "").replace(
-            &format!("listener: {{port: {port}}}"),
-            &format!("listener: {{port: {port}, pathPrefix: /slow}}")
+    let idle = |doc: PoolDoc| doc.spec(|s| s.timeouts = Some(PoolDoc::block("{idle: 2s}")));
+    let _s = Sluice::start(&file(&[
+        idle(PoolDoc::http("fast", port).endpoints(&[fast.addr()])),
+        idle(
+            PoolDoc::http("slow", port)
+                .path_prefix("/slow")
+                .endpoints(&[slow.addr()]),
         ),
-    ));
+    ]));
     let (mut sender, conn) = h2c(port).await;
     // A quick answer, then one that takes 3 s, longer than the idle timeout: an open
     // stream is not idleness, and the timeout counts from the end of the last one.

@@ -13,9 +13,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-fn tcp_pool(name: &str, port: u16, endpoints: &[SocketAddr], extra: &str) -> String {
-    let eps: Vec<_> = endpoints.iter().map(|a| (*a, 1)).collect();
-    pool(name, port, "RoundRobin", &eps, extra).replace("protocol: HTTP", "protocol: TCP")
+fn tcp_pool(name: &str, port: u16, endpoints: &[SocketAddr]) -> PoolDoc {
+    PoolDoc::tcp(name, port).endpoints(endpoints)
 }
 
 /// Sends `payload` to `port`, shuts down the write side and reads the reply until EOF
@@ -76,7 +75,7 @@ async fn recording_backend(name: &'static str) -> (SocketAddr, Arc<Mutex<Vec<Vec
 async fn ten_megabytes_round_trip_through_a_tcp_pool_intact() {
     let backend = echo_backend().await;
     let port = free_port();
-    let _s = Sluice::start(&tcp_pool("bulk", port, &[backend], ""));
+    let _s = Sluice::start(&file(&[tcp_pool("bulk", port, &[backend])]));
     let mut data = vec![0u8; 10 * 1024 * 1024];
     for chunk in data.chunks_mut(8) {
         chunk.copy_from_slice(&fastrand::u64(..).to_le_bytes()[..chunk.len()]);
@@ -102,7 +101,7 @@ async fn ten_megabytes_round_trip_through_a_tcp_pool_intact() {
 async fn half_close_keeps_the_reply_direction_open() {
     let (backend, _) = recording_backend("b").await;
     let port = free_port();
-    let _s = Sluice::start(&tcp_pool("half", port, &[backend], ""));
+    let _s = Sluice::start(&file(&[tcp_pool("half", port, &[backend])]));
     let (reply, _) = send_then_half_close(port, b"hello world").await;
     assert_eq!(reply, "b read 11");
 }
@@ -115,7 +114,7 @@ async fn thirty_tcp_connections_spread_round_robin() {
     }
     let addrs: Vec<_> = backends.iter().map(|(a, _)| *a).collect();
     let port = free_port();
-    let _s = Sluice::start(&tcp_pool("spread", port, &addrs, ""));
+    let _s = Sluice::start(&file(&[tcp_pool("spread", port, &addrs)]));
     for _ in 0..30 {
         send_then_half_close(port, b"").await;
     }
@@ -128,7 +127,7 @@ async fn thirty_tcp_connections_spread_round_robin() {
 async fn tcp_pool_without_reachable_endpoint_closes_at_once() {
     let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let port = free_port();
-    let _s = Sluice::start(&tcp_pool("dead", port, &[dead], ""));
+    let _s = Sluice::start(&file(&[tcp_pool("dead", port, &[dead])]));
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let mut buf = Vec::new();
     let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
@@ -158,12 +157,9 @@ async fn tcp_backend_receives_the_proxy_header_it_asked_for() {
     ] {
         let (backend, seen) = recording_backend("b").await;
         let port = free_port();
-        let _s = Sluice::start(&tcp_pool(
-            "pp",
-            port,
-            &[backend],
-            &format!("  sendProxyProtocol: {version}\n"),
-        ));
+        let sent: sluice::api::ProxyProtocolVersion = PoolDoc::block(version);
+        let pool = tcp_pool("pp", port, &[backend]).spec(|s| s.send_proxy_protocol = Some(sent));
+        let _s = Sluice::start(&file(&[pool]));
         let (_, sender) = send_then_half_close(port, b"payload").await;
         let first = seen.lock().unwrap()[0].clone();
         assert!(
@@ -219,8 +215,9 @@ async fn proxy_header_sent_upstream_repeats_the_addresses_a_received_one_announc
 async fn proxy_protocol_client_address_feeds_x_forwarded_for() {
     let b = echo("a");
     let port = free_port();
-    let yaml = pool("pp", port, "RoundRobin", &[(b.addr(), 1)], "")
-        .replace("port: ", "proxyProtocol: true, port: ");
+    let yaml = file(&[PoolDoc::http("pp", port)
+        .proxy_protocol()
+        .endpoints(&[b.addr()])]);
     let _s = Sluice::start(&yaml);
     let v1 = raw(
         port,
@@ -377,10 +374,11 @@ mod tls {
 }
 
 fn tls_pool(name: &str, port: u16, host: &str, backend: SocketAddr) -> String {
-    pool(name, port, "RoundRobin", &[(backend, 1)], "").replace(
-        "listener: {port: ",
-        &format!("listener: {{hosts: [{host}], tls: {{certFile: {name}.crt, keyFile: {name}.key}}, port: "),
-    )
+    PoolDoc::http(name, port)
+        .hosts(&[host])
+        .tls_files(&format!("{name}.crt"), &format!("{name}.key"))
+        .endpoints(&[backend])
+        .yaml()
 }
 
 #[tokio::test]
@@ -506,10 +504,7 @@ async fn tls_on_a_tcp_pool_terminates_and_forwards_plain_bytes() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     tls::write(dir.path(), "db", &c);
-    let yaml = tcp_pool("db", port, &[backend], "").replace(
-        "listener: {port: ",
-        "listener: {tls: {certFile: db.crt, keyFile: db.key}, port: ",
-    );
+    let yaml = file(&[tcp_pool("db", port, &[backend]).tls_files("db.crt", "db.key")]);
     let _s = Sluice::start_in(dir, &yaml, &[]);
     let (_, _, mut stream) = tls::handshake(port, "db.test", &[&c], &[]).await.unwrap();
     stream.write_all(b"ping").await.unwrap();

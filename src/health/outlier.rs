@@ -97,4 +97,65 @@ mod tests {
         assert_eq!(max_ejected(4, 50), 2);
         assert_eq!(max_ejected(10, 100), 10);
     }
+
+    /// A pool of three endpoints ejecting after 2 failures for 10 s x times ejected.
+    fn pool() -> Arc<Pool> {
+        let yaml = "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {name: web, namespace: t}\nspec:\n  listener: {port: 8080}\n  endpoints: [{address: \"198.18.0.1:1\"}, {address: \"198.18.0.1:2\"}, {address: \"198.18.0.1:3\"}]\n  outlierDetection: {consecutiveFailures: 2, baseEjectionTime: 10s, maxEjectionPercent: 50}\n";
+        let set = crate::config::load_text("pools.yaml", yaml).expect("valid");
+        Arc::new(Pool::new(set.pools[0].clone()))
+    }
+
+    fn fail(pool: &Arc<Pool>, endpoint: &Arc<Endpoint>) {
+        report(pool, &pool.snapshot(), endpoint, false);
+    }
+
+    async fn advance(ms: u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_is_ejected_at_its_nth_failure_for_base_time_times_ejections() {
+        let pool = pool();
+        let ep = pool.snapshot().members[0].clone();
+        fail(&pool, &ep);
+        assert!(!ep.has(Unavailable::Ejected), "one failure is not enough");
+        report(&pool, &pool.snapshot(), &ep, true);
+        fail(&pool, &ep);
+        assert!(!ep.has(Unavailable::Ejected), "a success resets the count");
+        fail(&pool, &ep);
+        assert!(ep.has(Unavailable::Ejected));
+        assert_eq!(
+            pool.snapshot().available.len(),
+            2,
+            "the snapshot leaves it out"
+        );
+
+        advance(9_900).await;
+        assert!(ep.has(Unavailable::Ejected));
+        advance(200).await;
+        assert!(!ep.has(Unavailable::Ejected), "back after 10 s");
+        assert_eq!(pool.snapshot().available.len(), 3);
+
+        fail(&pool, &ep);
+        fail(&pool, &ep);
+        advance(19_900).await;
+        assert!(ep.has(Unavailable::Ejected), "second ejection lasts 20 s");
+        advance(200).await;
+        assert!(!ep.has(Unavailable::Ejected));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ejection_stops_at_max_ejection_percent() {
+        let pool = pool();
+        let members = pool.snapshot().members.clone();
+        for ep in &members {
+            fail(&pool, ep);
+            fail(&pool, ep);
+        }
+        let ejected = members
+            .iter()
+            .filter(|e| e.has(Unavailable::Ejected))
+            .count();
+        assert_eq!(ejected, 1, "50% of 3, rounded down, but at least one");
+    }
 }

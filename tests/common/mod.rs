@@ -576,6 +576,21 @@ impl PoolDoc {
         self.spec(|s| s.listener.path_prefix = Some(prefix.to_owned()))
     }
 
+    /// `listener.tls` from certificate and key files next to the config file.
+    pub fn tls_files(self, cert: &str, key: &str) -> Self {
+        let tls = sluice::api::TlsSpec {
+            cert_file: Some(cert.to_owned()),
+            key_file: Some(key.to_owned()),
+            ..Default::default()
+        };
+        self.spec(|s| s.listener.tls = Some(tls))
+    }
+
+    /// `listener.proxyProtocol: true`.
+    pub fn proxy_protocol(self) -> Self {
+        self.spec(|s| s.listener.proxy_protocol = Some(true))
+    }
+
     /// Any other change to the spec.
     pub fn spec(mut self, change: impl FnOnce(&mut sluice::api::BackendPoolSpec)) -> Self {
         change(&mut self.0.spec);

@@ -113,3 +113,35 @@ async fn routes_of_another_front_end_share_the_pools_they_name() {
         "b's own route and the extra routes use one pool, so one health checker"
     );
 }
+
+#[tokio::test]
+async fn a_change_that_cannot_bind_a_new_port_changes_nothing() {
+    let dp = dataplane();
+    let port = free_port();
+    dp.apply(&set(port, "a.test", 8080)).expect("applied");
+    let before = router(&dp, port);
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to occupy");
+    let busy = taken.local_addr().expect("its address").port();
+    let mut next = set(port, "changed.test", 9090);
+    let text = format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: c, namespace: t}}\nspec: {{listener: {{port: {busy}}}, endpoints: []}}\n"
+    );
+    let extra = load_text("more.yaml", &text).expect("valid");
+    next.pools.extend(extra.pools);
+    next.routes.extend(extra.routes);
+
+    let err = dp
+        .apply(&next)
+        .expect_err("the busy port refuses the change");
+    assert!(
+        matches!(err, ApplyError::Bind { ref pool, .. } if pool == "t/c"),
+        "{err}"
+    );
+    assert_eq!(dp.ports(), vec![port], "no port was added");
+    assert!(Arc::ptr_eq(&before, &router(&dp, port)), "routes unchanged");
+    let a = dp.pools().iter().find(|p| p.name() == "t/a").cloned();
+    let endpoints = &a.expect("pool a").snapshot().config.endpoints;
+    assert_eq!(endpoints[0].address.port(), 8080, "pools unchanged");
+    assert!(dp.pools().iter().all(|p| p.name() != "t/c"));
+}
