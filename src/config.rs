@@ -12,6 +12,7 @@ use std::time::Duration;
 
 mod crd;
 mod duration;
+mod listener;
 mod load;
 mod route;
 mod routing;
@@ -21,6 +22,7 @@ mod validate;
 
 pub use crd::crd_yaml;
 pub use duration::{format_duration, parse_duration};
+pub use listener::ListenerClaim;
 pub use load::{LoadError, load_file, load_text, parse_documents};
 pub use route::{
     CanaryRule, ForwardTo, PathMatch, PathRegex, RouteAction, RouteConfig, WeightedBackend,
@@ -41,23 +43,48 @@ pub use validate::{
 /// Every listener, route and backend the process should serve, validated as a whole.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConfigSet {
-    /// Pools sorted by name: the backends, and the listener ports they open.
-    pub pools: Vec<Arc<PoolConfig>>,
+    /// What each front end needs of its listener ports (TLS by SNI, PROXY), in pool order.
+    pub listeners: Vec<Arc<ListenerClaim>>,
     /// The routes of every HTTP port, oldest owner first (an earlier route wins a tie);
     /// each names its backends among `pools`.
     pub routes: Vec<Arc<RouteConfig>>,
+    /// Pools sorted by name: the backends.
+    pub pools: Vec<Arc<PoolConfig>>,
 }
 
 impl ConfigSet {
-    /// A set of BackendPools, each with its own route, in the given order.
+    /// A set of BackendPools, each with its listener claim and its own route, in the given
+    /// order.
     pub fn of_pools(pools: Vec<Arc<PoolConfig>>) -> ConfigSet {
         let routes = pools
             .iter()
             .filter_map(|p| p.route())
             .map(Arc::new)
             .collect();
-        ConfigSet { pools, routes }
+        ConfigSet {
+            listeners: claims(&pools),
+            routes,
+            pools,
+        }
     }
+}
+
+impl ConfigSet {
+    /// Drops what `owner` placed: its pool, listener claims and routes (routes of others
+    /// that name the pool as a backend keep their place and answer 500 for its share).
+    /// Returns whether anything was dropped.
+    pub fn remove_owner(&mut self, owner: &str) -> bool {
+        let before = self.pools.len() + self.listeners.len() + self.routes.len();
+        self.pools.retain(|p| p.name != owner);
+        self.listeners.retain(|l| l.owner != owner);
+        self.routes.retain(|r| r.owner != owner);
+        before != self.pools.len() + self.listeners.len() + self.routes.len()
+    }
+}
+
+/// The listener claims of BackendPools, in their order.
+fn claims(pools: &[Arc<PoolConfig>]) -> Vec<Arc<ListenerClaim>> {
+    pools.iter().map(|p| Arc::new(p.listener_claim())).collect()
 }
 
 /// One validated `BackendPool`.

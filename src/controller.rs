@@ -285,10 +285,10 @@ fn apply(admin: &Admin, mut desired: Desired, seen: Instant) -> Desired {
                         (pool.clone(), reason, hint)
                     }
                     ApplyError::Tls { pool, .. } => (pool.clone(), "InvalidSpec", ""),
+                    ApplyError::UnknownPool { owner, .. } => (owner.clone(), "InvalidSpec", ""),
                 };
                 tracing::error!(pool = %pool, error = %e, "pool refused");
-                let before = desired.set.pools.len();
-                desired.set.pools.retain(|p| p.name != pool);
+                let removed = desired.set.remove_owner(&pool);
                 desired.refused.insert(
                     pool,
                     Refusal {
@@ -296,7 +296,7 @@ fn apply(admin: &Admin, mut desired: Desired, seen: Instant) -> Desired {
                         message: format!("{e}{hint}"),
                     },
                 );
-                if desired.set.pools.len() == before {
+                if !removed {
                     return desired;
                 }
             }

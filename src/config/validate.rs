@@ -265,9 +265,11 @@ fn finish(
         .collect();
     checked.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     if errors.is_empty() {
+        let pools: Vec<Arc<PoolConfig>> = checked.into_iter().map(|c| c.config).collect();
         Ok(ConfigSet {
-            pools: checked.into_iter().map(|c| c.config).collect(),
+            listeners: super::claims(&pools),
             routes,
+            pools,
         })
     } else {
         Err(ValidationErrors(errors))

@@ -103,9 +103,19 @@ impl Index {
             objects.pools.iter().map(|p| (pool_name(p), p)).collect();
         let services = Services::index(objects);
         let mut unresolved = BTreeMap::new();
-        let mut out = ConfigSet::default();
+        // Resolving fills in endpoints only: listener claims and routes stay as validated.
+        let ConfigSet {
+            listeners,
+            routes,
+            pools,
+        } = set;
+        let mut out = ConfigSet {
+            listeners,
+            routes,
+            pools: Vec::with_capacity(pools.len()),
+        };
         let mut kept = HashMap::with_capacity(self.resolved.len());
-        for cfg in set.pools {
+        for cfg in pools {
             let Some(pool) = by_name.get(&cfg.name) else {
                 out.pools.push(cfg);
                 continue;

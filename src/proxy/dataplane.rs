@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ConfigSet, PoolConfig, Protocol, RouteConfig};
+use crate::config::{ConfigSet, ListenerClaim, PoolConfig, Protocol, RouteConfig};
 use crate::health::HealthChecker;
 use crate::pool::Pool;
 use crate::proxy::http::Listener;
@@ -50,6 +50,16 @@ pub enum ApplyError {
         addr: SocketAddr,
         /// Cause.
         source: std::io::Error,
+    },
+    /// A TCP listener names a pool the configuration does not have (a translator bug).
+    #[error("{owner}: port {port} forwards to pool {pool}, which is not configured")]
+    UnknownPool {
+        /// Who claimed the port.
+        owner: String,
+        /// The port.
+        port: u16,
+        /// The missing pool.
+        pool: String,
     },
 }
 
@@ -139,8 +149,8 @@ impl PortKind {
 /// What the new configuration wants on one port.
 struct PortPlan {
     kind: PortKind,
-    /// Pools on the port, by name.
-    pools: Vec<Arc<PoolConfig>>,
+    /// Claims on the port, in pool order.
+    claims: Vec<Arc<ListenerClaim>>,
     drain_timeout: Duration,
 }
 
@@ -260,7 +270,16 @@ impl Dataplane {
         // 1. Everything that can fail: bind new ports, load certificates.
         let mut prepared: HashMap<u16, Prepared> = HashMap::new();
         for (&port, plan) in &plans {
-            let first = plan.pools[0].name.clone();
+            let first = plan.claims[0].owner.clone();
+            if let PortKind::Tcp { pool, .. } = &plan.kind
+                && !set.pools.iter().any(|p| p.name == *pool)
+            {
+                return Err(ApplyError::UnknownPool {
+                    owner: first,
+                    port,
+                    pool: pool.clone(),
+                });
+            }
             let tls_error = |reason: String| ApplyError::Tls {
                 pool: first.clone(),
                 port,
@@ -269,7 +288,7 @@ impl Dataplane {
             match state.ports.get(&port) {
                 Some(existing) if existing.kind == plan.kind => {
                     let staged = match &existing.tls {
-                        Some(tls) => tls.stage(&plan.pools).map_err(tls_error)?,
+                        Some(tls) => tls.stage(&plan.claims).map_err(tls_error)?,
                         None => None,
                     };
                     prepared.insert(port, Prepared::Keep(staged));
@@ -281,7 +300,7 @@ impl Dataplane {
                             PortKind::Tcp { .. } => &[],
                         };
                         Some(Arc::new(
-                            TlsPort::new(&plan.pools, alpn).map_err(tls_error)?,
+                            TlsPort::new(&plan.claims, alpn).map_err(tls_error)?,
                         ))
                     } else {
                         None
@@ -393,8 +412,12 @@ impl Dataplane {
                             proxy_protocol,
                             ..
                         } => {
+                            // Checked in step 1.
+                            let Some(pool) = pools.get(pool) else {
+                                continue;
+                            };
                             let acceptor = TcpAcceptor {
-                                pool: pools[pool].clone(),
+                                pool: pool.clone(),
                                 access_log: self.options.access_log,
                                 tls: tls.clone(),
                                 proxy_protocol: *proxy_protocol,
@@ -405,7 +428,7 @@ impl Dataplane {
                     };
                     tracing::info!(
                         port,
-                        pools = plan.pools.len(),
+                        claims = plan.claims.len(),
                         kind = plan.kind.describe(),
                         "listening"
                     );
@@ -519,35 +542,35 @@ impl Dataplane {
     }
 }
 
-/// Groups pools by listener port; the port's kind comes from its first pool (validation
-/// guarantees the pools of a port agree on protocol and TLS).
+/// Groups listener claims by port; the port's kind comes from its first claim (validation
+/// guarantees the claims on a port agree on protocol and TLS).
 fn plan_ports(set: &ConfigSet) -> BTreeMap<u16, PortPlan> {
     let mut plans: BTreeMap<u16, PortPlan> = BTreeMap::new();
-    for cfg in &set.pools {
-        let plan = plans.entry(cfg.listener.port).or_insert_with(|| PortPlan {
-            kind: match cfg.protocol {
-                Protocol::Http => PortKind::Http {
-                    tls: cfg.listener.tls.is_some(),
+    for claim in &set.listeners {
+        let plan = plans.entry(claim.port).or_insert_with(|| PortPlan {
+            kind: match (claim.protocol, &claim.tcp_pool) {
+                (Protocol::Tcp, Some(pool)) => PortKind::Tcp {
+                    pool: pool.clone(),
+                    tls: claim.tls.is_some(),
                     proxy_protocol: false,
                 },
-                Protocol::Tcp => PortKind::Tcp {
-                    pool: cfg.name.clone(),
-                    tls: cfg.listener.tls.is_some(),
+                _ => PortKind::Http {
+                    tls: claim.tls.is_some(),
                     proxy_protocol: false,
                 },
             },
-            pools: Vec::new(),
+            claims: Vec::new(),
             drain_timeout: Duration::ZERO,
         });
-        if cfg.listener.proxy_protocol {
+        if claim.proxy_protocol {
             match &mut plan.kind {
                 PortKind::Http { proxy_protocol, .. } | PortKind::Tcp { proxy_protocol, .. } => {
                     *proxy_protocol = true
                 }
             }
         }
-        plan.drain_timeout = plan.drain_timeout.max(cfg.drain_timeout);
-        plan.pools.push(cfg.clone());
+        plan.drain_timeout = plan.drain_timeout.max(claim.drain_timeout);
+        plan.claims.push(claim.clone());
     }
     plans
 }

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::config::{HostMatch, PoolConfig, TlsConfig, tls};
+use crate::config::{HostMatch, ListenerClaim, TlsConfig, tls};
 
 /// How long a client may take to complete the TLS handshake (rustls has no deadline).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,27 +80,27 @@ fn load(source: &TlsConfig) -> Result<Arc<CertifiedKey>, String> {
     }
 }
 
-/// Builds the SNI table of a port from its pools (sorted by name). Errors name the pool.
-fn build_table(pools: &[Arc<PoolConfig>]) -> Result<(SniTable, Vec<Loaded>), String> {
+/// Builds the SNI table of a port from its claims (in pool order). Errors name the owner.
+fn build_table(claims: &[Arc<ListenerClaim>]) -> Result<(SniTable, Vec<Loaded>), String> {
     let mut table = SniTable::default();
     let mut loaded = Vec::new();
     let mut first = None;
     let mut hostless = None;
-    for pool in pools {
-        let Some(source) = &pool.listener.tls else {
+    for claim in claims {
+        let Some(source) = &claim.tls else {
             continue;
         };
         let key =
-            load(source).map_err(|e| format!("pool {}: spec.listener.tls: {e}", pool.name))?;
+            load(source).map_err(|e| format!("pool {}: spec.listener.tls: {e}", claim.owner))?;
         loaded.push(Loaded {
             source: source.clone(),
             stamp: stamp(source),
         });
         first.get_or_insert_with(|| key.clone());
-        if pool.listener.hosts.is_empty() {
+        if claim.hosts.is_empty() {
             hostless.get_or_insert_with(|| key.clone());
         }
-        for host in &pool.listener.hosts {
+        for host in &claim.hosts {
             match host {
                 HostMatch::Exact(h) => {
                     table.exact.entry(h.clone()).or_insert_with(|| key.clone());
@@ -137,14 +137,14 @@ impl ResolvesServerCert for SniResolver {
 pub struct StagedCerts {
     table: SniTable,
     loaded: Vec<Loaded>,
-    pools: Vec<Arc<PoolConfig>>,
+    claims: Vec<Arc<ListenerClaim>>,
 }
 
 /// TLS state of one listener port.
 pub struct TlsPort {
     acceptor: TlsAcceptor,
     resolver: Arc<SniResolver>,
-    pools: parking_lot::Mutex<(Vec<Arc<PoolConfig>>, Vec<Loaded>)>,
+    claims: parking_lot::Mutex<(Vec<Arc<ListenerClaim>>, Vec<Loaded>)>,
 }
 
 impl std::fmt::Debug for TlsPort {
@@ -154,10 +154,10 @@ impl std::fmt::Debug for TlsPort {
 }
 
 impl TlsPort {
-    /// TLS for a port serving `pools`; `alpn` lists the protocols offered (`h2`,
+    /// TLS for a port with these claims; `alpn` lists the protocols offered (`h2`,
     /// `http/1.1` for HTTP; none for TCP).
-    pub fn new(pools: &[Arc<PoolConfig>], alpn: &[&[u8]]) -> Result<Self, String> {
-        let (table, loaded) = build_table(pools)?;
+    pub fn new(claims: &[Arc<ListenerClaim>], alpn: &[&[u8]]) -> Result<Self, String> {
+        let (table, loaded) = build_table(claims)?;
         let resolver = Arc::new(SniResolver {
             table: ArcSwap::from_pointee(table),
         });
@@ -171,42 +171,42 @@ impl TlsPort {
         Ok(TlsPort {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             resolver,
-            pools: parking_lot::Mutex::new((pools.to_vec(), loaded)),
+            claims: parking_lot::Mutex::new((claims.to_vec(), loaded)),
         })
     }
 
-    /// Loads the certificates `pools` need, without serving them yet; `None` when nothing
+    /// Loads the certificates `claims` need, without serving them yet; `None` when nothing
     /// changed. A reload calls this for every TLS port before changing anything.
-    pub fn stage(&self, pools: &[Arc<PoolConfig>]) -> Result<Option<StagedCerts>, String> {
-        let current = self.pools.lock();
-        let same = current.0.len() == pools.len()
+    pub fn stage(&self, claims: &[Arc<ListenerClaim>]) -> Result<Option<StagedCerts>, String> {
+        let current = self.claims.lock();
+        let same = current.0.len() == claims.len()
             && current
                 .0
                 .iter()
-                .zip(pools)
-                .all(|(a, b)| a.listener == b.listener);
+                .zip(claims)
+                .all(|(a, b)| Arc::ptr_eq(a, b) || (a.hosts == b.hosts && a.tls == b.tls));
         if same {
             return Ok(None);
         }
-        let (table, loaded) = build_table(pools)?;
+        let (table, loaded) = build_table(claims)?;
         Ok(Some(StagedCerts {
             table,
             loaded,
-            pools: pools.to_vec(),
+            claims: claims.to_vec(),
         }))
     }
 
     /// Serves staged certificates to new handshakes.
     pub fn commit(&self, staged: StagedCerts) {
-        let mut current = self.pools.lock();
+        let mut current = self.claims.lock();
         self.resolver.table.store(Arc::new(staged.table));
-        *current = (staged.pools, staged.loaded);
+        *current = (staged.claims, staged.loaded);
     }
 
     /// Reloads when a certificate or key file changed on disk (checked by size and mtime).
     /// A pair that no longer loads is logged and the previous certificates keep serving.
     pub fn reload_if_changed(&self) {
-        let mut current = self.pools.lock();
+        let mut current = self.claims.lock();
         let changed = current
             .1
             .iter()

@@ -333,6 +333,29 @@ fn canary_service_endpoints_resolve_into_the_canary_backend_set() {
     );
 }
 
+#[test]
+fn the_desired_set_keeps_each_pools_route_and_listener_claim() {
+    let objects = Objects {
+        pools: vec![
+            bp(
+                "web",
+                "{listener: {port: 8080, hosts: [a.test]}, endpoints: []}",
+            ),
+            bp(
+                "db",
+                "{protocol: TCP, listener: {port: 5432}, endpoints: []}",
+            ),
+        ],
+        ..Default::default()
+    };
+    let d = desired(&objects);
+    let owners = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect::<Vec<_>>();
+    let claims: Vec<String> = d.set.listeners.iter().map(|l| l.owner.clone()).collect();
+    assert_eq!(claims, owners(vec!["shop/db", "shop/web"]));
+    let routes: Vec<String> = d.set.routes.iter().map(|r| r.owner.clone()).collect();
+    assert_eq!(routes, owners(vec!["shop/web"]), "TCP pools have no route");
+}
+
 /// One watch event of the property test below.
 #[derive(Debug, Clone)]
 enum Event {

@@ -130,6 +130,7 @@ async fn a_change_that_cannot_bind_a_new_port_changes_nothing() {
     let extra = load_text("more.yaml", &text).expect("valid");
     next.pools.extend(extra.pools);
     next.routes.extend(extra.routes);
+    next.listeners.extend(extra.listeners);
 
     let err = dp
         .apply(&next)
