@@ -71,11 +71,38 @@ fail() {
   exit 1
 }
 
+# Another run's cluster of the same name is never torn down from here: stop with a hint.
+if [[ -e /run/netns/$SLUICE_CLUSTER ]] ||
+  { [[ -f $STATE/supervisor.pid ]] && kill -0 "$(cat "$STATE/supervisor.pid")" 2>/dev/null; }; then
+  log "a cluster $SLUICE_CLUSTER is already up (another run, or SLUICE_E2E_KEEP=1);" \
+    "stop it with: sudo SLUICE_CLUSTER=$SLUICE_CLUSTER hack/cluster.sh down"
+  exit 1
+fi
+load_pid=""
+# cleanup (on every exit, failures and SIGTERM/SIGINT included): stop the load, tear the
+# cluster down, and fail the run if it left a network namespace or a mount behind.
+cleanup() {
+  local rc=$? left
+  trap '' TERM INT HUP # a second signal must not cut the teardown short
+  [[ -z $load_pid ]] || kill "$load_pid" 2>/dev/null || true
+  [[ -z ${watch_pid-} ]] || kill "$watch_pid" 2>/dev/null || true
+  [[ ${SLUICE_E2E_KEEP:-} == 1 ]] && return
+  "${CL[@]}" down || rc=1
+  left=$( (ip netns list | grep -E "^$SLUICE_CLUSTER(-pod-|\b)"; grep -F "$SLUICE_CLUSTER" /proc/mounts) || true)
+  if [[ -n $left ]]; then
+    log "FAIL: left behind after hack/cluster.sh down: $(echo $left)"
+    rc=1
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+# A signal ends the run with a failure status (the EXIT trap then tears down).
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 started=$SECONDS
 "${CL[@]}" up >/dev/null
-if [[ ${SLUICE_E2E_KEEP:-} != 1 ]]; then
-  trap '"${CL[@]}" down' EXIT
-fi
 log "cluster up in $((SECONDS - started)) s"
 agent=$("${CL[@]}" build)
 
@@ -120,6 +147,9 @@ spec:
         readinessProbe:
           httpGet: {path: /readyz, port: http}
           periodSeconds: 1
+          # 5 s of failures before the pod leaves the EndpointSlice: sluice's own, faster
+          # health checks must catch the hung backend of step 3c first.
+          failureThreshold: 5
 ---
 apiVersion: v1
 kind: Service
@@ -161,12 +191,13 @@ under_load() {
   rm -f "$stop"
   "${CL[@]}" exec "$agent" load --url "$url" --stop-file "$stop" --max-duration 240s \
     --max-requests 200000 ${LOAD_KINDS:+--kinds "$LOAD_KINDS"} >"$out" 2>&1 &
-  local pid=$!
+  load_pid=$!
   sleep 3
   "$@"
   sleep 3
   touch "$stop"
-  wait "$pid" || rc=$?
+  wait "$load_pid" || rc=$?
+  load_pid=""
   cat "$out" >&2
   if ((rc == 0)); then
     log "$name ok: $(tail -n 1 "$out")"
@@ -196,26 +227,57 @@ scale() {
 under_load scale-1-and-3 scale
 
 # --- 3b. a backend killed hard ---------------------------------------------------------------
+# pod_pid POD: the echo process of POD. The agent runs pods in the cluster's PID namespace, a
+# child of this one: find the process by its POD_NAME and signal it from here, as the OOM
+# killer, a crash or a stuck machine would.
+pod_pid() {
+  local f pid
+  for f in /proc/[0-9]*/environ; do
+    if { tr '\0' '\n' <"$f"; } 2>/dev/null | grep -qx "POD_NAME=$1"; then
+      pid=${f#/proc/}
+      pid=${pid%/environ}
+      [[ $(cat "/proc/$pid/comm" 2>/dev/null) == sluice-echo ]] && { echo "$pid"; return; }
+    fi
+  done
+}
+# pools_entry IP: the /pools entry of IP:8080 on the first sluice pod ("" when absent or
+# /pools did not answer within 1 s).
+pools_entry() {
+  "${CL[@]}" exec curl -fsS -m 1 "http://$sluice_ip:9090/pools" 2>/dev/null | tr -d ' \n' |
+    grep -o "\"address\":\"$1:8080\"[^}]*" || true
+}
+# watch_status NAME SECONDS: every value of the pool's status.healthy ("healthy/total"), from a
+# watch (each status write is an event: no polling gap), into $STATE/status-NAME, for at most
+# SECONDS in the background; watch_pid is its pid.
+watch_pid=""
+watch_status() {
+  "${CL[@]}" exec timeout "$2" kubectl -n $NS get bp web -w -o jsonpath='{.status.healthy}{"\n"}' \
+    >"$STATE/status-$1" 2>/dev/null &
+  watch_pid=$!
+  sleep 1
+}
+stop_watch() {
+  kill "$watch_pid" 2>/dev/null || true
+  wait "$watch_pid" 2>/dev/null || true
+  watch_pid=""
+}
+# pool_events REASON IP: the notes of the pool's Events with REASON naming IP:8080.
+pool_events() {
+  k -n $NS get events --field-selector "involvedObject.kind=BackendPool,involvedObject.name=web,reason=$1" \
+    -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' 2>/dev/null | grep -F "$2:8080" || true
+}
+
 victim=$(k -n $NS get pods -l app=echo -o jsonpath='{.items[0].metadata.name}')
 victim_ip=$(k -n $NS get pod "$victim" -o jsonpath='{.status.podIP}')
 sigkill() {
-  # The agent runs pods in the cluster's PID namespace, a child of this one: find the process
-  # by its POD_NAME and kill it from here, as the OOM killer or a crash would.
-  local pid="" f
-  for f in /proc/[0-9]*/environ; do
-    if { tr '\0' '\n' <"$f"; } 2>/dev/null | grep -qx "POD_NAME=$victim"; then
-      pid=${f#/proc/}
-      pid=${pid%/environ}
-      [[ $(cat "/proc/$pid/comm" 2>/dev/null) == sluice-echo ]] && break
-      pid=""
-    fi
-  done
+  local pid
+  pid=$(pod_pid "$victim")
   [[ -n $pid ]] || { step_failed backend-sigkill "no process for pod $victim"; return; }
-  local t0=$SECONDS deadline=$((SECONDS + 1 * 2 + 1)) seen=false entry pools
+  watch_status sigkill 60
+  local t0=$SECONDS deadline=$((SECONDS + 1 * 2 + 1)) seen=false entry
   kill -KILL "$pid"
   while ((SECONDS <= deadline)); do
-    pools=$("${CL[@]}" exec curl -fsS -m 1 "http://$sluice_ip:9090/pools" 2>/dev/null) || { sleep 0.1; continue; }
-    entry=$(tr -d ' \n' <<<"$pools" | grep -o "\"address\":\"$victim_ip:8080\"[^}]*" || true)
+    entry=$(pools_entry "$victim_ip")
     if [[ $entry != *'"draining":false,"healthy":true'* ]]; then
       seen=true
       break
@@ -229,6 +291,94 @@ sigkill() {
   fi
 }
 LOAD_KINDS=keepalive-GET,new-conn-GET under_load backend-sigkill sigkill
+# What the API says about it: the pod restarted the container (exit 137 = 128 + SIGKILL) and is
+# Ready again, and the pool's status went below 3 healthy endpoints and back to 3/3.
+deadline=$((SECONDS + 30))
+until [[ $(k -n $NS get pod "$victim" -o jsonpath='{.status.containerStatuses[0].lastState.terminated.exitCode} {.status.containerStatuses[0].ready} {.status.containerStatuses[0].restartCount}') == "137 true "[1-9]* ]] &&
+  [[ $(tail -n 1 "$STATE/status-sigkill") == 3/3 ]]; do
+  if ((SECONDS >= deadline)); then
+    step_failed backend-sigkill-status "30 s after the kill: pod $victim $(k -n $NS get pod "$victim" -o jsonpath='{.status.containerStatuses[0]}'), pool status.healthy $(paste -sd ' ' "$STATE/status-sigkill")"
+    break
+  fi
+  sleep 0.5
+done
+stop_watch
+seen=$(paste -sd ' ' "$STATE/status-sigkill")
+if ! grep -qE '^[0-2]/' "$STATE/status-sigkill"; then
+  step_failed backend-sigkill-status "the pool's status.healthy never went below 3 after the kill: $seen"
+else
+  log "backend-sigkill-status ok: pod $victim restarted (exit 137), Ready again; pool status.healthy went $seen"
+fi
+
+# --- 3c. a backend that hangs: active health checks, status and Events ------------------------
+# SIGSTOP: the port still accepts connections but nothing answers, and the pod stays Ready
+# until its readiness probe fails 5 times (about 5 s), so sluice's own checks must find it
+# (interval 1 s x unhealthyThreshold 2, timeout 500 ms: unhealthy within 2.5 s + 1 s of slack)
+# before the EndpointSlice says anything. No load here: requests already sent to a stopped
+# process wait for a timeout, which no retry policy can hide.
+hung=$(k -n $NS get pods -l app=echo -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' | grep -vx "$victim" | head -n 1)
+hung_ip=$(k -n $NS get pod "$hung" -o jsonpath='{.status.podIP}')
+hang() {
+  local pid entry t0 ms deadline
+  pid=$(pod_pid "$hung")
+  [[ -n $pid ]] || { step_failed backend-hang "no process for pod $hung"; return; }
+  watch_status hang 60
+  t0=${EPOCHREALTIME/./}
+  deadline=$((SECONDS + 4))
+  kill -STOP "$pid"
+  until [[ $(pools_entry "$hung_ip") == *'"healthy":false'* ]]; do
+    ((SECONDS < deadline)) || break
+    sleep 0.1
+  done
+  ms=$(((${EPOCHREALTIME/./} - t0) / 1000))
+  entry=$(pools_entry "$hung_ip")
+  if [[ $entry != *'"draining":false,"healthy":false'* ]]; then
+    kill -CONT "$pid"
+    stop_watch
+    step_failed backend-hang "$hung_ip not marked unhealthy by health checks within 3.5 s (after $ms ms: ${entry:-gone})"
+    return
+  fi
+  local unhealthy="" healthy=""
+  deadline=$((SECONDS + 10))
+  until [[ -n $unhealthy ]] || ((SECONDS >= deadline)); do
+    unhealthy=$(pool_events EndpointUnhealthy "$hung_ip")
+    [[ -n $unhealthy ]] || sleep 0.5
+  done
+  kill -CONT "$pid"
+  deadline=$((SECONDS + 20))
+  until [[ -n $healthy && $(tail -n 1 "$STATE/status-hang") == 3/3 ]] || ((SECONDS >= deadline)); do
+    healthy=$(pool_events EndpointHealthy "$hung_ip")
+    sleep 0.5
+  done
+  stop_watch
+  local statuses
+  statuses=$(paste -sd ' ' "$STATE/status-hang")
+  if [[ -z $unhealthy ]]; then
+    step_failed backend-hang "no EndpointUnhealthy Event for $hung_ip within 10 s of its marking"
+  elif [[ -z $healthy ]]; then
+    step_failed backend-hang "no EndpointHealthy Event for $hung_ip within 20 s of SIGCONT"
+  elif ! grep -qx '2/3' "$STATE/status-hang" || [[ $(tail -n 1 "$STATE/status-hang") != 3/3 ]]; then
+    step_failed backend-hang "the pool's status.healthy did not go 2/3 and back to 3/3: $statuses"
+  else
+    log "backend-hang ok: $hung ($hung_ip) SIGSTOPped: unhealthy in /pools after $ms ms; Event EndpointUnhealthy \"$(head -n 1 <<<"$unhealthy")\"; after SIGCONT EndpointHealthy; status.healthy went $statuses"
+  fi
+}
+hang
+
+# status_follows THRESHOLD: change the pool's spec (healthCheck.healthyThreshold) and wait
+# until the leader has written status for the new generation (10 s at most); prints seconds.
+status_follows() {
+  local gen og t0=$SECONDS
+  k -n $NS patch bp web --type=merge -p "{\"spec\":{\"healthCheck\":{\"healthyThreshold\":$1}}}" >/dev/null
+  gen=$(k -n $NS get bp web -o jsonpath='{.metadata.generation}')
+  while ((SECONDS < t0 + 10)); do
+    og=$(k -n $NS get bp web -o jsonpath='{.status.observedGeneration}')
+    [[ $og == "$gen" ]] && { echo "$((SECONDS - t0))"; return 0; }
+    sleep 0.5
+  done
+  echo "status.observedGeneration $og, generation $gen after 10 s"
+  return 1
+}
 
 # --- 4. the Lease holder goes away under load ------------------------------------------------
 holder_pod=$(k -n sluice-system get lease sluice -o jsonpath='{.spec.holderIdentity}')
@@ -242,7 +392,7 @@ lease_seconds=$(k -n sluice-system get lease sluice -o jsonpath='{.spec.leaseDur
 url=http://$other_ip:8080/through-the-other-replica
 takeover() {
   k -n sluice-system delete pod "$holder_pod" --wait=false >/dev/null
-  local t0=$SECONDS deadline=$((SECONDS + lease_seconds + 2)) h=""
+  local t0=$SECONDS deadline=$((SECONDS + lease_seconds + 2)) h="" took
   while ((SECONDS < deadline)); do
     h=$(k -n sluice-system get lease sluice -o jsonpath='{.spec.holderIdentity}')
     [[ -n $h && $h != "$holder_pod"* ]] && break
@@ -250,12 +400,53 @@ takeover() {
   done
   if [[ -n $h && $h != "$holder_pod"* ]]; then
     log "Lease taken over by $h $((SECONDS - t0)) s after deleting $holder_pod (leaseDurationSeconds $lease_seconds)"
+    # The new leader writes status: a spec change (under the same load) gets its status.
+    if took=$(status_follows 2); then
+      log "the new leader wrote status for the changed pool within $took s"
+    else
+      step_failed lease-takeover "no status from the new leader: $took"
+    fi
   else
     step_failed lease-takeover "Lease still held by '$h' ${lease_seconds}+2 s after deleting $holder_pod"
   fi
   k -n sluice-system wait --for=delete pod "$holder_pod" --timeout=90s >/dev/null 2>&1 || true
 }
 under_load delete-lease-holder takeover
+
+# --- 4b. helm upgrade changing a value ---------------------------------------------------------
+# controller.logLevel info -> debug changes the pod template: the Deployment rolls both pods
+# (maxUnavailable 0); the new pods carry the new flag, one of them takes the Lease, and
+# status writes go on.
+upgrade() {
+  local t0=$SECONDS old new p args h="" took deadline
+  mapfile -t old < <(k -n sluice-system get pods -l "$sel" -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+  "${CL[@]}" exec helm upgrade sluice charts/sluice -n sluice-system --reuse-values \
+    --set controller.logLevel=debug --wait --timeout 180s >/dev/null ||
+    { step_failed helm-upgrade "helm upgrade --wait failed"; return; }
+  for p in "${old[@]}"; do
+    k -n sluice-system wait --for=delete pod "$p" --timeout=90s >/dev/null 2>&1 ||
+      { step_failed helm-upgrade "old pod $p still there 90 s after the upgrade"; return; }
+  done
+  k -n sluice-system wait --for=condition=Ready pod -l "$sel" --timeout=60s >/dev/null ||
+    { step_failed helm-upgrade "new pods not Ready"; return; }
+  mapfile -t new < <(k -n sluice-system get pods -l "$sel" -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+  ((${#new[@]} == 2)) || { step_failed helm-upgrade "want 2 sluice pods after the upgrade, got: ${new[*]}"; return; }
+  for p in "${new[@]}"; do
+    args=$(k -n sluice-system get pod "$p" -o jsonpath='{.spec.containers[0].args}')
+    [[ $args == *'"--log-level=debug"'* ]] || { step_failed helm-upgrade "pod $p args lack --log-level=debug: $args"; return; }
+  done
+  deadline=$((SECONDS + lease_seconds + 2))
+  while ((SECONDS < deadline)); do
+    h=$(k -n sluice-system get lease sluice -o jsonpath='{.spec.holderIdentity}')
+    [[ $h == "${new[0]}"* || $h == "${new[1]}"* ]] && break
+    sleep 0.5
+  done
+  [[ $h == "${new[0]}"* || $h == "${new[1]}"* ]] ||
+    { step_failed helm-upgrade "Lease held by '$h', not one of the new pods ${new[*]}"; return; }
+  took=$(status_follows 1) || { step_failed helm-upgrade "no status after the upgrade: $took"; return; }
+  log "helm-upgrade ok: logLevel=debug rolled ${old[*]} -> ${new[*]} in $((SECONDS - t0)) s; Lease held by $h; status for the changed pool within $took s"
+}
+upgrade
 
 # --- 5. helm uninstall ----------------------------------------------------------------------
 k delete namespace $NS --wait=true --timeout=120s >/dev/null
