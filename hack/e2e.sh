@@ -10,8 +10,19 @@
 #   hack/e2e.sh                every such test: tests/kube_smoke.rs, tests/kube_e2e.rs,
 #                              tests/packaging.rs (the chart on a real API server) and
 #                              tests/kube_scale.rs at 1,000 pools (debug build, ~50 s;
-#                              hack/scale.sh runs it at any size in a release build)
-#   hack/e2e.sh FILTER [ARGS]  passed to the test binaries (one test by name, --nocapture, ...)
+#                              hack/scale.sh runs it at any size in a release build); then
+#                              hack/cluster-e2e.sh: the chart as pods and real Deployments on
+#                              the local cluster (root only; about 2 min, see below)
+#   hack/e2e.sh FILTER [ARGS]  passed to the test binaries (one test by name, --nocapture, ...);
+#                              the cluster run is left out
+#
+# The cluster run (hack/cluster-e2e.sh) uses the debug sluice binary the test build above has
+# just made (target/debug/sluice, SLUICE_BIN to override): every step is about correctness
+# (0 failed requests, health, Lease, status, Events, upgrade, uninstall), not speed, and a
+# release build would add about 10 min on 2 cores. It builds hack/node-agent once per source
+# hash (about 2 min, Go caches warm from the kube bins) and needs root (network namespaces,
+# bridge, mounts): without root it fails, unless SLUICE_E2E_CLUSTER=0 skips it. It is bounded
+# by `timeout` (15 min) and tears the cluster down on every exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,4 +34,16 @@ export SLUICE_SCALE_POOLS="${SLUICE_SCALE_POOLS:-1000}"
 
 tests=(--test kube_smoke --test kube_e2e --test packaging --test kube_scale)
 cargo test --locked "${tests[@]}" --no-run
-exec bash hack/in-netns.sh cargo test --offline --locked "${tests[@]}" -- --include-ignored "$@"
+bash hack/in-netns.sh cargo test --offline --locked "${tests[@]}" -- --include-ignored "$@"
+
+if (($# > 0)); then exit 0; fi
+if [[ ${SLUICE_E2E_CLUSTER:-1} == 0 ]]; then
+  echo "e2e: SLUICE_E2E_CLUSTER=0: hack/cluster-e2e.sh skipped" >&2
+  exit 0
+fi
+# The binary the integration tests above ran (cargo builds it for them).
+target_dir=${CARGO_TARGET_DIR:-target}
+SLUICE_BIN=${SLUICE_BIN:-$(cd "$target_dir" && pwd)/debug/sluice}
+export SLUICE_BIN
+[[ -x $SLUICE_BIN ]] || { echo "e2e: no sluice binary at $SLUICE_BIN" >&2; exit 1; }
+exec timeout --kill-after=60 900 bash hack/cluster-e2e.sh
