@@ -30,10 +30,12 @@
 #   SLUICE_BIN          sluice binary for the sluice image
 #   SLUICE_KUBE_BINS    kube bins directory (default: hack/kube-bins.sh --print-dir)
 #
-# Measured (2 shared cores, 2026-12-06): with everything built, `up` takes 16-19 s: 5-8 s
-# certificates and copies, then 10-14 s to a Ready node with the default ServiceAccount and
-# kube-root-ca.crt in place. Building the node agent the first time: 2 min 10 s (Go caches
-# warm from hack/kube-bins.sh). `down` takes about 1 s.
+# Measured (2 shared cores, 2026-12-06): with everything built, `up` takes 10-18 s: 1-3 s
+# certificates and copies, then 9-14 s to a Ready node with the default ServiceAccount and
+# kube-root-ca.crt in place (19 runs of hack/cluster-e2e.sh; an earlier series measured 16-19 s
+# with 5-8 s of copies). Building the node agent the first time: 2 min 10 s with the Go caches
+# warm from hack/kube-bins.sh, 6 min from an empty GOCACHE (module
+# cache warm; 2 cores at load average 9-14). `down` takes about 1 s.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
