@@ -56,7 +56,7 @@
 #     scale 3->1->3 0 of 9,627-11,171, SIGKILL 0 of 3,684-4,124 GETs (out of rotation within
 #     0-1 s), Lease holder deleted 0 of 14,063-16,409 with the Lease taken over 6-7 s after
 #     the deletion (the chart's 5 s preStop, then the release).
-#   - Debug binary with the routes fix below, every step but 2b, 5 runs in a row: all green,
+#   - Debug binary with a fix for the bug below, every step but 2b, 5 runs in a row: all green,
 #     105-116 s each (cluster up 12-13 s); rollout restart 0 of 8,390-9,032, scale 0 of
 #     8,114-9,501, SIGKILL 0 of 3,454-4,269 GETs and status.healthy 3/3 -> 2/2 -> 3/3 every
 #     time, the hung backend unhealthy after 2.1-3.0 s with both Events and 3/3 -> 2/3 -> 3/3,
@@ -65,7 +65,7 @@
 #     runs: all green, 106-118 s, the same figures (hung backend unhealthy after 2.3-3.2 s).
 #   - Its first debug run found a real bug: since fe89df7 the controller's desired set
 #     carried no routes, so every request to a BackendPool from the API answered 404 (fixed
-#     by "Controller: the desired ConfigSet keeps validation's routes").
+#     in main by e346cf5; these runs used an equivalent local fix).
 # History: before ae4ea66 (retries exclude every endpoint already tried) the scale step failed
 # in 10 of 10 runs with 1-6 fast 502s as two of three echo pods got SIGTERM; before 6fabde9
 # (the Lease released on SIGTERM) the Lease moved 20-21 s after its holder's deletion; before
