@@ -18,10 +18,12 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod access;
 mod routing;
 mod status;
 mod upstream;
 
+pub use access::{MAX_CIDR_LEN, MAX_CIDRS, RateLimitKeySpec, RateLimitSpec};
 pub use routing::{
     CanarySpec, HeaderChangesSpec, HeaderMatchSpec, HttpMethod, MAX_MATCH_ENTRIES, MAX_VALUE_LEN,
     MatchSpec, QueryMatchSpec, RedirectSpec, RewriteSpec, Scheme,
@@ -128,7 +130,12 @@ fn positive_duration() -> Rule {
     validation = Rule::new("self.protocol == 'HTTP' || !has(self.upstream)")
         .message("upstream is only for protocol HTTP")
         .field_path(".upstream")
-        .reason(Reason::FieldValueForbidden)
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new(
+        "self.protocol == 'HTTP' || (!has(self.rateLimit) && !has(self.ipAllowList) && !has(self.ipDenyList) && !has(self.maxRequestBodyBytes))"
+    )
+    .message("rateLimit, ipAllowList, ipDenyList and maxRequestBodyBytes are only for protocol HTTP")
+    .reason(Reason::FieldValueForbidden)
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackendPoolSpec {
@@ -194,6 +201,26 @@ pub struct BackendPoolSpec {
     /// HTTP only: the HTTP version and TLS spoken to the backends (default plain HTTP/1.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamSpec>,
+    /// HTTP only: request bodies larger than this many bytes get 413 (at once when
+    /// `Content-Length` says so; a streamed body is cut when it grows past it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_request_body_bytes: Option<u64>,
+    /// HTTP only: a token bucket per key, per replica; requests over it get 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+    /// HTTP only: only client addresses in these networks are served (others get 403);
+    /// IPv4 and IPv6 addresses or CIDRs, at most 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_CIDRS), inner(length(max = MAX_CIDR_LEN)))]
+    #[x_kube(validation = access::cidr_list())]
+    pub ip_allow_list: Option<Vec<String>>,
+    /// HTTP only: client addresses in these networks get 403; checked with `ipAllowList`
+    /// before anything else. IPv4 and IPv6 addresses or CIDRs, at most 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_CIDRS), inner(length(max = MAX_CIDR_LEN)))]
+    #[x_kube(validation = access::cidr_list())]
+    pub ip_deny_list: Option<Vec<String>>,
 }
 
 /// Layer the pool balances at.

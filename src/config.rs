@@ -14,6 +14,7 @@ mod crd;
 mod duration;
 mod listener;
 mod load;
+mod policy;
 mod route;
 mod routing;
 pub mod tls;
@@ -24,6 +25,7 @@ pub use crd::crd_yaml;
 pub use duration::{format_duration, parse_duration};
 pub use listener::ListenerClaim;
 pub use load::{LoadError, load_file, load_text, parse_documents};
+pub use policy::{AccessPolicy, RateLimitConfig, RateLimitKey};
 pub use route::{
     CanaryRule, ForwardTo, PathMatch, PathRegex, RouteAction, RouteConfig, WeightedBackend,
     first_segment,

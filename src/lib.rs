@@ -1,6 +1,6 @@
 //! sluice: a Kubernetes ingress controller and L4/L7 load balancer.
 //!
-//! Data plane: [`pool`], [`balance`], [`health`], [`proxy`] — they read only the validated
+//! Data plane: [`pool`], [`balance`], [`health`], [`proxy`], [`policy`] — they read only the validated
 //! model in [`config`] and never import Kubernetes types. Producers of that model: the file
 //! loader ([`config::load_file`]) and, in Kubernetes mode, the controller.
 
@@ -13,6 +13,7 @@ pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
+pub mod policy;
 pub mod pool;
 pub mod proxy;
 pub mod route;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice::controller::{self, ControllerOptions};
+use sluice::policy::Cidr;
 use sluice::standalone::{self, LogFormat, Options};
 
 const STANDALONE_ADMIN: &str = "127.0.0.1:9090";
@@ -94,6 +95,14 @@ struct Common {
     /// Most client connections open at once; beyond it new ones get 503 and are closed.
     #[arg(long, default_value_t = 50_000)]
     max_connections: usize,
+    /// Proxies (CIDRs or addresses, comma-separated) whose `X-Forwarded-For` names the
+    /// client, for address lists, rate limits, ClientIP affinity and the access log.
+    #[arg(long, value_delimiter = ',', value_parser = parse_cidr, value_name = "CIDR,...")]
+    trusted_proxies: Vec<Cidr>,
+}
+
+fn parse_cidr(text: &str) -> Result<Cidr, String> {
+    Cidr::parse(text.trim())
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -117,6 +126,7 @@ impl Common {
             otlp_endpoint: self.otlp_endpoint,
             workers: self.workers,
             max_connections: self.max_connections,
+            trusted_proxies: self.trusted_proxies,
         }
     }
 }

@@ -103,6 +103,8 @@ pub struct Pool {
     writer: Mutex<Draining>,
     /// Pool-level metrics.
     pub stats: PoolStats,
+    /// `rateLimit` buckets, kept across configuration changes (allocated on first use).
+    pub rate_limiter: crate::policy::RateLimiter,
 }
 
 /// Endpoints removed from the pool that may still have in-flight work.
@@ -127,6 +129,7 @@ impl Pool {
             snapshot: ArcSwap::from_pointee(snapshot),
             writer: Mutex::new(Draining::default()),
             stats: PoolStats::default(),
+            rate_limiter: crate::policy::RateLimiter::default(),
         }
     }
 

@@ -52,6 +52,8 @@ pub struct Options {
     pub workers: Option<usize>,
     /// Most client connections open at once; more are shed with 503 (HTTP) or closed.
     pub max_connections: usize,
+    /// `--trusted-proxies`: peers whose `X-Forwarded-For` names the client (default none).
+    pub trusted_proxies: Vec<crate::policy::Cidr>,
 }
 
 /// Installs the tracing subscriber on stderr.
@@ -271,6 +273,9 @@ where
             access_log: options.access_log.then_some(AccessLog),
             spans,
             max_connections: options.max_connections,
+            trusted_proxies: Arc::new(crate::policy::TrustedProxies(crate::policy::IpSet::new(
+                options.trusted_proxies.iter().copied(),
+            ))),
         },
     ));
     let local = tokio::task::LocalSet::new();

@@ -1,9 +1,10 @@
-//! The data plane knows nothing of Kubernetes: `pool`, `balance`, `health`, `route` and
-//! `proxy` never import `kube`, `k8s_openapi`, `crate::api` or `crate::controller`.
+//! The data plane knows nothing of Kubernetes: `pool`, `balance`, `health`, `route`,
+//! `proxy` and `policy` never import `kube`, `k8s_openapi`, `crate::api` or
+//! `crate::controller`.
 
 use std::path::{Path, PathBuf};
 
-const DATA_PLANE: [&str; 5] = ["pool", "balance", "health", "route", "proxy"];
+const DATA_PLANE: [&str; 6] = ["pool", "balance", "health", "route", "proxy", "policy"];
 const FORBIDDEN: [&str; 5] = [
     "kube::",
     "k8s_openapi",

@@ -654,6 +654,42 @@ cel_rule_tests! {
         field: "spec.upstream.tls.insecureSkipVerify",
         good: with("upstream: {tls: {insecureSkipVerify: false, caSecretName: web-ca}}"),
     }
+    access_policies_are_only_for_http {
+        at: "",
+        rule: "self.protocol == 'HTTP' || (!has(self.rateLimit) && !has(self.ipAllowList) && !has(self.ipDenyList) && !has(self.maxRequestBodyBytes))",
+        bad: ["{protocol: TCP, listener: {port: 5432}, endpoints: [], rateLimit: {requestsPerSecond: 5}}"],
+        field: "spec.rateLimit",
+        good: "{protocol: HTTP, listener: {port: 5432}, endpoints: [], rateLimit: {requestsPerSecond: 5}}",
+    }
+    allow_list_entries_are_addresses_or_cidrs_without_host_bits {
+        at: "ipAllowList",
+        rule: "self.all(c, isIP(c) || (isCIDR(c) && cidr(c) == cidr(c).masked()))",
+        bad: [
+            with("ipAllowList: [10.0.0.1/8]"),
+            with("ipAllowList: [10.0.0.0/33]"),
+            with("ipAllowList: [web.example]"),
+        ],
+        field: "spec.ipAllowList[0]",
+        good: with("ipAllowList: [10.0.0.0/8, 192.0.2.7, '2001:db8::/32', '::1']"),
+    }
+    deny_list_entries_are_addresses_or_cidrs_without_host_bits {
+        at: "ipDenyList",
+        rule: "self.all(c, isIP(c) || (isCIDR(c) && cidr(c) == cidr(c).masked()))",
+        bad: [with("ipDenyList: ['2001:db8::1/32']"), with("ipDenyList: ['']")],
+        field: "spec.ipDenyList[0]",
+        good: with("ipDenyList: [203.0.113.0/24]"),
+    }
+    rate_limit_header_goes_with_key_header {
+        at: "rateLimit",
+        rule: "has(self.key) && self.key == 'Header' ? has(self.header) : !has(self.header)",
+        bad: [
+            with("rateLimit: {requestsPerSecond: 5, key: Header}"),
+            with("rateLimit: {requestsPerSecond: 5, header: x-user}"),
+            with("rateLimit: {requestsPerSecond: 5, key: Pool, header: x-user}"),
+        ],
+        field: "spec.rateLimit.header",
+        good: with("rateLimit: {requestsPerSecond: 5, key: Header, header: x-user}"),
+    }
 }
 
 #[test]
@@ -878,6 +914,42 @@ openapi_tests! {
         field: "spec.retry.budget.ratio",
         good: with("retry: {budget: {ratio: 1.0}}"),
     }
+    rate_limit_requests_per_second_is_above_0 {
+        at: "rateLimit.requestsPerSecond",
+        has: "{minimum: 1.0, maximum: 1000000.0}",
+        bad: [with("rateLimit: {requestsPerSecond: 0}"), with("rateLimit: {requestsPerSecond: 1000001}")],
+        field: "spec.rateLimit.requestsPerSecond",
+        good: with("rateLimit: {requestsPerSecond: 1}"),
+    }
+    rate_limit_burst_is_above_0 {
+        at: "rateLimit.burst",
+        has: "{minimum: 1.0, maximum: 1000000.0}",
+        bad: [with("rateLimit: {requestsPerSecond: 5, burst: 0}")],
+        field: "spec.rateLimit.burst",
+        good: with("rateLimit: {requestsPerSecond: 5, burst: 1}"),
+    }
+    max_request_body_bytes_is_above_0 {
+        at: "maxRequestBodyBytes",
+        has: "{minimum: 1.0}",
+        bad: [with("maxRequestBodyBytes: 0")],
+        field: "spec.maxRequestBodyBytes",
+        good: with("maxRequestBodyBytes: 1"),
+    }
+    address_lists_hold_at_most_10000_entries {
+        at: "ipAllowList",
+        has: "{maxItems: 10000}",
+        bad: [with_cidrs(10_001)],
+        field: "spec.ipAllowList",
+        good: with_cidrs(10_000),
+    }
+}
+
+/// An HTTP spec whose `ipAllowList` has `n` distinct /32 entries.
+fn with_cidrs(n: usize) -> String {
+    let cidrs: Vec<String> = (0..n)
+        .map(|i| format!("10.{}.{}.{}/32", i >> 16 & 255, i >> 8 & 255, i & 255))
+        .collect();
+    with(&format!("ipAllowList: [{}]", cidrs.join(", ")))
 }
 
 #[test]

@@ -712,3 +712,79 @@ fn a_second_controller_takes_the_lease_within_seconds_after_the_leader_gets_sigt
         first.log()
     );
 }
+
+#[test]
+#[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
+fn access_policies_are_checked_by_the_api_server_and_enforced_in_kubernetes_mode() {
+    let Some(kube) = cluster_or_skip(
+        "access_policies_are_checked_by_the_api_server_and_enforced_in_kubernetes_mode",
+    ) else {
+        return;
+    };
+    let ns = kube.new_namespace("e2e-access");
+    // The CRD's CEL rules refuse what standalone validation refuses.
+    for (block, message) in [
+        ("  ipAllowList: [10.0.0.1/8]\n", "CIDR without host bits"),
+        ("  ipDenyList: [not-an-address]\n", "CIDR without host bits"),
+        (
+            "  rateLimit: {requestsPerSecond: 5, key: Header}\n",
+            "header is required with key Header",
+        ),
+        ("  rateLimit: {requestsPerSecond: 0}\n", "requestsPerSecond"),
+        ("  maxRequestBodyBytes: 0\n", "maxRequestBodyBytes"),
+    ] {
+        let refused = kube.kubectl_with_stdin(
+            &["apply", "-f", "-"],
+            Some(&backend_pool(&ns, "bad", free_port(), block)),
+        );
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && stderr.contains(message),
+            "{block}: {stderr}"
+        );
+    }
+    let (_a, _b, port) = echo_pair();
+    kube.apply(&service_and_slice(&ns, port, true, false));
+    let (outside, limited, small) = (free_port(), free_port(), free_port());
+    kube.apply(&backend_pool(
+        &ns,
+        "outside",
+        outside,
+        "  ipAllowList: [10.0.0.0/8, \"2001:db8::/32\"]\n",
+    ));
+    kube.apply(&backend_pool(
+        &ns,
+        "limited",
+        limited,
+        "  rateLimit: {requestsPerSecond: 1, burst: 2, key: Pool}\n",
+    ));
+    kube.apply(&backend_pool(
+        &ns,
+        "small",
+        small,
+        "  maxRequestBodyBytes: 10\n",
+    ));
+    let c = Controller::start(&kube, &ns);
+    c.wait(Duration::from_secs(10), "the pools serving", || {
+        http_status(small, "/").is_some_and(|s| s == 200)
+    });
+    assert_eq!(
+        http_status(outside, "/"),
+        Some(403),
+        "127.0.0.1 is not listed"
+    );
+    let statuses: Vec<u16> = (0..4).filter_map(|_| http_status(limited, "/")).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", small)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello world")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+}

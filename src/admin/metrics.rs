@@ -365,6 +365,48 @@ impl Collector for PoolCollector {
         }
 
         let mut e = encoder.encode_descriptor(
+            "sluice_rate_limited",
+            "Requests refused with 429 by the pool's rateLimit.",
+            None,
+            MetricType::Counter,
+        )?;
+        for pool in pools.iter() {
+            let n = pool.stats.rate_limited.load(Ordering::Relaxed);
+            if n > 0 || pool.snapshot().config.filters.access.rate_limit.is_some() {
+                let labels: &Labels = &[("pool", pool.name())];
+                ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
+            }
+        }
+
+        let mut e = encoder.encode_descriptor(
+            "sluice_denied",
+            "Requests refused by an access policy, by pool and reason (address: 403 by ipAllowList/ipDenyList; body: 413 by maxRequestBodyBytes).",
+            None,
+            MetricType::Counter,
+        )?;
+        for pool in pools.iter() {
+            let snapshot = pool.snapshot();
+            let access = &snapshot.config.filters.access;
+            for (reason, n, configured) in [
+                (
+                    "address",
+                    pool.stats.denied_address.load(Ordering::Relaxed),
+                    access.allow.is_some() || access.deny.is_some(),
+                ),
+                (
+                    "body",
+                    pool.stats.denied_body.load(Ordering::Relaxed),
+                    access.max_request_body_bytes.is_some(),
+                ),
+            ] {
+                if n > 0 || configured {
+                    let labels: &Labels = &[("pool", pool.name()), ("reason", reason)];
+                    ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
+                }
+            }
+        }
+
+        let mut e = encoder.encode_descriptor(
             "sluice_upstream_attempts",
             "Upstream attempts by pool, backend and result (failure: connect failure, reset, timeout or 5xx), retried ones included.",
             None,

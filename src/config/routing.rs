@@ -3,7 +3,7 @@
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
-use super::EndpointConfig;
+use super::{AccessPolicy, EndpointConfig};
 
 /// Suffix of the name under which a pool's canary backend set is served (in `/pools`, the
 /// metrics' `pool` label and logs): `#` cannot occur in a Kubernetes name, so it never
@@ -52,6 +52,8 @@ impl RequestMatch {
 /// What a pool does to a request besides choosing an endpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteFilters {
+    /// Address lists, rate limit and body limit, checked before anything else.
+    pub access: AccessPolicy,
     /// Answer with this redirect instead of forwarding.
     pub redirect: Option<RedirectConfig>,
     /// Path prefix and `Host` rewritten upstream.

@@ -23,6 +23,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 mod conflicts;
 mod names;
+mod policy;
 mod routing;
 #[cfg(test)]
 mod tests;

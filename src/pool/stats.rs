@@ -145,6 +145,12 @@ pub struct PoolStats {
     pub canary_requests: AtomicU64,
     /// The pool's retry budget.
     pub budget: RetryBudget,
+    /// `sluice_rate_limited_total{pool}`: requests refused with 429 by `rateLimit`.
+    pub rate_limited: AtomicU64,
+    /// `sluice_denied_total{pool,reason="address"}`: 403 by `ipAllowList` / `ipDenyList`.
+    pub denied_address: AtomicU64,
+    /// `sluice_denied_total{pool,reason="body"}`: 413 by `maxRequestBodyBytes`.
+    pub denied_body: AtomicU64,
 }
 
 /// Seconds in the retry-budget window.

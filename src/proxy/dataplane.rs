@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{ConfigSet, ListenerClaim, PoolConfig, Protocol, RouteConfig};
 use crate::health::HealthChecker;
+use crate::policy::TrustedProxies;
 use crate::pool::Pool;
 use crate::proxy::http::Listener;
 use crate::proxy::l4::tcp::TcpAcceptor;
@@ -207,6 +208,8 @@ pub struct DataplaneOptions {
     pub spans: Option<SpanExport>,
     /// Most client connections open at once (`--max-connections`).
     pub max_connections: usize,
+    /// `--trusted-proxies`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// Listeners, pools and routes currently served.
@@ -401,6 +404,7 @@ impl Dataplane {
                                 https: tls.is_some(),
                                 access_log: self.options.access_log,
                                 spans: self.options.spans.clone(),
+                                trusted_proxies: self.options.trusted_proxies.clone(),
                             });
                             let acceptor =
                                 HttpAcceptor::new(listener.clone(), tls.clone(), *proxy_protocol);

@@ -4,6 +4,7 @@
 use http::StatusCode;
 
 use crate::config::RetryConfig;
+use crate::policy::BodyError;
 
 /// Why a request could not be answered by a backend.
 #[derive(Debug, thiserror::Error)]
@@ -31,25 +32,36 @@ pub enum ProxyError {
     /// framing, or the client went away): the client's fault, not the backend's.
     #[error("client request body failed: {0}")]
     ClientBody(std::io::Error),
+    /// The client's streamed body grew past the route's `maxRequestBodyBytes`: the upstream
+    /// request was aborted before its body completed.
+    #[error("request body larger than maxRequestBodyBytes")]
+    BodyTooLarge,
 }
 
 /// The cause carried by an upload's I/O error when the *client's* body failed, so the
 /// failure is told apart from the backend's by type.
 #[derive(Debug, thiserror::Error)]
 #[error("client request body: {0}")]
-pub struct ClientBodyFailed(pub hyper::Error);
+pub struct ClientBodyFailed(pub BodyError);
 
 impl ProxyError {
-    /// `Reset`, or `ClientBody` when the I/O error came from the client's body.
+    /// `Reset`, or `ClientBody` / `BodyTooLarge` when the I/O error came from the client's
+    /// body.
     pub fn from_exchange(error: std::io::Error) -> Self {
         let from_client = error
             .get_ref()
-            .is_some_and(|inner| inner.is::<ClientBodyFailed>());
-        if from_client {
-            ProxyError::ClientBody(error)
-        } else {
-            ProxyError::Reset(error)
+            .and_then(|inner| inner.downcast_ref::<ClientBodyFailed>());
+        match from_client {
+            Some(ClientBodyFailed(BodyError::TooLarge(_))) => ProxyError::BodyTooLarge,
+            Some(ClientBodyFailed(BodyError::Client(_))) => ProxyError::ClientBody(error),
+            None => ProxyError::Reset(error),
         }
+    }
+
+    /// The client's body failed or was too large: sluice's own answer, not the backend's,
+    /// and the client's connection is unusable past it.
+    pub fn is_client_fault(&self) -> bool {
+        matches!(self, ProxyError::ClientBody(_) | ProxyError::BodyTooLarge)
     }
 }
 
@@ -63,6 +75,7 @@ impl ProxyError {
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Status(s) => *s,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -76,7 +89,10 @@ impl ProxyError {
         match self {
             ProxyError::Connect(..) | ProxyError::Reset(_) | ProxyError::Timeout => true,
             ProxyError::Status(s) => s.is_server_error(),
-            ProxyError::NoRoute | ProxyError::NoEndpoint | ProxyError::ClientBody(_) => false,
+            ProxyError::NoRoute
+            | ProxyError::NoEndpoint
+            | ProxyError::ClientBody(_)
+            | ProxyError::BodyTooLarge => false,
         }
     }
 
@@ -91,7 +107,8 @@ impl ProxyError {
             ProxyError::Timeout
             | ProxyError::NoRoute
             | ProxyError::NoEndpoint
-            | ProxyError::ClientBody(_) => false,
+            | ProxyError::ClientBody(_)
+            | ProxyError::BodyTooLarge => false,
         };
         allowed && (replayable || self.nothing_sent())
     }
@@ -103,6 +120,7 @@ impl ProxyError {
             StatusCode::SERVICE_UNAVAILABLE => "no healthy endpoint available\n",
             StatusCode::GATEWAY_TIMEOUT => "upstream timed out\n",
             StatusCode::BAD_REQUEST => "bad request body\n",
+            StatusCode::PAYLOAD_TOO_LARGE => "request body too large\n",
             _ => "upstream failed\n",
         }
     }

@@ -97,22 +97,32 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 }
 
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto` / `-Host`.
-/// `client` is the connection's [`client_ip_value`], computed once per connection.
+/// `client` is the connection's [`client_ip_value`], computed once per connection (the hop
+/// sluice saw, not the address a trusted proxy forwarded: see `crate::policy::client_addr`).
+/// Several `X-Forwarded-For` lines are one list (RFC 9110 5.3): they are joined, in order.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     client: &HeaderValue,
     https: bool,
     host: Option<&HeaderValue>,
 ) {
-    let joined = match headers.get(&X_FORWARDED_FOR) {
-        Some(prev) if !prev.as_bytes().trim_ascii().is_empty() => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + client.len());
-            v.extend_from_slice(prev.as_bytes());
+    let mut previous = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty());
+    let joined = match previous.next() {
+        Some(first) => {
+            let mut v = Vec::with_capacity(first.len() + 2 + client.len());
+            v.extend_from_slice(first.as_bytes());
+            for more in previous {
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(more.as_bytes());
+            }
             v.extend_from_slice(b", ");
             v.extend_from_slice(client.as_bytes());
             HeaderValue::from_bytes(&v).ok()
         }
-        _ => Some(client.clone()),
+        None => Some(client.clone()),
     };
     if let Some(v) = joined {
         headers.insert(&X_FORWARDED_FOR, v);
@@ -200,5 +210,20 @@ mod tests {
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "shop.test");
+    }
+
+    #[test]
+    fn forwarded_for_lines_are_joined_in_order_before_the_client_is_appended() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        h.append("x-forwarded-for", HeaderValue::from_static(" "));
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("5.6.7.8, 9.9.9.9"),
+        );
+        let client = client_ip_value("10.0.0.1".parse().unwrap());
+        set_forwarded(&mut h, &client, true, None);
+        let all: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(all, ["1.2.3.4, 5.6.7.8, 9.9.9.9, 10.0.0.1"]);
     }
 }

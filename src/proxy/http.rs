@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::balance::{hash_ip, hash_key};
 use crate::config::{AffinityConfig, Algorithm, HashKey, RouteFilters};
+use crate::policy::{self, LimitedBody, TrustedProxies};
 use crate::pool::{ActiveGuard, Pool, Snapshot, UNROUTED, UpstreamConn, now_ns};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::ProxyError;
@@ -49,6 +50,8 @@ pub struct Listener {
     pub access_log: Option<AccessLog>,
     /// OTLP span export, if enabled.
     pub spans: Option<SpanExport>,
+    /// `--trusted-proxies`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// One client connection.
@@ -86,6 +89,13 @@ impl Connection {
         }
     }
 
+    /// The client address of a request on this connection (see [`TrustedProxies::client`]).
+    pub fn client_addr(&self, headers: &http::HeaderMap) -> std::net::IpAddr {
+        self.listener
+            .trusted_proxies
+            .client(self.peer.ip(), headers)
+    }
+
     /// How long the connection may now wait idle for its next request.
     pub fn keep_idle(&self) -> Duration {
         Duration::from_millis(self.keep_idle_ms.load(Ordering::Relaxed))
@@ -108,8 +118,8 @@ fn millis(d: Duration) -> u64 {
 /// The body of a client request: hyper's stream, or (from the HTTP/1 loop of
 /// [`h1server`](crate::proxy::http1::server)) a small body already read whole.
 pub enum ClientBody {
-    /// Streamed by hyper.
-    Incoming(Incoming),
+    /// Streamed by hyper (cut at `maxRequestBodyBytes` when the route sets it).
+    Incoming(LimitedBody),
     /// Read whole (or none).
     Kept(Option<Bytes>),
 }
@@ -125,7 +135,11 @@ pub fn handle(
 ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static {
     // Always advance the guard's request index, even when check_request fails.
     let framing = conn.verdict.next_request();
-    let serving = Box::pin(serve(req.map(ClientBody::Incoming), conn, framing));
+    let serving = Box::pin(serve(
+        req.map(|b| ClientBody::Incoming(LimitedBody::new(b))),
+        conn,
+        framing,
+    ));
     async move { Ok(serving.await) }
 }
 
@@ -205,6 +219,10 @@ async fn forward(
     target: Arc<Target>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
+    let client = conn.client_addr(req.headers());
+    if let Some(refused) = policy::admit(&target, client, &mut req) {
+        return refused;
+    }
     let picked = target.pick(req.headers());
     let route = &*target.route.filters;
     let prefix = target.route.path.replaced_prefix();
@@ -231,7 +249,7 @@ async fn forward(
     };
     let snapshot = pool.snapshot();
     conn.set_keep_idle(snapshot.config.timeouts.idle);
-    let hash = request_hash(&snapshot, &req, &conn);
+    let hash = request_hash(&snapshot, &req, client);
     let https = conn.listener.https;
     let affinity = match &snapshot.config.affinity {
         Some(AffinityConfig::Cookie { name, .. }) => {
@@ -253,7 +271,7 @@ async fn forward(
         .listener
         .access_log
         .as_ref()
-        .map(|_| telemetry::RequestInfo::from_request(&req));
+        .map(|_| telemetry::RequestInfo::from_request(&req, client, conn.peer));
 
     // `TE` is hop-by-hop, but whether the client takes trailers is what decides if a
     // backend may send them: the client of TLS and HTTP/2 backends passes trailers on, so
@@ -361,11 +379,16 @@ async fn forward(
             exchange.status = status.as_u16();
             match &guard {
                 // A client's broken body is sluice's own answer, not the backend's.
-                Some(guard) if !matches!(err, ProxyError::ClientBody(_)) => {
+                Some(guard) if !err.is_client_fault() => {
                     guard.endpoint().stats.record_status(status.as_u16());
                     tracing::debug!(pool = pool.name(), backend = guard.endpoint().label(), error = %err, "upstream failed");
                 }
                 _ => pool.stats.local.record(status.as_u16()),
+            }
+            if matches!(err, ProxyError::BodyTooLarge) {
+                pool.stats
+                    .denied_body
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             exchange.guard = guard;
             exchange.fail();
@@ -373,7 +396,7 @@ async fn forward(
                 return hyper_client::grpc_error(status, err.body());
             }
             let mut resp = error_response(&err);
-            if matches!(err, ProxyError::ClientBody(_)) {
+            if err.is_client_fault() {
                 // The client's stream is unusable past its broken body.
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -386,9 +409,9 @@ async fn forward(
 /// Reads a body of at most [`upstream::MAX_REPLAY_BODY`] bytes (declared by
 /// `Content-Length`, or empty) into memory; any other body is handed back to be streamed.
 async fn small_body(
-    body: Incoming,
+    body: LimitedBody,
     timeout: Duration,
-) -> Result<Result<Option<Bytes>, Incoming>, ()> {
+) -> Result<Result<Option<Bytes>, LimitedBody>, ()> {
     use http_body::Body as _;
     use http_body_util::BodyExt;
     if body.is_end_stream() {
@@ -406,9 +429,13 @@ async fn small_body(
 }
 
 /// The ConsistentHash key of this request, if the pool hashes.
-fn request_hash(snapshot: &Snapshot, req: &Request<ClientBody>, conn: &Connection) -> Option<u64> {
+fn request_hash(
+    snapshot: &Snapshot,
+    req: &Request<ClientBody>,
+    client: std::net::IpAddr,
+) -> Option<u64> {
     if matches!(snapshot.config.affinity, Some(AffinityConfig::ClientIp)) {
-        return Some(hash_ip(conn.peer.ip()));
+        return Some(hash_ip(client));
     }
     let Algorithm::ConsistentHash(key) = &snapshot.config.algorithm else {
         return None;
@@ -416,7 +443,7 @@ fn request_hash(snapshot: &Snapshot, req: &Request<ClientBody>, conn: &Connectio
     match key {
         HashKey::Header(name) => req.headers().get(name).map(|v| hash_key(v.as_bytes())),
         HashKey::Cookie(name) => cookie(req, name).map(|v| hash_key(v.as_bytes())),
-        HashKey::ClientIp => Some(hash_ip(conn.peer.ip())),
+        HashKey::ClientIp => Some(hash_ip(client)),
     }
 }
 
@@ -582,7 +609,6 @@ impl Exchange {
             log.http(
                 info,
                 self.pool.name(),
-                conn.peer,
                 backend,
                 self.status,
                 self.bytes_out,

@@ -21,11 +21,14 @@ pub struct RequestInfo {
     host: Option<HeaderValue>,
     path: http::uri::PathAndQuery,
     bytes_in: u64,
+    /// `ip:port` of the connection, or the address a trusted proxy forwarded for.
+    client: String,
 }
 
 impl RequestInfo {
-    /// Captures method, host, path and declared body length.
-    pub fn from_request<B>(req: &Request<B>) -> Self {
+    /// Captures method, host, path, declared body length and the client: `client` (the
+    /// request's client address) when a trusted proxy named it, else the connection's `peer`.
+    pub fn from_request<B>(req: &Request<B>, client: std::net::IpAddr, peer: SocketAddr) -> Self {
         let host = req
             .uri()
             .authority()
@@ -46,6 +49,11 @@ impl RequestInfo {
                 .cloned()
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
             bytes_in,
+            client: if client == peer.ip().to_canonical() {
+                peer.to_string()
+            } else {
+                client.to_string()
+            },
         }
     }
 }
@@ -55,7 +63,7 @@ impl RequestInfo {
 struct HttpLine<'a> {
     ts: String,
     pool: &'a str,
-    client: String,
+    client: &'a str,
     backend: Option<&'a str>,
     method: &'a str,
     host: Option<&'a str>,
@@ -96,7 +104,6 @@ impl AccessLog {
         &self,
         info: &RequestInfo,
         pool: &str,
-        client: SocketAddr,
         backend: Option<&str>,
         status: u16,
         bytes_out: u64,
@@ -105,7 +112,7 @@ impl AccessLog {
         write_line(&HttpLine {
             ts: timestamp(),
             pool,
-            client: client.to_string(),
+            client: &info.client,
             backend,
             method: info.method.as_str(),
             host: info.host.as_ref().and_then(|h| h.to_str().ok()),

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 
 use crate::config::{Algorithm, RetryConfig};
 use crate::health;
+use crate::policy::LimitedBody;
 use crate::pool::{ActiveGuard, Endpoint, Pool, Snapshot, Tried, UpstreamConn, now_ns};
 use crate::proxy::error::ProxyError;
 use crate::proxy::http1::client::{self as h1client, RequestBody, ResponseBody};
@@ -40,14 +41,14 @@ pub struct Outbound {
 
 enum BodySource {
     /// The client's body, streamed once.
-    Stream(Option<Incoming>),
+    Stream(Option<LimitedBody>),
     /// A body kept in memory (or none), sendable any number of times.
     Kept(Option<Bytes>),
 }
 
 impl Outbound {
     /// A request whose body is streamed (not sendable again once started).
-    pub fn streamed(parts: Parts, body: Incoming) -> Self {
+    pub fn streamed(parts: Parts, body: LimitedBody) -> Self {
         let idempotent = idempotent(&parts.method);
         Outbound {
             parts,

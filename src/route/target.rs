@@ -23,6 +23,10 @@ pub struct Target {
     canary: Option<Arc<Pool>>,
     /// The pool whose `sluice_canary_requests_total` counts canary requests.
     counted: Option<Arc<Pool>>,
+    /// The pool whose run-time state (rate-limit buckets) and counters the route's access
+    /// policies use: the route's owner (a BackendPool's own route is named after it), else
+    /// its first backend. It outlives router rebuilds, so buckets survive reloads.
+    pub owner: Option<Arc<Pool>>,
 }
 
 /// Where a request goes.
@@ -63,12 +67,14 @@ impl Target {
             // only their part of the traffic.
             total = total.saturating_add(unresolved);
         }
+        let owner = lookup(&route.owner).or_else(|| counted.clone());
         Target {
             route,
             backends: backends.into_boxed_slice(),
             total,
             canary,
             counted,
+            owner,
         }
     }
 

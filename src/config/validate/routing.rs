@@ -131,6 +131,7 @@ pub(super) fn check_filters(
     protocol: Protocol,
     spec: &api::BackendPoolSpec,
 ) -> RouteFilters {
+    let access = super::policy::check_access(ctx, protocol, spec);
     if protocol == Protocol::Tcp {
         for (field, set) in [
             ("spec.redirect", spec.redirect.is_some()),
@@ -151,6 +152,7 @@ pub(super) fn check_filters(
         );
     }
     RouteFilters {
+        access,
         redirect: spec.redirect.as_ref().and_then(|r| check_redirect(ctx, r)),
         rewrite: spec.rewrite.as_ref().and_then(|r| check_rewrite(ctx, r)),
         request_headers: check_changes(ctx, "spec.requestHeaders", spec.request_headers.as_ref()),

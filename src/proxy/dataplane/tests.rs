@@ -9,6 +9,7 @@ fn dataplane() -> Dataplane {
             access_log: None,
             spans: None,
             max_connections: 16,
+            trusted_proxies: Arc::default(),
         },
     )
 }

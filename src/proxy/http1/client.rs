@@ -21,7 +21,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+
+use crate::policy::LimitedBody;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::pool::UpstreamConn;
@@ -49,7 +50,7 @@ pub enum RequestBody<'a> {
     /// A body kept in memory (sent with `Content-Length`).
     Bytes(&'a Bytes),
     /// The client's body, streamed (with `Content-Length` when known, else chunked).
-    Stream(Incoming),
+    Stream(LimitedBody),
 }
 
 /// Why an exchange failed.
@@ -157,7 +158,7 @@ async fn send(conn: &mut UpstreamConn, parts: &Parts, body: RequestBody<'_>) -> 
 
 /// Streams the client's body upstream while watching for an early answer (a backend may
 /// refuse an upload before reading it, or stream its answer while it reads).
-async fn upload(conn: &mut UpstreamConn, mut body: Incoming, chunked: bool) -> io::Result<bool> {
+async fn upload(conn: &mut UpstreamConn, mut body: LimitedBody, chunked: bool) -> io::Result<bool> {
     use http_body_util::BodyExt;
     let (mut rd, mut wr) = conn.stream.split();
     let buf = &mut conn.buf;

@@ -138,7 +138,10 @@ fn failure(mut e: hyper::client::conn::TrySendError<Request<ClientBody>>) -> Sen
 fn upstream_error(e: hyper::Error) -> ProxyError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(err) = source {
-        if err.is::<ClientBodyFailed>() {
+        if let Some(failed) = err.downcast_ref::<ClientBodyFailed>() {
+            if matches!(failed.0, crate::policy::BodyError::TooLarge(_)) {
+                return ProxyError::BodyTooLarge;
+            }
             return ProxyError::ClientBody(std::io::Error::other(e));
         }
         source = err.source();
@@ -164,7 +167,7 @@ fn build_request(parts: &Parts, body: RequestBody<'_>) -> Request<ClientBody> {
     let body: ClientBody = match body {
         RequestBody::Empty => Empty::new().map_err(|e| match e {}).boxed_unsync(),
         RequestBody::Bytes(b) => Full::new(b.clone()).map_err(|e| match e {}).boxed_unsync(),
-        RequestBody::Stream(incoming) => incoming
+        RequestBody::Stream(body) => body
             .map_err(|e| Box::new(ClientBodyFailed(e)) as BoxError)
             .boxed_unsync(),
     };
