@@ -22,30 +22,36 @@ pub use ip_list::{Cidr, IpSet};
 pub use rate_limit::RateLimiter;
 
 use crate::config::{AccessPolicy, RateLimitKey};
-use crate::pool::Pool;
+use crate::pool::{Pool, UNROUTED};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::http::{ClientBody, local};
+use crate::route::target::Target;
 
 /// Applies the route's access policies to a request from `client` (see
 /// [`TrustedProxies::client`]): `Some(answer)` refuses it, and nothing of it has reached a
 /// backend; `None` lets it on (its streamed body now cut at `maxRequestBodyBytes`).
+///
+/// State and counters are the route's owner pool's ([`Target::owner`]); a route without
+/// one (a fixed answer, no pool) has no buckets to keep, so its `rateLimit` does not apply.
 pub fn admit(
-    pool: &Pool,
+    target: &Target,
     client: IpAddr,
     req: &mut Request<ClientBody>,
 ) -> Option<Response<ProxyBody>> {
-    let snapshot = pool.snapshot();
-    let policy = &snapshot.config.filters.access;
+    let policy = &target.route.filters.access;
     if policy.is_empty() {
         return None;
     }
-    let refused = check(pool, policy, client, req)?;
-    pool.stats.local.record(refused.status().as_u16());
+    let refused = check(target.owner.as_deref(), policy, client, req)?;
+    match &target.owner {
+        Some(pool) => pool.stats.local.record(refused.status().as_u16()),
+        None => UNROUTED.record(refused.status().as_u16()),
+    }
     Some(refused)
 }
 
 fn check(
-    pool: &Pool,
+    pool: Option<&Pool>,
     policy: &AccessPolicy,
     client: IpAddr,
     req: &mut Request<ClientBody>,
@@ -57,24 +63,30 @@ fn check(
 }
 
 /// `ipAllowList` / `ipDenyList`: 403 for an address outside the one or inside the other.
-fn addresses(pool: &Pool, policy: &AccessPolicy, client: IpAddr) -> Option<Response<ProxyBody>> {
+fn addresses(
+    pool: Option<&Pool>,
+    policy: &AccessPolicy,
+    client: IpAddr,
+) -> Option<Response<ProxyBody>> {
     let allowed = policy.allow.as_ref().is_none_or(|set| set.contains(client));
     let denied = policy.deny.as_ref().is_some_and(|set| set.contains(client));
     if allowed && !denied {
         return None;
     }
-    pool.stats.denied_address.fetch_add(1, Relaxed);
+    if let Some(pool) = pool {
+        pool.stats.denied_address.fetch_add(1, Relaxed);
+    }
     Some(local(StatusCode::FORBIDDEN, "forbidden\n"))
 }
 
 /// `rateLimit`: 429 with `Retry-After` when the request's bucket is empty.
 fn rate(
-    pool: &Pool,
+    pool: Option<&Pool>,
     policy: &AccessPolicy,
     client: IpAddr,
     req: &Request<ClientBody>,
 ) -> Option<Response<ProxyBody>> {
-    let limit = policy.rate_limit.as_ref()?;
+    let (limit, pool) = (policy.rate_limit.as_ref()?, pool?);
     let key = match &limit.key {
         RateLimitKey::ClientIp => rate_limit::Key::Addr(client),
         RateLimitKey::Header(name) => req
@@ -97,7 +109,7 @@ fn rate(
 
 /// `maxRequestBodyBytes`: 413 for a body known to be larger; a streamed one is cut later.
 fn body(
-    pool: &Pool,
+    pool: Option<&Pool>,
     policy: &AccessPolicy,
     req: &mut Request<ClientBody>,
 ) -> Option<Response<ProxyBody>> {
@@ -105,7 +117,9 @@ fn body(
     if body_fits(req, max) {
         return None;
     }
-    pool.stats.denied_body.fetch_add(1, Relaxed);
+    if let Some(pool) = pool {
+        pool.stats.denied_body.fetch_add(1, Relaxed);
+    }
     let mut resp = local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
     if req.version() <= Version::HTTP_11 && matches!(req.body(), ClientBody::Incoming(_)) {
         // The unread body is still on the connection: reading it to reuse the connection
