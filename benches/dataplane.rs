@@ -76,24 +76,23 @@ fn big_router(hosts: usize, paths: usize, pool: &Arc<Pool>) -> Router<Arc<Pool>>
         )],
         ..RequestMatch::default()
     };
-    let regex: Vec<PathMatch> = (0..paths)
-        .map(|p| PathMatch::Regex(PathRegex::new(&format!("/re{p}/[0-9]+")).expect("valid")))
+    // Compiled once, as validation does; the router shares the compiled expressions.
+    let paths: Vec<PathMatch> = (0..paths)
+        .map(|p| match p % 10 {
+            8 => PathMatch::Regex(PathRegex::new(&format!("/re{p}/[0-9]+")).expect("valid")),
+            _ => PathMatch::Prefix(format!("/svc{p}/api")),
+        })
         .collect();
     let mut router = Router::default();
     for h in 0..hosts {
         let host = [HostMatch::Exact(format!("h{h}.example.com"))];
-        for (p, regex) in regex.iter().enumerate() {
+        for (p, path) in paths.iter().enumerate() {
             let matches = if p % 10 == 9 {
                 canary.clone()
             } else {
                 RequestMatch::default()
             };
-            let path = if p % 10 == 8 {
-                regex.clone()
-            } else {
-                PathMatch::Prefix(format!("/svc{p}/api"))
-            };
-            router.add_route(&host, &path, &matches, pool.clone());
+            router.add_route(&host, path, &matches, pool.clone());
         }
     }
     router.seal()

@@ -41,7 +41,10 @@ impl<T> Entry<T> {
 /// older owner's route is added first).
 #[derive(Debug, Clone)]
 struct PathTable<T> {
+    /// In insertion order until [`PathTable::seal`] sorts them by precedence.
     routes: Vec<Entry<T>>,
+    /// Whether `routes` is in precedence order.
+    sorted: bool,
     /// Built by [`Router::seal`] for large tables; cleared by an insert.
     index: Option<SegmentIndex>,
 }
@@ -63,26 +66,31 @@ impl<T> Default for PathTable<T> {
     fn default() -> Self {
         PathTable {
             routes: Vec::new(),
+            sorted: true,
             index: None,
         }
     }
 }
 
 impl<T> PathTable<T> {
+    /// Appends a route; building is linear, the order is settled by [`PathTable::seal`].
     fn insert(&mut self, path: &PathMatch, matches: &RequestMatch, target: T) {
-        let entry = Entry {
+        self.routes.push(Entry {
             path: path.clone(),
             matches: (!matches.is_empty()).then(|| Box::new(matches.clone())),
             target,
-        };
-        // After every route that ranks as high: equal routes keep their insertion order.
-        let key = entry.rank();
-        let at = self.routes.partition_point(|e| e.rank() >= key);
-        self.routes.insert(at, entry);
+        });
+        self.sorted = self.routes.len() <= 1;
         self.index = None;
     }
 
+    /// Sorts by precedence (a stable sort: equal routes keep their insertion order) and
+    /// indexes a large table.
     fn seal(&mut self) {
+        if !self.sorted {
+            self.routes.sort_by_key(|e| std::cmp::Reverse(e.rank()));
+            self.sorted = true;
+        }
         if self.routes.len() < INDEX_FROM {
             return;
         }
@@ -98,6 +106,9 @@ impl<T> PathTable<T> {
     }
 
     fn find(&self, req: &RouteInput<'_>) -> Option<&T> {
+        if !self.sorted {
+            return self.find_unsorted(req);
+        }
         let Some(index) = &self.index else {
             return self
                 .routes
@@ -122,6 +133,17 @@ impl<T> PathTable<T> {
                 return Some(&entry.target);
             }
         }
+    }
+
+    /// The same answer before sealing: the highest-ranked match, the earliest on a tie.
+    fn find_unsorted(&self, req: &RouteInput<'_>) -> Option<&T> {
+        let mut best: Option<&Entry<T>> = None;
+        for e in self.routes.iter().filter(|e| accepts(e, req)) {
+            if best.is_none_or(|b| e.rank() > b.rank()) {
+                best = Some(e);
+            }
+        }
+        best.map(|e| &e.target)
     }
 }
 
@@ -223,9 +245,10 @@ impl<T: Clone> Router<T> {
 }
 
 impl<T> Router<T> {
-    /// Indexes large host groups by first path segment, so that a lookup among thousands
-    /// of paths on one host checks only the routes that can match. Call after the last
-    /// `add`; a later `add` drops the index of the table it changes.
+    /// Puts every host group in precedence order and indexes the large ones by first path
+    /// segment, so that a lookup among thousands of paths on one host checks only the
+    /// routes that can match. Call after the last `add`: an unsealed table still answers
+    /// correctly, by scanning all of its routes.
     pub fn seal(mut self) -> Self {
         for table in self.exact.values_mut() {
             table.seal();
