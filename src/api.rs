@@ -19,11 +19,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod access;
+mod auth;
 mod routing;
 mod status;
 mod upstream;
 
 pub use access::{MAX_CIDR_LEN, MAX_CIDRS, RateLimitKeySpec, RateLimitSpec};
+pub use auth::{
+    BasicAuthSpec, CorsSpec, ExternalAuthSpec, MAX_ORIGIN_LEN, MAX_POLICY_ENTRIES, MAX_URL_LEN,
+};
 pub use routing::{
     CanarySpec, HeaderChangesSpec, HeaderMatchSpec, HttpMethod, MAX_MATCH_ENTRIES, MAX_VALUE_LEN,
     MatchSpec, QueryMatchSpec, RedirectSpec, RewriteSpec, Scheme,
@@ -127,6 +131,11 @@ fn positive_duration() -> Rule {
     .message("sessionAffinity Cookie is only for protocol HTTP (TCP pools may use ClientIP)")
     .field_path(".sessionAffinity.type")
     .reason(Reason::FieldValueForbidden),
+    validation = Rule::new(
+        "self.protocol == 'HTTP' || (!has(self.cors) && !has(self.basicAuth) && !has(self.externalAuth))"
+    )
+    .message("cors, basicAuth and externalAuth are only for protocol HTTP")
+    .reason(Reason::FieldValueForbidden),
     validation = Rule::new("self.protocol == 'HTTP' || !has(self.upstream)")
         .message("upstream is only for protocol HTTP")
         .field_path(".upstream")
@@ -221,6 +230,15 @@ pub struct BackendPoolSpec {
     #[schemars(length(max = MAX_CIDRS), inner(length(max = MAX_CIDR_LEN)))]
     #[x_kube(validation = access::cidr_list())]
     pub ip_deny_list: Option<Vec<String>>,
+    /// HTTP only: cross-origin resource sharing (preflights answered by sluice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
+    /// HTTP only: HTTP basic authentication against an htpasswd list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuthSpec>,
+    /// HTTP only: ask an authentication service before forwarding (oauth2-proxy pattern).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_auth: Option<ExternalAuthSpec>,
 }
 
 /// Layer the pool balances at.

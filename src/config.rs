@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod auth;
 mod crd;
 mod duration;
 mod listener;
@@ -21,6 +22,10 @@ pub mod tls;
 mod upstream;
 mod validate;
 
+pub use auth::{
+    AllowedOrigins, BasicAuthConfig, CorsConfig, CredentialSource, ExternalAuthConfig, Htpasswd,
+    MAX_HTPASSWD_BYTES, OriginPattern, PasswordHash,
+};
 pub use crd::crd_yaml;
 pub use duration::{format_duration, parse_duration};
 pub use listener::ListenerClaim;

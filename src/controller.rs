@@ -4,7 +4,8 @@
 //!
 //! Every replica watches and serves; only the elected leader writes status and Events.
 //! RBAC follows what is watched: get/list/watch on backendpools, endpointslices, services
-//! and secrets (Secrets filtered to `type=kubernetes.io/tls` server-side; RBAC cannot
+//! and secrets (two watches filtered server-side, `type=kubernetes.io/tls` and `type=Opaque`
+//! for htpasswd lists; RBAC cannot
 //! narrow list/watch further), patch on backendpools/status, create/patch on events, and
 //! get/create/update on the leader Lease.
 
@@ -171,6 +172,12 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         watcher::Config::default().fields("type=kubernetes.io/tls"),
         tx.clone(),
     );
+    // basicAuth htpasswd lists (key `auth`), as `kubectl create secret generic` makes them.
+    let opaque = reflect(
+        api::<Secret>(&client, ns),
+        watcher::Config::default().fields("type=Opaque"),
+        tx.clone(),
+    );
     drop(tx);
 
     let synced = async {
@@ -178,7 +185,8 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
             pools.wait_until_ready(),
             slices.wait_until_ready(),
             services.wait_until_ready(),
-            secrets.wait_until_ready()
+            secrets.wait_until_ready(),
+            opaque.wait_until_ready()
         );
     };
     tokio::select! {
@@ -237,7 +245,7 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
             pools: pools.state(),
             slices: slices.state(),
             services: services.state(),
-            secrets: secrets.state(),
+            secrets: [secrets.state(), opaque.state()].concat(),
         };
         let desired = apply(&admin, reconciled.desired(&objects), seen);
         if leadership.is_leader() {

@@ -5,8 +5,12 @@
 //! Data plane: reads the validated model (`crate::config::AccessPolicy`) and the pool's
 //! run-time state, never Kubernetes types. A pool without policies pays one branch.
 
+pub mod auth;
+pub mod basic_auth;
 pub mod body_limit;
 pub mod client_addr;
+pub mod cors;
+pub mod external_auth;
 pub mod ip_list;
 pub mod rate_limit;
 

@@ -2,6 +2,8 @@
 //! (logging, worker start-up, the admin endpoint, reload on file change and SIGHUP, drain
 //! on SIGTERM/SIGINT).
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -368,22 +370,26 @@ async fn wait_for_signal() {
     }
 }
 
-/// Reloads `path` on file events (coalesced over 100 ms) and on SIGHUP.
+/// Reloads `path` on file events (coalesced over 100 ms) and on SIGHUP. The htpasswd
+/// files of `basicAuth` pools are watched too: a change to one reloads the whole
+/// configuration, so a list that no longer parses is refused like a bad config edit.
 async fn watch_file(path: PathBuf, admin: Arc<Admin>, stop: CancellationToken) {
     use notify::Watcher;
     let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
-    let file_name = path.file_name().map(|n| n.to_owned());
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let names: Arc<parking_lot::RwLock<HashSet<OsString>>> = Arc::default();
+    if let Some(name) = path.file_name() {
+        names.write().insert(name.to_owned());
+    }
+    let dir = parent_dir(&path);
     let watch_tx = tx.clone();
+    let watched = names.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
+            let names = watched.read();
             let ours = event
                 .paths
                 .iter()
-                .any(|p| p.file_name() == file_name.as_deref());
+                .any(|p| p.file_name().is_some_and(|n| names.contains(n)));
             if ours && !event.kind.is_access() {
                 let _ = watch_tx.send(Instant::now());
             }
@@ -391,7 +397,7 @@ async fn watch_file(path: PathBuf, admin: Arc<Admin>, stop: CancellationToken) {
     });
     // Watch the directory: editors replace the file (rename over it), which a watch on the
     // file itself would lose.
-    let _watcher = match watcher {
+    let mut watcher = match watcher {
         Ok(mut w) => match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
             Ok(()) => Some(w),
             Err(e) => {
@@ -404,6 +410,8 @@ async fn watch_file(path: PathBuf, admin: Arc<Admin>, stop: CancellationToken) {
             None
         }
     };
+    let mut dirs = HashSet::from([dir]);
+    watch_credential_files(&admin, &names, &mut dirs, watcher.as_mut());
     let hup_tx = tx;
     tokio::task::spawn_local(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -423,6 +431,50 @@ async fn watch_file(path: PathBuf, admin: Arc<Admin>, stop: CancellationToken) {
         tokio::time::sleep(Duration::from_millis(20)).await;
         while rx.try_recv().is_ok() {}
         reload(&path, &admin, first);
+        watch_credential_files(&admin, &names, &mut dirs, watcher.as_mut());
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Adds the htpasswd files the served pools read to what the watcher reloads on.
+fn watch_credential_files(
+    admin: &Admin,
+    names: &parking_lot::RwLock<HashSet<OsString>>,
+    dirs: &mut HashSet<PathBuf>,
+    mut watcher: Option<&mut notify::RecommendedWatcher>,
+) {
+    use notify::Watcher;
+    for pool in admin.dataplane.pools().iter() {
+        let snapshot = pool.snapshot();
+        let Some(auth) = &snapshot.config.filters.basic_auth else {
+            continue;
+        };
+        let config::CredentialSource::File(file) = &auth.source else {
+            continue;
+        };
+        if let Some(name) = file.file_name()
+            && !names.read().contains(name)
+        {
+            names.write().insert(name.to_owned());
+        }
+        let dir = parent_dir(file);
+        if !dirs.contains(&dir)
+            && let Some(w) = watcher.as_deref_mut()
+        {
+            match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    dirs.insert(dir);
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch htpasswd directory; SIGHUP still reloads");
+                }
+            }
+        }
     }
 }
 

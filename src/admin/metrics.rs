@@ -380,7 +380,7 @@ impl Collector for PoolCollector {
 
         let mut e = encoder.encode_descriptor(
             "sluice_denied",
-            "Requests refused by an access policy, by pool and reason (address: 403 by ipAllowList/ipDenyList; body: 413 by maxRequestBodyBytes).",
+            "Requests refused by an access policy, by pool and reason (address: 403 by ipAllowList/ipDenyList; body: 413 by maxRequestBodyBytes; auth: basicAuth or externalAuth refusals, failing closed included).",
             None,
             MetricType::Counter,
         )?;
@@ -397,6 +397,12 @@ impl Collector for PoolCollector {
                     "body",
                     pool.stats.denied_body.load(Ordering::Relaxed),
                     access.max_request_body_bytes.is_some(),
+                ),
+                (
+                    "auth",
+                    pool.stats.denied_auth.load(Ordering::Relaxed),
+                    snapshot.config.filters.basic_auth.is_some()
+                        || snapshot.config.filters.external_auth.is_some(),
                 ),
             ] {
                 if n > 0 || configured {

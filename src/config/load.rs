@@ -72,7 +72,8 @@ pub fn load_text(file: &str, text: &str) -> Result<ConfigSet, LoadError> {
     let file = file.to_owned();
     let (pools, mut errors) = parse_all(&file, text);
     match validate(&Source::File(file.clone()), &pools) {
-        Ok(set) if errors.is_empty() => {
+        Ok(mut set) if errors.is_empty() => {
+            read_htpasswd_files(&file, &mut set, &mut errors);
             check_tls_files(&file, &set, &mut errors);
             check_ca_files(&file, &set, &mut errors);
             if errors.is_empty() {
@@ -347,6 +348,43 @@ fn check_ca_files(file: &str, set: &ConfigSet, errors: &mut Vec<ValidationError>
                 field: Some(field.to_owned()),
                 conflict: false,
             });
+        }
+    }
+}
+
+/// Reads and parses every `basicAuth.file` into its pool's list (validation leaves it
+/// empty: it does no I/O), so `sluice check` catches an unreadable or malformed list and a
+/// reload picks up a changed one.
+fn read_htpasswd_files(file: &str, set: &mut ConfigSet, errors: &mut Vec<ValidationError>) {
+    for pool in &mut set.pools {
+        let Some(auth) = &pool.filters.basic_auth else {
+            continue;
+        };
+        let super::CredentialSource::File(path) = &auth.source else {
+            continue;
+        };
+        let read = std::fs::read(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|bytes| {
+                super::Htpasswd::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+            });
+        match read {
+            Ok(users) => {
+                let auth = super::BasicAuthConfig {
+                    users: std::sync::Arc::new(users),
+                    ..(**auth).clone()
+                };
+                std::sync::Arc::make_mut(pool).filters.basic_auth = Some(std::sync::Arc::new(auth));
+            }
+            Err(problem) => {
+                let field = "spec.basicAuth.file";
+                errors.push(ValidationError {
+                    message: format!("{file}: pool {}: {field}: {problem}", pool.name),
+                    pool: Some(pool.name.clone()),
+                    field: Some(field.to_owned()),
+                    conflict: false,
+                });
+            }
         }
     }
 }

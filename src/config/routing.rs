@@ -3,7 +3,9 @@
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
-use super::{AccessPolicy, EndpointConfig};
+use std::sync::Arc;
+
+use super::{AccessPolicy, BasicAuthConfig, CorsConfig, EndpointConfig, ExternalAuthConfig};
 
 /// Suffix of the name under which a pool's canary backend set is served (in `/pools`, the
 /// metrics' `pool` label and logs): `#` cannot occur in a Kubernetes name, so it never
@@ -62,6 +64,12 @@ pub struct RouteFilters {
     pub request_headers: HeaderChanges,
     /// Response header changes.
     pub response_headers: HeaderChanges,
+    /// Cross-origin resource sharing (`cors`), when configured.
+    pub cors: Option<Arc<CorsConfig>>,
+    /// HTTP basic authentication (`basicAuth`), when configured.
+    pub basic_auth: Option<Arc<BasicAuthConfig>>,
+    /// Authentication by an external service (`externalAuth`), when configured.
+    pub external_auth: Option<Arc<ExternalAuthConfig>>,
 }
 
 /// A redirect; each part left `None` keeps the request's.

@@ -21,6 +21,7 @@ use crate::api;
 use crate::api::BackendPool;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+mod auth;
 mod conflicts;
 mod names;
 mod policy;
@@ -113,6 +114,7 @@ pub fn validate_with_secrets(
         &Lookups {
             tls: secrets,
             ca: &|_, _| Ok(Arc::from(Vec::new())),
+            htpasswd: &|_, _| Ok(Arc::from(Vec::new())),
         },
     )
 }
@@ -127,6 +129,9 @@ pub struct Lookups<'a> {
     /// `(namespace, name)` -> the PEM CA bundle (`ca.crt`) for `upstream.tls.caSecretName`,
     /// or the problem.
     pub ca: CaLookup<'a>,
+    /// `(namespace, name)` -> the htpasswd list (key `auth`) for `basicAuth.secretName`, or
+    /// the problem. Empty bytes stand for "not read yet": the list then denies everyone.
+    pub htpasswd: CaLookup<'a>,
 }
 
 /// [`validate`] reading listener certificates and upstream CA bundles through `lookups`.
@@ -507,7 +512,8 @@ fn check_pool(ctx: &mut Ctx<'_>, spec: &api::BackendPoolSpec, lookups: &Lookups<
         Some(api::ProxyProtocolVersion::V1) => ProxyProtocolVersion::V1,
         Some(api::ProxyProtocolVersion::V2) => ProxyProtocolVersion::V2,
     };
-    let filters = routing::check_filters(ctx, protocol, spec);
+    let mut filters = routing::check_filters(ctx, protocol, spec);
+    auth::check_policies(ctx, protocol, spec, lookups.htpasswd, &mut filters);
     let canary = routing::check_canary(ctx, protocol, spec);
     let upstream = upstream::check_upstream(ctx, protocol, spec.upstream.as_ref(), lookups.ca);
     let tls = spec.listener.tls.is_some();

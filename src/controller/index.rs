@@ -50,7 +50,7 @@ pub struct Objects {
     pub slices: Vec<Arc<EndpointSlice>>,
     /// Services.
     pub services: Vec<Arc<Service>>,
-    /// TLS Secrets.
+    /// TLS Secrets and `Opaque` ones (htpasswd lists).
     pub secrets: Vec<Arc<Secret>>,
 }
 
@@ -163,7 +163,12 @@ impl Index {
         let find = |ns: &str, name: &str| secrets.get(&(ns.to_owned(), name.to_owned())).copied();
         let tls = |ns: &str, name: &str| tls_from_secret(find(ns, name), ns, name);
         let ca = |ns: &str, name: &str| ca_from_secret(find(ns, name), ns, name);
-        let lookups = config::Lookups { tls: &tls, ca: &ca };
+        let htpasswd = |ns: &str, name: &str| htpasswd_from_secret(find(ns, name), ns, name);
+        let lookups = config::Lookups {
+            tls: &tls,
+            ca: &ca,
+            htpasswd: &htpasswd,
+        };
         let mut pools = objects.pools.clone();
         let mut refused: BTreeMap<String, Refusal> = BTreeMap::new();
         loop {
@@ -390,6 +395,26 @@ fn ca_from_secret(secret: Option<&Secret>, ns: &str, name: &str) -> Result<Arc<[
         .ok_or_else(|| format!("Secret {ns}/{name} has no ca.crt"))?;
     config::roots_from_pem(&ca.0).map_err(|e| format!("Secret {ns}/{name}: {e}"))?;
     Ok(ca.0.clone().into())
+}
+
+/// The htpasswd list (key `auth`, as ingress-nginx reads it) of a Secret named by
+/// `basicAuth.secretName`, checked. `Opaque` Secrets are watched for it (as
+/// `kubectl create secret generic NAME --from-file=auth` makes them).
+fn htpasswd_from_secret(
+    secret: Option<&Secret>,
+    ns: &str,
+    name: &str,
+) -> Result<Arc<[u8]>, String> {
+    let secret = secret.ok_or_else(|| {
+        format!("Secret {ns}/{name} not found (it must be of type Opaque, key auth)")
+    })?;
+    let list = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("auth"))
+        .ok_or_else(|| format!("Secret {ns}/{name} has no key auth"))?;
+    config::Htpasswd::parse(&list.0).map_err(|e| format!("Secret {ns}/{name} key auth: {e}"))?;
+    Ok(list.0.clone().into())
 }
 
 /// The endpoints of `service`'s port `port` found in its EndpointSlices.

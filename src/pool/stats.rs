@@ -151,6 +151,9 @@ pub struct PoolStats {
     pub denied_address: AtomicU64,
     /// `sluice_denied_total{pool,reason="body"}`: 413 by `maxRequestBodyBytes`.
     pub denied_body: AtomicU64,
+    /// `sluice_denied_total{pool,reason="auth"}`: requests refused by `basicAuth` or
+    /// `externalAuth` (failing closed included).
+    pub denied_auth: AtomicU64,
 }
 
 /// Seconds in the retry-budget window.

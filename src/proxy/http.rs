@@ -223,8 +223,20 @@ async fn forward(
     if let Some(refused) = policy::admit(&target, client, &mut req) {
         return refused;
     }
-    let picked = target.pick(req.headers());
     let route = &*target.route.filters;
+    let original = policy::external_auth::Original {
+        method: req.method(),
+        uri: req.uri(),
+        headers: req.headers(),
+        host: request_host(&req),
+        https: conn.listener.https,
+        client_ip: client,
+    };
+    let mut admitted = match policy::auth::admit(route, &original).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused.answer(target.owner.as_deref().map(|p| &p.stats)),
+    };
+    let picked = target.pick(req.headers());
     let prefix = target.route.path.replaced_prefix();
     if let Some(r) = &route.redirect {
         let resp = filters::redirect(
@@ -285,6 +297,7 @@ async fn forward(
                 return local(status, "bad request\n");
             }
         };
+    policy::auth::apply_request(route, &mut admitted, &mut parts.headers);
     if te_trailers {
         parts
             .headers
@@ -343,6 +356,7 @@ async fn forward(
             let (mut parts, body) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, false);
             route.response_headers.apply(&mut parts.headers);
+            policy::auth::apply_response(route, &admitted, &mut parts.headers);
             if let (Some(presented), Some(AffinityConfig::Cookie { name, ttl })) =
                 (affinity, &snapshot.config.affinity)
             {

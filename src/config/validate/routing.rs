@@ -161,6 +161,7 @@ pub(super) fn check_filters(
             "spec.responseHeaders",
             spec.response_headers.as_ref(),
         ),
+        ..RouteFilters::default()
     }
 }
 

@@ -119,7 +119,11 @@ fn kubernetes_mode_reads_the_ca_secret_and_refuses_a_ca_file() {
         "web-ca" => Ok(Arc::from(b"PEM".to_vec())),
         _ => Err(format!("Secret {ns}/{name} not found")),
     };
-    let lookups = Lookups { tls: &tls, ca: &ca };
+    let lookups = Lookups {
+        tls: &tls,
+        ca: &ca,
+        htpasswd: &|_, _| Ok(Arc::from(Vec::new())),
+    };
     let set =
         validate_with_lookups(&Source::Kubernetes, std::slice::from_ref(&pool), &lookups).unwrap();
     assert!(matches!(

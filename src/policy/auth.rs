@@ -1,0 +1,111 @@
+//! The CORS and authentication gate of a route, in one call from the forwarding path:
+//! a CORS preflight is answered, then `basicAuth`, then `externalAuth` decide. What the
+//! gate decided for a request that goes on ([`Admitted`]) is applied to the upstream
+//! request and to the answer later, where headers are applied.
+//!
+//! Preflights are answered before authentication: browsers send them without credentials
+//! (Fetch standard), so authenticating them would break every cross-origin call to an
+//! authenticated pool; the answer comes from configuration alone and reaches no backend.
+//! (ingress-nginx behaves alike: nginx runs its CORS `return 204` in the rewrite phase,
+//! before the access phase where auth runs.)
+
+use http::HeaderValue;
+use http::Response;
+use http::header::{self, HeaderMap};
+
+use super::external_auth::{self, Granted, Original};
+use super::{basic_auth, cors};
+use std::sync::atomic::Ordering;
+
+use crate::config::RouteFilters;
+use crate::pool::{PoolStats, UNROUTED};
+use crate::proxy::body::ProxyBody;
+
+/// What the gate decided for a request that goes on.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// `Access-Control-Allow-Origin` for the answer, when the origin is allowed.
+    pub cors_origin: Option<HeaderValue>,
+    /// Headers the external auth service granted.
+    pub granted: Granted,
+}
+
+/// Why the gate answered a request itself.
+pub enum Refused {
+    /// A CORS preflight, answered (not a denial).
+    Preflight(Response<ProxyBody>),
+    /// Authentication refused it (`sluice_denied_total{reason="auth"}`).
+    Auth(Response<ProxyBody>),
+}
+
+impl Refused {
+    /// Counts the refusal on `stats` (the route's pool; `None`: sluice's own answers) and
+    /// returns the answer.
+    pub fn answer(self, stats: Option<&PoolStats>) -> Response<ProxyBody> {
+        let (resp, denied) = match self {
+            Refused::Preflight(resp) => (resp, false),
+            Refused::Auth(resp) => (resp, true),
+        };
+        let code = resp.status().as_u16();
+        match stats {
+            Some(stats) => {
+                if denied {
+                    stats.denied_auth.fetch_add(1, Ordering::Relaxed);
+                }
+                stats.local.record(code);
+            }
+            None => UNROUTED.record(code),
+        }
+        resp
+    }
+}
+
+/// Runs the route's CORS preflight, basic auth and external auth, in that order. A route
+/// with none of them returns at once without allocating.
+pub async fn admit(route: &RouteFilters, original: &Original<'_>) -> Result<Admitted, Refused> {
+    let mut admitted = Admitted::default();
+    if let Some(c) = &route.cors {
+        admitted.cors_origin = cors::allowed_origin(c, original.headers);
+        if cors::is_preflight(original.method, original.headers) {
+            return Err(Refused::Preflight(cors::preflight(
+                c,
+                admitted.cors_origin.as_ref(),
+            )));
+        }
+    }
+    let deny = |mut resp: Response<ProxyBody>, admitted: &Admitted| {
+        // Scripts of an allowed origin may read why they were refused.
+        apply_response(route, admitted, resp.headers_mut());
+        Refused::Auth(resp)
+    };
+    if let Some(auth) = &route.basic_auth
+        && let Err(resp) = basic_auth::check(auth, original.headers).await
+    {
+        return Err(deny(resp, &admitted));
+    }
+    if let Some(ext) = &route.external_auth {
+        match external_auth::check(ext, original).await {
+            Ok(granted) => admitted.granted = granted,
+            Err(resp) => return Err(deny(resp, &admitted)),
+        }
+    }
+    Ok(admitted)
+}
+
+/// Changes the upstream request as the gate decided: basic-auth credentials are not
+/// forwarded, and granted headers replace whatever the client sent under their names.
+pub fn apply_request(route: &RouteFilters, admitted: &mut Admitted, headers: &mut HeaderMap) {
+    if route.basic_auth.is_some() {
+        headers.remove(header::AUTHORIZATION);
+    }
+    if let Some(ext) = &route.external_auth {
+        external_auth::apply(ext, std::mem::take(&mut admitted.granted), headers);
+    }
+}
+
+/// Adds the CORS headers to an answer for an allowed origin.
+pub fn apply_response(route: &RouteFilters, admitted: &Admitted, headers: &mut HeaderMap) {
+    if let (Some(c), Some(origin)) = (&route.cors, &admitted.cors_origin) {
+        cors::decorate(c, origin, headers);
+    }
+}
