@@ -690,6 +690,41 @@ cel_rule_tests! {
         field: "spec.rateLimit.header",
         good: with("rateLimit: {requestsPerSecond: 5, key: Header, header: x-user}"),
     }
+    auth_and_cors_are_only_for_http {
+        at: "",
+        rule: "self.protocol == 'HTTP' || (!has(self.cors) && !has(self.basicAuth) && !has(self.externalAuth))",
+        bad: ["{protocol: TCP, listener: {port: 5432}, endpoints: [], cors: {}}"],
+        field: "spec.cors",
+        good: "{protocol: HTTP, listener: {port: 5432}, endpoints: [], cors: {}}",
+    }
+    basic_auth_has_one_source {
+        at: "basicAuth",
+        rule: "has(self.secretName) != has(self.file)",
+        bad: [with("basicAuth: {secretName: users, file: users.htpasswd}"), with("basicAuth: {realm: web}")],
+        field: "spec.basicAuth",
+        good: with("basicAuth: {secretName: users, realm: web}"),
+    }
+    cors_credentials_need_listed_origins {
+        at: "cors",
+        rule: "!has(self.allowCredentials) || !self.allowCredentials || (has(self.allowOrigins) && !self.allowOrigins.exists(o, o == '*'))",
+        bad: [with("cors: {allowCredentials: true}"), with("cors: {allowCredentials: true, allowOrigins: ['*']}")],
+        field: "spec.cors.allowOrigins",
+        good: with("cors: {allowCredentials: true, allowOrigins: ['https://app.example', 'https://*.example.com']}"),
+    }
+    cors_star_origin_stands_alone {
+        at: "cors",
+        rule: "!has(self.allowOrigins) || !self.allowOrigins.exists(o, o == '*') || size(self.allowOrigins) == 1",
+        bad: [with("cors: {allowOrigins: ['*', 'https://app.example']}")],
+        field: "spec.cors.allowOrigins",
+        good: with("cors: {allowOrigins: ['*']}"),
+    }
+    external_auth_timeout_is_not_zero {
+        at: "externalAuth.timeout",
+        rule: "!self.matches('^(0+(ms|s|m|h))+$')",
+        bad: [with("externalAuth: {url: 'http://auth:4180/oauth2/auth', timeout: 0s}")],
+        field: "spec.externalAuth.timeout",
+        good: with("externalAuth: {url: 'http://auth:4180/oauth2/auth', timeout: 500ms}"),
+    }
 }
 
 #[test]
@@ -749,6 +784,41 @@ fn rules_read_protocol_and_algorithm_that_have_schema_defaults() {
 const DURATION_PATTERN: &str = "{pattern: '^([0-9]+(ms|s|m|h))+$', maxLength: 32}";
 
 openapi_tests! {
+    cors_origins_are_origins_or_subdomain_patterns {
+        at: "cors.allowOrigins[]",
+        has: "{maxLength: 256}",
+        bad: [
+            with("cors: {allowOrigins: ['https://app.example/']}"),
+            with("cors: {allowOrigins: ['ftp://app.example']}"),
+            with("cors: {allowOrigins: ['https://a.*.example']}"),
+        ],
+        field: "spec.cors.allowOrigins[0]",
+        good: with("cors: {allowOrigins: ['https://app.example:8443', 'http://*.dev.example']}"),
+    }
+    external_auth_url_is_plain_http {
+        at: "externalAuth.url",
+        has: "{maxLength: 2048}",
+        bad: [
+            with("externalAuth: {url: 'https://auth.example/check'}"),
+            with("externalAuth: {url: 'auth.example/check'}"),
+        ],
+        field: "spec.externalAuth.url",
+        good: with("externalAuth: {url: 'http://oauth2-proxy.auth.svc:4180/oauth2/auth'}"),
+    }
+    external_auth_header_lists_hold_header_names {
+        at: "externalAuth.responseHeaders",
+        has: "{maxItems: 64}",
+        bad: [with("externalAuth: {url: 'http://auth/', responseHeaders: [Host]}")],
+        field: "spec.externalAuth.responseHeaders[0]",
+        good: with("externalAuth: {url: 'http://auth/', responseHeaders: [X-Auth-Request-User]}"),
+    }
+    basic_auth_realm_is_quotable {
+        at: "basicAuth.realm",
+        has: "{maxLength: 256}",
+        bad: [with("basicAuth: {secretName: users, realm: 'say \\\"hi\\\"'}")],
+        field: "spec.basicAuth.realm",
+        good: with("basicAuth: {secretName: users, realm: 'Staff only'}"),
+    }
     listener_port_is_1_to_65535 {
         at: "listener.port",
         has: "{minimum: 1.0, maximum: 65535.0}",
