@@ -1,6 +1,7 @@
 //! Access policies on the request path (contract 4b): who may be served, how often, with
 //! how large a body. They run before a route does anything else, in the contract's order:
-//! address lists, rate limit, (auth, CORS preflight), then the route's own filters.
+//! address lists, rate limit, then CORS preflight and authentication ([`auth::admit`], async:
+//! external auth is a round trip), then the route's own filters.
 //!
 //! Data plane: reads the validated model (`crate::config::AccessPolicy`) and the pool's
 //! run-time state, never Kubernetes types. A pool without policies pays one branch.
@@ -62,7 +63,7 @@ fn check(
 ) -> Option<Response<ProxyBody>> {
     addresses(pool, policy, client)
         .or_else(|| rate(pool, policy, client, req))
-        // Authentication and CORS preflight come here, in the contract's order.
+        // CORS preflight and authentication follow in `auth::admit` (async).
         .or_else(|| body(pool, policy, req))
 }
 
