@@ -8,6 +8,7 @@ use crate::config::{
     Timeouts,
 };
 
+mod auth;
 mod cross_pool;
 mod props;
 mod traffic;

@@ -290,6 +290,70 @@ fn missing_tls_secret_refuses_the_pool_naming_the_field() {
     );
 }
 
+fn htpasswd_secret(auth: &str) -> Arc<Secret> {
+    use k8s_openapi::ByteString;
+    let mut data = std::collections::BTreeMap::new();
+    data.insert("auth".to_owned(), ByteString(auth.as_bytes().to_vec()));
+    Arc::new(Secret {
+        metadata: ObjectMeta {
+            name: Some("users".into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn basic_auth_reads_the_htpasswd_secret_and_a_changed_secret_changes_the_users() {
+    let pool = bp(
+        "web",
+        "{listener: {port: 8080}, endpoints: [{address: \"198.18.0.1:80\"}], basicAuth: {secretName: users}}",
+    );
+    let users = |d: &Desired| {
+        let auth = d.set.pools[0].filters.basic_auth.clone().unwrap();
+        let mut names: Vec<String> = auth.users.users.keys().cloned().collect();
+        names.sort();
+        names
+    };
+    let mut index = Index::default();
+    let mut objects = Objects {
+        pools: vec![pool],
+        secrets: vec![htpasswd_secret("alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")],
+        ..Default::default()
+    };
+    let d = index.desired(&objects);
+    assert!(d.refused.is_empty(), "{:?}", d.refused);
+    assert_eq!(users(&d), ["alice"]);
+
+    objects.secrets = vec![htpasswd_secret(
+        "alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\nbob:$apr1$r31....a$J66x6A3ONL4jNQPu3giBk/\n",
+    )];
+    assert_eq!(users(&index.desired(&objects)), ["alice", "bob"]);
+
+    objects.secrets = vec![htpasswd_secret("alice:plaintext\n")];
+    let d = index.desired(&objects);
+    let why = &d.refused["shop/web"];
+    assert!(
+        why.message.contains("spec.basicAuth.secretName")
+            && why
+                .message
+                .contains("Secret shop/users key auth: line 1 (alice): unsupported hash"),
+        "{}",
+        why.message
+    );
+
+    objects.secrets.clear();
+    let why = &index.desired(&objects).refused["shop/web"];
+    assert!(
+        why.message.contains("Secret shop/users not found"),
+        "{}",
+        why.message
+    );
+}
+
 #[test]
 fn canary_service_endpoints_resolve_into_the_canary_backend_set() {
     let objects = Objects {
