@@ -352,31 +352,46 @@ fn check_ca_files(file: &str, set: &ConfigSet, errors: &mut Vec<ValidationError>
     }
 }
 
-/// Reads and parses every `basicAuth.file` into its pool's list (validation leaves it
-/// empty: it does no I/O), so `sluice check` catches an unreadable or malformed list and a
-/// reload picks up a changed one.
+/// Reads and parses every `basicAuth.file` into the pools' and routes' filters (validation
+/// leaves the list empty: it does no I/O), so `sluice check` catches an unreadable or
+/// malformed list and a reload picks up a changed one. Each file is read once.
 fn read_htpasswd_files(file: &str, set: &mut ConfigSet, errors: &mut Vec<ValidationError>) {
-    for pool in &mut set.pools {
-        let Some(auth) = &pool.filters.basic_auth else {
-            continue;
-        };
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let mut read: HashMap<std::path::PathBuf, Result<Arc<super::Htpasswd>, String>> =
+        HashMap::new();
+    let mut list = |path: &std::path::PathBuf| {
+        read.entry(path.clone())
+            .or_insert_with(|| {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                super::Htpasswd::parse(&bytes)
+                    .map(Arc::new)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            })
+            .clone()
+    };
+    let filled = |filters: &super::RouteFilters,
+                  list: &mut dyn FnMut(
+        &std::path::PathBuf,
+    ) -> Result<Arc<super::Htpasswd>, String>| {
+        let auth = filters.basic_auth.as_ref()?;
         let super::CredentialSource::File(path) = &auth.source else {
-            continue;
+            return None;
         };
-        let read = std::fs::read(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))
-            .and_then(|bytes| {
-                super::Htpasswd::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
-            });
-        match read {
-            Ok(users) => {
-                let auth = super::BasicAuthConfig {
-                    users: std::sync::Arc::new(users),
-                    ..(**auth).clone()
-                };
-                std::sync::Arc::make_mut(pool).filters.basic_auth = Some(std::sync::Arc::new(auth));
-            }
-            Err(problem) => {
+        Some(list(path).map(|users| super::RouteFilters {
+            basic_auth: Some(Arc::new(super::BasicAuthConfig {
+                users,
+                ..(**auth).clone()
+            })),
+            ..filters.clone()
+        }))
+    };
+    for pool in &mut set.pools {
+        match filled(&pool.filters, &mut list) {
+            None => {}
+            Some(Ok(filters)) => Arc::make_mut(pool).filters = filters,
+            Some(Err(problem)) => {
                 let field = "spec.basicAuth.file";
                 errors.push(ValidationError {
                     message: format!("{file}: pool {}: {field}: {problem}", pool.name),
@@ -385,6 +400,11 @@ fn read_htpasswd_files(file: &str, set: &mut ConfigSet, errors: &mut Vec<Validat
                     conflict: false,
                 });
             }
+        }
+    }
+    for route in &mut set.routes {
+        if let Some(Ok(filters)) = filled(&route.filters, &mut list) {
+            Arc::make_mut(route).filters = Arc::new(filters);
         }
     }
 }
