@@ -640,6 +640,88 @@ fn an_https_backend_is_verified_with_the_ca_of_a_secret() {
     );
 }
 
+/// Status and `access-control-allow-origin` of a GET on 127.0.0.1:`port` with an extra
+/// header line (`Name: value`).
+fn get_with(port: u16, header: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: shop.test\r\n{header}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.get(9..12)?.parse().ok()?;
+    let origin = out
+        .lines()
+        .find_map(|l| l.strip_prefix("access-control-allow-origin: "))
+        .unwrap_or_default()
+        .to_owned();
+    Some((status, origin))
+}
+
+#[test]
+#[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
+fn basic_auth_reads_an_opaque_secret_and_a_changed_secret_applies_without_restart() {
+    let Some(kube) = cluster_or_skip(
+        "basic_auth_reads_an_opaque_secret_and_a_changed_secret_applies_without_restart",
+    ) else {
+        return;
+    };
+    let ns = kube.new_namespace("e2e-auth");
+    let (_a, _b, port) = echo_pair();
+    kube.apply(&service_and_slice(&ns, port, true, false));
+    // `kubectl create secret generic users --from-file=auth=users.htpasswd`, as YAML.
+    let users = |line: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: users, namespace: {ns}}}\ntype: Opaque\nstringData:\n  auth: |\n    {line}\n"
+        )
+    };
+    kube.apply(&users("alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="));
+    let listen = free_port();
+    kube.apply(&backend_pool(
+        &ns,
+        "web",
+        listen,
+        "  basicAuth: {secretName: users, realm: Shop}\n  cors: {allowOrigins: [\"https://*.shop.test\"]}\n",
+    ));
+    let c = Controller::start(&kube, &ns);
+    let password = "Authorization: Basic YWxpY2U6cGFzc3dvcmQ=";
+    let secret = "Authorization: Basic YWxpY2U6c2VjcmV0";
+    c.wait(Duration::from_secs(10), "alice let in", || {
+        get_with(listen, password).is_some_and(|(status, _)| status == 200)
+    });
+    assert_eq!(get_with(listen, "X-None: 1").map(|r| r.0), Some(401));
+    assert_eq!(
+        get_with(
+            listen,
+            &format!("{password}\r\nOrigin: https://app.shop.test")
+        ),
+        Some((200, "https://app.shop.test".to_owned()))
+    );
+
+    kube.apply(&users("alice:$apr1$r31....a$J66x6A3ONL4jNQPu3giBk/"));
+    c.wait(Duration::from_secs(10), "the new password accepted", || {
+        get_with(listen, secret).is_some_and(|(status, _)| status == 200)
+    });
+    assert_eq!(get_with(listen, password).map(|r| r.0), Some(401));
+
+    // The API server applies the CRD's rules to the policy fields.
+    let refused = kube.kubectl_with_stdin(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: open, namespace: {ns}}}\nspec:\n  listener: {{port: {listen}}}\n  endpoints: []\n  cors: {{allowOrigins: [\"*\"], allowCredentials: true}}\n"
+        )),
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("browsers refuse"),
+        "{stderr}"
+    );
+}
+
 #[test]
 #[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
 fn a_second_controller_takes_the_lease_within_seconds_after_the_leader_gets_sigterm() {
