@@ -327,6 +327,10 @@ fn basic_auth_reads_the_htpasswd_secret_and_a_changed_secret_changes_the_users()
     let d = index.desired(&objects);
     assert!(d.refused.is_empty(), "{:?}", d.refused);
     assert_eq!(users(&d), ["alice"]);
+    // The route the data plane serves carries the same list.
+    assert_eq!(d.set.routes.len(), 1);
+    let route_auth = d.set.routes[0].filters.basic_auth.as_ref().unwrap();
+    assert!(route_auth.users.users.contains_key("alice"));
 
     objects.secrets = vec![htpasswd_secret(
         "alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\nbob:$apr1$r31....a$J66x6A3ONL4jNQPu3giBk/\n",
