@@ -89,3 +89,20 @@ async fn missing_malformed_or_repeated_credentials_get_401_with_the_realm() {
         );
     }
 }
+
+proptest::proptest! {
+    /// Hostile `Authorization` values (any bytes a header may carry) are refused or
+    /// accepted, never a panic; and the htpasswd reader never panics on any list.
+    #[test]
+    fn any_authorization_header_or_htpasswd_text_is_handled_without_panic(
+        value in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        text in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+    ) {
+        let _ = Htpasswd::parse(&text);
+        if let Ok(v) = HeaderValue::from_bytes(&value) {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v);
+            let _ = credentials(&h);
+        }
+    }
+}

@@ -149,3 +149,22 @@ fn only_options_with_origin_and_request_method_is_a_preflight() {
     assert!(is_preflight(&Method::OPTIONS, &h));
     assert!(!is_preflight(&Method::GET, &h));
 }
+
+proptest::proptest! {
+    /// A wildcard pattern only ever matches an origin of its scheme, suffix and port whose
+    /// extra labels are host characters.
+    #[test]
+    fn a_subdomain_pattern_matches_only_hosts_under_it(origin in "[a-zA-Z0-9:/.@_-]{0,40}") {
+        let pattern = OriginPattern::Subdomain {
+            scheme: "https://",
+            suffix: ".example.com".into(),
+            port: String::new(),
+        };
+        if matches(&pattern, &origin) {
+            let lower = origin.to_ascii_lowercase();
+            let host = lower.strip_prefix("https://").unwrap();
+            proptest::prop_assert!(host.ends_with(".example.com"));
+            proptest::prop_assert!(!host.contains(['/', '@', ':', '_']));
+        }
+    }
+}
