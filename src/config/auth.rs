@@ -89,7 +89,7 @@ pub struct Htpasswd {
     /// Digests of credentials already verified against this list (see
     /// `crate::policy::basic_auth`): bcrypt costs milliseconds, so a user's next requests
     /// skip it. Dropped with the list, so a changed password takes effect at once.
-    pub verified: parking_lot::Mutex<std::collections::HashSet<[u8; 32]>>,
+    pub verified: parking_lot::RwLock<std::collections::HashSet<[u8; 32]>>,
     /// A per-list random salt for those digests.
     pub salt: [u8; 16],
 }

@@ -72,7 +72,7 @@ fn credentials(headers: &HeaderMap) -> Option<(String, Vec<u8>)> {
 /// Whether `password` is `user`'s in `list`.
 pub async fn verify(list: &Htpasswd, user: &str, password: &[u8]) -> bool {
     let digest = remembered_digest(list, user, password);
-    if list.verified.lock().contains(&digest) {
+    if list.verified.read().contains(&digest) {
         return true;
     }
     let (hash, known) = match list.users.get(user) {
@@ -85,7 +85,7 @@ pub async fn verify(list: &Htpasswd, user: &str, password: &[u8]) -> bool {
     };
     let ok = check_hash(hash, password).await && known;
     if ok {
-        let mut verified = list.verified.lock();
+        let mut verified = list.verified.write();
         if verified.len() >= MAX_VERIFIED {
             verified.clear();
         }
