@@ -148,7 +148,7 @@ async fn preflights_are_answered_by_sluice_and_allowed_origins_get_cors_headers(
 }
 
 #[tokio::test]
-async fn a_preflight_is_answered_without_credentials_on_an_authenticated_pool() {
+async fn a_preflight_on_an_authenticated_pool_is_answered_only_after_authentication() {
     let backend = echo("web");
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -165,25 +165,29 @@ async fn a_preflight_is_answered_without_credentials_on_an_authenticated_pool() 
         })]);
     let _s = Sluice::start_in(dir, &yaml, &[]);
     let origin = ("origin", "https://app.example");
-    let r = send(
-        port,
-        "OPTIONS",
-        "/",
-        &[origin, ("access-control-request-method", "GET")],
-    )
-    .await;
+    let preflight = [origin, ("access-control-request-method", "GET")];
+    // Contract 4b's order: auth comes before the CORS preflight.
+    let r = send(port, "OPTIONS", "/", &preflight).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some("https://app.example"),
+        "the refusal is readable by the allowed origin's script"
+    );
+    let credentials = basic("alice", "secret");
+    let with = [
+        preflight[0],
+        preflight[1],
+        ("authorization", credentials.as_str()),
+    ];
+    let r = send(port, "OPTIONS", "/", &with).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(
         header(&r, "access-control-allow-origin"),
         Some("https://app.example")
     );
-    // The refusal of the actual request is readable by the allowed origin's script.
     let r = send(port, "GET", "/", &[origin]).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        header(&r, "access-control-allow-origin"),
-        Some("https://app.example")
-    );
     assert_eq!(backend.requests(), 0);
 }
 

@@ -1,13 +1,15 @@
-//! The CORS and authentication gate of a route, in one call from the forwarding path:
-//! a CORS preflight is answered, then `basicAuth`, then `externalAuth` decide. What the
+//! The authentication and CORS gate of a route, in one call from the forwarding path:
+//! `basicAuth`, then `externalAuth` decide, then a CORS preflight is answered — the order
+//! contract section 4b fixes (address lists, rate limit, auth, CORS preflight). What the
 //! gate decided for a request that goes on ([`Admitted`]) is applied to the upstream
 //! request and to the answer later, where headers are applied.
 //!
-//! Preflights are answered before authentication: browsers send them without credentials
-//! (Fetch standard), so authenticating them would break every cross-origin call to an
-//! authenticated pool; the answer comes from configuration alone and reaches no backend.
-//! (ingress-nginx behaves alike: nginx runs its CORS `return 204` in the rewrite phase,
-//! before the access phase where auth runs.)
+//! A preflight therefore needs the route's credentials like any request. Browsers send
+//! preflights without credentials, so a browser calling an authenticated pool from another
+//! origin needs the credentials to come from elsewhere (a cookie checked by `externalAuth`
+//! is sent only on the actual request, too); ingress-nginx answers preflights before
+//! authenticating. Refusals carry the CORS headers of an allowed origin, so a page's
+//! script can read why it was refused.
 
 use http::HeaderValue;
 use http::Response;
@@ -60,18 +62,12 @@ impl Refused {
     }
 }
 
-/// Runs the route's CORS preflight, basic auth and external auth, in that order. A route
+/// Runs the route's basic auth, external auth and CORS preflight, in that order. A route
 /// with none of them returns at once without allocating.
 pub async fn admit(route: &RouteFilters, original: &Original<'_>) -> Result<Admitted, Refused> {
     let mut admitted = Admitted::default();
     if let Some(c) = &route.cors {
         admitted.cors_origin = cors::allowed_origin(c, original.headers);
-        if cors::is_preflight(original.method, original.headers) {
-            return Err(Refused::Preflight(cors::preflight(
-                c,
-                admitted.cors_origin.as_ref(),
-            )));
-        }
     }
     let deny = |mut resp: Response<ProxyBody>, admitted: &Admitted| {
         // Scripts of an allowed origin may read why they were refused.
@@ -90,6 +86,14 @@ pub async fn admit(route: &RouteFilters, original: &Original<'_>) -> Result<Admi
             Ok(granted) => admitted.granted = granted,
             Err(resp) => return Err(deny(resp, &admitted)),
         }
+    }
+    if let Some(c) = &route.cors
+        && cors::is_preflight(original.method, original.headers)
+    {
+        return Err(Refused::Preflight(cors::preflight(
+            c,
+            admitted.cors_origin.as_ref(),
+        )));
     }
     Ok(admitted)
 }
