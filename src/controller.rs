@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::Admin;
 use crate::api::BackendPool;
+use crate::process::{self, Options};
 use crate::proxy::ApplyError;
-use crate::standalone::{self, Options};
 
 pub mod events;
 pub mod index;
@@ -61,8 +61,8 @@ pub struct ControllerOptions {
 
 /// `sluice controller`.
 pub fn run(controller: ControllerOptions, options: Options) -> ExitCode {
-    standalone::init_logging(options.log_format, &options.log_level);
-    standalone::run(options, None, move |admin, stop| {
+    process::init_logging(options.log_format, &options.log_level);
+    process::run(options, None, move |admin, stop| {
         produce(admin, stop, controller)
     })
 }

@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod policy;
 pub mod pool;
+pub mod process;
 pub mod proxy;
 pub mod route;
 pub mod standalone;

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice::controller::{self, ControllerOptions};
 use sluice::policy::Cidr;
-use sluice::standalone::{self, LogFormat, Options};
+use sluice::process::{LogFormat, Options};
+use sluice::standalone;
 
 const STANDALONE_ADMIN: &str = "127.0.0.1:9090";
 const CONTROLLER_ADMIN: &str = "0.0.0.0:9090";
