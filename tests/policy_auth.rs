@@ -12,48 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
-use bytes::Bytes;
-use common::{PoolDoc, Resp, Sluice, check_file, echo, eventually, file, free_port};
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use common::{PoolDoc, Resp, Sluice, check_file, echo, eventually, file, free_port, send};
+use http::StatusCode;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One request with `method` on a new connection (Host `app.test` unless given).
-async fn send(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::builder().method(method).uri(path);
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req = req.header("host", "app.test");
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let work = async {
-        let resp = sender
-            .send_request(req.body(Full::new(Bytes::new())).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        Resp {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), work)
-        .await
-        .expect("sluice answers within 10 s")
-}
 
 fn header<'a>(resp: &'a Resp, name: &str) -> Option<&'a str> {
     resp.headers.get(name).map(|v| v.to_str().unwrap())

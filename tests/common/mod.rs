@@ -197,34 +197,45 @@ impl Resp {
     }
 }
 
-/// One HTTP/1.1 request on a new connection.
+/// One HTTP/1.1 GET on a new connection.
 pub async fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    send(port, "GET", path, headers).await
+}
+
+/// One HTTP/1.1 request with `method` on a new connection (Host `app.test` unless given),
+/// answered within 10 s.
+pub async fn send(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+    let work = async {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::builder().method(method).uri(path);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            req = req.header("host", "app.test");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = sender
+            .send_request(req.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), work)
         .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::get(path);
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req = req.header("host", "app.test");
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Resp {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+        .expect("sluice answers within 10 s")
 }
 
 /// Sends raw bytes and reads until the peer closes (bounded).

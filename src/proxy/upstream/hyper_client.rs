@@ -279,26 +279,26 @@ where
             .handshake(io)
             .await
             .map_err(std::io::Error::other)?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = conn => {}
-                _ = cut.cancelled() => {}
-            }
-        });
+        drive(conn, cut);
         Ok(Conn::H2(sender))
     } else {
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(io)
             .await
             .map_err(std::io::Error::other)?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = conn => {}
-                _ = cut.cancelled() => {}
-            }
-        });
+        drive(conn, cut);
         Ok(Conn::H1(sender))
     }
+}
+
+/// Runs a connection's driver in its own task until it ends or the endpoint's drain cut.
+fn drive<F: Future + Send + 'static>(conn: F, cut: CancellationToken) {
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = conn => {}
+            _ = cut.cancelled() => {}
+        }
+    });
 }
 
 /// Reads the `grpc-timeout` header (`<digits><H|M|S|m|u|n>`, at most 8 digits): the
