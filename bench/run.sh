@@ -92,6 +92,7 @@ GB1=$((PORT_BASE + 921)); GB2=$((PORT_BASE + 922)); GB3=$((PORT_BASE + 923))   #
 TB1=$((PORT_BASE + 931)); TB2=$((PORT_BASE + 932)); TB3=$((PORT_BASE + 933))   # HTTPS
 SLUICE_GRPC=$((PORT_BASE + 85)); NGINX_GRPC=$((PORT_BASE + 185)); HAPROXY_GRPC=$((PORT_BASE + 285))
 SLUICE_TLSUP=$((PORT_BASE + 86)); NGINX_TLSUP=$((PORT_BASE + 186)); HAPROXY_TLSUP=$((PORT_BASE + 286))
+SLUICE_POLICY=$((PORT_BASE + 87)); NGINX_POLICY=$((PORT_BASE + 187)); HAPROXY_POLICY=$((PORT_BASE + 287))
 SLUICE_HTTP=$((PORT_BASE + 80)); SLUICE_TCPCONN=$((PORT_BASE + 82)); SLUICE_BULK=$((PORT_BASE + 83))
 SLUICE_TLS=$((PORT_BASE + 84)); NGINX_TLS=$((PORT_BASE + 184)); HAPROXY_TLS=$((PORT_BASE + 284))
 SLUICE_ADMIN=$((PORT_BASE + 90))
@@ -103,7 +104,8 @@ SCALE_ADMIN=$((PORT_BASE + 490)); SCALE_PORT_BASE=$((PORT_BASE + 500))
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in $BE1 $BE2 $BE3 $SRC1 $SRC2 $SRC3 $GB1 $GB2 $GB3 $TB1 $TB2 $TB3 \
-    $SLUICE_GRPC $NGINX_GRPC $HAPROXY_GRPC $SLUICE_TLSUP $NGINX_TLSUP $HAPROXY_TLSUP $SLUICE_HTTP $SLUICE_TCPCONN $SLUICE_BULK $SLUICE_ADMIN \
+    $SLUICE_GRPC $NGINX_GRPC $HAPROXY_GRPC $SLUICE_TLSUP $NGINX_TLSUP $HAPROXY_TLSUP \
+    $SLUICE_POLICY $NGINX_POLICY $HAPROXY_POLICY $SLUICE_HTTP $SLUICE_TCPCONN $SLUICE_BULK $SLUICE_ADMIN \
     $SLUICE_TLS $NGINX_TLS $HAPROXY_TLS \
     $NGINX_HTTP $NGINX_H2 $NGINX_TCPCONN $NGINX_BULK $HAPROXY_HTTP $HAPROXY_H2 $HAPROXY_TCPCONN \
     $HAPROXY_BULK $SCALE_ADMIN $(seq $SCALE_PORT_BASE $((SCALE_PORT_BASE + 9))); do
@@ -148,7 +150,8 @@ render() { # render TEMPLATE OUT: replace every @NAME@ with the value of $NAME
     for name in DIR WORK NGINX_STREAM_MODULE BE1 BE2 BE3 SRC1 SRC2 SRC3 SLUICE_HTTP SLUICE_TCPCONN \
         SLUICE_BULK SLUICE_TLS NGINX_HTTP NGINX_H2 NGINX_TCPCONN NGINX_BULK NGINX_TLS HAPROXY_HTTP \
         HAPROXY_H2 HAPROXY_TCPCONN HAPROXY_BULK HAPROXY_TLS GB1 GB2 GB3 TB1 TB2 TB3 SLUICE_GRPC \
-        NGINX_GRPC HAPROXY_GRPC SLUICE_TLSUP NGINX_TLSUP HAPROXY_TLSUP; do
+        NGINX_GRPC HAPROXY_GRPC SLUICE_TLSUP NGINX_TLSUP HAPROXY_TLSUP SLUICE_POLICY NGINX_POLICY \
+        HAPROXY_POLICY SLUICE_ALLOW; do
         text=${text//@$name@/${!name}}
     done
     printf '%s\n' "$text" >"$2"
@@ -162,6 +165,15 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 cat "$WORK/tls.crt" "$WORK/tls.key" >"$WORK/tls.pem" # HAProxy wants both in one file
 # One gRPC request for h2load: a length-prefixed EchoRequest {message: "hi"}.
 printf '\x00\x00\x00\x00\x04\x0a\x02hi' >"$WORK/grpc.bin"
+# Access policies, the same in all three proxies: an allow list of 10,000 CIDRs (9,999 that
+# never match, then loopback), a rate limit no client reaches, a 1 MiB body limit, CORS for one
+# origin, and basic auth (user bench, password secret; {SHA} in the htpasswd file).
+ALLOW_CIDRS=$(for i in $(seq 0 9998); do echo "10.$((i / 256)).$((i % 256)).0/24"; done; echo 127.0.0.0/8)
+SLUICE_ALLOW=$(printf '"%s", ' $ALLOW_CIDRS)
+SLUICE_ALLOW="[${SLUICE_ALLOW%, }]"
+{ printf 'allow %s;\n' $ALLOW_CIDRS; echo 'deny all;'; } >"$WORK/nginx-allow.conf"
+printf '%s\n' $ALLOW_CIDRS >"$WORK/allow.lst"
+printf 'bench:{SHA}%s\n' "$(printf secret | openssl dgst -binary -sha1 | base64)" >"$WORK/htpasswd"
 if nginx -V 2>&1 | grep -q -- '--with-stream '; then NGINX_STREAM_MODULE=; fi
 render "$HERE/conf/nginx.conf.in" "$DIR/nginx.conf"
 [[ -z $NGINX_STREAM_MODULE ]] && sed -i '/^load_module/d' "$DIR/nginx.conf"
@@ -264,6 +276,9 @@ port_for() { # port_for SCENARIO TARGET
     tlsup:nginx) echo $NGINX_TLSUP ;;
     tlsup:haproxy) echo $HAPROXY_TLSUP ;;
     tlsup:direct) echo $TB1 ;;
+    policy:sluice) echo $SLUICE_POLICY ;;
+    policy:nginx) echo $NGINX_POLICY ;;
+    policy:haproxy) echo $HAPROXY_POLICY ;;
     *:direct) if [[ $1 == bulk ]]; then echo $SRC1; else echo $BE1; fi ;;
     esac
 }
@@ -279,6 +294,10 @@ for t in "sluice $SLUICE_HTTP" "nginx $NGINX_HTTP" "haproxy $HAPROXY_HTTP"; do
     [[ $tls =~ ^a[123]$ ]] || die "$1 does not answer HTTPS (got: $tls)"
     tlsup=$(curl -s --max-time 2 "http://127.0.0.1:$(port_for tlsup "$1")/" || true)
     [[ $tlsup =~ ^t[123]$ ]] || die "$1 does not reach the HTTPS backends (got: $tlsup)"
+    policy=$(curl -s --max-time 2 -u bench:secret "http://127.0.0.1:$(port_for policy "$1")/" || true)
+    [[ $policy =~ ^a[123]$ ]] || die "$1 does not pass an authenticated request on its policy port (got: $policy)"
+    refused=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$(port_for policy "$1")/" || true)
+    [[ $refused == 401 ]] || die "$1 serves its policy port without credentials (got: $refused)"
     # curl -v prints the response trailers: a gRPC call ends with grpc-status 0.
     grpc=$(curl -sv --max-time 2 --http2-prior-knowledge --data-binary @"$WORK/grpc.bin" \
         -H 'content-type: application/grpc' -H 'te: trailers' \
@@ -337,6 +356,9 @@ measure() {
         local scheme=http
         [[ $target == direct ]] && scheme=https
         timeout $bound wrk -t2 -c$CONNS -d"${secs}s" --latency "$scheme://127.0.0.1:$port/" >>"$out" 2>&1 || true ;;
+    policy) # keep-alive through every access policy, with credentials and an allowed Origin
+        timeout $bound wrk -t2 -c$CONNS -d"${secs}s" --latency -H 'Authorization: Basic YmVuY2g6c2VjcmV0' \
+            -H 'Origin: https://app.example' "http://127.0.0.1:$port/" >>"$out" 2>&1 || true ;;
     bulk) timeout $bound "$WORK/benchtool" bulk 127.0.0.1 "$port" "$secs" $BULK_CONNS >>"$out" 2>&1 || true ;;
     esac
     # shellcheck disable=SC2086
@@ -400,10 +422,11 @@ done
 echo "busy_before_runs=$busy" >>"$WORK/meta.txt"
 
 # ------------------------------------------------------------------ the runs
-read -ra SCENARIOS <<<"${SCENARIOS:-h1 close h2 tls tcpconn bulk grpc tlsup}"
+read -ra SCENARIOS <<<"${SCENARIOS:-h1 close h2 tls tcpconn bulk grpc tlsup policy}"
 TARGETS=(sluice nginx haproxy direct)
-# skipped SCENARIO TARGET: the backends speak plain HTTP/1.1, so no direct h2c or TLS figure.
-skipped() { [[ ($1 == h2 || $1 == tls) && $2 == direct ]]; }
+# skipped SCENARIO TARGET: the backends speak plain HTTP/1.1, so no direct h2c or TLS figure;
+# the backends have no access policies, so no direct policy figure (compare with h1).
+skipped() { [[ ($1 == h2 || $1 == tls || $1 == policy) && $2 == direct ]]; }
 log "warm-up (1 s per proxy)"
 for t in "${TARGETS[@]}"; do measure 0 h1 "$t" 1; done
 rm -f "$WORK"/raw/0-*

@@ -20,6 +20,7 @@ SCENARIOS = [
     ("bulk", "TCP bulk throughput", "4 streams, MB/s (10^6 B)"),
     ("grpc", "gRPC unary (h2c client, HTTP/2 to h2c gRPC backends)", "h2load -t2 -c16 -m4 -d grpc.bin"),
     ("tlsup", "HTTPS backends, keep-alive (TLS upstream connections reused)", "wrk -t2 -c64"),
+    ("policy", "HTTP/1.1 keep-alive through every access policy (10,000-CIDR allow list, rate limit, body limit, CORS, basic auth); compare with the first row", "wrk -t2 -c64 + Authorization, Origin"),
 ]
 TARGETS = ["sluice", "nginx", "haproxy", "direct"]
 PROXIES = ["sluice", "nginx", "haproxy"]
