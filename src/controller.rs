@@ -33,6 +33,7 @@ use crate::proxy::ApplyError;
 
 pub mod events;
 pub mod index;
+pub mod ingress;
 pub mod leader;
 mod relevant;
 pub mod status;

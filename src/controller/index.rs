@@ -362,7 +362,11 @@ pub fn pool_name(p: &BackendPool) -> String {
 }
 
 /// The certificate material of a `kubernetes.io/tls` Secret, checked.
-fn tls_from_secret(secret: Option<&Secret>, ns: &str, name: &str) -> Result<TlsConfig, String> {
+pub(crate) fn tls_from_secret(
+    secret: Option<&Secret>,
+    ns: &str,
+    name: &str,
+) -> Result<TlsConfig, String> {
     let secret = secret.ok_or_else(|| format!("Secret {ns}/{name} not found"))?;
     let data = secret
         .data

@@ -1,0 +1,324 @@
+//! `nginx.ingress.kubernetes.io/*` annotations: parsed as ingress-nginx parses them, with
+//! its defaults. Every annotation of that prefix is either implemented here, refused (it
+//! would restrict access, and serving the Ingress without it would serve it open), or
+//! reported as unsupported; none is silently ignored.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+
+use crate::config::{Algorithm, UpstreamConfig, UpstreamProtocol, UpstreamTls, UpstreamTrust};
+
+/// The annotation prefix ingress-nginx reads.
+pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// What an Ingress's annotations ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Annotations {
+    /// `use-regex`: paths of the Ingress's hosts are case-insensitive regular expressions.
+    pub use_regex: bool,
+    /// `rewrite-target`.
+    pub rewrite_target: Option<String>,
+    /// `app-root`: `/` redirects (302) here.
+    pub app_root: Option<String>,
+    /// `ssl-redirect` (default true): plain HTTP on a TLS host redirects to HTTPS.
+    pub ssl_redirect: bool,
+    /// `force-ssl-redirect`: redirect to HTTPS even without TLS in the Ingress.
+    pub force_ssl_redirect: bool,
+    /// `permanent-redirect` / `temporal-redirect`: every path answers with this redirect.
+    pub redirect: Option<(String, StatusCode)>,
+    /// Backend settings (shared by every route naming the same Service port).
+    pub backend: BackendSettings,
+    /// `upstream-vhost`: the `Host` sent upstream.
+    pub upstream_vhost: Option<HeaderValue>,
+    /// `canary: "true"` with its weight and header.
+    pub canary: Option<Canary>,
+}
+
+/// Settings of the backend (pool) an Ingress names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendSettings {
+    /// `proxy-connect-timeout` (seconds; ingress-nginx default 5 s).
+    pub connect_timeout: Duration,
+    /// `proxy-read-timeout` (seconds; ingress-nginx default 60 s): sluice's request timeout.
+    pub read_timeout: Duration,
+    /// `backend-protocol`.
+    pub upstream: UpstreamConfig,
+    /// `load-balance` (default round_robin).
+    pub algorithm: Algorithm,
+}
+
+impl Default for BackendSettings {
+    fn default() -> Self {
+        BackendSettings {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            upstream: UpstreamConfig::default(),
+            algorithm: Algorithm::RoundRobin,
+        }
+    }
+}
+
+/// A canary Ingress's split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canary {
+    /// `canary-weight`, percent (default 0).
+    pub weight: u32,
+    /// `canary-by-header` with `canary-by-header-value` (default value `always`).
+    pub header: Option<(HeaderName, HeaderValue)>,
+}
+
+/// The outcome of reading an Ingress's annotations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// What they ask for; `None` when the Ingress must be refused (see `refusals`).
+    pub annotations: Option<Annotations>,
+    /// Why the Ingress is refused: each names the annotation.
+    pub refusals: Vec<String>,
+    /// Unsupported annotations that are only warned about, by full name.
+    pub unsupported: Vec<String>,
+}
+
+/// Implemented annotations (without the prefix).
+const SUPPORTED: &[&str] = &[
+    "use-regex",
+    "rewrite-target",
+    "app-root",
+    "ssl-redirect",
+    "force-ssl-redirect",
+    "permanent-redirect",
+    "permanent-redirect-code",
+    "temporal-redirect",
+    "proxy-connect-timeout",
+    "proxy-read-timeout",
+    "backend-protocol",
+    "upstream-vhost",
+    "load-balance",
+    "canary",
+    "canary-weight",
+    "canary-by-header",
+    "canary-by-header-value",
+];
+
+/// Whether an unimplemented annotation would restrict who or what gets through: serving the
+/// Ingress without it would serve it open, so the Ingress is refused instead.
+pub fn restricts_access(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "auth-",
+        "limit-",
+        "global-rate-limit",
+        "whitelist-source-range",
+        "allowlist-source-range",
+        "denylist-source-range",
+        "satisfy",
+        "enable-modsecurity",
+        "modsecurity-",
+        "enable-owasp-core-rules",
+        "ssl-passthrough",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || name.ends_with("-snippet")
+}
+
+/// Reads the `nginx.ingress.kubernetes.io/` annotations of one Ingress.
+pub fn parse(all: &BTreeMap<String, String>) -> Parsed {
+    let mut refusals = Vec::new();
+    let mut unsupported = Vec::new();
+    let mut get = BTreeMap::new();
+    for (key, value) in all {
+        let Some(name) = key.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if SUPPORTED.contains(&name) {
+            get.insert(name, value.trim());
+        } else if restricts_access(name) {
+            refusals.push(format!(
+                "annotation {key}: not implemented by sluice and it restricts access; the Ingress is refused rather than served open"
+            ));
+        } else {
+            unsupported.push(key.clone());
+        }
+    }
+    let mut bad =
+        |name: &str, why: String| refusals.push(format!("annotation {PREFIX}{name}: {why}"));
+    let flag = |name: &str, default: bool, bad: &mut dyn FnMut(&str, String)| -> bool {
+        match get.get(name) {
+            None => default,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    bad(name, format!("{v:?} is not \"true\" or \"false\""));
+                    default
+                }
+            },
+        }
+    };
+    let use_regex = flag("use-regex", false, &mut bad);
+    let ssl_redirect = flag("ssl-redirect", true, &mut bad);
+    let force_ssl_redirect = flag("force-ssl-redirect", false, &mut bad);
+    let is_canary = flag("canary", false, &mut bad);
+
+    let rewrite_target = get.get("rewrite-target").map(|s| s.to_string());
+    let app_root = get.get("app-root").map(|s| s.to_string());
+    if let Some(root) = &app_root
+        && !root.starts_with('/')
+    {
+        bad("app-root", format!("{root:?} must start with /"));
+    }
+
+    let redirect = match (get.get("permanent-redirect"), get.get("temporal-redirect")) {
+        (Some(url), _) => {
+            // ingress-nginx: a code outside 300..=308 falls back to 301.
+            let code = get
+                .get("permanent-redirect-code")
+                .and_then(|c| c.parse::<u16>().ok())
+                .filter(|c| (300..=308).contains(c))
+                .unwrap_or(301);
+            let status = StatusCode::from_u16(code).expect("300..=308 are valid status codes");
+            Some((url.to_string(), status))
+        }
+        (None, Some(url)) => Some((url.to_string(), StatusCode::FOUND)),
+        (None, None) => None,
+    };
+
+    let mut backend = BackendSettings::default();
+    if let Some(t) = seconds(&get, "proxy-connect-timeout", &mut bad) {
+        backend.connect_timeout = t;
+    }
+    if let Some(t) = seconds(&get, "proxy-read-timeout", &mut bad) {
+        backend.read_timeout = t;
+    }
+    if let Some(p) = get.get("backend-protocol") {
+        match upstream(p) {
+            Some(u) => backend.upstream = u,
+            None => bad(
+                "backend-protocol",
+                format!("{p:?} is not supported (HTTP, HTTPS, GRPC, GRPCS)"),
+            ),
+        }
+    }
+    if let Some(lb) = get.get("load-balance") {
+        match lb.to_ascii_lowercase().as_str() {
+            "round_robin" => backend.algorithm = Algorithm::RoundRobin,
+            // Peak-EWMA in ingress-nginx; sluice's latency-aware choice is P2C over EWMA.
+            "ewma" => backend.algorithm = Algorithm::PowerOfTwoChoices,
+            _ => bad("load-balance", format!("{lb:?} is not round_robin or ewma")),
+        }
+    }
+
+    let upstream_vhost = match get.get("upstream-vhost") {
+        None => None,
+        Some(v) => match HeaderValue::from_str(v) {
+            Ok(h) if !v.is_empty() => Some(h),
+            _ => {
+                bad("upstream-vhost", format!("{v:?} is not a valid Host value"));
+                None
+            }
+        },
+    };
+
+    let canary = if is_canary {
+        let weight = match get.get("canary-weight") {
+            None => 0,
+            Some(w) => match w.parse::<u32>() {
+                Ok(w) if w <= 100 => w,
+                _ => {
+                    bad(
+                        "canary-weight",
+                        format!("{w:?} is not a whole number 0-100"),
+                    );
+                    0
+                }
+            },
+        };
+        let header = match get.get("canary-by-header") {
+            None => None,
+            Some(name) => {
+                let value = get
+                    .get("canary-by-header-value")
+                    .copied()
+                    .unwrap_or("always");
+                match (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    (Ok(n), Ok(v)) => Some((n, v)),
+                    _ => {
+                        bad(
+                            "canary-by-header",
+                            format!("{name:?}: {value:?} is not a valid header"),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        Some(Canary { weight, header })
+    } else {
+        None
+    };
+
+    let annotations = refusals.is_empty().then_some(Annotations {
+        use_regex,
+        rewrite_target,
+        app_root,
+        ssl_redirect,
+        force_ssl_redirect,
+        redirect,
+        backend,
+        upstream_vhost,
+        canary,
+    });
+    Parsed {
+        annotations,
+        refusals,
+        unsupported,
+    }
+}
+
+/// ingress-nginx timeouts: a whole number of seconds.
+fn seconds(
+    get: &BTreeMap<&str, &str>,
+    name: &str,
+    bad: &mut dyn FnMut(&str, String),
+) -> Option<Duration> {
+    let v = get.get(name)?;
+    match v.parse::<u64>() {
+        Ok(s) if s > 0 => Some(Duration::from_secs(s)),
+        _ => {
+            bad(
+                name,
+                format!("{v:?} is not a whole number of seconds above 0"),
+            );
+            None
+        }
+    }
+}
+
+/// `backend-protocol`: TLS to the backends is not verified, as ingress-nginx's default
+/// `proxy-ssl-verify: off`.
+fn upstream(value: &str) -> Option<UpstreamConfig> {
+    let tls = || {
+        Some(UpstreamTls {
+            server_name: None,
+            trust: UpstreamTrust::InsecureSkipVerify,
+        })
+    };
+    Some(match value.to_ascii_uppercase().as_str() {
+        "HTTP" => UpstreamConfig::default(),
+        "HTTPS" => UpstreamConfig {
+            protocol: UpstreamProtocol::Http1,
+            tls: tls(),
+        },
+        "GRPC" => UpstreamConfig {
+            protocol: UpstreamProtocol::Http2,
+            tls: None,
+        },
+        "GRPCS" => UpstreamConfig {
+            protocol: UpstreamProtocol::Http2,
+            tls: tls(),
+        },
+        _ => return None,
+    })
+}
