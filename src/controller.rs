@@ -9,7 +9,7 @@
 //! narrow list/watch further), patch on backendpools/status, create/patch on events, and
 //! get/create/update on the leader Lease.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -34,6 +35,7 @@ use crate::proxy::ApplyError;
 pub mod events;
 pub mod index;
 pub mod ingress;
+pub mod ingress_status;
 pub mod leader;
 mod relevant;
 pub mod status;
@@ -42,10 +44,12 @@ pub mod watch;
 use index::{Desired, Objects, Refusal, SERVICE_NAME_LABEL};
 use leader::Leadership;
 
+/// kubectl's copy of the last applied object: large, and never read.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// How long bursts of watch events are coalesced before recomputing.
 const COALESCE: Duration = Duration::from_millis(50);
 /// How often the leader reconciles status.
-const STATUS_PERIOD: Duration = Duration::from_secs(1);
+pub(crate) const STATUS_PERIOD: Duration = Duration::from_secs(1);
 
 /// Controller-only options.
 #[derive(Debug, Clone)]
@@ -58,6 +62,10 @@ pub struct ControllerOptions {
     pub leader_namespace: Option<String>,
     /// Lease name, field manager and event source.
     pub name: String,
+    /// The Ingress front end: class and ports.
+    pub ingress: ingress::IngressSettings,
+    /// Where `status.loadBalancer` of served Ingresses points, if anywhere.
+    pub publish: Option<ingress_status::Publish>,
 }
 
 /// `sluice controller`.
@@ -102,7 +110,11 @@ where
     // last-applied copy among them) are most of an object's size and none is used.
     let trimmed = watcher(api, config).modify(|o| {
         o.managed_fields_mut().clear();
-        o.annotations_mut().clear();
+        if K::READS_ANNOTATIONS {
+            o.annotations_mut().remove(LAST_APPLIED);
+        } else {
+            o.annotations_mut().clear();
+        }
     });
     let stream = reflector::reflector(writer, trimmed);
     let kind = K::kind(&Default::default()).into_owned();
@@ -179,6 +191,16 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         watcher::Config::default().fields("type=Opaque"),
         tx.clone(),
     );
+    let ingresses = reflect(
+        api::<Ingress>(&client, ns),
+        watcher::Config::default(),
+        tx.clone(),
+    );
+    let classes = reflect(
+        Api::<IngressClass>::all(client.clone()),
+        watcher::Config::default(),
+        tx.clone(),
+    );
     drop(tx);
 
     let synced = async {
@@ -187,7 +209,9 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
             slices.wait_until_ready(),
             services.wait_until_ready(),
             secrets.wait_until_ready(),
-            opaque.wait_until_ready()
+            opaque.wait_until_ready(),
+            ingresses.wait_until_ready(),
+            classes.wait_until_ready()
         );
     };
     tokio::select! {
@@ -238,8 +262,21 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         stop.clone(),
     ));
 
+    let served: Arc<Mutex<Arc<BTreeSet<String>>>> = Arc::default();
+    tokio::task::spawn_local(ingress_status::write_status(
+        client.clone(),
+        opts.name.clone(),
+        ingresses.clone(),
+        services.clone(),
+        served.clone(),
+        opts.publish.clone(),
+        leadership.clone(),
+        stop.clone(),
+    ));
+
     let mut seen = Instant::now();
     let mut refused_before: BTreeMap<String, Refusal> = BTreeMap::new();
+    let mut problems_before = BTreeMap::new();
     let mut reconciled = index::Index::default();
     loop {
         let objects = Objects {
@@ -248,15 +285,43 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
             services: services.state(),
             secrets: [secrets.state(), opaque.state()].concat(),
         };
-        let desired = apply(&admin, reconciled.desired(&objects), seen);
+        let translated = ingress::translate(
+            &ingress::IngressObjects {
+                ingresses: ingresses.state(),
+                classes: classes.state(),
+                services: objects.services.clone(),
+                slices: objects.slices.clone(),
+                secrets: objects.secrets.clone(),
+            },
+            &opts.ingress,
+        );
+        let mut desired = reconciled.desired(&objects);
+        let mut translated = ingress::merge(&mut desired.set, translated, &opts.ingress);
+        let mut desired = apply(&admin, desired, seen);
+        ingress_refusals(&mut desired, &mut translated);
+        *served.lock() = Arc::new(
+            translated
+                .ours
+                .difference(&translated.refused)
+                .cloned()
+                .collect(),
+        );
         if leadership.is_leader() {
             for (name, refusal) in &desired.refused {
                 if refused_before.get(name) != Some(refusal) {
                     invalid_spec_event(&recorder, &pools, name, refusal).await;
                 }
             }
+            ingress_status::problem_events(
+                &recorder,
+                &ingresses,
+                &translated.problems,
+                &problems_before,
+            )
+            .await;
         }
         refused_before = desired.refused.clone();
+        problems_before = translated.problems;
         *shared.lock() = Arc::new(desired);
         admin.set_ready();
 
@@ -310,6 +375,32 @@ fn apply(admin: &Admin, mut desired: Desired, seen: Instant) -> Desired {
                 }
             }
         }
+    }
+}
+
+/// Moves what `apply` refused of Ingresses (owners `ingress:ns/name`) from the pools'
+/// refusals to the Ingresses' problems.
+fn ingress_refusals(desired: &mut Desired, translated: &mut ingress::Translation) {
+    let owners: Vec<String> = desired
+        .refused
+        .keys()
+        .filter(|k| k.starts_with("ingress:"))
+        .cloned()
+        .collect();
+    for owner in owners {
+        let Some(refusal) = desired.refused.remove(&owner) else {
+            continue;
+        };
+        let name = owner.trim_start_matches("ingress:").to_owned();
+        translated.refused.insert(name.clone());
+        translated
+            .problems
+            .entry(name)
+            .or_default()
+            .push(ingress::Problem {
+                reason: refusal.reason,
+                message: refusal.message,
+            });
     }
 }
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice::controller::ingress::IngressSettings;
+use sluice::controller::ingress_status::Publish;
 use sluice::controller::{self, ControllerOptions};
 use sluice::policy::Cidr;
 use sluice::process::{LogFormat, Options};
@@ -64,6 +66,22 @@ enum Command {
         /// Lease name, field manager and event source.
         #[arg(long, default_value = "sluice")]
         controller_name: String,
+        /// Ingress class served through the legacy `kubernetes.io/ingress.class` annotation
+        /// (IngressClasses are ours by `spec.controller: sluice.dev/ingress-controller`).
+        #[arg(long, default_value = "sluice")]
+        ingress_class: String,
+        /// Port where Ingress HTTP traffic is served.
+        #[arg(long, default_value_t = 8080)]
+        http_port: u16,
+        /// Port where Ingress HTTPS traffic (spec.tls) is served.
+        #[arg(long, default_value_t = 8443)]
+        https_port: u16,
+        /// Service (NAMESPACE/NAME) whose addresses go to the Ingresses' status.loadBalancer.
+        #[arg(long, conflicts_with = "publish_address")]
+        publish_service: Option<Publish>,
+        /// Address (IP or hostname) written to the Ingresses' status.loadBalancer.
+        #[arg(long)]
+        publish_address: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -155,13 +173,28 @@ fn main() -> ExitCode {
             leader_elect,
             leader_namespace,
             controller_name,
+            ingress_class,
+            http_port,
+            https_port,
+            publish_service,
+            publish_address,
             common,
         } => {
+            if http_port == https_port {
+                eprintln!("--http-port and --https-port must differ");
+                return ExitCode::from(2);
+            }
             let controller = ControllerOptions {
                 namespace,
                 leader_elect,
                 leader_namespace,
                 name: controller_name,
+                ingress: IngressSettings {
+                    class: ingress_class,
+                    http_port,
+                    https_port,
+                },
+                publish: publish_service.or(publish_address.map(Publish::Address)),
             };
             controller::run(controller, common.options(CONTROLLER_ADMIN))
         }

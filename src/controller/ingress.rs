@@ -810,5 +810,41 @@ fn redirect_to(url: &str, status: http::StatusCode) -> Result<RedirectConfig, St
     })
 }
 
+/// Adds the Ingress part `t` to the BackendPools' `set`. BackendPools keep what they hold:
+/// when one claims `--http-port` as TCP or TLS (or `--https-port` as TCP or plain text),
+/// the Ingresses are not served on that port (a `PortConflict` problem on each); on a
+/// shared port their routes come after the BackendPools' (a BackendPool wins a tie) and a
+/// BackendPool's certificate wins an SNI name both claim.
+pub fn merge(set: &mut ConfigSet, mut t: Translation, settings: &IngressSettings) -> Translation {
+    for (port, tls) in [(settings.http_port, false), (settings.https_port, true)] {
+        let holder = set
+            .listeners
+            .iter()
+            .find(|l| l.port == port && (l.protocol != Protocol::Http || l.tls.is_some() != tls));
+        let Some(holder) = holder else { continue };
+        let ingress_uses = t.set.listeners.iter().any(|l| l.port == port);
+        if !ingress_uses {
+            continue;
+        }
+        let kind = if tls { "HTTPS" } else { "HTTP" };
+        let holder = holder.owner.clone();
+        t.set.listeners.retain(|l| l.port != port);
+        t.set.routes.retain(|r| r.port != port);
+        let served: Vec<String> = t.ours.difference(&t.refused).cloned().collect();
+        for name in served {
+            t.problem(
+                &name,
+                "PortConflict",
+                format!("port {port} (the Ingress {kind} port) is held by BackendPool {holder} with another protocol or TLS setting; this Ingress is not served on it"),
+            );
+        }
+    }
+    set.listeners.extend(t.set.listeners.iter().cloned());
+    set.routes.extend(t.set.routes.iter().cloned());
+    set.pools.extend(t.set.pools.iter().cloned());
+    set.pools.sort_by(|a, b| a.name.cmp(&b.name));
+    t
+}
+
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 use serde::Serialize;
@@ -23,6 +24,10 @@ use crate::api::BackendPool;
 pub trait Relevant: ResourceExt {
     /// Feeds those parts to `h`.
     fn fingerprint(&self, h: &mut DefaultHasher);
+
+    /// Whether the controller reads the object's annotations (Ingress annotations, the
+    /// default-class mark): the reflector keeps them (but kubectl's last-applied copy).
+    const READS_ANNOTATIONS: bool = false;
 }
 
 /// Hashes a serializable part (its JSON form: stable for equal values).
@@ -58,6 +63,25 @@ impl Relevant for Secret {
     fn fingerprint(&self, h: &mut DefaultHasher) {
         feed(h, &self.data);
         feed(h, &self.type_);
+    }
+}
+
+impl Relevant for Ingress {
+    const READS_ANNOTATIONS: bool = true;
+
+    fn fingerprint(&self, h: &mut DefaultHasher) {
+        feed(h, &self.spec);
+        feed(h, &self.metadata.annotations);
+        feed(h, &self.metadata.creation_timestamp);
+    }
+}
+
+impl Relevant for IngressClass {
+    const READS_ANNOTATIONS: bool = true;
+
+    fn fingerprint(&self, h: &mut DefaultHasher) {
+        feed(h, &self.spec);
+        feed(h, &self.metadata.annotations);
     }
 }
 
