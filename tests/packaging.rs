@@ -202,6 +202,8 @@ fn manifests_grant_exactly_the_verbs_sluice_uses() {
         "discovery.k8s.io endpointslices []: get,list,watch",
         " services []: get,list,watch",
         " secrets []: get,list,watch",
+        "networking.k8s.io ingresses []: get,list,watch",
+        "networking.k8s.io ingresses/status []: patch",
         "events.k8s.io events []: create,patch",
         " events []: create,patch",
     ];
@@ -215,8 +217,13 @@ fn manifests_grant_exactly_the_verbs_sluice_uses() {
             "coordination.k8s.io leases [sluice]: get,update,patch",
         ]
     );
+    assert_eq!(
+        rule_lines(object(&objects, "ClusterRole", "sluice-ingressclasses")),
+        ["networking.k8s.io ingressclasses []: get,list,watch"]
+    );
     for (kind, name) in [
         ("ClusterRoleBinding", "sluice"),
+        ("ClusterRoleBinding", "sluice-ingressclasses"),
         ("RoleBinding", "sluice-leader-election"),
     ] {
         let subject = &object(&objects, kind, name)["subjects"][0];

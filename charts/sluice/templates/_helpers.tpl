@@ -132,7 +132,15 @@ container ports and the NetworkPolicy alike.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, watch]
-# Events on BackendPools (EndpointHealthy, EndpointUnhealthy); patch updates a repeated event.
+# Ingresses of the sluice IngressClass: read, and status.loadBalancer written (merge patch).
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses/status]
+  verbs: [patch]
+# Events on BackendPools (EndpointHealthy, EndpointUnhealthy) and Ingresses (problems);
+# patch updates a repeated event.
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

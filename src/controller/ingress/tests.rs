@@ -570,3 +570,64 @@ fn a_canary_without_a_main_ingress_is_reported() {
     assert!(t.set.routes.is_empty());
     assert_eq!(t.problems["shop/c"][0].reason, "CanaryWithoutMain");
 }
+
+#[test]
+fn a_backend_pool_holding_the_http_port_as_tcp_keeps_it_and_the_ingresses_are_told() {
+    let t = run(&objects(vec![ingress(
+        "shop",
+        T0,
+        &[],
+        &web("shop.example", "/", "Prefix"),
+    )]));
+    let mut set = ConfigSet {
+        listeners: vec![Arc::new(ListenerClaim {
+            owner: "shop/db".into(),
+            port: 8080,
+            protocol: Protocol::Tcp,
+            hosts: Vec::new(),
+            tls: None,
+            proxy_protocol: false,
+            drain_timeout: DRAIN_TIMEOUT,
+            tcp_pool: Some("shop/db".into()),
+        })],
+        ..ConfigSet::default()
+    };
+    let t = merge(&mut set, t, &IngressSettings::default());
+    assert_eq!(set.listeners.len(), 1, "only the BackendPool's claim");
+    assert!(set.routes.is_empty());
+    let p = &t.problems["shop/shop"][0];
+    assert_eq!(p.reason, "PortConflict");
+    assert!(
+        p.message.contains("shop/db") && p.message.contains("8080"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_shared_http_port_puts_ingress_routes_after_the_backend_pools() {
+    let t = run(&objects(vec![ingress(
+        "shop",
+        T0,
+        &[],
+        &web("shop.example", "/", "Prefix"),
+    )]));
+    let pool_route = Arc::new(RouteConfig {
+        owner: "shop/web".into(),
+        port: 8080,
+        hosts: Vec::new(),
+        path: PathMatch::Prefix("/".into()),
+        matches: Default::default(),
+        filters: Arc::default(),
+        action: RouteAction::Respond(http::StatusCode::OK),
+    });
+    let mut set = ConfigSet {
+        routes: vec![pool_route],
+        ..ConfigSet::default()
+    };
+    let t = merge(&mut set, t, &IngressSettings::default());
+    assert_eq!(set.routes.len(), 2);
+    assert_eq!(set.routes[0].owner, "shop/web");
+    assert_eq!(set.routes[1].owner, "ingress:shop/shop");
+    assert_eq!(set.pools.len(), 1);
+    assert!(t.problems.is_empty());
+}
