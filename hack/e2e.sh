@@ -8,6 +8,7 @@
 #
 # Usage:
 #   hack/e2e.sh                every such test: tests/kube_smoke.rs, tests/kube_e2e.rs,
+#                              tests/kube_ingress.rs (Ingresses with real traffic),
 #                              tests/packaging.rs (the chart on a real API server) and
 #                              tests/kube_scale.rs at 1,000 pools (debug build, ~50 s;
 #                              hack/scale.sh runs it at any size in a release build); then
@@ -32,7 +33,7 @@ export SLUICE_REQUIRE_KUBE=1
 
 export SLUICE_SCALE_POOLS="${SLUICE_SCALE_POOLS:-1000}"
 
-tests=(--test kube_smoke --test kube_e2e --test packaging --test kube_scale)
+tests=(--test kube_smoke --test kube_e2e --test kube_ingress --test packaging --test kube_scale)
 cargo test --locked "${tests[@]}" --no-run
 bash hack/in-netns.sh cargo test --offline --locked "${tests[@]}" -- --include-ignored "$@"
 

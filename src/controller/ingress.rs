@@ -607,11 +607,13 @@ impl Translator<'_> {
             let host = rule.host.as_deref().unwrap_or("").to_ascii_lowercase();
             for (p, path) in rule.http.iter().flat_map(|h| &h.paths).enumerate() {
                 let field = format!("spec.rules[{r}].http.paths[{p}]");
+                // The canary's own rewrite-target (ingress-nginx users copy the main
+                // Ingress's annotations) gives the same path condition as the main route.
                 let Ok(translated) = paths::translate(
                     path.path.as_deref().unwrap_or("/"),
                     &path.path_type,
                     self.regex_hosts.contains(&host),
-                    None,
+                    a.annotations.rewrite_target.as_deref(),
                 ) else {
                     self.out.problem(
                         &a.name,
