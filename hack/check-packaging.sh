@@ -124,15 +124,15 @@ static_checks() {
   render_variants
   local got want
   got=$(kinds "$work/default.yaml")
-  want="PodDisruptionBudget ServiceAccount ClusterRole ClusterRoleBinding Role RoleBinding Service Service Deployment"
+  want="PodDisruptionBudget ServiceAccount ClusterRole ClusterRole ClusterRoleBinding ClusterRoleBinding Role RoleBinding Service Service Deployment IngressClass"
   [[ $got == "$want" ]] && ok "helm template (defaults): $got" || bad "helm template (defaults) renders [$got], want [$want]"
 
   got=$(kinds "$work/all-features.yaml")
-  want="NetworkPolicy PodDisruptionBudget ServiceAccount ConfigMap ClusterRole ClusterRoleBinding Role RoleBinding Service Service Deployment HorizontalPodAutoscaler PrometheusRule ServiceMonitor"
+  want="NetworkPolicy PodDisruptionBudget ServiceAccount ConfigMap ClusterRole ClusterRole ClusterRoleBinding ClusterRoleBinding Role RoleBinding Service Service Deployment HorizontalPodAutoscaler IngressClass PrometheusRule ServiceMonitor"
   [[ $got == "$want" ]] && ok "helm template (all features): $got" || bad "helm template (all features) renders [$got], want [$want]"
 
   got=$(kinds "$work/daemonset.yaml")
-  want="PodDisruptionBudget ServiceAccount ClusterRole ClusterRoleBinding Role RoleBinding Service Service DaemonSet"
+  want="PodDisruptionBudget ServiceAccount ClusterRole ClusterRole ClusterRoleBinding ClusterRoleBinding Role RoleBinding Service Service DaemonSet IngressClass"
   [[ $got == "$want" ]] && ok "helm template (DaemonSet): $got" || bad "helm template (DaemonSet) renders [$got], want [$want]"
   grep -q '^  replicas:' "$work/daemonset.yaml" "$work/all-features.yaml" &&
     bad "replicas rendered for a DaemonSet or an autoscaled Deployment" ||
@@ -291,6 +291,8 @@ WATCH_RULES='[{"g":["sluice.dev"],"r":["backendpools"],"n":[],"v":["get","list",
 '{"g":["discovery.k8s.io"],"r":["endpointslices"],"n":[],"v":["get","list","watch"]},'\
 '{"g":[""],"r":["services"],"n":[],"v":["get","list","watch"]},'\
 '{"g":[""],"r":["secrets"],"n":[],"v":["get","list","watch"]},'\
+'{"g":["networking.k8s.io"],"r":["ingresses"],"n":[],"v":["get","list","watch"]},'\
+'{"g":["networking.k8s.io"],"r":["ingresses/status"],"n":[],"v":["patch"]},'\
 '{"g":["events.k8s.io"],"r":["events"],"n":[],"v":["create","patch"]},'\
 '{"g":[""],"r":["events"],"n":[],"v":["create","patch"]}]'
 lease_rules() {
@@ -315,7 +317,11 @@ expect_watch_access() {
     can "$kc" yes "$v" endpointslices.discovery.k8s.io "${scope[@]}"
     can "$kc" yes "$v" services "${scope[@]}"
     can "$kc" yes "$v" secrets "${scope[@]}"
+    can "$kc" yes "$v" ingresses.networking.k8s.io "${scope[@]}"
+    # IngressClasses are cluster-scoped: readable whatever the watched scope.
+    can "$kc" yes "$v" ingressclasses.networking.k8s.io
   done
+  can "$kc" yes patch ingresses.networking.k8s.io --subresource=status "${scope[@]}"
   for v in get patch update; do
     can "$kc" yes "$v" backendpools.sluice.dev --subresource=status "${scope[@]}"
   done
@@ -334,6 +340,8 @@ expect_no_extra_access() {
     can "$kc" no "$v" secrets "${scope[@]}"
     can "$kc" no "$v" services "${scope[@]}"
     can "$kc" no "$v" endpointslices.discovery.k8s.io "${scope[@]}"
+    can "$kc" no "$v" ingresses.networking.k8s.io "${scope[@]}"
+    can "$kc" no "$v" ingressclasses.networking.k8s.io
   done
   can "$kc" no get pods "${scope[@]}"
   can "$kc" no delete pods "${scope[@]}"
@@ -483,6 +491,9 @@ cluster_checks() {
 
   # -- Least privilege, as the chart's ServiceAccount ---------------------------------------------
   expect_rules "ClusterRole sluice" "$WATCH_RULES" clusterrole/sluice
+  expect_rules "ClusterRole sluice-ingressclasses" \
+    '[{"g":["networking.k8s.io"],"r":["ingressclasses"],"n":[],"v":["get","list","watch"]}]' \
+    clusterrole/sluice-ingressclasses
   expect_rules "Role $NS/sluice-leader-election" "$(lease_rules sluice)" role/sluice-leader-election -n "$NS"
   expect_rules "Role team-a/sluice-team-a" "$WATCH_RULES" role/sluice-team-a -n team-a
   expect_rules "Role sluice-team-a-system/sluice-team-a-leader-election" "$(lease_rules sluice-team-a)" \
