@@ -154,7 +154,8 @@ static_checks() {
     bad "the dashboard ConfigMap lacks the grafana_dashboard label"
 
   got=$(kinds "$work/namespaced.yaml")
-  want="PodDisruptionBudget ServiceAccount Role Role RoleBinding RoleBinding Service Service Deployment"
+  # The one cluster-wide grant of a namespaced install: reading IngressClasses (cluster-scoped).
+  want="PodDisruptionBudget ServiceAccount ClusterRole ClusterRoleBinding Role Role RoleBinding RoleBinding Service Service Deployment IngressClass"
   [[ $got == "$want" ]] && ok "helm template (watchNamespace): $got" || bad "helm template (watchNamespace) renders [$got], want [$want]"
 
   helm template one "$CHART" --set replicaCount=1 --set controller.leaderElection=false >"$work/single.yaml"
