@@ -686,6 +686,10 @@ impl Translator<'_> {
             return;
         }
         self.taken.insert(key, (a.name.clone(), self.routes.len()));
+        let filters = RouteFilters {
+            access: a.annotations.access.clone(),
+            ..filters
+        };
         self.routes.push(RouteConfig {
             owner: owner(&a.name),
             port,

@@ -8,7 +8,13 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
-use crate::config::{Algorithm, UpstreamConfig, UpstreamProtocol, UpstreamTls, UpstreamTrust};
+use std::sync::Arc;
+
+use crate::config::{
+    AccessPolicy, Algorithm, RateLimitConfig, RateLimitKey, UpstreamConfig, UpstreamProtocol,
+    UpstreamTls, UpstreamTrust,
+};
+use crate::policy::{Cidr, IpSet};
 
 /// The annotation prefix ingress-nginx reads.
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -34,7 +40,15 @@ pub struct Annotations {
     pub upstream_vhost: Option<HeaderValue>,
     /// `canary: "true"` with its weight and header.
     pub canary: Option<Canary>,
+    /// Address lists, rate limit and body limit (`*-source-range`, `limit-rps`,
+    /// `limit-rpm`, `limit-burst-multiplier`, `proxy-body-size`).
+    pub access: AccessPolicy,
 }
+
+/// ingress-nginx's `proxy-body-size` default (`client_max_body_size 1m`).
+pub const DEFAULT_BODY_SIZE: u64 = 1 << 20;
+/// ingress-nginx's `limit-burst-multiplier` default.
+const DEFAULT_BURST_MULTIPLIER: u32 = 5;
 
 /// Settings of the backend (pool) an Ingress names.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +113,13 @@ const SUPPORTED: &[&str] = &[
     "canary-weight",
     "canary-by-header",
     "canary-by-header-value",
+    "whitelist-source-range",
+    "allowlist-source-range",
+    "denylist-source-range",
+    "limit-rps",
+    "limit-rpm",
+    "limit-burst-multiplier",
+    "proxy-body-size",
 ];
 
 /// Whether an unimplemented annotation would restrict who or what gets through: serving the
@@ -259,6 +280,8 @@ pub fn parse(all: &BTreeMap<String, String>) -> Parsed {
         None
     };
 
+    let access = access(&get, &mut bad);
+
     let annotations = refusals.is_empty().then_some(Annotations {
         use_regex,
         rewrite_target,
@@ -269,12 +292,114 @@ pub fn parse(all: &BTreeMap<String, String>) -> Parsed {
         backend,
         upstream_vhost,
         canary,
+        access,
     });
     Parsed {
         annotations,
         refusals,
         unsupported,
     }
+}
+
+/// The access annotations, parsed as ingress-nginx parses them (and stricter where a loose
+/// value would serve more than asked: a CIDR with host bits, an empty list, a rate per minute
+/// that is not whole requests per second are refused).
+fn access(get: &BTreeMap<&str, &str>, bad: &mut dyn FnMut(&str, String)) -> AccessPolicy {
+    let mut list = |name: &str| -> Option<Arc<IpSet>> {
+        let v = get.get(name)?;
+        let mut cidrs = Vec::new();
+        for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match Cidr::parse(entry) {
+                Ok(c) => cidrs.push(c),
+                Err(why) => {
+                    bad(name, why);
+                    return None;
+                }
+            }
+        }
+        if cidrs.is_empty() {
+            bad(name, "no address or CIDR".to_owned());
+            return None;
+        }
+        Some(Arc::new(IpSet::new(cidrs)))
+    };
+    // `allowlist-source-range` is the newer name of `whitelist-source-range`.
+    let allow = match get.contains_key("allowlist-source-range") {
+        true => list("allowlist-source-range"),
+        false => list("whitelist-source-range"),
+    };
+    let deny = list("denylist-source-range");
+    let mut whole = |name: &str| -> Option<u32> {
+        let v = get.get(name)?;
+        match v.parse::<u32>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                bad(name, format!("{v:?} is not a whole number above 0"));
+                None
+            }
+        }
+    };
+    let rps = whole("limit-rps");
+    let rpm = whole("limit-rpm");
+    let multiplier = whole("limit-burst-multiplier").unwrap_or(DEFAULT_BURST_MULTIPLIER);
+    let per_minute = rpm.and_then(|rpm| {
+        if rpm % 60 == 0 {
+            Some(rpm / 60)
+        } else {
+            bad(
+                "limit-rpm",
+                format!("{rpm} is not a multiple of 60: sluice limits whole requests per second"),
+            );
+            None
+        }
+    });
+    // Both set: ingress-nginx applies both, so the lower rate is the one that binds.
+    let rate = match (rps, per_minute) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let rate_limit = rate.map(|rate| RateLimitConfig {
+        requests_per_second: rate,
+        burst: rate.saturating_mul(multiplier),
+        key: RateLimitKey::ClientIp,
+    });
+    let max_request_body_bytes = match get.get("proxy-body-size") {
+        None => Some(DEFAULT_BODY_SIZE),
+        Some(v) => match nginx_size(v) {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => {
+                bad(
+                    "proxy-body-size",
+                    format!("{v:?} is not a size (e.g. 8m, 512k, 0)"),
+                );
+                Some(DEFAULT_BODY_SIZE)
+            }
+        },
+    };
+    AccessPolicy {
+        allow,
+        deny,
+        rate_limit,
+        max_request_body_bytes,
+    }
+}
+
+/// nginx sizes: bytes, or a number with `k`, `m` or `g` (either case), powers of 1024.
+pub fn nginx_size(v: &str) -> Option<u64> {
+    let (digits, unit) = match v.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&v[..i], c.to_ascii_lowercase()),
+        _ => (v, 'b'),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let scale: u64 = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(scale)
 }
 
 /// ingress-nginx timeouts: a whole number of seconds.
