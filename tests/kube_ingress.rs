@@ -1,6 +1,7 @@
 //! End to end against a real kube-apiserver: Ingresses written as ingress-nginx users write
 //! them (a rewrite with captures, a canary pair, TLS with the HTTP -> HTTPS redirect, an
-//! access restriction sluice does not implement, another controller's class) applied with
+//! allow list, a rate limit, an access restriction sluice does not implement, another
+//! controller's class) applied with
 //! `ingressClassName: sluice`, and real traffic through the controller.
 //!
 //! Ignored by default; needs the control-plane binaries and a private network namespace:
@@ -271,6 +272,37 @@ spec:
 ---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
+metadata:
+  name: private
+  namespace: {ns}
+  annotations:
+    nginx.ingress.kubernetes.io/whitelist-source-range: 198.51.100.0/24
+spec:
+  ingressClassName: sluice
+  rules:
+    - host: private.test
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: limited
+  namespace: {ns}
+  annotations:
+    nginx.ingress.kubernetes.io/limit-rps: "1"
+    nginx.ingress.kubernetes.io/limit-burst-multiplier: "2"
+spec:
+  ingressClassName: sluice
+  rules:
+    - host: limited.test
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: web-v2, port: {{number: 80}}}}}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
 metadata: {{name: other, namespace: {ns}}}
 spec:
   ingressClassName: nginx
@@ -345,6 +377,14 @@ fn ingresses_of_the_sluice_class_serve_rewrites_canaries_and_tls_and_refuse_what
     // controller's class is not served at all.
     assert_eq!(request(http, "locked.test", "/", &[]).unwrap().0, 404);
     assert_eq!(request(http, "other.test", "/", &[]).unwrap().0, 404);
+
+    // An allow list the client is not in: 403. limit-rps 1 with burst multiplier 2: two
+    // requests at once pass, the third waits for its token (429).
+    assert_eq!(request(http, "private.test", "/", &[]).unwrap().0, 403);
+    let codes: Vec<u16> = (0..3)
+        .map(|_| request(http, "limited.test", "/", &[]).unwrap().0)
+        .collect();
+    assert_eq!(codes, [200, 200, 429]);
     c.wait(
         Duration::from_secs(10),
         "a Refused Event on the locked Ingress",
