@@ -393,7 +393,7 @@ impl Translator<'_> {
                 self.out.problem(
                     &a.name,
                     "Conflict",
-                    format!("{field}: Service {}:{} is already served with the backend annotations (timeouts, backend-protocol, load-balance) of Ingress {first}, the oldest naming it; this Ingress's differ and are not applied", svc.name, port_text(&port)),
+                    format!("{field}: Service {}:{} is already served with the backend annotations (timeouts, backend-protocol, load-balance, upstream-hash-by, affinity) of Ingress {first}, the oldest naming it; this Ingress's differ and are not applied", svc.name, port_text(&port)),
                 );
             }
             Some(_) => {}
@@ -758,7 +758,7 @@ impl Translator<'_> {
                 health_check: None,
                 outlier_detection: None,
                 retry: None,
-                affinity: None,
+                affinity: b.settings.affinity.clone(),
                 timeouts: Timeouts {
                     connect: b.settings.connect_timeout,
                     request: b.settings.read_timeout,

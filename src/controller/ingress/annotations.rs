@@ -11,8 +11,8 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use std::sync::Arc;
 
 use crate::config::{
-    AccessPolicy, Algorithm, RateLimitConfig, RateLimitKey, UpstreamConfig, UpstreamProtocol,
-    UpstreamTls, UpstreamTrust,
+    AccessPolicy, AffinityConfig, Algorithm, HashKey, RateLimitConfig, RateLimitKey,
+    UpstreamConfig, UpstreamProtocol, UpstreamTls, UpstreamTrust,
 };
 use crate::policy::{Cidr, IpSet};
 
@@ -59,9 +59,17 @@ pub struct BackendSettings {
     pub read_timeout: Duration,
     /// `backend-protocol`.
     pub upstream: UpstreamConfig,
-    /// `load-balance` (default round_robin).
+    /// `load-balance` (default round_robin), or `upstream-hash-by`.
     pub algorithm: Algorithm,
+    /// `affinity: cookie` with `session-cookie-name` and `session-cookie-max-age`.
+    pub affinity: Option<AffinityConfig>,
 }
+
+/// ingress-nginx's `session-cookie-name` default.
+const DEFAULT_COOKIE: &str = "INGRESSCOOKIE";
+/// Max-Age of the affinity cookie without `session-cookie-max-age` (sluice always sends one;
+/// ingress-nginx then sends a browser-session cookie).
+const DEFAULT_COOKIE_TTL: Duration = Duration::from_secs(3600);
 
 impl Default for BackendSettings {
     fn default() -> Self {
@@ -70,6 +78,7 @@ impl Default for BackendSettings {
             read_timeout: Duration::from_secs(60),
             upstream: UpstreamConfig::default(),
             algorithm: Algorithm::RoundRobin,
+            affinity: None,
         }
     }
 }
@@ -120,6 +129,10 @@ const SUPPORTED: &[&str] = &[
     "limit-rpm",
     "limit-burst-multiplier",
     "proxy-body-size",
+    "upstream-hash-by",
+    "affinity",
+    "session-cookie-name",
+    "session-cookie-max-age",
 ];
 
 /// Whether an unimplemented annotation would restrict who or what gets through: serving the
@@ -225,6 +238,43 @@ pub fn parse(all: &BTreeMap<String, String>) -> Parsed {
             // Peak-EWMA in ingress-nginx; sluice's latency-aware choice is P2C over EWMA.
             "ewma" => backend.algorithm = Algorithm::PowerOfTwoChoices,
             _ => bad("load-balance", format!("{lb:?} is not round_robin or ewma")),
+        }
+    }
+
+    if let Some(by) = get.get("upstream-hash-by") {
+        // ingress-nginx: upstream-hash-by takes precedence over load-balance.
+        match hash_key(by) {
+            Some(key) => backend.algorithm = Algorithm::ConsistentHash(key),
+            None => bad(
+                "upstream-hash-by",
+                format!("{by:?}: sluice hashes $remote_addr, $http_NAME or $cookie_NAME only"),
+            ),
+        }
+    }
+    if let Some(kind) = get.get("affinity") {
+        if *kind == "cookie" {
+            let name = get
+                .get("session-cookie-name")
+                .copied()
+                .unwrap_or(DEFAULT_COOKIE);
+            let ttl =
+                seconds(&get, "session-cookie-max-age", &mut bad).unwrap_or(DEFAULT_COOKIE_TTL);
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                bad(
+                    "session-cookie-name",
+                    format!("{name:?} is not a cookie name"),
+                );
+            }
+            backend.affinity = Some(AffinityConfig::Cookie {
+                name: name.to_owned(),
+                ttl,
+            });
+        } else {
+            bad("affinity", format!("{kind:?} is not \"cookie\""));
         }
     }
 
@@ -400,6 +450,21 @@ pub fn nginx_size(v: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(scale)
+}
+
+/// `upstream-hash-by`: the nginx variables sluice can hash on.
+fn hash_key(by: &str) -> Option<HashKey> {
+    if by == "$remote_addr" || by == "$binary_remote_addr" {
+        return Some(HashKey::ClientIp);
+    }
+    if let Some(h) = by.strip_prefix("$http_") {
+        let name = h.replace('_', "-").to_ascii_lowercase();
+        return http::HeaderName::from_bytes(name.as_bytes())
+            .ok()
+            .map(HashKey::Header);
+    }
+    let cookie = by.strip_prefix("$cookie_")?;
+    (!cookie.is_empty()).then(|| HashKey::Cookie(cookie.to_owned()))
 }
 
 /// ingress-nginx timeouts: a whole number of seconds.

@@ -723,3 +723,74 @@ fn access_annotations_sluice_cannot_honour_exactly_refuse_the_ingress() {
         assert!(p.message.contains(name), "{p:?}");
     }
 }
+
+#[test]
+fn upstream_hash_by_and_cookie_affinity_set_the_backends_balancing() {
+    let backend = |notes: &[(&str, &str)]| {
+        let t = run(&objects(vec![ingress(
+            "a",
+            T0,
+            notes,
+            &web("a.example", "/", "Prefix"),
+        )]));
+        assert!(t.problems.is_empty(), "{:?}", t.problems);
+        t.set.pools[0].clone()
+    };
+    let p = backend(&[
+        ("upstream-hash-by", "$remote_addr"),
+        ("load-balance", "ewma"),
+    ]);
+    assert_eq!(
+        p.algorithm,
+        crate::config::Algorithm::ConsistentHash(crate::config::HashKey::ClientIp)
+    );
+    let p = backend(&[("upstream-hash-by", "$http_x_user_id")]);
+    assert_eq!(
+        p.algorithm,
+        crate::config::Algorithm::ConsistentHash(crate::config::HashKey::Header(
+            http::HeaderName::from_static("x-user-id")
+        ))
+    );
+    let p = backend(&[("upstream-hash-by", "$cookie_sid")]);
+    assert_eq!(
+        p.algorithm,
+        crate::config::Algorithm::ConsistentHash(crate::config::HashKey::Cookie("sid".into()))
+    );
+    let p = backend(&[("affinity", "cookie")]);
+    assert_eq!(
+        p.affinity,
+        Some(crate::config::AffinityConfig::Cookie {
+            name: "INGRESSCOOKIE".into(),
+            ttl: Duration::from_secs(3600)
+        })
+    );
+    let p = backend(&[
+        ("affinity", "cookie"),
+        ("session-cookie-name", "route"),
+        ("session-cookie-max-age", "172800"),
+    ]);
+    assert_eq!(
+        p.affinity,
+        Some(crate::config::AffinityConfig::Cookie {
+            name: "route".into(),
+            ttl: Duration::from_secs(172800)
+        })
+    );
+}
+
+#[test]
+fn hash_keys_and_affinities_sluice_lacks_refuse_the_ingress() {
+    for notes in [
+        &[("upstream-hash-by", "$request_uri")][..],
+        &[("affinity", "ip")][..],
+        &[("affinity", "cookie"), ("session-cookie-name", "a b")][..],
+    ] {
+        let t = run(&objects(vec![ingress(
+            "a",
+            T0,
+            notes,
+            &web("a.example", "/", "Prefix"),
+        )]));
+        assert!(t.refused.contains("shop/a"), "{notes:?}");
+    }
+}
