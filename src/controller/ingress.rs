@@ -178,6 +178,10 @@ struct Backend {
 pub fn translate(objects: &IngressObjects, settings: &IngressSettings) -> Translation {
     let mut out = Translation::default();
     let accepted = accept(objects, settings, &mut out);
+    if accepted.is_empty() {
+        // The common case without Ingresses: no index of Services is built per rebuild.
+        return out;
+    }
     let mut t = Translator {
         settings,
         out,
@@ -847,8 +851,10 @@ pub fn merge(set: &mut ConfigSet, mut t: Translation, settings: &IngressSettings
     }
     set.listeners.extend(t.set.listeners.iter().cloned());
     set.routes.extend(t.set.routes.iter().cloned());
-    set.pools.extend(t.set.pools.iter().cloned());
-    set.pools.sort_by(|a, b| a.name.cmp(&b.name));
+    if !t.set.pools.is_empty() {
+        set.pools.extend(t.set.pools.iter().cloned());
+        set.pools.sort_by(|a, b| a.name.cmp(&b.name));
+    }
     t
 }
 
