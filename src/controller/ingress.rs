@@ -202,6 +202,9 @@ pub fn translate(objects: &IngressObjects, settings: &IngressSettings) -> Transl
     for a in accepted.iter().filter(|a| a.annotations.canary.is_none()) {
         t.place(a);
     }
+    for a in accepted.iter().filter(|a| a.annotations.from_to_www) {
+        t.www_redirects(a);
+    }
     for a in accepted.iter().filter(|a| a.annotations.canary.is_none()) {
         t.default_backend(a);
     }
@@ -554,6 +557,56 @@ impl Translator<'_> {
                 filters.clone(),
                 action.clone(),
             );
+        }
+    }
+
+    /// `from-to-www-redirect`: `www.HOST` answers 308 to `HOST` (and `HOST` to `www.HOST`)
+    /// unless some Ingress serves that other host itself.
+    fn www_redirects(&mut self, a: &Accepted<'_>) {
+        let field = format!("annotation {}from-to-www-redirect", annotations::PREFIX);
+        for host in rule_hosts(a.ingress) {
+            if host.is_empty() || host.starts_with('*') {
+                continue;
+            }
+            let other = match host.strip_prefix("www.") {
+                Some(bare) => bare.to_owned(),
+                None => format!("www.{host}"),
+            };
+            let other_hosts = host_match(&other);
+            if self
+                .routes
+                .iter()
+                .any(|r| r.hosts == other_hosts && r.owner != owner(&a.name))
+            {
+                continue;
+            }
+            let filters = RouteFilters {
+                redirect: Some(RedirectConfig {
+                    scheme: None,
+                    host: Some(host.clone()),
+                    port: None,
+                    path: None,
+                    status: http::StatusCode::PERMANENT_REDIRECT,
+                }),
+                ..RouteFilters::default()
+            };
+            let action = RouteAction::Respond(http::StatusCode::PERMANENT_REDIRECT);
+            let root = PathMatch::Prefix("/".to_owned());
+            let mut ports = vec![self.settings.http_port];
+            if self.tls_hosts.contains(&other) {
+                ports.push(self.settings.https_port);
+            }
+            for port in ports {
+                self.push(
+                    a,
+                    &field,
+                    port,
+                    &other,
+                    &root,
+                    filters.clone(),
+                    action.clone(),
+                );
+            }
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Annotations {
     pub ssl_redirect: bool,
     /// `force-ssl-redirect`: redirect to HTTPS even without TLS in the Ingress.
     pub force_ssl_redirect: bool,
+    /// `from-to-www-redirect`: `www.HOST` redirects (308) to `HOST`, and the reverse.
+    pub from_to_www: bool,
     /// `permanent-redirect` / `temporal-redirect`: every path answers with this redirect.
     pub redirect: Option<(String, StatusCode)>,
     /// Backend settings (shared by every route naming the same Service port).
@@ -110,6 +112,7 @@ const SUPPORTED: &[&str] = &[
     "app-root",
     "ssl-redirect",
     "force-ssl-redirect",
+    "from-to-www-redirect",
     "permanent-redirect",
     "permanent-redirect-code",
     "temporal-redirect",
@@ -191,6 +194,7 @@ pub fn parse(all: &BTreeMap<String, String>) -> Parsed {
     let use_regex = flag("use-regex", false, &mut bad);
     let ssl_redirect = flag("ssl-redirect", true, &mut bad);
     let force_ssl_redirect = flag("force-ssl-redirect", false, &mut bad);
+    let from_to_www = flag("from-to-www-redirect", false, &mut bad);
     let is_canary = flag("canary", false, &mut bad);
 
     let rewrite_target = get.get("rewrite-target").map(|s| s.to_string());
@@ -338,6 +342,7 @@ pub fn parse(all: &BTreeMap<String, String>) -> Parsed {
         app_root,
         ssl_redirect,
         force_ssl_redirect,
+        from_to_www,
         redirect,
         backend,
         upstream_vhost,

@@ -794,3 +794,44 @@ fn hash_keys_and_affinities_sluice_lacks_refuse_the_ingress() {
         assert!(t.refused.contains("shop/a"), "{notes:?}");
     }
 }
+
+#[test]
+fn from_to_www_redirect_sends_the_other_host_to_the_rule_host_unless_it_is_served() {
+    let t = run(&objects(vec![ingress(
+        "a",
+        T0,
+        &[("from-to-www-redirect", "true")],
+        &web("shop.example", "/", "Prefix"),
+    )]));
+    let www = t
+        .set
+        .routes
+        .iter()
+        .find(|r| r.hosts == vec![HostMatch::Exact("www.shop.example".into())])
+        .expect("www route");
+    let r = www.filters.redirect.as_ref().unwrap();
+    assert_eq!(r.host.as_deref(), Some("shop.example"));
+    assert_eq!(r.status, http::StatusCode::PERMANENT_REDIRECT);
+
+    let t = run(&objects(vec![
+        ingress(
+            "a",
+            T0,
+            &[("from-to-www-redirect", "true")],
+            &web("shop.example", "/", "Prefix"),
+        ),
+        ingress("b", T1, &[], &web("www.shop.example", "/", "Prefix")),
+    ]));
+    let www: Vec<_> = t
+        .set
+        .routes
+        .iter()
+        .filter(|r| r.hosts == vec![HostMatch::Exact("www.shop.example".into())])
+        .collect();
+    assert_eq!(www.len(), 1);
+    assert!(
+        www[0].filters.redirect.is_none(),
+        "served by its own Ingress"
+    );
+    assert!(t.problems.is_empty(), "{:?}", t.problems);
+}
