@@ -1,6 +1,6 @@
 //! End to end against a real kube-apiserver: Ingresses written as ingress-nginx users write
 //! them (a rewrite with captures, a canary pair, TLS with the HTTP -> HTTPS redirect, an
-//! allow list, a rate limit, an access restriction sluice does not implement, another
+//! allow list, a rate limit, basic auth, an access restriction sluice does not implement, another
 //! controller's class) applied with
 //! `ingressClassName: sluice`, and real traffic through the controller.
 //!
@@ -301,6 +301,30 @@ spec:
         paths:
           - {{path: /, pathType: Prefix, backend: {{service: {{name: web-v2, port: {{number: 80}}}}}}}}
 ---
+apiVersion: v1
+kind: Secret
+metadata: {{name: staff, namespace: {ns}}}
+type: Opaque
+stringData:
+  auth: "alice:{{SHA}}5en6G6MezRroT3XKqkdPOmY/BfQ=\n"
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: staff
+  namespace: {ns}
+  annotations:
+    nginx.ingress.kubernetes.io/auth-type: basic
+    nginx.ingress.kubernetes.io/auth-secret: staff
+    nginx.ingress.kubernetes.io/auth-realm: Staff only
+spec:
+  ingressClassName: sluice
+  rules:
+    - host: staff.test
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {{name: other, namespace: {ns}}}
@@ -385,6 +409,23 @@ fn ingresses_of_the_sluice_class_serve_rewrites_canaries_and_tls_and_refuse_what
         .map(|_| request(http, "limited.test", "/", &[]).unwrap().0)
         .collect();
     assert_eq!(codes, [200, 200, 429]);
+
+    // auth-type basic with an htpasswd Secret: 401 without credentials, 200 with them.
+    assert_eq!(request(http, "staff.test", "/", &[]).unwrap().0, 401);
+    let wrong = request(
+        http,
+        "staff.test",
+        "/",
+        &["Authorization: Basic YWxpY2U6bm9wZQ=="],
+    );
+    assert_eq!(wrong.unwrap().0, 401, "alice:nope");
+    let right = request(
+        http,
+        "staff.test",
+        "/",
+        &["Authorization: Basic YWxpY2U6c2VjcmV0"],
+    );
+    assert_eq!(right.unwrap().0, 200, "alice:secret");
     c.wait(
         Duration::from_secs(10),
         "a Refused Event on the locked Ingress",

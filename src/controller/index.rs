@@ -404,7 +404,7 @@ fn ca_from_secret(secret: Option<&Secret>, ns: &str, name: &str) -> Result<Arc<[
 /// The htpasswd list (key `auth`, as ingress-nginx reads it) of a Secret named by
 /// `basicAuth.secretName`, checked. `Opaque` Secrets are watched for it (as
 /// `kubectl create secret generic NAME --from-file=auth` makes them).
-fn htpasswd_from_secret(
+pub(crate) fn htpasswd_from_secret(
     secret: Option<&Secret>,
     ns: &str,
     name: &str,

@@ -26,9 +26,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use crate::config::{
-    CanaryRule, ConfigSet, ForwardTo, HostMatch, ListenerClaim, ListenerConfig, PathMatch,
-    PathReplace, PoolConfig, Protocol, ProxyProtocolVersion, RedirectConfig, RewriteConfig,
-    RouteAction, RouteConfig, RouteFilters, Timeouts, TlsConfig, WeightedBackend,
+    BasicAuthConfig, CanaryRule, ConfigSet, CredentialSource, ForwardTo, HostMatch, Htpasswd,
+    ListenerClaim, ListenerConfig, PathMatch, PathReplace, PoolConfig, Protocol,
+    ProxyProtocolVersion, RedirectConfig, RewriteConfig, RouteAction, RouteConfig, RouteFilters,
+    Timeouts, TlsConfig, WeightedBackend,
 };
 
 pub mod annotations;
@@ -163,6 +164,8 @@ struct Accepted<'a> {
     name: String,
     ns: String,
     annotations: Annotations,
+    /// `auth-type: basic` with its Secret's users.
+    basic_auth: Option<Arc<BasicAuthConfig>>,
 }
 
 /// A backend some route names, and who named it first.
@@ -247,14 +250,52 @@ fn accept<'a>(
             out.refused.insert(name);
             continue;
         };
+        let ns = ingress.namespace().unwrap_or_else(|| "default".to_owned());
+        let basic_auth = match &annotations.basic_auth {
+            None => None,
+            Some(req) => match basic_auth(req, &ns, &objects.secrets) {
+                Ok(auth) => Some(Arc::new(auth)),
+                Err(why) => {
+                    out.problem(
+                        &name,
+                        "Refused",
+                        format!("annotation {}auth-secret: {why}", annotations::PREFIX),
+                    );
+                    out.refused.insert(name);
+                    continue;
+                }
+            },
+        };
         accepted.push(Accepted {
             ingress,
-            ns: ingress.namespace().unwrap_or_else(|| "default".to_owned()),
+            ns,
             name,
             annotations,
+            basic_auth,
         });
     }
     accepted
+}
+
+/// The users of `auth-secret` (key `auth`, htpasswd), as a route filter.
+fn basic_auth(
+    req: &annotations::BasicAuth,
+    ns: &str,
+    secrets: &[Arc<Secret>],
+) -> Result<BasicAuthConfig, String> {
+    let (secret_ns, secret) = req.secret.split_once('/').unwrap_or((ns, &req.secret));
+    let found = secrets
+        .iter()
+        .find(|s| s.namespace().as_deref() == Some(secret_ns) && s.name_any() == secret);
+    let bytes = super::index::htpasswd_from_secret(found.map(Arc::as_ref), secret_ns, secret)?;
+    let users = Htpasswd::parse(&bytes)?;
+    let challenge = http::HeaderValue::from_str(&format!("Basic realm=\"{}\"", req.realm))
+        .map_err(|_| "the realm is not a header value".to_owned())?;
+    Ok(BasicAuthConfig {
+        challenge,
+        users: Arc::new(users),
+        source: CredentialSource::Secret(format!("{secret_ns}/{secret}")),
+    })
 }
 
 /// The hosts of an Ingress's rules, lower-cased (`""` for a rule without host).
@@ -745,6 +786,7 @@ impl Translator<'_> {
         self.taken.insert(key, (a.name.clone(), self.routes.len()));
         let filters = RouteFilters {
             access: a.annotations.access.clone(),
+            basic_auth: a.basic_auth.clone(),
             ..filters
         };
         self.routes.push(RouteConfig {

@@ -42,10 +42,24 @@ pub struct Annotations {
     pub upstream_vhost: Option<HeaderValue>,
     /// `canary: "true"` with its weight and header.
     pub canary: Option<Canary>,
+    /// `auth-type: basic` with `auth-secret` and `auth-realm`.
+    pub basic_auth: Option<BasicAuth>,
     /// Address lists, rate limit and body limit (`*-source-range`, `limit-rps`,
     /// `limit-rpm`, `limit-burst-multiplier`, `proxy-body-size`).
     pub access: AccessPolicy,
 }
+
+/// What `auth-type: basic` asks for; the controller reads the Secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// `auth-secret`: `name` (the Ingress's namespace) or `namespace/name`.
+    pub secret: String,
+    /// `auth-realm` (printable ASCII without `"` or `\`).
+    pub realm: String,
+}
+
+/// The realm of `auth-type: basic` without `auth-realm`.
+const DEFAULT_REALM: &str = "Authentication Required";
 
 /// ingress-nginx's `proxy-body-size` default (`client_max_body_size 1m`).
 pub const DEFAULT_BODY_SIZE: u64 = 1 << 20;
@@ -136,6 +150,10 @@ const SUPPORTED: &[&str] = &[
     "affinity",
     "session-cookie-name",
     "session-cookie-max-age",
+    "auth-type",
+    "auth-secret",
+    "auth-secret-type",
+    "auth-realm",
 ];
 
 /// Whether an unimplemented annotation would restrict who or what gets through: serving the
@@ -335,6 +353,7 @@ pub fn parse(all: &BTreeMap<String, String>) -> Parsed {
     };
 
     let access = access(&get, &mut bad);
+    let basic_auth = basic_auth(&get, &mut bad);
 
     let annotations = refusals.is_empty().then_some(Annotations {
         use_regex,
@@ -348,6 +367,7 @@ pub fn parse(all: &BTreeMap<String, String>) -> Parsed {
         upstream_vhost,
         canary,
         access,
+        basic_auth,
     });
     Parsed {
         annotations,
@@ -438,6 +458,60 @@ fn access(get: &BTreeMap<&str, &str>, bad: &mut dyn FnMut(&str, String)) -> Acce
         rate_limit,
         max_request_body_bytes,
     }
+}
+
+/// `auth-type: basic` + `auth-secret` (+ `auth-realm`, `auth-secret-type: auth-file`).
+/// Any other combination of these is refused: an auth annotation never goes unenforced.
+fn basic_auth(get: &BTreeMap<&str, &str>, bad: &mut dyn FnMut(&str, String)) -> Option<BasicAuth> {
+    let present = ["auth-type", "auth-secret", "auth-secret-type", "auth-realm"]
+        .iter()
+        .any(|n| get.contains_key(n));
+    if !present {
+        return None;
+    }
+    match get.get("auth-type") {
+        Some(&"basic") => {}
+        Some(other) => {
+            bad(
+                "auth-type",
+                format!("{other:?}: sluice implements basic only"),
+            );
+            return None;
+        }
+        None => {
+            bad("auth-secret", "needs auth-type: basic".to_owned());
+            return None;
+        }
+    }
+    if let Some(kind) = get.get("auth-secret-type")
+        && *kind != "auth-file"
+    {
+        bad(
+            "auth-secret-type",
+            format!("{kind:?}: sluice reads auth-file (key auth) only"),
+        );
+        return None;
+    }
+    let Some(secret) = get.get("auth-secret").filter(|s| !s.is_empty()) else {
+        bad("auth-type", "basic needs auth-secret".to_owned());
+        return None;
+    };
+    let realm = get.get("auth-realm").copied().unwrap_or(DEFAULT_REALM);
+    let quotable = realm.len() <= 256
+        && realm
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    if !quotable {
+        bad(
+            "auth-realm",
+            "must be printable ASCII without '\"' or '\\'".to_owned(),
+        );
+        return None;
+    }
+    Some(BasicAuth {
+        secret: secret.to_string(),
+        realm: realm.to_owned(),
+    })
 }
 
 /// nginx sizes: bytes, or a number with `k`, `m` or `g` (either case), powers of 1024.

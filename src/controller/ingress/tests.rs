@@ -835,3 +835,78 @@ fn from_to_www_redirect_sends_the_other_host_to_the_rule_host_unless_it_is_serve
     );
     assert!(t.problems.is_empty(), "{:?}", t.problems);
 }
+
+fn htpasswd_secret(name: &str, list: &str) -> Arc<Secret> {
+    let mut data = BTreeMap::new();
+    data.insert("auth".to_owned(), ByteString(list.as_bytes().to_vec()));
+    Arc::new(Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn basic_auth_reads_the_htpasswd_secret_and_guards_every_route_of_the_ingress() {
+    let mut o = objects(vec![ingress(
+        "shop",
+        T0,
+        &[
+            ("auth-type", "basic"),
+            ("auth-secret", "users"),
+            ("auth-realm", "Shop staff"),
+        ],
+        &web("shop.example", "/", "Prefix"),
+    )]);
+    o.secrets.push(htpasswd_secret(
+        "users",
+        "alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n",
+    ));
+    let t = run(&o);
+    assert!(t.problems.is_empty(), "{:?}", t.problems);
+    let auth = t.set.routes[0]
+        .filters
+        .basic_auth
+        .as_ref()
+        .expect("basic auth");
+    assert_eq!(auth.challenge, "Basic realm=\"Shop staff\"");
+    assert_eq!(auth.users.users.len(), 1);
+}
+
+#[test]
+fn basic_auth_without_a_usable_secret_or_of_another_type_refuses_the_ingress() {
+    for notes in [
+        &[("auth-type", "basic"), ("auth-secret", "missing")][..],
+        &[("auth-type", "digest"), ("auth-secret", "users")][..],
+        &[("auth-secret", "users")][..],
+        &[
+            ("auth-type", "basic"),
+            ("auth-secret", "users"),
+            ("auth-secret-type", "auth-map"),
+        ][..],
+        &[
+            ("auth-type", "basic"),
+            ("auth-secret", "users"),
+            ("auth-url", "http://a.test/"),
+        ][..],
+    ] {
+        let mut o = objects(vec![ingress(
+            "shop",
+            T0,
+            notes,
+            &web("shop.example", "/", "Prefix"),
+        )]);
+        o.secrets.push(htpasswd_secret(
+            "users",
+            "alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n",
+        ));
+        let t = run(&o);
+        assert!(t.set.routes.is_empty(), "{notes:?}");
+        assert_eq!(t.problems["shop/shop"][0].reason, "Refused", "{notes:?}");
+    }
+}
