@@ -35,9 +35,10 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Admin state over `dataplane`; not ready until [`Admin::set_ready`].
-    pub fn new(dataplane: Arc<Dataplane>) -> Self {
-        let metrics = Metrics::new(dataplane.clone());
+    /// Admin state over `dataplane`; not ready until [`Admin::set_ready`]. `backend_labels`
+    /// false aggregates per-endpoint metric series per pool (`--metrics-backend-labels`).
+    pub fn new(dataplane: Arc<Dataplane>, backend_labels: bool) -> Self {
+        let metrics = Metrics::new(dataplane.clone(), backend_labels);
         Admin {
             dataplane,
             metrics,

@@ -118,6 +118,10 @@ struct Common {
     /// client, for address lists, rate limits, ClientIP affinity and the access log.
     #[arg(long, value_delimiter = ',', value_parser = parse_cidr, value_name = "CIDR,...")]
     trusted_proxies: Vec<Cidr>,
+    /// Per-endpoint (`backend` label) metric series; `false` aggregates them per pool
+    /// (`backend=""`), keeping only `sluice_backend_healthy` per endpoint (docs/metrics.md).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    metrics_backend_labels: bool,
 }
 
 fn parse_cidr(text: &str) -> Result<Cidr, String> {
@@ -146,6 +150,7 @@ impl Common {
             workers: self.workers,
             max_connections: self.max_connections,
             trusted_proxies: self.trusted_proxies,
+            metrics_backend_labels: self.metrics_backend_labels,
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct Options {
     pub max_connections: usize,
     /// `--trusted-proxies`: peers whose `X-Forwarded-For` names the client (default none).
     pub trusted_proxies: Vec<crate::policy::Cidr>,
+    /// `--metrics-backend-labels`: per-endpoint metric series (default true); false keeps
+    /// `sluice_backend_healthy` per endpoint and aggregates every other family per pool.
+    pub metrics_backend_labels: bool,
 }
 
 /// Installs the tracing subscriber on stderr.
@@ -136,7 +139,10 @@ where
             eprintln!("{e}");
             return Err(ExitCode::from(1));
         }
-        let admin = Arc::new(Admin::new(dataplane.clone()));
+        let admin = Arc::new(Admin::new(
+            dataplane.clone(),
+            options.metrics_backend_labels,
+        ));
         if initial.is_some() {
             admin.metrics.reload(true);
             admin.metrics.apply_took(started.elapsed().as_secs_f64());

@@ -63,12 +63,17 @@ struct Setup {
 
 impl Setup {
     fn start() -> Setup {
+        Setup::start_with(&[])
+    }
+
+    /// Like [`Setup::start`], with extra `sluice serve` arguments.
+    fn start_with(args: &[&str]) -> Setup {
         let backends = [echo("a"), echo("b")];
         let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let (http, tcp) = (free_port(), free_port());
         let yaml = config(&backends, dead, http, tcp, true, 1);
         Setup {
-            sluice: Sluice::start(&yaml),
+            sluice: Sluice::start_with(&yaml, args),
             backends,
             dead,
             http,
@@ -385,6 +390,57 @@ async fn a_backend_removed_and_added_back_while_draining_is_one_series() {
     );
     for r in slow {
         let _ = r.await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_backend_labels_every_family_but_backend_healthy_has_one_series_per_pool() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let s = Setup::start_with(&["--metrics-backend-labels=false"]);
+    tcp_round_trip(s.tcp).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = load(s.http, stop.clone(), Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert!(load.await.unwrap() > 20);
+
+    let text = s.sluice.admin("/metrics").await;
+    check_exposition(&text);
+    promtool_check(&promtool, &text);
+    let samples: Vec<_> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("backend=\""))
+        .collect();
+    for line in &samples {
+        assert!(
+            line.contains("backend=\"\"") || line.starts_with("sluice_backend_healthy{"),
+            "a per-backend series: {line}\n{text}"
+        );
+    }
+    let healthy = samples
+        .iter()
+        .filter(|l| l.starts_with(&format!("sluice_backend_healthy{{pool=\"{POOL}\"")))
+        .count();
+    assert_eq!(
+        healthy, 3,
+        "one health series per endpoint of {POOL}:\n{text}"
+    );
+    // The endpoints' answers (200) and sluice's own (503 after the dead endpoint) in one
+    // family, labelled backend="".
+    let ok = format!("sluice_requests_total{{pool=\"{POOL}\",backend=\"\",code=\"200\"}}");
+    assert!(s.sluice.metric(&ok).await.unwrap_or(0.0) > 0.0, "{text}");
+    for (family, series) in [
+        ("sluice_active_connections{", 1),
+        ("sluice_upstream_attempts_total{", 2),
+        ("sluice_health_checks_total{", 2),
+    ] {
+        let n = samples
+            .iter()
+            .filter(|l| l.starts_with(family) && l.contains(&format!("pool=\"{POOL}\"")))
+            .count();
+        assert_eq!(n, series, "{family} series for {POOL}:\n{text}");
     }
 }
 

@@ -77,8 +77,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every sluice metric; pool series are read from `dataplane`.
-    pub fn new(dataplane: Arc<Dataplane>) -> Self {
+    /// Registers every sluice metric; pool series are read from `dataplane`. With
+    /// `backend_labels` false, per-endpoint series are summed into one `backend=""` series
+    /// per pool, except `sluice_backend_healthy` (the alerts and dashboard count endpoints).
+    pub fn new(dataplane: Arc<Dataplane>, backend_labels: bool) -> Self {
         let mut registry = Registry::default();
         let reloads = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
         for result in ["success", "failure"] {
@@ -99,6 +101,7 @@ impl Metrics {
         registry.register_collector(Box::new(PoolCollector {
             dataplane,
             leader: Arc::clone(&leader),
+            backend_labels,
         }));
         Metrics {
             registry,
@@ -179,6 +182,8 @@ fn classic_text(openmetrics: &str) -> String {
 struct PoolCollector {
     dataplane: Arc<Dataplane>,
     leader: Arc<std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>>>,
+    /// `--metrics-backend-labels`: false sums per-endpoint series per pool.
+    backend_labels: bool,
 }
 
 type Labels<'a> = [(&'static str, &'a str)];
@@ -187,8 +192,12 @@ type Labels<'a> = [(&'static str, &'a str)];
 type Backend<'a> = (&'a str, Vec<&'a Endpoint>);
 
 /// A pool's endpoints (members and draining) grouped by `backend` label: an address removed
-/// and added back while its old endpoint drains is two endpoints but one series.
-fn by_backend(endpoints: &[Arc<Endpoint>]) -> Vec<Backend<'_>> {
+/// and added back while its old endpoint drains is two endpoints but one series. Without
+/// `backend_labels`, every endpoint is in one group labelled `""`.
+fn by_backend(endpoints: &[Arc<Endpoint>], backend_labels: bool) -> Vec<Backend<'_>> {
+    if !backend_labels {
+        return vec![("", endpoints.iter().map(Arc::as_ref).collect())];
+    }
     let mut groups: Vec<Backend<'_>> = Vec::with_capacity(endpoints.len());
     for ep in endpoints {
         match groups.iter_mut().find(|(label, _)| *label == ep.label()) {
@@ -206,7 +215,7 @@ impl Collector for PoolCollector {
         let grouped: Vec<(&Pool, Vec<Backend<'_>>)> = pools
             .iter()
             .zip(&endpoints)
-            .map(|(pool, eps)| (pool.as_ref(), by_backend(eps)))
+            .map(|(pool, eps)| (pool.as_ref(), by_backend(eps, self.backend_labels)))
             .collect();
 
         let mut e = encoder.encode_descriptor(
@@ -242,13 +251,19 @@ impl Collector for PoolCollector {
             ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
         }
         for (pool, backends) in &grouped {
-            for (code, n) in pool.stats.local.all() {
-                let code = code.to_string();
-                let labels: &Labels = &[("pool", pool.name()), ("backend", ""), ("code", &code)];
-                ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
+            // Without backend labels the endpoints' answers share the `backend=""` series
+            // with sluice's own, so they are summed into one map.
+            let mut local: BTreeMap<u16, u64> = pool.stats.local.all().into_iter().collect();
+            if self.backend_labels {
+                for (code, n) in std::mem::take(&mut local) {
+                    let code = code.to_string();
+                    let labels: &Labels =
+                        &[("pool", pool.name()), ("backend", ""), ("code", &code)];
+                    ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
+                }
             }
             for (backend, eps) in backends {
-                let mut codes: BTreeMap<u16, u64> = BTreeMap::new();
+                let mut codes: BTreeMap<u16, u64> = std::mem::take(&mut local);
                 for (code, n) in eps.iter().flat_map(|ep| ep.stats.statuses()) {
                     *codes.entry(code).or_default() += n;
                 }
@@ -446,15 +461,22 @@ impl Collector for PoolCollector {
         for pool in pools.iter() {
             let snapshot = pool.snapshot();
             let checked = snapshot.config.health_check.is_some();
-            for ep in snapshot.members.iter() {
+            for (backend, eps) in by_backend(&snapshot.members, self.backend_labels) {
+                let sum = |f: fn(&Endpoint) -> u64| eps.iter().map(|ep| f(ep)).sum::<u64>();
                 for (result, n) in [
-                    ("success", ep.stats.checks_ok.load(Ordering::Relaxed)),
-                    ("failure", ep.stats.checks_failed.load(Ordering::Relaxed)),
+                    (
+                        "success",
+                        sum(|ep| ep.stats.checks_ok.load(Ordering::Relaxed)),
+                    ),
+                    (
+                        "failure",
+                        sum(|ep| ep.stats.checks_failed.load(Ordering::Relaxed)),
+                    ),
                 ] {
                     if checked || n > 0 {
                         let labels: &Labels = &[
                             ("pool", pool.name()),
-                            ("backend", ep.label()),
+                            ("backend", backend),
                             ("result", result),
                         ];
                         ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
