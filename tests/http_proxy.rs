@@ -632,3 +632,42 @@ async fn access_log_writes_one_json_line_per_request_to_stdout() {
         assert!(!v[field].is_null(), "{field} missing: {line}");
     }
 }
+
+static SMALL_BODY: [u8; 1000] = [b'x'; 1000];
+static LARGE_BODY: [u8; 100_000] = [b'y'; 100_000];
+
+#[tokio::test]
+async fn request_and_response_body_bytes_are_counted_per_pool() {
+    let backend = echo("a");
+    let port = free_port();
+    let s = Sluice::start(&pool(
+        "bytes",
+        port,
+        "RoundRobin",
+        &[(backend.addr(), 1)],
+        "",
+    ));
+    let mut answered = 0;
+    // Read whole before forwarding (1,000 bytes) and streamed (100,000, past the 64 KiB that
+    // are read first).
+    for body in [&SMALL_BODY[..], &LARGE_BODY[..], &SMALL_BODY[..]] {
+        let resp = try_request(port, "POST", "/", body, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(resp.status, StatusCode::OK);
+        answered += resp.body.len();
+    }
+    let req = "sluice_request_bytes_total{pool=\"default/bytes\"}";
+    let resp = "sluice_response_bytes_total{pool=\"default/bytes\"}";
+    // The counters move when each exchange ends, just after the client has its answer.
+    let counted = eventually(Duration::from_secs(3), || async {
+        s.metric(req).await == Some(102_000.0) && s.metric(resp).await == Some(answered as f64)
+    })
+    .await;
+    assert!(
+        counted.is_some(),
+        "{:?} request bytes and {:?} response bytes, want 102000 and {answered}",
+        s.metric(req).await,
+        s.metric(resp).await
+    );
+}

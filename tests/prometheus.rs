@@ -311,6 +311,8 @@ async fn promtool_check_metrics_passes_on_every_scrape_under_load() {
         "sluice_config_reloads_total",
         "sluice_config_apply_seconds",
         "sluice_build_info",
+        "sluice_request_bytes_total",
+        "sluice_response_bytes_total",
     ] {
         assert!(
             text.lines()

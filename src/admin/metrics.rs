@@ -364,6 +364,28 @@ impl Collector for PoolCollector {
                 .encode(e.encode_family(&labels)?)?;
         }
 
+        for (name, help, read) in [
+            (
+                "sluice_request_bytes",
+                "Request body bytes read from clients, by pool (headers not included).",
+                (|p: &Pool| p.stats.request_bytes.load(Ordering::Relaxed)) as fn(&Pool) -> u64,
+            ),
+            (
+                "sluice_response_bytes",
+                "Response body bytes of forwarded answers sent to clients, by pool (headers and sluice's own answers not included).",
+                |p: &Pool| p.stats.response_bytes.load(Ordering::Relaxed),
+            ),
+        ] {
+            let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            let http = pools
+                .iter()
+                .filter(|p| p.snapshot().config.protocol != Protocol::Tcp);
+            for pool in http {
+                let labels: &Labels = &[("pool", pool.name())];
+                ConstCounter::new(read(pool)).encode(e.encode_family(&labels)?)?;
+            }
+        }
+
         let mut e = encoder.encode_descriptor(
             "sluice_canary_requests",
             "Requests sent to the canary backend set of a pool (served as pool NAME#canary).",

@@ -8,13 +8,20 @@
 //! [`BodyError::TooLarge`] is returned instead, so the upstream request is aborted (its
 //! body never completes) and the client gets 413 if no response was sent yet.
 //! Without a limit the wrapper only forwards (one comparison per frame).
+//!
+//! It also counts the bytes that passed, for `sluice_request_bytes_total{pool}`: a plain
+//! `u64` per frame, added to the pool's counter once, when the body is dropped.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+
+use crate::pool::Pool;
 
 /// Why the client's body could not be read to its end.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +41,10 @@ pub struct LimitedBody {
     /// Bytes still allowed; `u64::MAX` without a limit.
     left: u64,
     limit: u64,
+    /// Body bytes read so far.
+    read: u64,
+    /// The pool whose `request_bytes` gets `read` when the body is dropped.
+    counted_in: Option<Arc<Pool>>,
 }
 
 impl LimitedBody {
@@ -43,7 +54,15 @@ impl LimitedBody {
             inner,
             left: u64::MAX,
             limit: u64::MAX,
+            read: 0,
+            counted_in: None,
         }
+    }
+
+    /// Adds the bytes read (before and after this call) to `pool`'s request bytes when the
+    /// body is dropped.
+    pub fn count_in(&mut self, pool: Arc<Pool>) {
+        self.counted_in = Some(pool);
     }
 
     /// Cuts the body once more than `max` bytes have passed.
@@ -75,6 +94,7 @@ impl Body for LimitedBody {
                 return Poll::Ready(Some(Err(BodyError::TooLarge(this.limit))));
             }
             this.left -= len;
+            this.read += len;
         }
         Poll::Ready(Some(Ok(frame)))
     }
@@ -85,5 +105,15 @@ impl Body for LimitedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for LimitedBody {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.counted_in {
+            pool.stats
+                .request_bytes
+                .fetch_add(self.read, Ordering::Relaxed);
+        }
     }
 }

@@ -154,6 +154,11 @@ pub struct PoolStats {
     /// `sluice_denied_total{pool,reason="auth"}`: requests refused by `basicAuth` or
     /// `externalAuth` (failing closed included).
     pub denied_auth: AtomicU64,
+    /// `sluice_request_bytes_total{pool}`: request body bytes read from clients.
+    pub request_bytes: AtomicU64,
+    /// `sluice_response_bytes_total{pool}`: response body bytes of forwarded answers sent
+    /// to clients.
+    pub response_bytes: AtomicU64,
 }
 
 /// Seconds in the retry-budget window.

@@ -311,8 +311,13 @@ async fn forward(
     // Small bodies of known length are read first (as nginx buffers request bodies): they
     // go out with the head in one write, and can be sent again on a retry.
     let out = match body {
-        ClientBody::Kept(bytes) => upstream::Outbound::kept(parts, bytes),
-        ClientBody::Incoming(body) => {
+        ClientBody::Kept(bytes) => {
+            let n = bytes.as_ref().map_or(0, Bytes::len) as u64;
+            pool.stats.request_bytes.fetch_add(n, Ordering::Relaxed);
+            upstream::Outbound::kept(parts, bytes)
+        }
+        ClientBody::Incoming(mut body) => {
+            body.count_in(pool.clone());
             match small_body(body, snapshot.config.timeouts.request).await {
                 Ok(Ok(bytes)) => upstream::Outbound::kept(parts, bytes),
                 Ok(Err(body)) => upstream::Outbound::streamed(parts, body),
@@ -616,6 +621,10 @@ impl Exchange {
         self.done = true;
         let elapsed = self.start.elapsed();
         self.pool.stats.duration.observe(elapsed);
+        self.pool
+            .stats
+            .response_bytes
+            .fetch_add(self.bytes_out, Ordering::Relaxed);
         if let Some((info, conn)) = self.log.as_deref()
             && let Some(log) = &conn.listener.access_log
         {
