@@ -305,6 +305,7 @@ async fn promtool_check_metrics_passes_on_every_scrape_under_load() {
         "sluice_request_duration_seconds",
         "sluice_tcp_connections_total",
         "sluice_active_connections",
+        "sluice_in_flight_requests",
         "sluice_backend_healthy",
         "sluice_retries_total",
         "sluice_health_checks_total",
@@ -319,6 +320,16 @@ async fn promtool_check_metrics_passes_on_every_scrape_under_load() {
                 .any(|l| l.starts_with(family) && !l.starts_with('#')),
             "no {family} sample in\n{text}"
         );
+    }
+    // One meaning per family: open connections of the TCP pool, requests in flight of the
+    // HTTP pool.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        if line.starts_with("sluice_active_connections{") {
+            assert!(line.contains("pool=\"default/db\""), "{line}");
+        }
+        if line.starts_with("sluice_in_flight_requests{") {
+            assert!(line.contains(&format!("pool=\"{POOL}\"")), "{line}");
+        }
     }
     let om = admin_accepting(s.sluice.admin, PROMETHEUS_ACCEPT).await;
     assert!(
@@ -347,7 +358,7 @@ async fn a_backend_removed_and_added_back_while_draining_is_one_series() {
             ))
         })
         .collect();
-    let active = format!("sluice_active_connections{{pool=\"{POOL}\",backend=\"{b}\"}}");
+    let active = format!("sluice_in_flight_requests{{pool=\"{POOL}\",backend=\"{b}\"}}");
     assert!(
         eventually(Duration::from_secs(3), || async {
             s.sluice.metric(&active).await.unwrap_or(0.0) > 0.0
@@ -434,7 +445,7 @@ async fn without_backend_labels_every_family_but_backend_healthy_has_one_series_
     let ok = format!("sluice_requests_total{{pool=\"{POOL}\",backend=\"\",code=\"200\"}}");
     assert!(s.sluice.metric(&ok).await.unwrap_or(0.0) > 0.0, "{text}");
     for (family, series) in [
-        ("sluice_active_connections{", 1),
+        ("sluice_in_flight_requests{", 1),
         ("sluice_upstream_attempts_total{", 2),
         ("sluice_health_checks_total{", 2),
     ] {

@@ -311,17 +311,30 @@ impl Collector for PoolCollector {
             }
         }
 
-        let mut e = encoder.encode_descriptor(
-            "sluice_active_connections",
-            "In-flight requests (HTTP) or open connections (TCP) by pool and backend.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (pool, backends) in &grouped {
-            for (backend, eps) in backends {
-                let n: i64 = eps.iter().map(|ep| i64::from(ep.active())).sum();
-                let labels: &Labels = &[("pool", pool.name()), ("backend", backend)];
-                ConstGauge::new(n).encode(e.encode_family(&labels)?)?;
+        // One endpoint counter, two meanings by protocol, so two families: open relayed
+        // connections (TCP pools, the contract's name) and requests in flight (HTTP pools).
+        for (name, help, tcp) in [
+            (
+                "sluice_active_connections",
+                "Open connections relayed to the backend (TCP pools) by pool and backend.",
+                true,
+            ),
+            (
+                "sluice_in_flight_requests",
+                "Requests sent to the backend and not yet answered in full (HTTP pools; an upgraded connection counts while open) by pool and backend.",
+                false,
+            ),
+        ] {
+            let mut e = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (pool, backends) in &grouped {
+                if (pool.snapshot().config.protocol == Protocol::Tcp) != tcp {
+                    continue;
+                }
+                for (backend, eps) in backends {
+                    let n: i64 = eps.iter().map(|ep| i64::from(ep.active())).sum();
+                    let labels: &Labels = &[("pool", pool.name()), ("backend", backend)];
+                    ConstGauge::new(n).encode(e.encode_family(&labels)?)?;
+                }
             }
         }
 
