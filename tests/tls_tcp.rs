@@ -295,10 +295,19 @@ mod tls {
     }
 
     pub fn cert(names: &[&str]) -> Cert {
+        cert_until(names, None)
+    }
+
+    /// A self-signed certificate for `names`, valid until `not_after` (year, month, day;
+    /// rcgen's default without).
+    pub fn cert_until(names: &[&str], not_after: Option<(i32, u8, u8)>) -> Cert {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params =
+        let mut params =
             rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .unwrap();
+        if let Some((y, m, d)) = not_after {
+            params.not_after = rcgen::date_time_ymd(y, m, d);
+        }
         let cert = params.self_signed(&key).unwrap();
         Cert {
             cert_pem: cert.pem(),
@@ -379,6 +388,44 @@ fn tls_pool(name: &str, port: u16, host: &str, backend: SocketAddr) -> String {
         .tls_files(&format!("{name}.crt"), &format!("{name}.key"))
         .endpoints(&[backend])
         .yaml()
+}
+
+#[tokio::test]
+async fn certificate_expiry_is_exposed_per_pool_and_server_name() {
+    let (a, b) = (echo("shop"), echo("blog"));
+    let shop = tls::cert_until(&["shop.test"], Some((2030, 1, 15)));
+    let blog = tls::cert_until(&["blog.test"], Some((2051, 12, 31)));
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    tls::write(dir.path(), "shop", &shop);
+    tls::write(dir.path(), "blog", &blog);
+    let yaml = [
+        tls_pool("shop", port, "shop.test", a.addr()),
+        tls_pool("blog", port, "blog.test", b.addr()),
+    ]
+    .concat();
+    let s = Sluice::start_in(dir, &yaml, &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    for (pool, name, not_after) in [
+        ("default/shop", "shop.test", 1_894_665_600.0),
+        ("default/blog", "blog.test", 2_587_593_600.0),
+    ] {
+        let series = format!(
+            "sluice_tls_certificate_expiry_seconds{{pool=\"{pool}\",server_name=\"{name}\"}}"
+        );
+        let left = s
+            .metric(&series)
+            .await
+            .unwrap_or_else(|| panic!("no {series}"));
+        assert!(
+            (left - (not_after - now)).abs() < 30.0,
+            "{series} = {left}, want about {}",
+            not_after - now
+        );
+    }
 }
 
 #[tokio::test]

@@ -463,6 +463,39 @@ impl Collector for PoolCollector {
         }
 
         let mut e = encoder.encode_descriptor(
+            "sluice_tls_certificate_expiry_seconds",
+            "Seconds until the notAfter of each certificate a pool's listener serves, by pool and server name (\"\" for a port's default certificate); negative once expired.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        // A pool's names are its own: one series per (pool, server name), the earliest
+        // expiry if two ports of the pool served different certificates for one name.
+        let mut expiries: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for cert in self.dataplane.certificate_expiries() {
+            let Some(not_after) = cert.not_after else {
+                continue;
+            };
+            let names = if cert.server_names.is_empty() {
+                vec![String::new()]
+            } else {
+                cert.server_names
+            };
+            for name in names {
+                let at = expiries
+                    .entry((cert.pool.clone(), name))
+                    .or_insert(not_after);
+                *at = (*at).min(not_after);
+            }
+        }
+        for ((pool, name), not_after) in &expiries {
+            let labels: &Labels = &[("pool", pool), ("server_name", name)];
+            ConstGauge::new(not_after - now).encode(e.encode_family(&labels)?)?;
+        }
+
+        let mut e = encoder.encode_descriptor(
             "sluice_upstream_attempts",
             "Upstream attempts by pool, backend and result (failure: connect failure, reset, timeout or 5xx), retried ones included.",
             None,

@@ -260,6 +260,15 @@ impl Dataplane {
         self.pools.load_full()
     }
 
+    /// Every served certificate's pool, server names and notAfter (all TLS ports).
+    pub fn certificate_expiries(&self) -> Vec<crate::proxy::tls::CertExpiry> {
+        self.tls_ports
+            .load()
+            .iter()
+            .flat_map(|port| port.expiries())
+            .collect()
+    }
+
     /// Ports currently listening.
     pub fn ports(&self) -> Vec<u16> {
         self.state.lock().ports.keys().copied().collect()

@@ -57,6 +57,20 @@ impl SniTable {
 struct Loaded {
     source: TlsConfig,
     stamp: Option<Vec<(SystemTime, u64)>>,
+    /// The pool serving it, its server names (`*.suffix` for wildcards, none for the
+    /// port's default) and the leaf certificate's notAfter (Unix seconds).
+    expiry: CertExpiry,
+}
+
+/// When one served certificate expires, for `sluice_tls_certificate_expiry_seconds`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertExpiry {
+    /// The pool whose `listener.tls` it is.
+    pub pool: String,
+    /// The server names it is served for; empty for a port's hostless pool.
+    pub server_names: Vec<String>,
+    /// The leaf certificate's notAfter, seconds since the Unix epoch.
+    pub not_after: Option<i64>,
 }
 
 fn stamp(source: &TlsConfig) -> Option<Vec<(SystemTime, u64)>> {
@@ -95,6 +109,18 @@ fn build_table(claims: &[Arc<ListenerClaim>]) -> Result<(SniTable, Vec<Loaded>),
         loaded.push(Loaded {
             source: source.clone(),
             stamp: stamp(source),
+            expiry: CertExpiry {
+                pool: claim.owner.clone(),
+                server_names: claim
+                    .hosts
+                    .iter()
+                    .map(|h| match h {
+                        HostMatch::Exact(h) => h.clone(),
+                        HostMatch::Wildcard(s) => format!("*{s}"),
+                    })
+                    .collect(),
+                not_after: key.cert.first().and_then(|c| tls::not_after(c)),
+            },
         });
         first.get_or_insert_with(|| key.clone());
         if claim.hosts.is_empty() {
@@ -194,6 +220,16 @@ impl TlsPort {
             loaded,
             claims: claims.to_vec(),
         }))
+    }
+
+    /// The certificates this port serves and when they expire.
+    pub fn expiries(&self) -> Vec<CertExpiry> {
+        self.claims
+            .lock()
+            .1
+            .iter()
+            .map(|l| l.expiry.clone())
+            .collect()
     }
 
     /// Serves staged certificates to new handshakes.
