@@ -714,7 +714,7 @@ async fn prometheus_answers_every_dashboard_query_and_fires_the_reload_alert() {
         .flatten()
         .flat_map(|g| g["rules"].as_array().into_iter().flatten())
         .collect();
-    assert_eq!(rule_list.len(), 7, "{rules}");
+    assert_eq!(rule_list.len(), 8, "{rules}");
     for r in rule_list {
         assert_eq!(
             r["health"], "ok",
