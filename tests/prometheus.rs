@@ -321,12 +321,17 @@ async fn promtool_check_metrics_passes_on_every_scrape_under_load() {
             "no {family} sample in\n{text}"
         );
     }
-    // One meaning per family: open connections of the TCP pool, requests in flight of the
-    // HTTP pool.
+    // The contract's family covers both pools (as `/pools` activeConnections does); the
+    // in-flight family only the HTTP pool.
+    let active = |pool: &str| {
+        text.lines()
+            .any(|l| l.starts_with("sluice_active_connections{") && l.contains(pool))
+    };
+    assert!(
+        active("pool=\"default/db\"") && active(&format!("pool=\"{POOL}\"")),
+        "{text}"
+    );
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        if line.starts_with("sluice_active_connections{") {
-            assert!(line.contains("pool=\"default/db\""), "{line}");
-        }
         if line.starts_with("sluice_in_flight_requests{") {
             assert!(line.contains(&format!("pool=\"{POOL}\"")), "{line}");
         }
@@ -445,6 +450,7 @@ async fn without_backend_labels_every_family_but_backend_healthy_has_one_series_
     let ok = format!("sluice_requests_total{{pool=\"{POOL}\",backend=\"\",code=\"200\"}}");
     assert!(s.sluice.metric(&ok).await.unwrap_or(0.0) > 0.0, "{text}");
     for (family, series) in [
+        ("sluice_active_connections{", 1),
         ("sluice_in_flight_requests{", 1),
         ("sluice_upstream_attempts_total{", 2),
         ("sluice_health_checks_total{", 2),

@@ -311,23 +311,24 @@ impl Collector for PoolCollector {
             }
         }
 
-        // One endpoint counter, two meanings by protocol, so two families: open relayed
-        // connections (TCP pools, the contract's name) and requests in flight (HTTP pools).
-        for (name, help, tcp) in [
+        // The contract's family keeps the contract's meaning (as `/pools` activeConnections:
+        // requests in flight for HTTP pools, open connections for TCP pools); HTTP pools'
+        // in-flight requests are also a family of their own, which measures one thing.
+        for (name, help, only_http) in [
             (
                 "sluice_active_connections",
-                "Open connections relayed to the backend (TCP pools) by pool and backend.",
-                true,
+                "Work open on the backend by pool and backend: requests in flight (HTTP pools) or relayed connections (TCP pools).",
+                false,
             ),
             (
                 "sluice_in_flight_requests",
                 "Requests sent to the backend and not yet answered in full (HTTP pools; an upgraded connection counts while open) by pool and backend.",
-                false,
+                true,
             ),
         ] {
             let mut e = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for (pool, backends) in &grouped {
-                if (pool.snapshot().config.protocol == Protocol::Tcp) != tcp {
+                if only_http && pool.snapshot().config.protocol == Protocol::Tcp {
                     continue;
                 }
                 for (backend, eps) in backends {
