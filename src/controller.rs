@@ -40,6 +40,8 @@ pub mod ingress_status;
 pub mod leader;
 mod relevant;
 pub mod status;
+#[cfg(test)]
+mod test_objects;
 pub mod watch;
 
 use index::{Desired, Objects, Refusal, SERVICE_NAME_LABEL};

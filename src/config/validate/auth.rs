@@ -25,19 +25,6 @@ const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_REALM: &str = "sluice";
 /// `externalAuth.timeout` when left out.
 const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(1);
-/// Headers an auth exchange may not copy either way: sluice frames every hop itself and
-/// sets the forwarding headers.
-const RESERVED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "host",
-];
 
 /// Fills `filters` with the checked `cors`, `basicAuth` and `externalAuth` (HTTP only).
 pub(super) fn check_policies(
@@ -405,7 +392,7 @@ fn header_names(ctx: &mut Ctx<'_>, field: &str, list: &[String], ok: &mut bool) 
     let mut out = Vec::with_capacity(list.len());
     for (i, raw) in list.iter().enumerate() {
         match HeaderName::from_bytes(raw.as_bytes()) {
-            Ok(name) if RESERVED.contains(&name.as_str()) => {
+            Ok(name) if super::routing::FRAMED_HEADERS.contains(&name.as_str()) => {
                 ctx.error(
                     &format!("{field}[{i}]"),
                     format!("{raw} is framed by sluice and cannot be copied"),

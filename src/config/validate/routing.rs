@@ -13,9 +13,9 @@ use crate::config::{
     RewriteConfig, RouteFilters,
 };
 
-/// Headers a route may not set, add or remove: hop-by-hop fields (sluice frames every
-/// hop itself), `Host` (use `rewrite.host`) and the `X-Forwarded-*` fields sluice sets.
-const RESERVED_HEADERS: &[&str] = &[
+/// Headers sluice frames on every hop itself (hop-by-hop fields, length, `Host`): neither a
+/// route's header changes nor an auth exchange may touch them.
+pub(super) const FRAMED_HEADERS: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -25,10 +25,17 @@ const RESERVED_HEADERS: &[&str] = &[
     "upgrade",
     "content-length",
     "host",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
 ];
+
+/// Headers a route may not set, add or remove: the framed ones (for `Host` use
+/// `rewrite.host`) and the `X-Forwarded-*` fields sluice sets.
+fn reserved(name: &str) -> bool {
+    FRAMED_HEADERS.contains(&name)
+        || matches!(
+            name,
+            "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
+        )
+}
 
 /// `listener.match` (HTTP only).
 pub(super) fn check_match(
@@ -304,7 +311,7 @@ fn check_changes(
 /// A header name a route may change.
 fn changeable(ctx: &mut Ctx<'_>, field: &str, raw: &str) -> Option<HeaderName> {
     let name = header_name(ctx, field, raw)?;
-    if RESERVED_HEADERS.contains(&name.as_str()) {
+    if reserved(name.as_str()) {
         let hint = if name == http::header::HOST {
             " (use rewrite.host)"
         } else {

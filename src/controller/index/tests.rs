@@ -1,31 +1,7 @@
 use super::*;
-use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+use crate::controller::test_objects::service;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-fn service(name: &str, ports: &[(Option<&str>, i32)]) -> Arc<Service> {
-    Arc::new(Service {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("shop".into()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            ports: Some(
-                ports
-                    .iter()
-                    .map(|(n, p)| ServicePort {
-                        name: n.map(Into::into),
-                        port: *p,
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-}
 
 /// (address, ready, terminating)
 type Ep<'a> = (&'a str, Option<bool>, Option<bool>);

@@ -1,6 +1,6 @@
 use super::*;
+use crate::controller::test_objects::service;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -25,30 +25,6 @@ fn class(name: &str, controller: &str, default: bool) -> Arc<IngressClass> {
         "metadata: {{name: {name}, annotations: {{{DEFAULT_CLASS_ANNOTATION:?}: \"{default}\"}}}}\nspec: {{controller: {controller}}}\n"
     );
     Arc::new(serde_norway::from_str(&doc).unwrap())
-}
-
-fn service(name: &str, ports: &[(Option<&str>, i32)]) -> Arc<Service> {
-    Arc::new(Service {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("shop".into()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            ports: Some(
-                ports
-                    .iter()
-                    .map(|(n, p)| ServicePort {
-                        name: n.map(Into::into),
-                        port: *p,
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
 }
 
 fn slice(svc: &str, port: (Option<&str>, i32), addresses: &[&str]) -> Arc<EndpointSlice> {
