@@ -76,10 +76,15 @@ pub async fn admit(route: &RouteFilters, original: &Original<'_>) -> Result<Admi
     };
     // Boxed: the request path's future stays as small as it was for routes without
     // authentication (the only ones that then pay for the allocation are those with it).
-    if let Some(auth) = &route.basic_auth
-        && let Err(resp) = Box::pin(basic_auth::check(auth, original.headers)).await
-    {
-        return Err(deny(resp, &admitted));
+    if let Some(auth) = &route.basic_auth {
+        let verdict = match basic_auth::quick(auth, original.headers) {
+            basic_auth::Quick::Admitted => Ok(()),
+            basic_auth::Quick::Refused => Err(basic_auth::unauthorized(auth)),
+            basic_auth::Quick::Verify => Box::pin(basic_auth::check(auth, original.headers)).await,
+        };
+        if let Err(resp) = verdict {
+            return Err(deny(resp, &admitted));
+        }
     }
     if let Some(ext) = &route.external_auth {
         match Box::pin(external_auth::check(ext, original)).await {

@@ -25,11 +25,39 @@ pub const MAX_BCRYPT_AT_ONCE: usize = 8;
 
 static BCRYPT_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_BCRYPT_AT_ONCE);
 
+/// What the remembered logins say about a request, without waiting for anything.
+pub enum Quick {
+    /// A user and password verified before: let it through.
+    Admitted,
+    /// No well-formed `Authorization: Basic` header: refuse it.
+    Refused,
+    /// Well-formed credentials not verified yet: [`check`] decides (a hash to compute).
+    Verify,
+}
+
+/// The synchronous first look at a request: most requests of a logged-in user end here,
+/// with no allocation and no hash but the remembered digest.
+pub fn quick(auth: &BasicAuthConfig, headers: &HeaderMap) -> Quick {
+    let mut buf = [0u8; MAX_DECODED];
+    match credentials(headers, &mut buf) {
+        None => Quick::Refused,
+        Some((user, password)) => {
+            let digest = remembered_digest(&auth.users, user, password);
+            if auth.users.verified.read().contains(&digest) {
+                Quick::Admitted
+            } else {
+                Quick::Verify
+            }
+        }
+    }
+}
+
 /// `Ok` when the request carries a valid user and password, else the 401 answer with
 /// `WWW-Authenticate`.
 pub async fn check(auth: &BasicAuthConfig, headers: &HeaderMap) -> Result<(), Response<ProxyBody>> {
-    match credentials(headers) {
-        Some((user, password)) if verify(&auth.users, &user, &password).await => Ok(()),
+    let mut buf = [0u8; MAX_DECODED];
+    match credentials(headers, &mut buf) {
+        Some((user, password)) if verify(&auth.users, user, password).await => Ok(()),
         _ => Err(unauthorized(auth)),
     }
 }
@@ -47,8 +75,15 @@ pub fn unauthorized(auth: &BasicAuthConfig) -> Response<ProxyBody> {
     resp
 }
 
-/// User and password of the one `Authorization: Basic` header, if well-formed.
-fn credentials(headers: &HeaderMap) -> Option<(String, Vec<u8>)> {
+/// Longest decoded `Authorization` value: base64 of [`MAX_AUTHORIZATION`] bytes.
+const MAX_DECODED: usize = MAX_AUTHORIZATION / 4 * 3;
+
+/// User and password of the one `Authorization: Basic` header, if well-formed, decoded
+/// into `buf` (no allocation).
+fn credentials<'b>(
+    headers: &HeaderMap,
+    buf: &'b mut [u8; MAX_DECODED],
+) -> Option<(&'b str, &'b [u8])> {
     let mut all = headers.get_all(header::AUTHORIZATION).iter();
     let (value, None) = (all.next()?, all.next()) else {
         return None;
@@ -61,12 +96,13 @@ fn credentials(headers: &HeaderMap) -> Option<(String, Vec<u8>)> {
     if !scheme.eq_ignore_ascii_case(b"basic ") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(rest.trim_ascii())
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(rest.trim_ascii(), &mut buf[..])
         .ok()?;
+    let decoded: &'b [u8] = &buf[..n];
     let colon = decoded.iter().position(|&b| b == b':')?;
-    let user = std::str::from_utf8(&decoded[..colon]).ok()?.to_owned();
-    Some((user, decoded[colon + 1..].to_vec()))
+    let user = std::str::from_utf8(&decoded[..colon]).ok()?;
+    Some((user, &decoded[colon + 1..]))
 }
 
 /// Whether `password` is `user`'s in `list`.

@@ -102,7 +102,37 @@ proptest::proptest! {
         if let Ok(v) = HeaderValue::from_bytes(&value) {
             let mut h = HeaderMap::new();
             h.insert(header::AUTHORIZATION, v);
-            let _ = credentials(&h);
+            let _ = credentials(&h, &mut [0u8; MAX_DECODED]);
         }
     }
+}
+
+#[test]
+fn a_remembered_login_is_admitted_without_waiting_and_a_missing_one_is_refused() {
+    let auth = BasicAuthConfig {
+        challenge: HeaderValue::from_static("Basic realm=\"t\""),
+        users: std::sync::Arc::new(list("bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")),
+        source: crate::config::CredentialSource::File("users".into()),
+    };
+    let mut h = HeaderMap::new();
+    assert!(matches!(quick(&auth, &h), Quick::Refused));
+    h.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Basic Ym9iOnBhc3N3b3Jk"),
+    );
+    assert!(
+        matches!(quick(&auth, &h), Quick::Verify),
+        "not verified yet"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    assert!(rt.block_on(check(&auth, &h)).is_ok());
+    assert!(matches!(quick(&auth, &h), Quick::Admitted), "remembered");
+    h.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Basic Ym9iOndyb25n"),
+    );
+    assert!(matches!(quick(&auth, &h), Quick::Verify));
+    assert!(rt.block_on(check(&auth, &h)).is_err());
 }
