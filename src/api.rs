@@ -160,6 +160,10 @@ pub struct BackendPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_ENDPOINTS))]
     pub endpoints: Option<Vec<EndpointSpec>>,
+    /// How often DNS-name endpoints are resolved again (default 30s; `sluice serve` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = MAX_DURATION_LEN))]
+    pub resolve_every: Option<String>,
     /// Balancing algorithm, default `RoundRobin`.
     #[serde(default)]
     pub algorithm: AlgorithmName,
@@ -331,7 +335,8 @@ pub struct ServiceRef {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EndpointSpec {
-    /// `ip:port` (IPv6 as `[::1]:80`).
+    /// `ip:port` (IPv6 as `[::1]:80`), or `host:port` with a DNS name (`sluice serve` only:
+    /// resolved at load and every `resolveEvery`, each address an endpoint of its own).
     pub address: String,
     /// Relative share, 1..=1000 (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -129,6 +129,29 @@ pub struct PoolConfig {
     pub canary: Option<CanaryConfig>,
     /// HTTP only: the HTTP version and TLS spoken to the backends.
     pub upstream: UpstreamConfig,
+    /// Endpoints named by DNS (`sluice serve` only): the file front end resolves them into
+    /// `endpoints`; the data plane never reads this.
+    pub dns: Option<DnsEndpoints>,
+}
+
+/// The DNS-name endpoints of a pool and how often they are resolved again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsEndpoints {
+    /// In the order listed.
+    pub names: Vec<NamedEndpoint>,
+    /// `spec.resolveEvery` (default 30 s).
+    pub every: Duration,
+}
+
+/// One `host:port` endpoint: every address the name resolves to becomes an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedEndpoint {
+    /// Lower-cased DNS name.
+    pub host: String,
+    /// Port of every address.
+    pub port: u16,
+    /// Weight of every address.
+    pub weight: u32,
 }
 
 impl PoolConfig {
@@ -140,6 +163,7 @@ impl PoolConfig {
             name: format!("{}{CANARY_SUFFIX}", self.name),
             endpoints: canary.endpoints.clone(),
             canary: None,
+            dns: None,
             ..self.clone()
         })
     }

@@ -19,6 +19,10 @@ use crate::config::{self, LoadError};
 use crate::demo::EchoServer;
 use crate::process::{Options, init_logging, run};
 
+mod resolve;
+
+use resolve::Names;
+
 /// `sluice check`: 0 when the file is valid, 1 with every error otherwise.
 pub fn check(path: &Path, format: CheckFormat) -> ExitCode {
     let (file, loaded) = if path == Path::new("-") {
@@ -111,8 +115,13 @@ pub fn serve(path: PathBuf, options: Options) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    run(options, Some(initial), move |admin, stop| {
-        watch_file(path, admin, stop)
+    let (names, first_round) = Names::first(initial, resolve::system());
+    let served = names.applied().clone();
+    run(options, Some(served), move |admin, stop| {
+        admin
+            .metrics
+            .dns_resolved(first_round.ok, first_round.failed);
+        watch_file(path, names, admin, stop)
     })
 }
 
@@ -170,7 +179,8 @@ pub fn demo(port: u16, options: Options) -> ExitCode {
 /// Reloads `path` on file events (coalesced over 100 ms) and on SIGHUP. The htpasswd
 /// files of `basicAuth` pools are watched too: a change to one reloads the whole
 /// configuration, so a list that no longer parses is refused like a bad config edit.
-async fn watch_file(path: PathBuf, admin: Arc<Admin>, stop: CancellationToken) {
+/// DNS-name endpoints are resolved again every `resolveEvery`.
+async fn watch_file(path: PathBuf, mut dns: Names, admin: Arc<Admin>, stop: CancellationToken) {
     use notify::Watcher;
     let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
     let names: Arc<parking_lot::RwLock<HashSet<OsString>>> = Arc::default();
@@ -218,16 +228,29 @@ async fn watch_file(path: PathBuf, admin: Arc<Admin>, stop: CancellationToken) {
             }
         }
     });
+    let mut next_resolve = dns.period().map(|p| Instant::now() + p);
     loop {
+        let resolve_due = async {
+            match next_resolve {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let first = tokio::select! {
             _ = stop.cancelled() => return,
             seen = rx.recv() => match seen { Some(t) => t, None => return },
+            () = resolve_due => {
+                resolve_again(&admin, &mut dns).await;
+                next_resolve = dns.period().map(|p| Instant::now() + p);
+                continue;
+            }
         };
         // Coalesce bursts of writes (editors write, truncate, rename): short enough that a
         // change serves within ~100 ms even for large files.
         tokio::time::sleep(Duration::from_millis(20)).await;
         while rx.try_recv().is_ok() {}
-        reload(&path, &admin, first);
+        reload(&path, &admin, &mut dns, first).await;
+        next_resolve = dns.period().map(|p| Instant::now() + p);
         watch_credential_files(&admin, &names, &mut dirs, watcher.as_mut());
     }
 }
@@ -275,26 +298,40 @@ fn watch_credential_files(
     }
 }
 
-/// Loads, validates and applies `path`; a failure changes nothing.
-fn reload(path: &Path, admin: &Admin, seen: Instant) {
-    let result = config::load_file(path)
-        .map_err(|e| error_text(&e))
-        .and_then(|set| {
-            admin
-                .dataplane
-                .apply(&set)
-                .map(|()| set.pools.len())
-                .map_err(|e| e.to_string())
-        });
-    match result {
-        Ok(pools) => {
-            admin.metrics.reload(true);
+/// Loads, validates, resolves and applies `path`; a failure changes nothing.
+async fn reload(path: &Path, admin: &Admin, names: &mut Names, seen: Instant) {
+    let base = match config::load_file(path) {
+        Ok(set) => set,
+        Err(e) => return refused(path, admin, &error_text(&e)),
+    };
+    let (filled, round) = names.fill(&base).await;
+    admin.metrics.dns_resolved(round.ok, round.failed);
+    if let Err(e) = admin.dataplane.apply(&filled) {
+        return refused(path, admin, &e.to_string());
+    }
+    admin.metrics.reload(true);
+    admin.metrics.apply_took(seen.elapsed().as_secs_f64());
+    tracing::info!(file = %path.display(), pools = filled.pools.len(), "configuration reloaded");
+    names.served(base, filled);
+}
+
+fn refused(path: &Path, admin: &Admin, problem: &str) {
+    admin.metrics.reload(false);
+    tracing::error!(file = %path.display(), "configuration refused, previous one keeps serving:\n{}", problem.trim_end());
+}
+
+/// Resolves the served names again and applies the new addresses, if any changed.
+async fn resolve_again(admin: &Admin, names: &mut Names) {
+    let seen = Instant::now();
+    let (changed, round) = names.again().await;
+    admin.metrics.dns_resolved(round.ok, round.failed);
+    let Some(set) = changed else { return };
+    match admin.dataplane.apply(&set) {
+        Ok(()) => {
             admin.metrics.apply_took(seen.elapsed().as_secs_f64());
-            tracing::info!(file = %path.display(), pools, "configuration reloaded");
+            tracing::info!("DNS-name endpoints resolved to new addresses; applied");
+            names.adopt(set);
         }
-        Err(e) => {
-            admin.metrics.reload(false);
-            tracing::error!(file = %path.display(), "configuration refused, previous one keeps serving:\n{}", e.trim_end());
-        }
+        Err(e) => tracing::error!(error = %e, "DNS-name endpoints changed but cannot be applied"),
     }
 }

@@ -82,7 +82,7 @@ fn invalid_example_reports_every_error_with_file_pool_and_field() {
     let expected = [
         r#"document 1 (default/web): spec.algorithm: unknown variant "Fastest", expected one of "RoundRobin", "WeightedRoundRobin", "LeastConnections", "PowerOfTwoChoices", "ConsistentHash", "Random""#,
         r#"pool default/api: spec.listener.pathPrefix: "api" must start with "/""#,
-        r#"pool default/api: spec.endpoints[0].address: invalid address "localhost:9002" (expected ip:port, IPv6 as [::1]:80)"#,
+        r#"pool default/api: spec.endpoints[0].address: invalid address "localhost" (expected ip:port (IPv6 as [::1]:80) or host:port)"#,
         "pool default/api: spec.endpoints[1].weight: must be 1..=1000, got 0",
         r#"pool default/api: spec.healthCheck.interval: invalid duration "5x" (expected 250ms, 5s, 1m, 1h)"#,
         "pool default/db: spec.listener.hosts: only for protocol HTTP",

@@ -73,6 +73,7 @@ pub struct Metrics {
     registry: Registry,
     reloads: Family<Vec<(&'static str, &'static str)>, Counter>,
     apply_seconds: Histogram,
+    dns: Family<Vec<(&'static str, &'static str)>, Counter>,
     leader: Arc<std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>>>,
 }
 
@@ -97,6 +98,15 @@ impl Metrics {
             "Time from a change seen (file or watch event) to the data plane serving it",
             apply_seconds.clone(),
         );
+        let dns = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+        for result in ["success", "failure"] {
+            drop(dns.get_or_create(&vec![("result", result)]));
+        }
+        registry.register(
+            "sluice_dns_resolutions",
+            "DNS-name endpoint lookups (sluice serve); a failure keeps the last good addresses",
+            dns.clone(),
+        );
         let leader = Arc::default();
         registry.register_collector(Box::new(PoolCollector {
             dataplane,
@@ -107,6 +117,7 @@ impl Metrics {
             registry,
             reloads,
             apply_seconds,
+            dns,
             leader,
         }
     }
@@ -120,6 +131,16 @@ impl Metrics {
     pub fn reload(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.reloads.get_or_create(&vec![("result", result)]).inc();
+    }
+
+    /// Counts one round of DNS-name lookups: names that resolved and names that failed.
+    pub fn dns_resolved(&self, ok: u64, failed: u64) {
+        self.dns
+            .get_or_create(&vec![("result", "success")])
+            .inc_by(ok);
+        self.dns
+            .get_or_create(&vec![("result", "failure")])
+            .inc_by(failed);
     }
 
     /// Records the time from change seen to serving.

@@ -7,22 +7,20 @@
 //! call it, and the proxy trusts what it returns.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::duration::parse_duration;
 use super::{
-    ConfigSet, EndpointConfig, ListenerConfig, OutlierConfig, PoolConfig, Protocol,
-    ProxyProtocolVersion, TlsConfig,
+    ConfigSet, ListenerConfig, OutlierConfig, PoolConfig, Protocol, ProxyProtocolVersion, TlsConfig,
 };
 use crate::api;
 use crate::api::BackendPool;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 mod auth;
 mod conflicts;
+mod endpoints;
 mod names;
 mod policy;
 mod routing;
@@ -459,7 +457,7 @@ fn check_pool(ctx: &mut Ctx<'_>, spec: &api::BackendPoolSpec, lookups: &Lookups<
         api::Protocol::Tcp => Protocol::Tcp,
     };
     let (listener, port_ok, route_ok) = check_listener(ctx, protocol, &spec.listener, lookups.tls);
-    let endpoints = check_endpoints(ctx, spec);
+    let (endpoints, dns) = endpoints::check_endpoints(ctx, spec);
     let algorithm = traffic::check_algorithm(ctx, protocol, spec);
     let health_check = spec
         .health_check
@@ -535,6 +533,7 @@ fn check_pool(ctx: &mut Ctx<'_>, spec: &api::BackendPoolSpec, lookups: &Lookups<
             filters,
             canary,
             upstream,
+            dns,
         }),
         port_ok,
         route_ok,
@@ -702,108 +701,4 @@ fn check_tls(
             }
         }
     }
-}
-
-fn check_endpoints(ctx: &mut Ctx<'_>, spec: &api::BackendPoolSpec) -> Vec<EndpointConfig> {
-    let source = EndpointSource {
-        field: "spec",
-        service: spec.service.as_ref(),
-        endpoints: spec.endpoints.as_deref(),
-    };
-    // A redirect answers by itself: it needs neither.
-    if spec.redirect.is_some() && spec.service.is_none() && spec.endpoints.is_none() {
-        return Vec::new();
-    }
-    check_endpoint_source(ctx, &source)
-}
-
-/// Where a backend set's endpoints come from: `{field}.service` and/or `{field}.endpoints`.
-struct EndpointSource<'a> {
-    /// The block holding them (`spec`, `spec.canary`).
-    field: &'a str,
-    /// Its Service.
-    service: Option<&'a api::ServiceRef>,
-    /// Its static endpoints.
-    endpoints: Option<&'a [api::EndpointSpec]>,
-}
-
-/// Checks a backend set's Service reference and static endpoints; returns the latter.
-fn check_endpoint_source(ctx: &mut Ctx<'_>, source: &EndpointSource<'_>) -> Vec<EndpointConfig> {
-    let at = source.field;
-    if let Some(service) = source.service {
-        if !names::is_dns_label(&service.name) {
-            ctx.error(
-                &format!("{at}.service.name"),
-                format!("{:?} is not a valid Service name", service.name),
-            );
-        }
-        match &service.port {
-            IntOrString::Int(n) if !(1..=65535).contains(n) => {
-                ctx.error(
-                    &format!("{at}.service.port"),
-                    format!("must be 1..=65535, got {n}"),
-                );
-            }
-            IntOrString::String(n) if n.is_empty() => {
-                ctx.error(&format!("{at}.service.port"), "port name must not be empty");
-            }
-            _ => {}
-        }
-    }
-    let listed = source.endpoints.unwrap_or_default();
-    ctx.max_items(&format!("{at}.endpoints"), listed.len(), api::MAX_ENDPOINTS);
-    // An explicit empty list is valid: the pool serves 503 until endpoints are added.
-    match (source.service, source.endpoints, ctx.file_mode) {
-        (Some(_), _, true) if listed.is_empty() => ctx.error(
-            &format!("{at}.service"),
-            format!("standalone mode cannot resolve Services; list static {at}.endpoints"),
-        ),
-        (None, None, true) => ctx.error(
-            &format!("{at}.endpoints"),
-            "required (an empty list is allowed: the pool then answers 503)",
-        ),
-        (None, None, false) => ctx.error(
-            &format!("{at}.endpoints"),
-            format!("either {at}.service or {at}.endpoints is required"),
-        ),
-        _ => {}
-    }
-    let mut endpoints: Vec<EndpointConfig> = Vec::with_capacity(listed.len());
-    let mut first_index = std::collections::HashMap::new();
-    for (i, ep) in listed.iter().enumerate() {
-        let weight_field = format!("{at}.endpoints[{i}].weight");
-        let weight = ctx.range(&weight_field, ep.weight, 1, 1, 1000);
-        let field = format!("{at}.endpoints[{i}].address");
-        let address = match ep.address.trim().parse::<SocketAddr>() {
-            Ok(a) if a.port() == 0 => {
-                ctx.error(&field, format!("{:?} has port 0", ep.address));
-                continue;
-            }
-            Ok(a) => a,
-            Err(_) => {
-                ctx.error(
-                    &field,
-                    format!(
-                        "invalid address {:?} (expected ip:port, IPv6 as [::1]:80)",
-                        ep.address
-                    ),
-                );
-                continue;
-            }
-        };
-        if let Some(first) = first_index.get(&address) {
-            ctx.error(
-                &field,
-                format!("{address} is already listed as {at}.endpoints[{first}]"),
-            );
-            continue;
-        }
-        first_index.insert(address, i);
-        endpoints.push(EndpointConfig {
-            address,
-            weight,
-            ready: true,
-        });
-    }
-    endpoints
 }

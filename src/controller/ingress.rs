@@ -869,6 +869,7 @@ impl Translator<'_> {
                 filters: RouteFilters::default(),
                 canary: None,
                 upstream: b.settings.upstream.clone(),
+                dns: None,
             }));
         }
         self.out.set.routes = self.routes.into_iter().map(Arc::new).collect();

@@ -450,6 +450,7 @@ mod tests {
             filters: Default::default(),
             canary: None,
             upstream: Default::default(),
+            dns: None,
         };
         let live = Pool::new(std::sync::Arc::new(cfg));
         let sick = live.snapshot().members[140].clone();

@@ -105,13 +105,33 @@ impl Sluice {
         args: &[&str],
         envs: &[(&str, &std::path::Path)],
     ) -> Sluice {
+        Self::start_via(&[], dir, yaml, args, envs)
+    }
+
+    /// As [`Sluice::start_in_env`], run through `wrapper` (a command that ends by running
+    /// the binary it is given as its last argument, with the arguments after it).
+    pub fn start_via(
+        wrapper: &[&std::ffi::OsStr],
+        dir: tempfile::TempDir,
+        yaml: &str,
+        args: &[&str],
+        envs: &[(&str, &std::path::Path)],
+    ) -> Sluice {
         let config = dir.path().join("pools.yaml");
         std::fs::write(&config, yaml).unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         // SLUICE_BIN runs another build (e.g. target/release/sluice for measurements).
         let bin =
             std::env::var_os("SLUICE_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_sluice").into());
-        let child = Command::new(bin)
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&config)

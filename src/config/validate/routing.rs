@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
-use super::{Ctx, EndpointSource, check_endpoint_source, names, normalize_path_prefix};
+use super::endpoints::{EndpointSource, check_endpoint_source};
+use super::{Ctx, names, normalize_path_prefix};
 use crate::api;
 use crate::config::{
     CanaryConfig, HeaderChanges, PathReplace, Protocol, RedirectConfig, RequestMatch,

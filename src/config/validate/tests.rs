@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::config::{
-    AffinityConfig, Algorithm, HashKey, HealthCheckConfig, HealthCheckKind, HostMatch, RetryConfig,
-    Timeouts,
+    AffinityConfig, Algorithm, EndpointConfig, HashKey, HealthCheckConfig, HealthCheckKind,
+    HostMatch, RetryConfig, Timeouts,
 };
 
 mod auth;
@@ -290,7 +290,7 @@ fn every_error_is_reported_not_just_the_first() {
         [
             "spec.listener.port: must be 1..=65535, got 70000",
             r#"spec.listener.pathPrefix: "api" must start with "/""#,
-            r#"spec.endpoints[0].address: invalid address "nowhere" (expected ip:port, IPv6 as [::1]:80)"#,
+            r#"spec.endpoints[0].address: invalid address "nowhere" (expected ip:port (IPv6 as [::1]:80) or host:port)"#,
             "spec.endpoints[1].weight: must be 1..=1000, got 0",
             r#"spec.timeouts.idle: invalid duration "forever" (expected 250ms, 5s, 1m, 1h)"#,
         ]
@@ -325,13 +325,27 @@ fn port_must_be_1_to_65535() {
 }
 
 #[test]
-fn endpoint_address_must_be_ip_and_port() {
+fn endpoint_address_must_be_ip_and_port_or_host_and_port() {
     assert_one_problem(
         &[
             "listener: {port: 8080}",
-            r#"endpoints: [{address: "localhost:80"}]"#,
+            r#"endpoints: [{address: "local_host:80"}]"#,
         ],
-        r#"spec.endpoints[0].address: invalid address "localhost:80" (expected ip:port, IPv6 as [::1]:80)"#,
+        r#"spec.endpoints[0].address: invalid address "local_host:80" (expected ip:port (IPv6 as [::1]:80) or host:port)"#,
+    );
+    assert_one_problem(
+        &[
+            "listener: {port: 8080}",
+            r#"endpoints: [{address: "api.internal"}]"#,
+        ],
+        r#"spec.endpoints[0].address: invalid address "api.internal" (expected ip:port (IPv6 as [::1]:80) or host:port)"#,
+    );
+    assert_one_problem(
+        &[
+            "listener: {port: 8080}",
+            r#"endpoints: [{address: "api.internal:0"}]"#,
+        ],
+        r#"spec.endpoints[0].address: "api.internal:0" needs a port 1..=65535 (expected ip:port (IPv6 as [::1]:80) or host:port)"#,
     );
     assert_one_problem(
         &[
@@ -632,4 +646,67 @@ fn namespace_defaults_to_default() {
     let mut p = doc("web", &["listener: {port: 8080}", EP]);
     p.metadata.namespace = None;
     assert_eq!(ok(&file(), &[p]).pools[0].name, "default/web");
+}
+
+// --- DNS-name endpoints ---------------------------------------------------------------
+
+#[test]
+fn a_dns_name_endpoint_is_kept_for_the_file_front_end_to_resolve() {
+    let pool = one(&[
+        "listener: {port: 8080}",
+        "resolveEvery: 5s",
+        r#"endpoints: [{address: "127.0.0.1:81"}, {address: "API.Internal.:8080", weight: 3}]"#,
+    ]);
+    assert_eq!(
+        pool.endpoints.len(),
+        1,
+        "the address is an endpoint at once"
+    );
+    let dns = pool.dns.expect("names kept");
+    assert_eq!(dns.every, Duration::from_secs(5));
+    assert_eq!(
+        dns.names,
+        [crate::config::NamedEndpoint {
+            host: "api.internal".into(),
+            port: 8080,
+            weight: 3
+        }]
+    );
+    let plain = one(&["listener: {port: 8080}", EP]);
+    assert_eq!(plain.dns, None);
+}
+
+#[test]
+fn a_dns_name_endpoint_is_refused_in_kubernetes_mode_and_in_the_canary() {
+    let errs = errors(
+        &Source::Kubernetes,
+        &[doc(
+            "web",
+            &[
+                "listener: {port: 8080}",
+                r#"endpoints: [{address: "api.internal:80"}]"#,
+            ],
+        )],
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("names are resolved only by `sluice serve`"),
+        "{errs:?}"
+    );
+    assert_one_problem(
+        &[
+            "listener: {port: 8080}",
+            EP,
+            r#"canary: {weight: 10, endpoints: [{address: "api.internal:80"}]}"#,
+        ],
+        "spec.canary.endpoints: DNS names are supported in spec.endpoints only; list ip:port addresses here",
+    );
+}
+
+#[test]
+fn resolve_every_without_a_dns_name_is_an_error_not_ignored() {
+    assert_one_problem(
+        &["listener: {port: 8080}", EP, "resolveEvery: 10s"],
+        "spec.resolveEvery: applies only to endpoints given as host:port DNS names; none is listed",
+    );
 }
