@@ -15,6 +15,7 @@ mod crd;
 mod duration;
 mod listener;
 mod load;
+mod locate;
 mod policy;
 mod route;
 mod routing;
@@ -30,6 +31,7 @@ pub use crd::crd_yaml;
 pub use duration::{format_duration, parse_duration};
 pub use listener::ListenerClaim;
 pub use load::{LoadError, load_file, load_text, parse_documents};
+pub use locate::{Location, Positions};
 pub use policy::{AccessPolicy, RateLimitConfig, RateLimitKey};
 pub use route::{
     CanaryRule, ForwardTo, PathMatch, PathRegex, RouteAction, RouteConfig, WeightedBackend,

@@ -62,7 +62,8 @@ pub fn check(path: &Path, format: CheckFormat) -> ExitCode {
 pub enum CheckFormat {
     /// `FILE: ok (N pools)` on stdout, or one error per line on stderr.
     Text,
-    /// One JSON object on stdout: `{file, ok, pools, errors: [{message, pool, field}], warnings}`.
+    /// One JSON object on stdout: `{file, ok, pools, errors: [{message, pool, field, line,
+    /// column}], warnings}`.
     Json,
 }
 
@@ -83,9 +84,19 @@ fn check_json(file: &str, loaded: &Result<config::ConfigSet, LoadError>, warning
         Err(LoadError::Invalid(invalid)) => invalid
             .0
             .iter()
-            .map(|e| serde_json::json!({"message": e.message, "pool": e.pool, "field": e.field}))
+            .map(|e| {
+                serde_json::json!({
+                    "message": e.message,
+                    "pool": e.pool,
+                    "field": e.field,
+                    "line": e.location.map(|l| l.line),
+                    "column": e.location.map(|l| l.column),
+                })
+            })
             .collect(),
-        Err(e) => vec![serde_json::json!({"message": e.to_string(), "pool": null, "field": null})],
+        Err(e) => vec![
+            serde_json::json!({"message": e.to_string(), "pool": null, "field": null, "line": null, "column": null}),
+        ],
     };
     let report = serde_json::json!({
         "file": file,

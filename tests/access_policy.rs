@@ -389,7 +389,7 @@ async fn an_h2_body_of_unknown_length_past_the_limit_gets_413() {
 }
 
 #[test]
-fn bad_policies_are_refused_with_file_pool_and_field() {
+fn bad_policies_are_refused_with_file_line_column_pool_and_field() {
     let b = "127.0.0.1:9";
     let yaml = format!(
         "---\napiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: web, namespace: default}}\nspec:\n  listener: {{port: 8080}}\n  endpoints: [{{address: \"{b}\"}}]\n  ipAllowList: [10.0.0.0/8, 10.0.0.1/8]\n  ipDenyList: [\"2001:db8::/129\"]\n  rateLimit: {{requestsPerSecond: 0, key: Header}}\n  maxRequestBodyBytes: 0\n"
@@ -398,16 +398,16 @@ fn bad_policies_are_refused_with_file_pool_and_field() {
     assert_eq!(code, Some(1), "{err}");
     for line in [
         format!(
-            "{path}: pool default/web: spec.ipAllowList[1]: \"10.0.0.1/8\" has host bits set (the network is 10.0.0.0/8)"
+            "{path}:8:29: pool default/web: spec.ipAllowList[1]: \"10.0.0.1/8\" has host bits set (the network is 10.0.0.0/8)"
         ),
         format!(
-            "{path}: pool default/web: spec.ipDenyList[0]: \"2001:db8::/129\": prefix length must be 0..=128"
+            "{path}:9:16: pool default/web: spec.ipDenyList[0]: \"2001:db8::/129\": prefix length must be 0..=128"
         ),
         format!(
-            "{path}: pool default/web: spec.rateLimit.requestsPerSecond: must be 1..=1000000, got 0"
+            "{path}:10:15: pool default/web: spec.rateLimit.requestsPerSecond: must be 1..=1000000, got 0"
         ),
-        format!("{path}: pool default/web: spec.rateLimit.header: required with key Header"),
-        format!("{path}: pool default/web: spec.maxRequestBodyBytes: must be greater than 0"),
+        format!("{path}:10:3: pool default/web: spec.rateLimit.header: required with key Header"),
+        format!("{path}:11:3: pool default/web: spec.maxRequestBodyBytes: must be greater than 0"),
     ] {
         assert!(err.contains(&line), "missing\n  {line}\nin\n{err}");
     }
@@ -416,7 +416,7 @@ fn bad_policies_are_refused_with_file_pool_and_field() {
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains(&format!(
-            "{path}: pool default/db: spec.ipAllowList: only for protocol HTTP"
+            "{path}:9:3: pool default/db: spec.ipAllowList: only for protocol HTTP"
         )),
         "{err}"
     );

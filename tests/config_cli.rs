@@ -64,7 +64,7 @@ fn full_example_shares_port_8080_between_http_pools() {
 }
 
 #[test]
-fn invalid_example_reports_every_error_with_file_pool_and_field() {
+fn invalid_example_reports_every_error_with_file_line_column_pool_and_field() {
     let path = examples().join("invalid.yaml");
     let Err(LoadError::Invalid(errors)) = load_file(&path) else {
         panic!("invalid.yaml must fail validation");
@@ -74,20 +74,20 @@ fn invalid_example_reports_every_error_with_file_pool_and_field() {
         .to_string()
         .lines()
         .map(|l| {
-            l.strip_prefix(&format!("{file}: "))
+            l.strip_prefix(&format!("{file}:"))
                 .unwrap_or_else(|| panic!("error does not start with the file name: {l}"))
                 .to_owned()
         })
         .collect();
     let expected = [
-        r#"document 1 (default/web): spec.algorithm: unknown variant "Fastest", expected one of "RoundRobin", "WeightedRoundRobin", "LeastConnections", "PowerOfTwoChoices", "ConsistentHash", "Random""#,
-        r#"pool default/api: spec.listener.pathPrefix: "api" must start with "/""#,
-        r#"pool default/api: spec.endpoints[0].address: invalid address "localhost" (expected ip:port (IPv6 as [::1]:80) or host:port)"#,
-        "pool default/api: spec.endpoints[1].weight: must be 1..=1000, got 0",
-        r#"pool default/api: spec.healthCheck.interval: invalid duration "5x" (expected 250ms, 5s, 1m, 1h)"#,
-        "pool default/db: spec.listener.hosts: only for protocol HTTP",
-        "pool default/cache: spec.service: standalone mode cannot resolve Services; list static spec.endpoints",
-        "pool default/db: spec.listener.port: port 8081 is used by HTTP pool default/api; HTTP and TCP pools cannot share a port",
+        r#"12:3: document 1 (default/web): spec.algorithm: unknown variant "Fastest", expected one of "RoundRobin", "WeightedRoundRobin", "LeastConnections", "PowerOfTwoChoices", "ConsistentHash", "Random""#,
+        r#"21:5: pool default/api: spec.listener.pathPrefix: "api" must start with "/""#,
+        r#"23:7: pool default/api: spec.endpoints[0].address: invalid address "localhost" (expected ip:port (IPv6 as [::1]:80) or host:port)"#,
+        "25:7: pool default/api: spec.endpoints[1].weight: must be 1..=1000, got 0",
+        r#"27:5: pool default/api: spec.healthCheck.interval: invalid duration "5x" (expected 250ms, 5s, 1m, 1h)"#,
+        "37:5: pool default/db: spec.listener.hosts: only for protocol HTTP",
+        "48:3: pool default/cache: spec.service: standalone mode cannot resolve Services; list static spec.endpoints",
+        "36:5: pool default/db: spec.listener.port: port 8081 is used by HTTP pool default/api; HTTP and TCP pools cannot share a port",
     ];
     assert_eq!(lines, expected);
 }
@@ -149,7 +149,7 @@ fn check_reads_standard_input_and_suggests_the_field_meant() {
     let (code, _, err) = sluice_check(&["--config", "-"], &text);
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains("<stdin>: document 1 (default/web): spec.listener.hostz")
+        err.contains("<stdin>:4:31: document 1 (default/web): spec.listener.hostz")
             && err.contains("(did you mean \"hosts\"?)"),
         "{err}"
     );
@@ -173,6 +173,13 @@ fn check_json_reports_every_error_with_pool_and_field() {
         .map(|e| e["field"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(fields, ["spec.listener.port", "spec.endpoints[0].address"]);
+    let places: Vec<(u64, u64)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["line"].as_u64().unwrap(), e["column"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(places, [(4, 19), (4, 42)], "line and column of each field");
     assert!(
         report["errors"]
             .as_array()

@@ -307,7 +307,7 @@ fn sluice_check_names_file_pool_and_field_of_each_bad_policy() {
     ] {
         assert!(err.contains(want), "missing {want:?} in\n{err}");
     }
-    assert!(err.lines().all(|l| l.contains("pools.yaml: ")), "{err}");
+    assert!(err.lines().all(|l| l.contains("pools.yaml:")), "{err}");
 
     // The file is read only once the rest is valid: alone, the missing list is reported.
     let yaml = file(&[PoolDoc::http("missing", port)

@@ -216,20 +216,22 @@ fn check_names_pool_and_field_for_each_upstream_mistake() {
     let (code, err, path) = check_file(&yaml);
     assert_eq!(code, Some(1), "{err}");
     for expected in [
-        format!("{path}: pool default/auto: spec.upstream.protocol: auto is negotiated by ALPN"),
-        format!(
-            "{path}: pool default/secret: spec.upstream.tls.caSecretName: needs Kubernetes mode"
+        String::from(": pool default/auto: spec.upstream.protocol: auto is negotiated by ALPN"),
+        String::from(
+            ": pool default/secret: spec.upstream.tls.caSecretName: needs Kubernetes mode",
         ),
-        format!(
-            "{path}: pool default/both: spec.upstream.tls.insecureSkipVerify: verifies nothing"
+        String::from(": pool default/both: spec.upstream.tls.insecureSkipVerify: verifies nothing"),
+        String::from(
+            ": pool default/both: spec.upstream.tls.serverName: \"no such name\" is not a DNS name",
         ),
-        format!(
-            "{path}: pool default/both: spec.upstream.tls.serverName: \"no such name\" is not a DNS name"
-        ),
-        format!("{path}: pool default/tcp: spec.upstream: only for protocol HTTP"),
+        String::from(": pool default/tcp: spec.upstream: only for protocol HTTP"),
     ] {
         assert!(err.contains(&expected), "{expected}\nmissing from:\n{err}");
     }
+    assert!(
+        err.lines().all(|l| l.starts_with(&format!("{path}:"))),
+        "every error names the file (and its line): {err}"
+    );
 }
 
 #[test]

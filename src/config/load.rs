@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_norway::Value;
 
 use super::validate::{Source, ValidationError, ValidationErrors, validate};
-use super::{ConfigSet, TlsConfig};
+use super::{ConfigSet, Positions, TlsConfig};
 use crate::api::BackendPool;
 
 /// The `apiVersion` every document must carry.
@@ -77,16 +77,31 @@ pub fn load_text(file: &str, text: &str) -> Result<ConfigSet, LoadError> {
             check_tls_files(&file, &set, &mut errors);
             check_ca_files(&file, &set, &mut errors);
             if errors.is_empty() {
-                Ok(set)
-            } else {
-                Err(LoadError::Invalid(ValidationErrors(errors)))
+                return Ok(set);
             }
         }
-        Ok(_) => Err(LoadError::Invalid(ValidationErrors(errors))),
-        Err(invalid) => {
-            errors.extend(invalid.0);
-            Err(LoadError::Invalid(ValidationErrors(errors)))
+        Ok(_) => {}
+        Err(invalid) => errors.extend(invalid.0),
+    }
+    place(&file, text, &mut errors);
+    Err(LoadError::Invalid(ValidationErrors(errors)))
+}
+
+/// Gives every error about a field its line and column: `FILE:LINE:COL: ...`.
+fn place(file: &str, text: &str, errors: &mut [ValidationError]) {
+    let positions = Positions::of(text);
+    let prefix = format!("{file}: ");
+    for e in errors.iter_mut() {
+        let (Some(pool), Some(field)) = (&e.pool, &e.field) else {
+            continue;
+        };
+        let Some(at) = positions.field(pool, field) else {
+            continue;
+        };
+        if let Some(rest) = e.message.strip_prefix(&prefix) {
+            e.message = format!("{file}:{}:{}: {rest}", at.line, at.column);
         }
+        e.location = Some(at);
     }
 }
 
@@ -106,6 +121,7 @@ fn parse_all(file: &str, text: &str) -> (Vec<BackendPool>, Vec<ValidationError>)
                     pool: None,
                     field: None,
                     conflict: false,
+                    location: None,
                 });
                 break;
             }
@@ -286,6 +302,7 @@ impl Document {
             pool: self.pool.clone(),
             field: field.map(str::to_owned),
             conflict: false,
+            location: None,
         }
     }
 }
@@ -317,6 +334,7 @@ fn check_tls_files(file: &str, set: &ConfigSet, errors: &mut Vec<ValidationError
                 pool: Some(pool.name.clone()),
                 field: Some(field.to_owned()),
                 conflict: false,
+                location: None,
             });
         }
         if !unreadable && let Err(problem) = super::tls::load_files(cert, key) {
@@ -325,6 +343,7 @@ fn check_tls_files(file: &str, set: &ConfigSet, errors: &mut Vec<ValidationError
                 pool: Some(pool.name.clone()),
                 field: Some("spec.listener.tls".to_owned()),
                 conflict: false,
+                location: None,
             });
         }
     }
@@ -347,6 +366,7 @@ fn check_ca_files(file: &str, set: &ConfigSet, errors: &mut Vec<ValidationError>
                 pool: Some(pool.name.clone()),
                 field: Some(field.to_owned()),
                 conflict: false,
+                location: None,
             });
         }
     }
@@ -398,6 +418,7 @@ fn read_htpasswd_files(file: &str, set: &mut ConfigSet, errors: &mut Vec<Validat
                     pool: Some(pool.name.clone()),
                     field: Some(field.to_owned()),
                     conflict: false,
+                    location: None,
                 });
             }
         }

@@ -58,6 +58,8 @@ pub struct ValidationError {
     /// True when the pool is fine alone but collides with another pool (port, route,
     /// TLS mix): the Kubernetes status reason is then `Conflict`, not `InvalidSpec`.
     pub conflict: bool,
+    /// Where the field is in the file (file mode; set by the loader).
+    pub location: Option<super::Location>,
 }
 
 /// Every failure found, in document order (per-pool errors first, then cross-pool ones).
@@ -399,6 +401,7 @@ impl<'a> Ctx<'a> {
             pool: Some(self.name.clone()),
             field: Some(field.to_owned()),
             conflict: false,
+            location: None,
         });
     }
 

@@ -222,7 +222,7 @@ fn load_file_reports_missing_tls_files() {
 }
 
 #[test]
-fn load_file_reports_parse_and_validation_errors_together() {
+fn load_file_reports_parse_and_validation_errors_together_each_with_its_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pools.yaml");
     let text = format!(
@@ -246,16 +246,16 @@ fn load_file_reports_parse_and_validation_errors_together() {
             .collect::<Vec<_>>(),
         [
             format!(
-                r#"{file}: document 1 (default/a): spec.algorithm: unknown variant "Fastest", expected one of "RoundRobin", "WeightedRoundRobin", "LeastConnections", "PowerOfTwoChoices", "ConsistentHash", "Random""#
+                r#"{file}:4:32: document 1 (default/a): spec.algorithm: unknown variant "Fastest", expected one of "RoundRobin", "WeightedRoundRobin", "LeastConnections", "PowerOfTwoChoices", "ConsistentHash", "Random""#
             ),
             format!(
-                r#"{file}: pool default/a: spec.endpoints: required (an empty list is allowed: the pool then answers 503)"#
+                r#"{file}:4:1: pool default/a: spec.endpoints: required (an empty list is allowed: the pool then answers 503)"#
             ),
             format!(
-                r#"{file}: pool default/b: spec.drainTimeout: invalid duration "5x" (expected 250ms, 5s, 1m, 1h)"#
+                r#"{file}:9:74: pool default/b: spec.drainTimeout: invalid duration "5x" (expected 250ms, 5s, 1m, 1h)"#
             ),
             format!(
-                r#"{file}: pool default/b: spec.listener.pathPrefix: pool default/a already routes any host with pathPrefix / on port 8080"#
+                r#"{file}:9:8: pool default/b: spec.listener.pathPrefix: pool default/a already routes any host with pathPrefix / on port 8080"#
             ),
         ]
     );

@@ -171,5 +171,6 @@ fn error(source: &Source, pool: &str, field: &str, problem: String) -> Validatio
         pool: Some(pool.to_owned()),
         field: Some(field.to_owned()),
         conflict: true,
+        location: None,
     }
 }
