@@ -30,7 +30,7 @@ pub use auth::{
 pub use crd::crd_yaml;
 pub use duration::{format_duration, parse_duration};
 pub use listener::ListenerClaim;
-pub use load::{LoadError, load_file, load_text, parse_documents};
+pub use load::{LoadError, ManifestCheck, check_manifests, load_file, load_text, parse_documents};
 pub use locate::{Location, Positions};
 pub use policy::{AccessPolicy, RateLimitConfig, RateLimitKey};
 pub use route::{

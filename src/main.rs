@@ -36,8 +36,16 @@ enum Command {
     /// Validate FILE like `serve` would; print every error.
     Check {
         /// YAML file of BackendPool documents (`-` reads standard input).
-        #[arg(long, short)]
-        config: PathBuf,
+        #[arg(long, short, required_unless_present = "file", conflicts_with = "file")]
+        config: Option<PathBuf>,
+        /// The file, given without `--config`.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The file is Kubernetes manifests: check its BackendPools as the API server and
+        /// the controller would take them (no cluster needed; Services and Secrets are not
+        /// looked up) and pass over objects of other kinds.
+        #[arg(long)]
+        kubernetes: bool,
         /// `text` (one error per line on stderr) or `json` (one object on stdout).
         #[arg(long, value_enum, default_value_t = standalone::CheckFormat::Text)]
         format: standalone::CheckFormat,
@@ -161,7 +169,15 @@ fn main() -> ExitCode {
         Command::Serve { config, common } => {
             standalone::serve(config, common.options(STANDALONE_ADMIN))
         }
-        Command::Check { config, format } => standalone::check(&config, format),
+        Command::Check {
+            config,
+            file,
+            kubernetes,
+            format,
+        } => match config.or(file) {
+            Some(path) => standalone::check(&path, format, kubernetes),
+            None => ExitCode::from(2),
+        },
         Command::Crd => match sluice::config::crd_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");

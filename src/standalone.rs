@@ -23,32 +23,50 @@ mod resolve;
 
 use resolve::Names;
 
-/// `sluice check`: 0 when the file is valid, 1 with every error otherwise.
-pub fn check(path: &Path, format: CheckFormat) -> ExitCode {
-    let (file, loaded) = if path == Path::new("-") {
+/// `sluice check`: 0 when the file is valid, 1 with every error otherwise. With
+/// `kubernetes`, the file is Kubernetes manifests: its BackendPools are checked with the
+/// controller's rules and other objects are passed over.
+pub fn check(path: &Path, format: CheckFormat, kubernetes: bool) -> ExitCode {
+    let file = if path == Path::new("-") {
+        "<stdin>".to_owned()
+    } else {
+        path.display().to_string()
+    };
+    let text = if path == Path::new("-") {
         let mut text = String::new();
-        let read = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text);
-        let file = "<stdin>".to_owned();
-        let loaded = match read {
-            Ok(_) => config::load_text(&file, &text),
-            Err(source) => Err(LoadError::Io {
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+    } else {
+        std::fs::read_to_string(path)
+    };
+    let (loaded, others) = match text {
+        Err(source) => {
+            let e = LoadError::Io {
                 path: file.clone(),
                 source,
-            }),
-        };
-        (file, loaded)
-    } else {
-        (path.display().to_string(), config::load_file(path))
+            };
+            (Err(e), 0)
+        }
+        Ok(text) if kubernetes => match config::check_manifests(&file, &text) {
+            Ok(checked) => (Ok(checked.set), checked.others),
+            Err(e) => (Err(e), 0),
+        },
+        Ok(text) => (config::load_text(&file, &text), 0),
     };
-    let warnings: Vec<String> = match &loaded {
-        Ok(set) if set.pools.is_empty() => vec![format!(
+    let mut warnings = Vec::new();
+    if !kubernetes && matches!(&loaded, Ok(set) if set.pools.is_empty()) {
+        warnings.push(format!(
             "{file}: no BackendPool documents (an empty configuration serves nothing)"
-        )],
-        _ => Vec::new(),
+        ));
+    }
+    let report = Report {
+        file: &file,
+        loaded: &loaded,
+        warnings: &warnings,
+        others,
     };
     match format {
-        CheckFormat::Text => check_text(&file, &loaded, &warnings),
-        CheckFormat::Json => check_json(&file, &loaded, &warnings),
+        CheckFormat::Text => check_text(&report),
+        CheckFormat::Json => check_json(&report),
     }
     if loaded.is_ok() {
         ExitCode::SUCCESS
@@ -57,29 +75,44 @@ pub fn check(path: &Path, format: CheckFormat) -> ExitCode {
     }
 }
 
+/// What `sluice check` found.
+struct Report<'a> {
+    file: &'a str,
+    loaded: &'a Result<config::ConfigSet, LoadError>,
+    warnings: &'a [String],
+    /// Manifests of other kinds, not checked (`--kubernetes`).
+    others: usize,
+}
+
 /// How `sluice check` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CheckFormat {
     /// `FILE: ok (N pools)` on stdout, or one error per line on stderr.
     Text,
-    /// One JSON object on stdout: `{file, ok, pools, errors: [{message, pool, field, line,
-    /// column}], warnings}`.
+    /// One JSON object on stdout: `{file, ok, pools, otherObjects, errors: [{message, pool,
+    /// field, line, column}], warnings}`.
     Json,
 }
 
-fn check_text(file: &str, loaded: &Result<config::ConfigSet, LoadError>, warnings: &[String]) {
-    for w in warnings {
+fn check_text(r: &Report<'_>) {
+    for w in r.warnings {
         eprintln!("warning: {w}");
     }
-    match loaded {
-        Ok(set) if !set.pools.is_empty() => println!("{file}: ok ({} pools)", set.pools.len()),
-        Ok(_) => {}
+    match r.loaded {
+        Ok(set) if set.pools.is_empty() && r.others == 0 => {}
+        Ok(set) if r.others > 0 => println!(
+            "{}: ok ({} pools; {} objects of other kinds not checked)",
+            r.file,
+            set.pools.len(),
+            r.others
+        ),
+        Ok(set) => println!("{}: ok ({} pools)", r.file, set.pools.len()),
         Err(e) => eprint!("{}", error_text(e)),
     }
 }
 
-fn check_json(file: &str, loaded: &Result<config::ConfigSet, LoadError>, warnings: &[String]) {
-    let errors: Vec<serde_json::Value> = match loaded {
+fn check_json(r: &Report<'_>) {
+    let errors: Vec<serde_json::Value> = match r.loaded {
         Ok(_) => Vec::new(),
         Err(LoadError::Invalid(invalid)) => invalid
             .0
@@ -99,11 +132,12 @@ fn check_json(file: &str, loaded: &Result<config::ConfigSet, LoadError>, warning
         ],
     };
     let report = serde_json::json!({
-        "file": file,
-        "ok": loaded.is_ok(),
-        "pools": loaded.as_ref().map_or(0, |s| s.pools.len()),
+        "file": r.file,
+        "ok": r.loaded.is_ok(),
+        "pools": r.loaded.as_ref().map_or(0, |s| s.pools.len()),
+        "otherObjects": r.others,
         "errors": errors,
-        "warnings": warnings,
+        "warnings": r.warnings,
     });
     println!("{report}");
 }

@@ -211,3 +211,63 @@ fn an_empty_file_is_a_warning_not_ok() {
         "{err}"
     );
 }
+
+const MANIFESTS: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n---\napiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {name: web, namespace: shop}\nspec:\n  listener: {port: 8080, tls: {secretName: web-tls}}\n  service: {name: web, port: 80}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n";
+
+#[test]
+fn check_kubernetes_takes_what_the_controller_takes_and_passes_over_other_kinds() {
+    let (code, out, err) = sluice_check(&["--kubernetes", "-"], MANIFESTS);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.trim(),
+        "<stdin>: ok (1 pools; 2 objects of other kinds not checked)"
+    );
+    let (code, _, err) = sluice_check(&["-"], MANIFESTS);
+    assert_eq!(code, Some(1), "a Service is not served standalone: {err}");
+}
+
+#[test]
+fn check_kubernetes_refuses_what_the_controller_refuses_with_line_and_column() {
+    let bad = format!(
+        "{MANIFESTS}---\napiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: api}}\nspec:\n  listener: {{port: 9000}}\n  endpoints: [{{address: \"api.internal:80\"}}]\n"
+    );
+    let (code, _, err) = sluice_check(&["--kubernetes", "-"], &bad);
+    assert_eq!(code, Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("<stdin>:22:16: pool default/api: spec.endpoints[0].address: \"api.internal:80\" is a DNS name"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_backend_pool_example_in_the_readme_and_docs_passes_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    let mut checked = 0;
+    for file in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "md"))
+    {
+        let text = std::fs::read_to_string(file).unwrap();
+        for block in text.split("```yaml\n").skip(1) {
+            let yaml = block.split("```").next().unwrap();
+            if !yaml.contains("kind: BackendPool") {
+                continue;
+            }
+            // A pool that names a Service is a Kubernetes example; the others are files.
+            let args: &[&str] = if yaml.contains("service:") {
+                &["--kubernetes", "-"]
+            } else {
+                &["-"]
+            };
+            let (code, _, err) = sluice_check(args, yaml);
+            assert_eq!(code, Some(0), "{}:\n{yaml}\n{err}", file.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} examples found");
+}

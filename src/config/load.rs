@@ -43,7 +43,7 @@ pub enum LoadError {
 /// and parsing goes on with the next one; a YAML syntax error ends parsing, since the rest
 /// of the stream cannot be trusted.
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<BackendPool>, ValidationErrors> {
-    let (pools, errors) = parse_all(file, text);
+    let (pools, errors, _) = parse_all(file, text, Documents::BackendPoolsOnly);
     if errors.is_empty() {
         Ok(pools)
     } else {
@@ -70,7 +70,7 @@ pub fn load_file(path: &Path) -> Result<ConfigSet, LoadError> {
 /// bare name such as `<stdin>`).
 pub fn load_text(file: &str, text: &str) -> Result<ConfigSet, LoadError> {
     let file = file.to_owned();
-    let (pools, mut errors) = parse_all(&file, text);
+    let (pools, mut errors, _) = parse_all(&file, text, Documents::BackendPoolsOnly);
     match validate(&Source::File(file.clone()), &pools) {
         Ok(mut set) if errors.is_empty() => {
             read_htpasswd_files(&file, &mut set, &mut errors);
@@ -105,10 +105,52 @@ fn place(file: &str, text: &str, errors: &mut [ValidationError]) {
     }
 }
 
-/// Parses what it can: the good documents and an error per bad one.
-fn parse_all(file: &str, text: &str) -> (Vec<BackendPool>, Vec<ValidationError>) {
+/// What the file may hold besides BackendPools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Documents {
+    /// A `sluice serve` file: every document is a BackendPool.
+    BackendPoolsOnly,
+    /// Kubernetes manifests: objects of other kinds are passed over (and counted).
+    Manifests,
+}
+
+/// A file of Kubernetes manifests checked as the API server and the controller would take
+/// its BackendPools (`sluice check --kubernetes`).
+#[derive(Debug)]
+pub struct ManifestCheck {
+    /// The BackendPools, validated with the Kubernetes rules.
+    pub set: ConfigSet,
+    /// Objects of other kinds, not checked.
+    pub others: usize,
+}
+
+/// Validates the BackendPools among the Kubernetes manifests in `text` with the rules the
+/// controller applies (Services and Secrets are not looked up: there is no cluster);
+/// objects of other kinds are counted, not checked.
+pub fn check_manifests(file: &str, text: &str) -> Result<ManifestCheck, LoadError> {
+    let (pools, mut errors, others) = parse_all(file, text, Documents::Manifests);
+    match validate(&Source::Kubernetes, &pools) {
+        Ok(set) if errors.is_empty() => return Ok(ManifestCheck { set, others }),
+        Ok(_) => {}
+        Err(invalid) => errors.extend(invalid.0.into_iter().map(|mut e| {
+            e.message = format!("{file}: {}", e.message);
+            e
+        })),
+    }
+    place(file, text, &mut errors);
+    Err(LoadError::Invalid(ValidationErrors(errors)))
+}
+
+/// Parses what it can: the good documents, an error per bad one, and how many documents
+/// of other kinds `documents` let pass.
+fn parse_all(
+    file: &str,
+    text: &str,
+    documents: Documents,
+) -> (Vec<BackendPool>, Vec<ValidationError>, usize) {
     let mut pools = Vec::new();
     let mut errors = Vec::new();
+    let mut others = 0;
     for (i, document) in serde_norway::Deserializer::from_str(text).enumerate() {
         let index = i + 1;
         // An untyped pass first: it survives any well-formed YAML, so the document's name
@@ -139,6 +181,10 @@ fn parse_all(file: &str, text: &str) -> (Vec<BackendPool>, Vec<ValidationError>)
             errors.push(doc.error(None, "expected a BackendPool (a YAML mapping)".to_owned()));
             continue;
         }
+        if documents == Documents::Manifests && !is_backend_pool(&value) {
+            others += 1;
+            continue;
+        }
         let mut header_ok = true;
         for (field, expected) in [("apiVersion", API_VERSION), ("kind", KIND)] {
             match value.get(field) {
@@ -167,7 +213,17 @@ fn parse_all(file: &str, text: &str) -> (Vec<BackendPool>, Vec<ValidationError>)
             pools.push(pool);
         }
     }
-    (pools, errors)
+    (pools, errors, others)
+}
+
+/// Whether a manifest is a BackendPool (of any version: a wrong version is then an error).
+fn is_backend_pool(value: &Value) -> bool {
+    let group = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .and_then(|v| v.split_once('/'))
+        .map(|(group, _)| group);
+    value.get("kind").and_then(Value::as_str) == Some(KIND) && group == Some("sluice.dev")
 }
 
 /// Most type errors reported for one document.
