@@ -119,9 +119,11 @@ struct Common {
     /// Data-plane worker threads (default: one per CPU).
     #[arg(long, env = "SLUICE_WORKERS")]
     workers: Option<usize>,
-    /// Most client connections open at once; beyond it new ones get 503 and are closed.
-    #[arg(long, default_value_t = 50_000)]
-    max_connections: usize,
+    /// Most client connections open at once; beyond it new ones get 503 and are closed
+    /// (default: 16 KiB each in half the container's memory limit, 1,024..=50,000; 50,000
+    /// without a limit).
+    #[arg(long)]
+    max_connections: Option<usize>,
     /// Proxies (CIDRs or addresses, comma-separated) whose `X-Forwarded-For` names the
     /// client, for address lists, rate limits, ClientIP affinity and the access log.
     #[arg(long, value_delimiter = ',', value_parser = parse_cidr, value_name = "CIDR,...")]

@@ -16,6 +16,8 @@ use crate::proxy::server::Workers;
 use crate::proxy::telemetry::{AccessLog, SpanExport};
 use crate::proxy::{Dataplane, DataplaneOptions};
 
+mod limits;
+
 /// Longest wait, after a stop signal, for the reloader to finish before draining: the
 /// controller's leader Lease release takes up to 2 s (`controller::leader::RELEASE_TIMEOUT`),
 /// plus its last API round trip.
@@ -48,7 +50,8 @@ pub struct Options {
     /// Worker threads; `None` = one per CPU.
     pub workers: Option<usize>,
     /// Most client connections open at once; more are shed with 503 (HTTP) or closed.
-    pub max_connections: usize,
+    /// `None`: derived from the container's memory limit ([`limits::max_connections_for`]).
+    pub max_connections: Option<usize>,
     /// `--trusted-proxies`: peers whose `X-Forwarded-For` names the client (default none).
     pub trusted_proxies: Vec<crate::policy::Cidr>,
     /// `--metrics-backend-labels`: per-endpoint metric series (default true); false keeps
@@ -93,6 +96,12 @@ where
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     crate::pool::set_worker_slots(workers);
+    let max_connections = options.max_connections.unwrap_or_else(|| {
+        let limit = limits::memory_limit();
+        let n = limits::max_connections_for(limit);
+        tracing::info!(max_connections = n, memory_limit = ?limit, "--max-connections not set: derived from the memory limit");
+        n
+    });
     let (tracer_provider, spans) = match options.otlp_endpoint.as_deref().map(SpanExport::start) {
         None => (None, None),
         Some(Ok((provider, spans))) => (Some(provider), Some(spans)),
@@ -124,7 +133,7 @@ where
             bind: options.bind,
             access_log: options.access_log.then_some(AccessLog),
             spans,
-            max_connections: options.max_connections,
+            max_connections,
             trusted_proxies: Arc::new(crate::policy::TrustedProxies(crate::policy::IpSet::new(
                 options.trusted_proxies.iter().copied(),
             ))),
