@@ -391,7 +391,7 @@ fn tls_pool(name: &str, port: u16, host: &str, backend: SocketAddr) -> String {
 }
 
 #[tokio::test]
-async fn certificate_expiry_is_exposed_per_pool_and_server_name() {
+async fn certificate_expiry_is_exposed_per_pool_and_server_name_and_follows_a_renewed_file() {
     let (a, b) = (echo("shop"), echo("blog"));
     let shop = tls::cert_until(&["shop.test"], Some((2030, 1, 15)));
     let blog = tls::cert_until(&["blog.test"], Some((2051, 12, 31)));
@@ -425,6 +425,25 @@ async fn certificate_expiry_is_exposed_per_pool_and_server_name() {
             "{series} = {left}, want about {}",
             not_after - now
         );
+    }
+    // A renewed certificate file (cert-manager, certbot) is what the metric then shows.
+    let renewed = tls::cert_until(&["shop.test"], Some((2040, 6, 1)));
+    tls::write(s.dir.path(), "shop", &renewed);
+    s.signal("HUP");
+    let series =
+        "sluice_tls_certificate_expiry_seconds{pool=\"default/shop\",server_name=\"shop.test\"}";
+    let want = 2_222_121_600.0 - now;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = s.metric(series).await.unwrap_or_default();
+        if (left - want).abs() < 30.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} = {left} after the renewal, want about {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
