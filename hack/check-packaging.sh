@@ -128,7 +128,7 @@ static_checks() {
   [[ $got == "$want" ]] && ok "helm template (defaults): $got" || bad "helm template (defaults) renders [$got], want [$want]"
 
   got=$(kinds "$work/all-features.yaml")
-  want="NetworkPolicy PodDisruptionBudget ServiceAccount ConfigMap ClusterRole ClusterRole ClusterRoleBinding ClusterRoleBinding Role RoleBinding Service Service Deployment HorizontalPodAutoscaler IngressClass PrometheusRule ServiceMonitor"
+  want="NetworkPolicy PodDisruptionBudget ServiceAccount ConfigMap ClusterRole ClusterRole ClusterRoleBinding ClusterRoleBinding Role RoleBinding Service Service Service Deployment HorizontalPodAutoscaler IngressClass PrometheusRule ServiceMonitor"
   [[ $got == "$want" ]] && ok "helm template (all features): $got" || bad "helm template (all features) renders [$got], want [$want]"
 
   got=$(kinds "$work/daemonset.yaml")
@@ -196,6 +196,7 @@ static_checks() {
     --set serviceMonitor.enabled=true
   expect_render_fails "metrics.prometheusRule.enabled=yes" "$schema" --set-string metrics.prometheusRule.enabled=yes
   expect_render_fails "metrics.dashboard.namespace with a slash" "$schema" --set metrics.dashboard.namespace=a/b
+  expect_render_fails "service.internal.enabled=yes" "$schema" --set-string service.internal.enabled=yes
   expect_render_fails "a Service with no port" "service.enabled needs at least one port" \
     --set service.http.enabled=false --set service.https.enabled=false
   expect_render_fails "two ports on one container port" "both target container port 8080" \

@@ -148,3 +148,20 @@ container ports and the NetworkPolicy alike.
   resources: [events]
   verbs: [create, patch]
 {{- end }}
+
+{{/*
+The listener ports of a traffic Service. Args: root (the chart context) and nodePorts (whether
+fixed node ports apply: not for ClusterIP, and not on the internal Service, whose node ports
+Kubernetes allocates so they never clash with the main Service's).
+*/}}
+{{- define "sluice.trafficPorts" -}}
+{{- range fromJsonArray (include "sluice.listenerPorts" .root) }}
+- name: {{ .name }}
+  port: {{ .port }}
+  targetPort: {{ .name }}
+  protocol: TCP
+  {{- if and .nodePort $.nodePorts }}
+  nodePort: {{ .nodePort }}
+  {{- end }}
+{{- end }}
+{{- end }}
