@@ -433,14 +433,14 @@ async fn certificate_expiry_is_exposed_per_pool_and_server_name_and_follows_a_re
     let series =
         "sluice_tls_certificate_expiry_seconds{pool=\"default/shop\",server_name=\"shop.test\"}";
     let want = 2_222_121_600.0 - now;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let left = s.metric(series).await.unwrap_or_default();
         if (left - want).abs() < 30.0 {
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "{series} = {left} after the renewal, want about {want}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
