@@ -103,9 +103,9 @@ impl ProxyError {
         let allowed = match self {
             ProxyError::Connect(..) => retry.on_connect_failure,
             ProxyError::Reset(_) => retry.on_reset,
-            ProxyError::Status(s) => retry.on_5xx && s.is_server_error(),
-            ProxyError::Timeout
-            | ProxyError::NoRoute
+            ProxyError::Status(s) => retry.retries_status(*s),
+            ProxyError::Timeout => retry.on_timeout,
+            ProxyError::NoRoute
             | ProxyError::NoEndpoint
             | ProxyError::ClientBody(_)
             | ProxyError::BodyTooLarge => false,

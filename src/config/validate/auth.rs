@@ -354,6 +354,9 @@ fn check_external_auth(
         response_headers,
         signin_url,
         timeout,
+        method: http::Method::GET,
+        all_request_headers: false,
+        signin_template: false,
     })
     .filter(|_| ok)
 }
