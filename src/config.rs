@@ -45,8 +45,8 @@ pub use upstream::{
     UpstreamConfig, UpstreamProtocol, UpstreamTls, UpstreamTrust, client_config, roots_from_pem,
 };
 pub use validate::{
-    Lookups, Memo, Source, ValidationError, ValidationErrors, validate, validate_memo,
-    validate_with_lookups, validate_with_secrets,
+    Lookups, Memo, Source, ValidationError, ValidationErrors, parse_origin, validate,
+    validate_memo, validate_with_lookups, validate_with_secrets,
 };
 
 /// Every listener, route and backend the process should serve, validated as a whole.

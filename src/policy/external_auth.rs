@@ -270,7 +270,9 @@ fn expand(template: &str, o: &Original<'_>, out: &mut String) {
             "$http_host" => out.push_str(http_host),
             "$host" => {
                 let host = if http_host.starts_with('[') {
-                    http_host.find(']').map_or(http_host, |end| &http_host[..=end])
+                    http_host
+                        .find(']')
+                        .map_or(http_host, |end| &http_host[..=end])
                 } else {
                     http_host.split(':').next().unwrap_or(http_host)
                 };

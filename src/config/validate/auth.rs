@@ -174,7 +174,7 @@ fn header_list(
 }
 
 /// `https://app.example[:port]` or `https://*.example[:port]`, lower-cased.
-pub(super) fn parse_origin(raw: &str) -> Result<OriginPattern, String> {
+pub fn parse_origin(raw: &str) -> Result<OriginPattern, String> {
     let bad = || {
         format!(
             "{raw:?} is not an origin (\"*\", scheme://host[:port] or scheme://*.domain[:port], http or https, no path)"

@@ -30,12 +30,15 @@ pub(super) fn accept<'a>(
         let name = ingress_name(ingress);
         out.ours.insert(name.clone());
         let parsed = annotations::parse(ingress.annotations());
-        for key in parsed.unsupported {
+        for (key, why) in parsed.unsupported {
             out.problem(
                 &name,
                 "UnsupportedAnnotation",
-                format!("annotation {key}: not implemented by sluice; ignored"),
+                format!("annotation {key}: {why}"),
             );
+        }
+        for warning in parsed.warnings {
+            out.problem(&name, "AnnotationIgnored", warning);
         }
         let Some(annotations) = parsed.annotations else {
             for why in parsed.refusals {

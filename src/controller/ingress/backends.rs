@@ -9,7 +9,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 
 use super::translator::Translator;
-use super::{DRAIN_TIMEOUT, IngressObjects, Translation};
+use super::{IngressObjects, Translation};
 use crate::config::{
     ListenerConfig, PoolConfig, Protocol, ProxyProtocolVersion, RouteFilters, Timeouts,
 };
@@ -69,17 +69,17 @@ impl Translator<'_> {
                 },
                 endpoints,
                 algorithm: b.settings.algorithm.clone(),
-                health_check: None,
-                outlier_detection: None,
-                retry: None,
+                health_check: b.settings.health_check.clone(),
+                outlier_detection: b.settings.outlier_detection,
+                retry: b.settings.retry.clone(),
                 affinity: b.settings.affinity.clone(),
                 timeouts: Timeouts {
                     connect: b.settings.connect_timeout,
                     request: b.settings.read_timeout,
                     ..Timeouts::default()
                 },
-                drain_timeout: DRAIN_TIMEOUT,
-                max_connections_per_endpoint: None,
+                drain_timeout: b.settings.drain_timeout,
+                max_connections_per_endpoint: b.settings.max_connections_per_endpoint,
                 send_proxy_protocol: ProxyProtocolVersion::None,
                 filters: RouteFilters::default(),
                 canary: None,

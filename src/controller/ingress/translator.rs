@@ -147,7 +147,7 @@ impl<'s> Translator<'s> {
                 self.out.problem(
                     &a.name,
                     "Conflict",
-                    format!("{field}: Service {}:{} is already served with the backend annotations (timeouts, backend-protocol, load-balance, upstream-hash-by, affinity) of Ingress {first}, the oldest naming it; this Ingress's differ and are not applied", svc.name, port_text(&port)),
+                    format!("{field}: Service {}:{} is already served with the backend annotations (timeouts, backend-protocol, load-balance, upstream-hash-by, affinity, proxy-next-upstream, sluice.dev/) of Ingress {first}, the oldest naming it; this Ingress's differ and are not applied", svc.name, port_text(&port)),
                 );
             }
             Some(_) => {}
@@ -493,6 +493,8 @@ impl<'s> Translator<'s> {
         let filters = RouteFilters {
             access: a.annotations.access.clone(),
             basic_auth: a.basic_auth.clone(),
+            external_auth: a.annotations.external_auth.clone(),
+            cors: a.annotations.cors.clone(),
             ..filters
         };
         self.routes.push(RouteConfig {

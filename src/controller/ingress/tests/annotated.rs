@@ -5,7 +5,8 @@ use super::*;
 #[test]
 fn an_access_restricting_annotation_sluice_lacks_refuses_the_whole_ingress() {
     for name in [
-        "auth-url",
+        "auth-cache-key",
+        "limit-connections",
         "whitelist-source-range",
         "limit-rps",
         "configuration-snippet",

@@ -1,6 +1,8 @@
 //! Access annotations: address lists, rate limits, body size, basic and external auth, CORS.
 
 use super::*;
+use crate::config::{AllowedOrigins, RouteFilters};
+use std::time::Duration;
 
 #[test]
 fn source_ranges_rate_limits_and_body_size_become_the_routes_access_policy() {
@@ -147,11 +149,6 @@ fn basic_auth_without_a_usable_secret_or_of_another_type_refuses_the_ingress() {
             ("auth-secret", "users"),
             ("auth-secret-type", "auth-map"),
         ][..],
-        &[
-            ("auth-type", "basic"),
-            ("auth-secret", "users"),
-            ("auth-url", "http://a.test/"),
-        ][..],
     ] {
         let mut o = objects(vec![ingress(
             "shop",
@@ -167,4 +164,190 @@ fn basic_auth_without_a_usable_secret_or_of_another_type_refuses_the_ingress() {
         assert!(t.set.routes.is_empty(), "{notes:?}");
         assert_eq!(t.problems["shop/shop"][0].reason, "Refused", "{notes:?}");
     }
+}
+
+/// The route filters of the one route an Ingress with `notes` places.
+fn filters_with(notes: &[(&str, &str)]) -> Arc<RouteFilters> {
+    let t = run(&objects(vec![ingress(
+        "shop",
+        T0,
+        notes,
+        &web("shop.example", "/", "Prefix"),
+    )]));
+    assert!(t.refused.is_empty(), "{:?}", t.problems);
+    t.set.routes[0].filters.clone()
+}
+
+/// The problems an Ingress with `notes` gets (and whether it was refused).
+fn problems_with(notes: &[(&str, &str)]) -> (bool, Vec<Problem>) {
+    let t = run(&objects(vec![ingress(
+        "shop",
+        T0,
+        notes,
+        &web("shop.example", "/", "Prefix"),
+    )]));
+    let problems = t.problems.get("shop/shop").cloned().unwrap_or_default();
+    (t.refused.contains("shop/shop"), problems)
+}
+
+#[test]
+fn auth_url_asks_the_service_with_every_header_and_copies_the_response_headers() {
+    let f = filters_with(&[
+        ("auth-url", "http://oauth2-proxy.auth.svc:4180/oauth2/auth"),
+        (
+            "auth-signin",
+            "https://$host/oauth2/start?rd=$escaped_request_uri",
+        ),
+        (
+            "auth-response-headers",
+            "X-Auth-Request-User, X-Auth-Request-Email",
+        ),
+    ]);
+    let ext = f.external_auth.as_ref().expect("external auth");
+    assert_eq!(ext.url, "http://oauth2-proxy.auth.svc:4180/oauth2/auth");
+    assert_eq!(ext.method, http::Method::GET);
+    assert!(ext.all_request_headers && ext.signin_template);
+    assert_eq!(
+        ext.signin_url.as_deref(),
+        Some("https://$host/oauth2/start?rd=$escaped_request_uri")
+    );
+    assert_eq!(
+        ext.response_headers,
+        ["x-auth-request-user", "x-auth-request-email"]
+    );
+    // ingress-nginx's auth location inherits proxy-read-timeout (60 s by default).
+    assert_eq!(ext.timeout, Duration::from_secs(60));
+    let f = filters_with(&[
+        ("auth-url", "http://auth.test/check"),
+        ("auth-method", "POST"),
+        ("proxy-read-timeout", "5"),
+    ]);
+    let ext = f.external_auth.as_ref().expect("external auth");
+    assert_eq!(ext.method, http::Method::POST);
+    assert_eq!(ext.timeout, Duration::from_secs(5));
+    assert!(ext.signin_url.is_none() && ext.response_headers.is_empty());
+}
+
+#[test]
+fn auth_url_forms_sluice_cannot_honour_refuse_the_ingress_naming_the_annotation() {
+    for notes in [
+        &[("auth-url", "https://$host/oauth2/auth")][..],
+        &[("auth-url", "https://auth.test/check")][..],
+        &[("auth-url", "not a url")][..],
+        &[("auth-url", "http://auth.test/"), ("auth-method", "FETCH")][..],
+        &[
+            ("auth-url", "http://auth.test/"),
+            ("auth-signin", "https://$server_name/start"),
+        ][..],
+        &[
+            ("auth-url", "http://auth.test/"),
+            ("auth-signin", "/relative"),
+        ][..],
+        &[
+            ("auth-url", "http://auth.test/"),
+            ("auth-response-headers", "Content-Length"),
+        ][..],
+        &[("auth-signin", "https://auth.test/start")][..],
+        &[
+            ("auth-url", "http://auth.test/"),
+            ("auth-cache-key", "$cookie_s"),
+        ][..],
+    ] {
+        let (refused, problems) = problems_with(notes);
+        assert!(refused, "{notes:?}");
+        assert!(
+            problems.iter().all(|p| p.reason == "Refused"
+                && p.message
+                    .contains("annotation nginx.ingress.kubernetes.io/auth-")),
+            "{notes:?}: {problems:?}"
+        );
+    }
+}
+
+#[test]
+fn enable_cors_alone_takes_ingress_nginxs_defaults() {
+    let f = filters_with(&[("enable-cors", "true")]);
+    let cors = f.cors.as_ref().expect("cors");
+    assert_eq!(cors.origins, AllowedOrigins::Any);
+    assert_eq!(cors.allow_methods, "GET, PUT, POST, DELETE, PATCH, OPTIONS");
+    assert_eq!(
+        cors.allow_headers.as_ref().unwrap(),
+        "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization"
+    );
+    assert_eq!(cors.max_age, "1728000");
+    assert!(cors.expose_headers.is_none());
+    // "*" with credentials: browsers refuse the pair for credentialed requests either way.
+    assert!(!cors.allow_credentials);
+}
+
+#[test]
+fn cors_annotations_set_origins_methods_headers_credentials_and_max_age() {
+    let f = filters_with(&[
+        ("enable-cors", "true"),
+        (
+            "cors-allow-origin",
+            "https://app.example, https://*.example.com:8443",
+        ),
+        ("cors-allow-methods", "GET, POST"),
+        ("cors-allow-headers", "X-Token,Content-Type"),
+        ("cors-expose-headers", "X-Id, *"),
+        ("cors-allow-credentials", "true"),
+        ("cors-max-age", "600"),
+    ]);
+    let cors = f.cors.as_ref().expect("cors");
+    let AllowedOrigins::Listed(list) = &cors.origins else {
+        panic!("listed origins expected");
+    };
+    assert_eq!(list.len(), 2);
+    assert_eq!(cors.allow_methods, "GET, POST");
+    assert_eq!(cors.allow_headers.as_ref().unwrap(), "X-Token,Content-Type");
+    assert_eq!(cors.expose_headers.as_ref().unwrap(), "X-Id, *");
+    assert!(cors.allow_credentials);
+    assert_eq!(cors.max_age, "600");
+}
+
+#[test]
+fn cors_values_ingress_nginx_would_not_take_fall_back_to_its_defaults_with_a_warning() {
+    let t = run(&objects(vec![ingress(
+        "shop",
+        T0,
+        &[
+            ("enable-cors", "true"),
+            ("cors-allow-origin", "https://ok.example, ftp://bad.example"),
+            ("cors-allow-methods", "GET;DROP"),
+            ("cors-max-age", "ten"),
+        ],
+        &web("shop.example", "/", "Prefix"),
+    )]));
+    let cors = t.set.routes[0]
+        .filters
+        .cors
+        .clone()
+        .expect("served with CORS");
+    assert_eq!(cors.allow_methods, "GET, PUT, POST, DELETE, PATCH, OPTIONS");
+    assert_eq!(cors.max_age, "1728000");
+    let AllowedOrigins::Listed(list) = &cors.origins else {
+        panic!("listed origins expected");
+    };
+    assert_eq!(list.len(), 1);
+    let warned: Vec<&Problem> = t.problems["shop/shop"]
+        .iter()
+        .filter(|p| p.reason == "AnnotationIgnored")
+        .collect();
+    assert_eq!(warned.len(), 3, "{warned:?}");
+    assert!(warned.iter().any(
+        |p| p.message.contains("cors-allow-origin") && p.message.contains("ftp://bad.example")
+    ));
+}
+
+#[test]
+fn cors_annotations_without_enable_cors_are_warned_and_add_nothing() {
+    let t = run(&objects(vec![ingress(
+        "shop",
+        T0,
+        &[("cors-allow-origin", "https://app.example")],
+        &web("shop.example", "/", "Prefix"),
+    )]));
+    assert!(t.set.routes[0].filters.cors.is_none());
+    assert_eq!(t.problems["shop/shop"][0].reason, "AnnotationIgnored");
 }
