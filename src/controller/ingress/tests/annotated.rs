@@ -337,3 +337,195 @@ fn from_to_www_redirect_sends_the_other_host_to_the_rule_host_unless_it_is_serve
     );
     assert!(t.problems.is_empty(), "{:?}", t.problems);
 }
+
+/// The backend (pool) of an Ingress with `notes`, or its problems when it is refused.
+fn backend_with(notes: &[(&str, &str)]) -> Result<Arc<crate::config::PoolConfig>, Vec<Problem>> {
+    let t = run(&objects(vec![ingress(
+        "shop",
+        T0,
+        notes,
+        &web("shop.example", "/", "Prefix"),
+    )]));
+    match t.set.pools.first() {
+        Some(p) if t.refused.is_empty() => Ok(p.clone()),
+        _ => Err(t.problems.get("shop/shop").cloned().unwrap_or_default()),
+    }
+}
+
+#[test]
+fn every_backend_retries_as_ingress_nginx_does_by_default_error_timeout_three_tries() {
+    let pool = backend_with(&[]).unwrap();
+    let r = pool
+        .retry
+        .clone()
+        .expect("ingress-nginx retries by default");
+    assert_eq!(r.attempts, 2, "3 tries = 2 extra");
+    assert!(r.on_connect_failure && r.on_reset && r.on_timeout);
+    assert!(!r.on_5xx && r.on_statuses.is_empty() && !r.non_idempotent);
+    assert_eq!(
+        (r.backoff_base, r.backoff_max),
+        (Duration::ZERO, Duration::ZERO)
+    );
+    assert_eq!(r.within, None);
+}
+
+#[test]
+fn proxy_next_upstream_maps_its_conditions_tries_and_timeout() {
+    let pool = backend_with(&[
+        (
+            "proxy-next-upstream",
+            "error http_502 http_503 http_429 non_idempotent",
+        ),
+        ("proxy-next-upstream-tries", "5"),
+        ("proxy-next-upstream-timeout", "7"),
+    ])
+    .unwrap();
+    let r = pool.retry.clone().unwrap();
+    assert_eq!(r.attempts, 4);
+    assert!(r.on_connect_failure && r.on_reset && !r.on_timeout && r.non_idempotent);
+    assert_eq!(
+        r.on_statuses,
+        [
+            http::StatusCode::BAD_GATEWAY,
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            http::StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert!(r.retries_status(http::StatusCode::BAD_GATEWAY));
+    assert!(!r.retries_status(http::StatusCode::INTERNAL_SERVER_ERROR));
+    assert_eq!(r.within, Some(Duration::from_secs(7)));
+    // nginx: 0 tries = unlimited; sluice stops at a BackendPool's most, 10 extra.
+    let r = backend_with(&[("proxy-next-upstream-tries", "0")])
+        .unwrap()
+        .retry
+        .clone()
+        .unwrap();
+    assert_eq!(r.attempts, 10);
+    let pool = backend_with(&[("proxy-next-upstream", "off")]).unwrap();
+    assert_eq!(
+        pool.retry, None,
+        "off: only the connect-failure retry every pool has"
+    );
+}
+
+#[test]
+fn proxy_next_upstream_values_nginx_refuses_refuse_the_ingress() {
+    for notes in [
+        &[("proxy-next-upstream", "error http_418")][..],
+        &[("proxy-next-upstream", "off error")][..],
+        &[("proxy-next-upstream-tries", "three")][..],
+        &[("proxy-next-upstream-timeout", "5s")][..],
+    ] {
+        let problems = backend_with(notes).unwrap_err();
+        assert_eq!(problems[0].reason, "Refused", "{notes:?}");
+        assert!(
+            problems[0].message.contains("proxy-next-upstream"),
+            "{problems:?}"
+        );
+    }
+}
+
+#[test]
+fn sluice_annotations_set_the_backend_knobs_a_backend_pool_has() {
+    let pool = backend_with(&[
+        ("sluice.dev/algorithm", "LeastConnections"),
+        ("sluice.dev/health-check-path", "/ready"),
+        ("sluice.dev/health-check-interval", "2s"),
+        ("sluice.dev/health-check-expected-statuses", "200, 204-299"),
+        ("sluice.dev/outlier-detection-consecutive-failures", "3"),
+        ("sluice.dev/retry-budget-ratio", "0.5"),
+        ("sluice.dev/retry-budget-min-per-second", "2"),
+        ("sluice.dev/drain-timeout", "5s"),
+        ("sluice.dev/max-connections-per-endpoint", "100"),
+    ])
+    .unwrap();
+    assert_eq!(pool.algorithm, crate::config::Algorithm::LeastConnections);
+    let hc = pool.health_check.clone().expect("health check");
+    assert_eq!(hc.interval, Duration::from_secs(2));
+    assert_eq!(
+        hc.timeout,
+        Duration::from_secs(1),
+        "the BackendPool default"
+    );
+    assert_eq!(
+        hc.kind,
+        crate::config::HealthCheckKind::Http {
+            path: "/ready".into(),
+            expected: vec![(200, 200), (204, 299)]
+        }
+    );
+    let od = pool.outlier_detection.expect("outlier detection");
+    assert_eq!(od.consecutive_failures, 3);
+    assert_eq!(od.base_ejection_time, Duration::from_secs(30));
+    let r = pool.retry.clone().unwrap();
+    assert_eq!((r.budget_ratio, r.budget_min_per_second), (0.5, 2));
+    assert_eq!(pool.drain_timeout, Duration::from_secs(5));
+    assert_eq!(pool.max_connections_per_endpoint, Some(100));
+    let pool = backend_with(&[
+        ("sluice.dev/algorithm", "ConsistentHash"),
+        ("sluice.dev/hash-key-header", "x-user"),
+    ])
+    .unwrap();
+    assert_eq!(
+        pool.algorithm,
+        crate::config::Algorithm::ConsistentHash(crate::config::HashKey::Header(
+            http::HeaderName::from_static("x-user")
+        ))
+    );
+}
+
+#[test]
+fn sluice_annotation_values_the_backend_pool_validation_refuses_refuse_the_ingress() {
+    for (notes, named) in [
+        (
+            &[("sluice.dev/health-check-interval", "5x")][..],
+            "health-check-interval",
+        ),
+        (
+            &[("sluice.dev/health-check-healthy-threshold", "0")][..],
+            "health-check-healthy-threshold",
+        ),
+        (
+            &[("sluice.dev/outlier-detection-max-ejection-percent", "150")][..],
+            "outlier-detection-max-ejection-percent",
+        ),
+        (
+            &[("sluice.dev/retry-budget-ratio", "2")][..],
+            "retry-budget-ratio",
+        ),
+        (&[("sluice.dev/algorithm", "Fastest")][..], "algorithm"),
+        (
+            &[("sluice.dev/algorithm", "ConsistentHash")][..],
+            "sluice.dev/",
+        ),
+        (
+            &[("sluice.dev/drain-timeout", "forever")][..],
+            "drain-timeout",
+        ),
+        (
+            &[("sluice.dev/algorithm", "Random"), ("load-balance", "ewma")][..],
+            "load-balance",
+        ),
+    ] {
+        let problems = backend_with(notes).unwrap_err();
+        assert_eq!(problems[0].reason, "Refused", "{notes:?}");
+        assert!(
+            problems[0].message.contains(named),
+            "{notes:?}: {problems:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_sluice_annotation_is_warned_and_the_ingress_served() {
+    let t = run(&objects(vec![ingress(
+        "shop",
+        T0,
+        &[("sluice.dev/helth-check-path", "/x")],
+        &web("shop.example", "/", "Prefix"),
+    )]));
+    assert!(t.refused.is_empty() && !t.set.routes.is_empty());
+    let p = &t.problems["shop/shop"][0];
+    assert_eq!(p.reason, "UnsupportedAnnotation");
+    assert!(p.message.contains("sluice.dev/helth-check-path"), "{p:?}");
+}
