@@ -136,8 +136,30 @@ fn find(ingresses: &Store<Ingress>, name: &str) -> Option<Arc<Ingress>> {
     ingresses.get(&ObjectRef::new(n).within(ns))
 }
 
+/// Whether `ingress`, which sluice does not serve (now), still shows the
+/// `status.loadBalancer` sluice wrote: our addresses `lb`, written by our field manager
+/// (the status subresource's managed fields name it). Another controller's addresses are
+/// never taken away.
+pub fn shows_our_stale_status(
+    ingress: &Ingress,
+    lb: &[IngressLoadBalancerIngress],
+    manager: &str,
+) -> bool {
+    let shown = ingress
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|l| l.ingress.as_deref())
+        .unwrap_or_default();
+    let written_by_us = ingress.metadata.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() == Some(manager) && m.subresource.as_deref() == Some("status")
+    });
+    !shown.is_empty() && shown == lb && written_by_us
+}
+
 /// The leader's loop writing `status.loadBalancer` of the served Ingresses (`served`, by
-/// `namespace/name`) whenever it differs from what the Ingress shows.
+/// `namespace/name`) whenever it differs from what the Ingress shows, and clearing it on
+/// the Ingresses no longer served (refused, or moved to another class) that still show it.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_status(
     client: Client,
@@ -163,6 +185,7 @@ pub async fn write_status(
             continue;
         };
         let served = served.lock().clone();
+        clear_unserved(&client, &manager, &ingresses, &served, &lb).await;
         for name in served.iter() {
             let Some(ingress) = find(&ingresses, name) else {
                 continue;
@@ -193,9 +216,76 @@ pub async fn write_status(
     }
 }
 
+/// Clears `status.loadBalancer` on every Ingress not in `served` that shows ours.
+async fn clear_unserved(
+    client: &Client,
+    manager: &str,
+    ingresses: &Store<Ingress>,
+    served: &BTreeSet<String>,
+    lb: &[IngressLoadBalancerIngress],
+) {
+    for ingress in ingresses.state() {
+        let name = super::ingress::ingress_name(&ingress);
+        if served.contains(&name) || !shows_our_stale_status(&ingress, lb, manager) {
+            continue;
+        }
+        let api: Api<Ingress> =
+            Api::namespaced(client.clone(), &ingress.namespace().unwrap_or_default());
+        let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": null}}});
+        let params = PatchParams {
+            field_manager: Some(manager.to_owned()),
+            ..Default::default()
+        };
+        match api
+            .patch_status(&ingress.name_any(), &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => tracing::info!(ingress = name, "not served: status.loadBalancer cleared"),
+            Err(e) => {
+                tracing::warn!(error = %e, ingress = name, "status.loadBalancer not cleared")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_own_addresses_written_by_us_count_as_our_stale_status() {
+        let lb = load_balancer(&Publish::Address("198.18.0.5".into()), &[]).unwrap();
+        let with = |addr: &str, manager: &str| -> Ingress {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web", "namespace": "shop", "managedFields": [
+                    {"manager": manager, "operation": "Update", "subresource": "status",
+                     "apiVersion": "networking.k8s.io/v1"}
+                ]},
+                "status": {"loadBalancer": {"ingress": [{"ip": addr}]}},
+            }))
+            .unwrap()
+        };
+        assert!(shows_our_stale_status(
+            &with("198.18.0.5", "sluice"),
+            &lb,
+            "sluice"
+        ));
+        assert!(!shows_our_stale_status(
+            &with("198.18.0.9", "sluice"),
+            &lb,
+            "sluice"
+        ));
+        assert!(!shows_our_stale_status(
+            &with("198.18.0.5", "nginx"),
+            &lb,
+            "sluice"
+        ));
+        let empty: Ingress = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop"}
+        }))
+        .unwrap();
+        assert!(!shows_our_stale_status(&empty, &lb, "sluice"));
+    }
 
     #[test]
     fn a_publish_address_is_an_ip_or_a_hostname() {
