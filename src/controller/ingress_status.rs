@@ -137,24 +137,17 @@ fn find(ingresses: &Store<Ingress>, name: &str) -> Option<Arc<Ingress>> {
 }
 
 /// Whether `ingress`, which sluice does not serve (now), still shows the
-/// `status.loadBalancer` sluice wrote: our addresses `lb`, written by our field manager
-/// (the status subresource's managed fields name it). Another controller's addresses are
-/// never taken away.
-pub fn shows_our_stale_status(
-    ingress: &Ingress,
-    lb: &[IngressLoadBalancerIngress],
-    manager: &str,
-) -> bool {
+/// `status.loadBalancer` sluice writes: exactly our addresses `lb`. (The watch caches drop
+/// managed fields to save memory, so the writer is known by what was written.) Another
+/// controller's addresses are never taken away.
+pub fn shows_our_stale_status(ingress: &Ingress, lb: &[IngressLoadBalancerIngress]) -> bool {
     let shown = ingress
         .status
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|l| l.ingress.as_deref())
         .unwrap_or_default();
-    let written_by_us = ingress.metadata.managed_fields.iter().flatten().any(|m| {
-        m.manager.as_deref() == Some(manager) && m.subresource.as_deref() == Some("status")
-    });
-    !shown.is_empty() && shown == lb && written_by_us
+    !shown.is_empty() && shown == lb
 }
 
 /// The leader's loop writing `status.loadBalancer` of the served Ingresses (`served`, by
@@ -226,7 +219,7 @@ async fn clear_unserved(
 ) {
     for ingress in ingresses.state() {
         let name = super::ingress::ingress_name(&ingress);
-        if served.contains(&name) || !shows_our_stale_status(&ingress, lb, manager) {
+        if served.contains(&name) || !shows_our_stale_status(&ingress, lb) {
             continue;
         }
         let api: Api<Ingress> =
@@ -253,38 +246,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_our_own_addresses_written_by_us_count_as_our_stale_status() {
+    fn only_our_own_addresses_count_as_our_stale_status() {
         let lb = load_balancer(&Publish::Address("198.18.0.5".into()), &[]).unwrap();
-        let with = |addr: &str, manager: &str| -> Ingress {
+        let with = |addr: &str| -> Ingress {
             serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "web", "namespace": "shop", "managedFields": [
-                    {"manager": manager, "operation": "Update", "subresource": "status",
-                     "apiVersion": "networking.k8s.io/v1"}
-                ]},
+                "metadata": {"name": "web", "namespace": "shop"},
                 "status": {"loadBalancer": {"ingress": [{"ip": addr}]}},
             }))
             .unwrap()
         };
-        assert!(shows_our_stale_status(
-            &with("198.18.0.5", "sluice"),
-            &lb,
-            "sluice"
-        ));
-        assert!(!shows_our_stale_status(
-            &with("198.18.0.9", "sluice"),
-            &lb,
-            "sluice"
-        ));
-        assert!(!shows_our_stale_status(
-            &with("198.18.0.5", "nginx"),
-            &lb,
-            "sluice"
-        ));
+        assert!(shows_our_stale_status(&with("198.18.0.5"), &lb));
+        assert!(!shows_our_stale_status(&with("198.18.0.9"), &lb));
         let empty: Ingress = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web", "namespace": "shop"}
         }))
         .unwrap();
-        assert!(!shows_our_stale_status(&empty, &lb, "sluice"));
+        assert!(!shows_our_stale_status(&empty, &lb));
     }
 
     #[test]
