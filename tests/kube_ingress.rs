@@ -1,7 +1,8 @@
 //! End to end against a real kube-apiserver: Ingresses written as ingress-nginx users write
 //! them (a rewrite with captures, a canary pair, TLS with the HTTP -> HTTPS redirect, an
-//! allow list, a rate limit, basic auth, external auth with a sign-in redirect, CORS, an
-//! access restriction sluice does not implement, another controller's class) applied with
+//! allow list, a rate limit, a connection limit, basic auth, external auth with a sign-in
+//! redirect, CORS, an access restriction sluice does not implement, another controller's
+//! class) applied with
 //! `ingressClassName: sluice`, and real traffic through the controller.
 //!
 //! Ignored by default; needs the control-plane binaries and a private network namespace:
@@ -368,6 +369,21 @@ spec:
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
+  name: conns
+  namespace: {ns}
+  annotations:
+    nginx.ingress.kubernetes.io/limit-connections: "1"
+spec:
+  ingressClassName: sluice
+  rules:
+    - host: conns.test
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: web-v2, port: {{number: 80}}}}}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
   name: private
   namespace: {ns}
   annotations:
@@ -565,6 +581,26 @@ fn ingresses_of_the_sluice_class_serve_rewrites_canaries_and_tls_and_refuse_what
         .map(|_| request(http, "limited.test", "/", &[]).unwrap().0)
         .collect();
     assert_eq!(codes, [200, 200, 429]);
+
+    // limit-connections 1: while one request of this client is in flight, the next is
+    // refused; once it has been answered, the client is served again.
+    let slow = std::thread::spawn(move || request(http, "conns.test", "/delay/1500", &[]));
+    let mut refused = None;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(50));
+        let code = request(http, "conns.test", "/", &[]).unwrap().0;
+        if code == 429 {
+            refused = Some(code);
+            break;
+        }
+    }
+    assert_eq!(
+        refused,
+        Some(429),
+        "a second request while the first is in flight"
+    );
+    assert_eq!(slow.join().unwrap().unwrap().0, 200);
+    assert_eq!(request(http, "conns.test", "/", &[]).unwrap().0, 200);
 
     // auth-type basic with an htpasswd Secret: 401 without credentials, 200 with them.
     assert_eq!(request(http, "staff.test", "/", &[]).unwrap().0, 401);

@@ -164,6 +164,7 @@ const SUPPORTED: &[&str] = &[
     "limit-rps",
     "limit-rpm",
     "limit-burst-multiplier",
+    "limit-connections",
     "proxy-body-size",
     "upstream-hash-by",
     "affinity",
@@ -560,11 +561,24 @@ fn access(get: &BTreeMap<&str, &str>, bad: &mut dyn FnMut(&str, String)) -> Acce
             }
         },
     };
+    // ingress-nginx: `limit-connections` per client address (0 or unset: none).
+    let max_connections_per_client = match get.get("limit-connections") {
+        None => None,
+        Some(v) => match v.parse::<u32>() {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => {
+                bad("limit-connections", format!("{v:?} is not a whole number"));
+                None
+            }
+        },
+    };
     AccessPolicy {
         allow,
         deny,
         rate_limit,
         max_request_body_bytes,
+        max_connections_per_client,
     }
 }
 

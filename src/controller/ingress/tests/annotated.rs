@@ -6,7 +6,6 @@ use super::*;
 fn an_access_restricting_annotation_sluice_lacks_refuses_the_whole_ingress() {
     for name in [
         "auth-cache-key",
-        "limit-connections",
         "whitelist-source-range",
         "limit-rps",
         "configuration-snippet",

@@ -351,3 +351,17 @@ fn cors_annotations_without_enable_cors_are_warned_and_add_nothing() {
     assert!(t.set.routes[0].filters.cors.is_none());
     assert_eq!(t.problems["shop/shop"][0].reason, "AnnotationIgnored");
 }
+
+#[test]
+fn limit_connections_bounds_each_clients_requests_in_flight_and_0_means_none() {
+    let f = filters_with(&[("limit-connections", "3")]);
+    assert_eq!(f.access.max_connections_per_client, Some(3));
+    let f = filters_with(&[("limit-connections", "0")]);
+    assert_eq!(f.access.max_connections_per_client, None);
+    let (refused, problems) = problems_with(&[("limit-connections", "many")]);
+    assert!(refused);
+    assert!(
+        problems[0].message.contains("limit-connections"),
+        "{problems:?}"
+    );
+}
