@@ -75,7 +75,7 @@ fn check(
 pub fn client_slot(
     target: &Target,
     client: IpAddr,
-) -> Result<Option<ClientSlot>, Response<ProxyBody>> {
+) -> Result<Option<ClientSlot>, Box<Response<ProxyBody>>> {
     let (Some(max), Some(pool)) = (
         target.route.filters.access.max_connections_per_client,
         target.owner.as_deref(),
@@ -89,10 +89,10 @@ pub fn client_slot(
             pool.stats
                 .local
                 .record(StatusCode::TOO_MANY_REQUESTS.as_u16());
-            Err(local(
+            Err(Box::new(local(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many requests in flight\n",
-            ))
+            )))
         }
     }
 }

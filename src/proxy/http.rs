@@ -226,7 +226,7 @@ async fn forward(
     // Held until the answer has been sent (in the exchange) or the tunnel closes.
     let client_slot = match policy::client_slot(&target, client) {
         Ok(slot) => slot,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let route = &*target.route.filters;
     let original = policy::external_auth::Original {
