@@ -85,8 +85,8 @@ pub struct IngressObjects {
 /// Something an Ingress's owner should hear about (a Warning Event on the Ingress).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Problem {
-    /// Event reason: `Refused`, `UnsupportedAnnotation`, `Conflict`, `ServiceNotFound`,
-    /// `SecretNotFound`, `CanaryWithoutMain`.
+    /// Event reason: `Refused`, `UnsupportedAnnotation`, `AnnotationIgnored`, `Conflict`,
+    /// `ServiceNotFound`, `SecretNotFound`, `CanaryWithoutMain`.
     pub reason: &'static str,
     /// Names the field or annotation.
     pub message: String,
