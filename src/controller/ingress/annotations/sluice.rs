@@ -128,12 +128,17 @@ pub fn parse(
         Err(errors) => {
             for e in errors.0 {
                 let field = e.field.unwrap_or_default();
-                let annotation = FIELDS
+                // A rule on a block (`spec.hashKey`) names every annotation of the block.
+                let named: Vec<String> = FIELDS
                     .iter()
                     .filter(|(_, f)| field.starts_with(f) || f.starts_with(&field))
                     .map(|(n, _)| format!("{PREFIX}{n}"))
-                    .next()
-                    .unwrap_or_else(|| format!("{PREFIX}*"));
+                    .collect();
+                let annotation = match named.len() {
+                    0 => format!("{PREFIX}*"),
+                    1 => named[0].clone(),
+                    _ => format!("{} (one of them)", named.join(", ")),
+                };
                 let why = e
                     .message
                     .split_once(&format!("{field}: "))

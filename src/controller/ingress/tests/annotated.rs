@@ -495,7 +495,7 @@ fn sluice_annotation_values_the_backend_pool_validation_refuses_refuse_the_ingre
         (&[("sluice.dev/algorithm", "Fastest")][..], "algorithm"),
         (
             &[("sluice.dev/algorithm", "ConsistentHash")][..],
-            "sluice.dev/",
+            "sluice.dev/hash-key-header, sluice.dev/hash-key-cookie, sluice.dev/hash-key-client-ip",
         ),
         (
             &[("sluice.dev/drain-timeout", "forever")][..],
