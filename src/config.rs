@@ -45,8 +45,8 @@ pub use upstream::{
     UpstreamConfig, UpstreamProtocol, UpstreamTls, UpstreamTrust, client_config, roots_from_pem,
 };
 pub use validate::{
-    Lookups, Memo, Source, ValidationError, ValidationErrors, validate, validate_memo,
-    validate_with_lookups, validate_with_secrets,
+    Lookups, Memo, Source, ValidationError, ValidationErrors, parse_origin, validate,
+    validate_memo, validate_with_lookups, validate_with_secrets,
 };
 
 /// Every listener, route and backend the process should serve, validated as a whole.
@@ -350,10 +350,30 @@ pub struct RetryConfig {
     pub on_reset: bool,
     /// Retry after a 5xx answer.
     pub on_5xx: bool,
+    /// Retry after no response head came within `timeouts.request` (ingress-nginx's
+    /// `proxy-next-upstream timeout`); the request may have reached the backend, so only a
+    /// replayable one is retried.
+    pub on_timeout: bool,
+    /// Answers retried besides 5xx under `on_5xx` (ingress-nginx's `http_502`, `http_404`,
+    /// ...); empty for BackendPools.
+    pub on_statuses: Vec<http::StatusCode>,
+    /// Non-idempotent methods (POST, PATCH) with a kept body may be retried after they were
+    /// sent (ingress-nginx's `non_idempotent`); false for BackendPools.
+    pub non_idempotent: bool,
+    /// No retry starts once this long has passed since the first attempt began
+    /// (ingress-nginx's `proxy-next-upstream-timeout`); `None` = no bound.
+    pub within: Option<Duration>,
     /// Share of requests that may be retries over 10 s.
     pub budget_ratio: f64,
     /// Retries per second always allowed.
     pub budget_min_per_second: u32,
+}
+
+impl RetryConfig {
+    /// Whether an answer with `status` is retried.
+    pub fn retries_status(&self, status: http::StatusCode) -> bool {
+        (self.on_5xx && status.is_server_error()) || self.on_statuses.contains(&status)
+    }
 }
 
 /// Session affinity settings.

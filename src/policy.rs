@@ -10,6 +10,7 @@ pub mod auth;
 pub mod basic_auth;
 pub mod body_limit;
 pub mod client_addr;
+pub mod conn_limit;
 pub mod cors;
 pub mod external_auth;
 pub mod ip_list;
@@ -23,6 +24,7 @@ use tokio::time::Instant;
 
 pub use body_limit::{BodyError, LimitedBody};
 pub use client_addr::TrustedProxies;
+pub use conn_limit::{ClientSlot, ConnLimiter};
 pub use ip_list::{Cidr, IpSet};
 pub use rate_limit::RateLimiter;
 
@@ -65,6 +67,34 @@ fn check(
         .or_else(|| rate(pool, policy, client, req))
         // CORS preflight and authentication follow in `auth::admit` (async).
         .or_else(|| body(pool, policy, req))
+}
+
+/// ingress-nginx's `limit-connections`: a slot among the client's requests in flight on the
+/// route's owner pool (`Ok(None)` when the route sets no limit or has no pool), or the 429
+/// refusal when the client already has that many.
+pub fn client_slot(
+    target: &Target,
+    client: IpAddr,
+) -> Result<Option<ClientSlot>, Box<Response<ProxyBody>>> {
+    let (Some(max), Some(pool)) = (
+        target.route.filters.access.max_connections_per_client,
+        target.owner.as_deref(),
+    ) else {
+        return Ok(None);
+    };
+    match pool.conn_limiter.acquire(client, max) {
+        Some(slot) => Ok(Some(slot)),
+        None => {
+            pool.stats.rate_limited.fetch_add(1, Relaxed);
+            pool.stats
+                .local
+                .record(StatusCode::TOO_MANY_REQUESTS.as_u16());
+            Err(Box::new(local(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests in flight\n",
+            )))
+        }
+    }
 }
 
 /// `ipAllowList` / `ipDenyList`: 403 for an address outside the one or inside the other.

@@ -105,6 +105,8 @@ pub struct Pool {
     pub stats: PoolStats,
     /// `rateLimit` buckets, kept across configuration changes (allocated on first use).
     pub rate_limiter: crate::policy::RateLimiter,
+    /// `limit-connections` slots per client address (Ingress annotation).
+    pub conn_limiter: crate::policy::ConnLimiter,
 }
 
 /// Endpoints removed from the pool that may still have in-flight work.
@@ -130,6 +132,7 @@ impl Pool {
             writer: Mutex::new(Draining::default()),
             stats: PoolStats::default(),
             rate_limiter: crate::policy::RateLimiter::default(),
+            conn_limiter: crate::policy::ConnLimiter::default(),
         }
     }
 

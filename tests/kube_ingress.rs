@@ -1,7 +1,8 @@
 //! End to end against a real kube-apiserver: Ingresses written as ingress-nginx users write
 //! them (a rewrite with captures, a canary pair, TLS with the HTTP -> HTTPS redirect, an
-//! allow list, a rate limit, basic auth, an access restriction sluice does not implement, another
-//! controller's class) applied with
+//! allow list, a rate limit, a connection limit, basic auth, external auth with a sign-in
+//! redirect, CORS, an access restriction sluice does not implement, another controller's
+//! class) applied with
 //! `ingressClassName: sluice`, and real traffic through the controller.
 //!
 //! Ignored by default; needs the control-plane binaries and a private network namespace:
@@ -140,6 +141,66 @@ fn tls_request(port: u16, host: &str, path: &str, ca: &str) -> Option<(u16, Stri
     exchange(&mut tls, host, path, &[])
 }
 
+/// The whole answer (head and body) to `request`, sent as is to 127.0.0.1:`port`.
+fn raw(port: u16, request: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A scripted auth service (the oauth2-proxy role) on 198.18.0.4: `Cookie: session=NAME`
+/// answers 200 with `X-Auth-Request-User: NAME`, anything else 401. Serves until the test
+/// process ends; returns its port and the number of questions asked.
+fn auth_service() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("198.18.0.4:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        match std::io::BufRead::read_line(&mut reader, &mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => head.push_str(&line),
+                        }
+                    }
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let user = head.lines().find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        let value = value.trim();
+                        (name.eq_ignore_ascii_case("cookie"))
+                            .then(|| value.strip_prefix("session="))
+                            .flatten()
+                            .map(str::to_owned)
+                    });
+                    let answer = match user {
+                        Some(user) => format!(
+                            "HTTP/1.1 200 OK\r\nX-Auth-Request-User: {user}\r\nContent-Length: 0\r\n\r\n"
+                        ),
+                        None => "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_owned(),
+                    };
+                    if stream.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, asked)
+}
+
 /// Echo backends `names[i]` on 198.18.0.(2+i), all on one port (EndpointSlice ports are
 /// per slice).
 fn echoes(names: &[&str]) -> (Vec<EchoServer>, u16) {
@@ -187,8 +248,10 @@ fn indent(pem: &str, by: &str) -> String {
 }
 
 /// The ingress-nginx way: the documented rewrite with captures, a canary Ingress copying
-/// the main one's rewrite, a TLS host, an Ingress with `auth-url`, another class.
-fn manifests(ns: &str, ca: &TestCa) -> String {
+/// the main one's rewrite, a TLS host, an Ingress with `auth-url` (oauth2-proxy's
+/// documented annotations, the auth service named by its address), CORS, an Ingress with
+/// ModSecurity (which sluice does not implement), another class.
+fn manifests(ns: &str, ca: &TestCa, auth_port: u16) -> String {
     let (cert, key) = ca.leaf("secure.test");
     format!(
         r#"apiVersion: networking.k8s.io/v1
@@ -261,7 +324,9 @@ metadata:
   name: locked
   namespace: {ns}
   annotations:
-    nginx.ingress.kubernetes.io/auth-url: http://auth.test/check
+    nginx.ingress.kubernetes.io/auth-url: http://198.18.0.4:{auth_port}/oauth2/auth
+    nginx.ingress.kubernetes.io/auth-signin: https://$host/oauth2/start?rd=$escaped_request_uri
+    nginx.ingress.kubernetes.io/auth-response-headers: X-Auth-Request-User
 spec:
   ingressClassName: sluice
   rules:
@@ -269,6 +334,52 @@ spec:
       http:
         paths:
           - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: guarded
+  namespace: {ns}
+  annotations:
+    nginx.ingress.kubernetes.io/enable-modsecurity: "true"
+spec:
+  ingressClassName: sluice
+  rules:
+    - host: guarded.test
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: api
+  namespace: {ns}
+  annotations:
+    nginx.ingress.kubernetes.io/enable-cors: "true"
+    nginx.ingress.kubernetes.io/cors-allow-origin: https://app.test
+spec:
+  ingressClassName: sluice
+  rules:
+    - host: api.test
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: web-v2, port: {{number: 80}}}}}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: conns
+  namespace: {ns}
+  annotations:
+    nginx.ingress.kubernetes.io/limit-connections: "1"
+spec:
+  ingressClassName: sluice
+  rules:
+    - host: conns.test
+      http:
+        paths:
+          - {{path: /, pathType: Prefix, backend: {{service: {{name: web-v2, port: {{number: 80}}}}}}}}
 ---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -355,7 +466,8 @@ fn ingresses_of_the_sluice_class_serve_rewrites_canaries_and_tls_and_refuse_what
     kube.apply(&service(&ns, "web", "198.18.0.2", port));
     kube.apply(&service(&ns, "web-v2", "198.18.0.3", port));
     let ca = TestCa::new();
-    kube.apply(&manifests(&ns, &ca));
+    let (auth_port, asked) = auth_service();
+    kube.apply(&manifests(&ns, &ca, auth_port));
     let (http, https) = (free_port(), free_port());
     let c = Controller::start(&kube, &ns, http, https);
 
@@ -397,10 +509,70 @@ fn ingresses_of_the_sluice_class_serve_rewrites_canaries_and_tls_and_refuse_what
     assert_eq!(backend, "pod-a");
     assert!(body.contains("GET /p"), "{body}");
 
-    // auth-url is not implemented: the Ingress is refused, not served open; another
+    // auth-url: without a session the auth service answers 401 and the browser is sent to
+    // auth-signin (its $host and $escaped_request_uri expanded), the backend never asked;
+    // with one, the request goes on carrying the user the auth service named, and a user
+    // header the client made up is replaced.
+    let (status, location, _) = request(http, "locked.test", "/p?q=1", &[]).unwrap();
+    assert_eq!(
+        (status, location.as_str()),
+        (302, "https://locked.test/oauth2/start?rd=%2Fp%3Fq%3D1")
+    );
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let (status, backend, body) = request(
+        http,
+        "locked.test",
+        "/headers",
+        &["Cookie: session=alice", "X-Auth-Request-User: mallory"],
+    )
+    .unwrap();
+    assert_eq!((status, backend.as_str()), (200, "pod-a"), "{body}");
+    assert!(body.contains("x-auth-request-user: alice\n"), "{body}");
+    assert!(!body.contains("mallory"), "{body}");
+
+    // ModSecurity is not implemented: that Ingress is refused, not served open; another
     // controller's class is not served at all.
-    assert_eq!(request(http, "locked.test", "/", &[]).unwrap().0, 404);
+    assert_eq!(request(http, "guarded.test", "/", &[]).unwrap().0, 404);
     assert_eq!(request(http, "other.test", "/", &[]).unwrap().0, 404);
+
+    // CORS: sluice answers the preflight of an allowed origin itself, with ingress-nginx's
+    // default methods, headers and max-age; an actual answer names the origin.
+    let preflight = raw(
+        http,
+        "OPTIONS /items HTTP/1.1\r\nHost: api.test\r\nOrigin: https://app.test\r\nAccess-Control-Request-Method: PUT\r\nConnection: close\r\n\r\n",
+    )
+    .to_ascii_lowercase();
+    assert!(preflight.starts_with("http/1.1 204"), "{preflight}");
+    for line in [
+        "access-control-allow-origin: https://app.test\r\n",
+        "access-control-allow-methods: get, put, post, delete, patch, options\r\n",
+        "access-control-allow-credentials: true\r\n",
+        "access-control-max-age: 1728000\r\n",
+        "access-control-allow-headers: dnt,keep-alive,user-agent,x-requested-with,if-modified-since,cache-control,content-type,range,authorization\r\n",
+    ] {
+        assert!(preflight.contains(line), "{line}: {preflight}");
+    }
+    assert!(
+        !preflight.contains("x-backend"),
+        "answered by sluice: {preflight}"
+    );
+    let actual = raw(
+        http,
+        "GET /items HTTP/1.1\r\nHost: api.test\r\nOrigin: https://app.test\r\nConnection: close\r\n\r\n",
+    )
+    .to_ascii_lowercase();
+    assert!(actual.starts_with("http/1.1 200"), "{actual}");
+    assert!(actual.contains("x-backend: pod-c\r\n"), "{actual}");
+    assert!(
+        actual.contains("access-control-allow-origin: https://app.test\r\n"),
+        "{actual}"
+    );
+    let other = raw(
+        http,
+        "GET /items HTTP/1.1\r\nHost: api.test\r\nOrigin: https://evil.test\r\nConnection: close\r\n\r\n",
+    )
+    .to_ascii_lowercase();
+    assert!(!other.contains("access-control-allow-origin"), "{other}");
 
     // An allow list the client is not in: 403. limit-rps 1 with burst multiplier 2: two
     // requests at once pass, the third waits for its token (429).
@@ -409,6 +581,26 @@ fn ingresses_of_the_sluice_class_serve_rewrites_canaries_and_tls_and_refuse_what
         .map(|_| request(http, "limited.test", "/", &[]).unwrap().0)
         .collect();
     assert_eq!(codes, [200, 200, 429]);
+
+    // limit-connections 1: while one request of this client is in flight, the next is
+    // refused; once it has been answered, the client is served again.
+    let slow = std::thread::spawn(move || request(http, "conns.test", "/delay/1500", &[]));
+    let mut refused = None;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(50));
+        let code = request(http, "conns.test", "/", &[]).unwrap().0;
+        if code == 429 {
+            refused = Some(code);
+            break;
+        }
+    }
+    assert_eq!(
+        refused,
+        Some(429),
+        "a second request while the first is in flight"
+    );
+    assert_eq!(slow.join().unwrap().unwrap().0, 200);
+    assert_eq!(request(http, "conns.test", "/", &[]).unwrap().0, 200);
 
     // auth-type basic with an htpasswd Secret: 401 without credentials, 200 with them.
     assert_eq!(request(http, "staff.test", "/", &[]).unwrap().0, 401);
@@ -428,7 +620,7 @@ fn ingresses_of_the_sluice_class_serve_rewrites_canaries_and_tls_and_refuse_what
     assert_eq!(right.unwrap().0, 200, "alice:secret");
     c.wait(
         Duration::from_secs(10),
-        "a Refused Event on the locked Ingress",
+        "a Refused Event on the guarded Ingress",
         || {
             let out = kube.kubectl(&[
                 "get",
@@ -436,12 +628,13 @@ fn ingresses_of_the_sluice_class_serve_rewrites_canaries_and_tls_and_refuse_what
                 "-n",
                 &ns,
                 "--field-selector",
-                "involvedObject.name=locked",
+                "involvedObject.name=guarded",
                 "-o",
                 "jsonpath={range .items[*]}{.reason}: {.note}{.message}{\"\\n\"}{end}",
             ]);
             let text = String::from_utf8_lossy(&out.stdout);
-            text.contains("Refused: ") && text.contains("nginx.ingress.kubernetes.io/auth-url")
+            text.contains("Refused: ")
+                && text.contains("nginx.ingress.kubernetes.io/enable-modsecurity")
         },
     );
 
@@ -461,10 +654,22 @@ fn ingresses_of_the_sluice_class_serve_rewrites_canaries_and_tls_and_refuse_what
     c.wait(
         Duration::from_secs(10),
         "status.loadBalancer written",
-        || lb("shop") == "198.18.0.99" && lb("secure") == "198.18.0.99",
+        || lb("shop") == "198.18.0.99" && lb("limited") == "198.18.0.99",
     );
-    assert_eq!(lb("locked"), "");
+    assert_eq!(lb("guarded"), "");
     assert_eq!(lb("other"), "");
+
+    // An Ingress that stops being served (here: refused after an edit) loses the
+    // status.loadBalancer sluice wrote.
+    kube.apply(&format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: limited\n  namespace: {ns}\n  annotations:\n    nginx.ingress.kubernetes.io/enable-modsecurity: \"true\"\nspec:\n  ingressClassName: sluice\n  rules:\n    - host: limited.test\n      http:\n        paths:\n          - {{path: /, pathType: Prefix, backend: {{service: {{name: web-v2, port: {{number: 80}}}}}}}}\n"
+    ));
+    c.wait(
+        Duration::from_secs(10),
+        "status.loadBalancer cleared on the refused Ingress",
+        || lb("limited").is_empty(),
+    );
+    assert_eq!(request(http, "limited.test", "/", &[]).unwrap().0, 404);
 
     // A change is served without a restart: the rule's path moves.
     kube.apply(&format!(

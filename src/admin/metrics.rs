@@ -438,7 +438,7 @@ impl Collector for PoolCollector {
 
         let mut e = encoder.encode_descriptor(
             "sluice_rate_limited",
-            "Requests refused with 429 by the pool's rateLimit.",
+            "Requests refused with 429 by the pool's rateLimit (or an Ingress's limit-connections).",
             None,
             MetricType::Counter,
         )?;

@@ -218,6 +218,15 @@ pub struct ExternalAuthConfig {
     pub signin_url: Option<String>,
     /// Longest wait for the auth answer, connect included (default 1 s).
     pub timeout: Duration,
+    /// The auth request's method (`GET` unless ingress-nginx's `auth-method` says otherwise).
+    pub method: http::Method,
+    /// Copies every client header (but framing and hop-by-hop ones) to the auth request, as
+    /// nginx's `auth_request` does, instead of `request_headers` only (Ingress `auth-url`).
+    pub all_request_headers: bool,
+    /// `signin_url` is an ingress-nginx `auth-signin` template: `$host`, `$http_host`,
+    /// `$scheme`, `$pass_access_scheme`, `$request_uri` and `$escaped_request_uri` are
+    /// expanded, and `rd=` is appended only when the URL has no `rd` parameter of its own.
+    pub signin_template: bool,
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ pub struct AccessPolicy {
     pub rate_limit: Option<RateLimitConfig>,
     /// `maxRequestBodyBytes`: larger request bodies get 413; `None` = no limit.
     pub max_request_body_bytes: Option<u64>,
+    /// Most requests in flight per client address, per replica (ingress-nginx's
+    /// `limit-connections`; Ingress only); more get 429. `None` = no limit.
+    pub max_connections_per_client: Option<u32>,
 }
 
 impl AccessPolicy {
@@ -32,6 +35,7 @@ impl AccessPolicy {
             && self.deny.is_none()
             && self.rate_limit.is_none()
             && self.max_request_body_bytes.is_none()
+            && self.max_connections_per_client.is_none()
     }
 }
 

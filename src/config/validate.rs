@@ -29,6 +29,8 @@ mod tests;
 mod traffic;
 mod upstream;
 
+pub use auth::parse_origin;
+
 /// Where the documents came from: decides the error prefix and the mode-specific rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

@@ -136,8 +136,23 @@ fn find(ingresses: &Store<Ingress>, name: &str) -> Option<Arc<Ingress>> {
     ingresses.get(&ObjectRef::new(n).within(ns))
 }
 
+/// Whether `ingress`, which sluice does not serve (now), still shows the
+/// `status.loadBalancer` sluice writes: exactly our addresses `lb`. (The watch caches drop
+/// managed fields to save memory, so the writer is known by what was written.) Another
+/// controller's addresses are never taken away.
+pub fn shows_our_stale_status(ingress: &Ingress, lb: &[IngressLoadBalancerIngress]) -> bool {
+    let shown = ingress
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|l| l.ingress.as_deref())
+        .unwrap_or_default();
+    !shown.is_empty() && shown == lb
+}
+
 /// The leader's loop writing `status.loadBalancer` of the served Ingresses (`served`, by
-/// `namespace/name`) whenever it differs from what the Ingress shows.
+/// `namespace/name`) whenever it differs from what the Ingress shows, and clearing it on
+/// the Ingresses no longer served (refused, or moved to another class) that still show it.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_status(
     client: Client,
@@ -163,6 +178,7 @@ pub async fn write_status(
             continue;
         };
         let served = served.lock().clone();
+        clear_unserved(&client, &manager, &ingresses, &served, &lb).await;
         for name in served.iter() {
             let Some(ingress) = find(&ingresses, name) else {
                 continue;
@@ -193,9 +209,60 @@ pub async fn write_status(
     }
 }
 
+/// Clears `status.loadBalancer` on every Ingress not in `served` that shows ours.
+async fn clear_unserved(
+    client: &Client,
+    manager: &str,
+    ingresses: &Store<Ingress>,
+    served: &BTreeSet<String>,
+    lb: &[IngressLoadBalancerIngress],
+) {
+    for ingress in ingresses.state() {
+        let name = super::ingress::ingress_name(&ingress);
+        if served.contains(&name) || !shows_our_stale_status(&ingress, lb) {
+            continue;
+        }
+        let api: Api<Ingress> =
+            Api::namespaced(client.clone(), &ingress.namespace().unwrap_or_default());
+        let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": null}}});
+        let params = PatchParams {
+            field_manager: Some(manager.to_owned()),
+            ..Default::default()
+        };
+        match api
+            .patch_status(&ingress.name_any(), &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => tracing::info!(ingress = name, "not served: status.loadBalancer cleared"),
+            Err(e) => {
+                tracing::warn!(error = %e, ingress = name, "status.loadBalancer not cleared")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_own_addresses_count_as_our_stale_status() {
+        let lb = load_balancer(&Publish::Address("198.18.0.5".into()), &[]).unwrap();
+        let with = |addr: &str| -> Ingress {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web", "namespace": "shop"},
+                "status": {"loadBalancer": {"ingress": [{"ip": addr}]}},
+            }))
+            .unwrap()
+        };
+        assert!(shows_our_stale_status(&with("198.18.0.5"), &lb));
+        assert!(!shows_our_stale_status(&with("198.18.0.9"), &lb));
+        let empty: Ingress = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop"}
+        }))
+        .unwrap();
+        assert!(!shows_our_stale_status(&empty, &lb));
+    }
 
     #[test]
     fn a_publish_address_is_an_ip_or_a_hostname() {

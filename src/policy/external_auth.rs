@@ -75,7 +75,7 @@ pub async fn check(
     };
     match parts.status {
         s if s.is_success() => Ok(granted(cfg, &parts.headers)),
-        StatusCode::UNAUTHORIZED if cfg.signin_url.is_some() => Err(signin(cfg, &url)),
+        StatusCode::UNAUTHORIZED if cfg.signin_url.is_some() => Err(signin(cfg, original, &url)),
         s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
             Err(denial(s, &parts.headers, body))
         }
@@ -124,10 +124,19 @@ fn original_url(o: &Original<'_>) -> String {
 fn auth_request(cfg: &ExternalAuthConfig, o: &Original<'_>, url: &str) -> Request<Empty<Bytes>> {
     let mut req = Request::new(Empty::new());
     *req.uri_mut() = cfg.url.clone();
+    *req.method_mut() = cfg.method.clone();
     let h = req.headers_mut();
-    for name in &cfg.request_headers {
-        for value in o.headers.get_all(name) {
-            h.append(name.clone(), value.clone());
+    if cfg.all_request_headers {
+        for (name, value) in o.headers {
+            if !NOT_COPIED.contains(&name.as_str()) {
+                h.append(name.clone(), value.clone());
+            }
+        }
+    } else {
+        for name in &cfg.request_headers {
+            for value in o.headers.get_all(name) {
+                h.append(name.clone(), value.clone());
+            }
         }
     }
     let target = o.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -180,15 +189,21 @@ fn denial(status: StatusCode, answer: &HeaderMap, body: Bytes) -> Response<Proxy
     resp
 }
 
-/// A 302 to the sign-in URL with `rd=` the original URL.
-fn signin(cfg: &ExternalAuthConfig, url: &str) -> Response<ProxyBody> {
+/// A 302 to the sign-in URL with `rd=` the original URL (for an `auth-signin` template:
+/// its variables expanded, and `rd=` added only when it has no `rd` parameter).
+fn signin(cfg: &ExternalAuthConfig, original: &Original<'_>, url: &str) -> Response<ProxyBody> {
     let base = cfg.signin_url.as_deref().unwrap_or("/");
-    let sep = if base.contains('?') { '&' } else { '?' };
     let mut location = String::with_capacity(base.len() + url.len() * 3 + 4);
-    location.push_str(base);
-    location.push(sep);
-    location.push_str("rd=");
-    percent_encode(url, &mut location);
+    if cfg.signin_template {
+        expand(base, original, &mut location);
+    } else {
+        location.push_str(base);
+    }
+    if !(cfg.signin_template && has_rd(base)) {
+        location.push(if location.contains('?') { '&' } else { '?' });
+        location.push_str("rd=");
+        percent_encode(url, &mut location);
+    }
     let mut resp = Response::new(ProxyBody::empty());
     *resp.status_mut() = StatusCode::FOUND;
     match HeaderValue::from_str(&location) {
@@ -198,6 +213,76 @@ fn signin(cfg: &ExternalAuthConfig, url: &str) -> Response<ProxyBody> {
         Err(_) => *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR,
     }
     resp
+}
+
+/// Client headers an `all_request_headers` auth request does not carry: framing and
+/// hop-by-hop fields (the auth client frames its own request).
+const NOT_COPIED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "host",
+];
+
+/// Whether an `auth-signin` template's query has an `rd` parameter.
+fn has_rd(template: &str) -> bool {
+    template
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|p| p == "rd" || p.starts_with("rd=")))
+}
+
+/// Writes `template` with ingress-nginx's variables expanded: `$host` (without port,
+/// lower-case), `$http_host`, `$scheme` / `$pass_access_scheme`, `$request_uri` and
+/// `$escaped_request_uri`. Other `$` text is kept as written.
+fn expand(template: &str, o: &Original<'_>, out: &mut String) {
+    const VARIABLES: &[&str] = &[
+        "$escaped_request_uri",
+        "$pass_access_scheme",
+        "$request_uri",
+        "$http_host",
+        "$scheme",
+        "$host",
+    ];
+    let http_host = o
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or(o.host)
+        .unwrap_or("");
+    let target = o.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut rest = template;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let Some(var) = VARIABLES.iter().find(|v| rest.starts_with(**v)) else {
+            out.push('$');
+            rest = &rest[1..];
+            continue;
+        };
+        match *var {
+            "$escaped_request_uri" => percent_encode(target, out),
+            "$request_uri" => out.push_str(target),
+            "$http_host" => out.push_str(http_host),
+            "$host" => {
+                let host = if http_host.starts_with('[') {
+                    http_host
+                        .find(']')
+                        .map_or(http_host, |end| &http_host[..=end])
+                } else {
+                    http_host.split(':').next().unwrap_or(http_host)
+                };
+                out.push_str(&host.to_ascii_lowercase());
+            }
+            _ => out.push_str(if o.https { "https" } else { "http" }),
+        }
+        rest = &rest[var.len()..];
+    }
+    out.push_str(rest);
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -229,16 +314,92 @@ fn fail_closed(cfg: &ExternalAuthConfig, problem: &str) -> Response<ProxyBody> {
 mod tests {
     use super::*;
 
+    fn original<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Original<'a> {
+        Original {
+            method: &Method::GET,
+            uri,
+            headers,
+            host: Some("App.test:8443"),
+            https: true,
+            client_ip: IpAddr::from([198, 18, 0, 9]),
+        }
+    }
+
+    #[test]
+    fn a_signin_template_expands_nginx_variables_and_keeps_its_own_rd() {
+        let cfg = ExternalAuthConfig {
+            url: "http://auth.test/check".parse().unwrap(),
+            request_headers: vec![],
+            response_headers: vec![],
+            signin_url: Some("https://$host/oauth2/start?rd=$escaped_request_uri".into()),
+            timeout: Duration::from_secs(1),
+            method: Method::GET,
+            all_request_headers: false,
+            signin_template: true,
+        };
+        let uri: Uri = "/a%20b?x=1".parse().unwrap();
+        let headers = HeaderMap::new();
+        let o = original(&uri, &headers);
+        let resp = signin(&cfg, &o, "https://App.test:8443/a%20b?x=1");
+        assert_eq!(
+            resp.headers()[header::LOCATION],
+            "https://app.test/oauth2/start?rd=%2Fa%2520b%3Fx%3D1"
+        );
+        let cfg = ExternalAuthConfig {
+            signin_url: Some("$scheme://$http_host/start$x".into()),
+            ..cfg
+        };
+        let resp = signin(&cfg, &o, "https://App.test:8443/");
+        assert_eq!(
+            resp.headers()[header::LOCATION],
+            "https://App.test:8443/start$x?rd=https%3A%2F%2FApp.test%3A8443%2F"
+        );
+    }
+
+    #[test]
+    fn an_auth_request_carrying_every_header_leaves_out_the_framing_ones() {
+        let cfg = ExternalAuthConfig {
+            url: "http://auth.test/check".parse().unwrap(),
+            request_headers: vec![],
+            response_headers: vec![],
+            signin_url: None,
+            timeout: Duration::from_secs(1),
+            method: Method::POST,
+            all_request_headers: true,
+            signin_template: false,
+        };
+        let uri: Uri = "/x".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_static("k"));
+        headers.insert("cookie", HeaderValue::from_static("s=1"));
+        headers.insert("content-length", HeaderValue::from_static("5"));
+        headers.insert("host", HeaderValue::from_static("app.test"));
+        let o = original(&uri, &headers);
+        let req = auth_request(&cfg, &o, "https://app.test/x");
+        assert_eq!(req.method(), Method::POST);
+        assert_eq!(req.headers()["x-api-key"], "k");
+        assert_eq!(req.headers()["cookie"], "s=1");
+        assert!(req.headers().get("content-length").is_none());
+        assert!(req.headers().get("host").is_none());
+        assert_eq!(req.headers()["x-original-method"], "GET");
+    }
+
     #[test]
     fn signin_redirect_carries_the_original_url_percent_encoded() {
+        let uri: Uri = "/".parse().unwrap();
+        let headers = HeaderMap::new();
+        let o = original(&uri, &headers);
         let cfg = ExternalAuthConfig {
             url: "http://auth.test/check".parse().unwrap(),
             request_headers: vec![],
             response_headers: vec![],
             signin_url: Some("https://auth.test/oauth2/start".into()),
             timeout: Duration::from_secs(1),
+            method: Method::GET,
+            all_request_headers: false,
+            signin_template: false,
         };
-        let resp = signin(&cfg, "https://app.test/a b?x=1&y=2");
+        let resp = signin(&cfg, &o, "https://app.test/a b?x=1&y=2");
         assert_eq!(resp.status(), StatusCode::FOUND);
         assert_eq!(
             resp.headers()[header::LOCATION],
@@ -248,7 +409,7 @@ mod tests {
             signin_url: Some("https://auth.test/start?p=1".into()),
             ..cfg
         };
-        let resp = signin(&cfg, "http://a/");
+        let resp = signin(&cfg, &o, "http://a/");
         assert_eq!(
             resp.headers()[header::LOCATION],
             "https://auth.test/start?p=1&rd=http%3A%2F%2Fa%2F"
@@ -263,6 +424,9 @@ mod tests {
             response_headers: vec![HeaderName::from_static("x-auth-request-user")],
             signin_url: None,
             timeout: Duration::from_secs(1),
+            method: Method::GET,
+            all_request_headers: false,
+            signin_template: false,
         };
         let mut upstream = HeaderMap::new();
         upstream.insert("x-auth-request-user", HeaderValue::from_static("mallory"));

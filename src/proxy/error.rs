@@ -103,9 +103,9 @@ impl ProxyError {
         let allowed = match self {
             ProxyError::Connect(..) => retry.on_connect_failure,
             ProxyError::Reset(_) => retry.on_reset,
-            ProxyError::Status(s) => retry.on_5xx && s.is_server_error(),
-            ProxyError::Timeout
-            | ProxyError::NoRoute
+            ProxyError::Status(s) => retry.retries_status(*s),
+            ProxyError::Timeout => retry.on_timeout,
+            ProxyError::NoRoute
             | ProxyError::NoEndpoint
             | ProxyError::ClientBody(_)
             | ProxyError::BodyTooLarge => false,
@@ -123,5 +123,41 @@ impl ProxyError {
             StatusCode::PAYLOAD_TOO_LARGE => "request body too large\n",
             _ => "upstream failed\n",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn retry() -> RetryConfig {
+        RetryConfig {
+            attempts: 2,
+            backoff_base: Duration::ZERO,
+            backoff_max: Duration::ZERO,
+            on_connect_failure: true,
+            on_reset: false,
+            on_5xx: false,
+            on_timeout: true,
+            on_statuses: vec![StatusCode::BAD_GATEWAY, StatusCode::NOT_FOUND],
+            non_idempotent: false,
+            within: None,
+            budget_ratio: 0.2,
+            budget_min_per_second: 10,
+        }
+    }
+
+    #[test]
+    fn timeouts_and_listed_statuses_are_retried_only_when_the_request_can_be_replayed() {
+        let r = retry();
+        assert!(ProxyError::Timeout.retryable(&r, true));
+        assert!(!ProxyError::Timeout.retryable(&r, false));
+        assert!(ProxyError::Status(StatusCode::NOT_FOUND).retryable(&r, true));
+        assert!(ProxyError::Status(StatusCode::BAD_GATEWAY).retryable(&r, true));
+        assert!(!ProxyError::Status(StatusCode::SERVICE_UNAVAILABLE).retryable(&r, true));
+        assert!(!ProxyError::Reset(std::io::Error::other("x")).retryable(&r, true));
+        let connect = ProxyError::Connect(([198, 18, 0, 1], 80).into(), std::io::Error::other("x"));
+        assert!(connect.retryable(&r, false), "nothing was sent");
     }
 }

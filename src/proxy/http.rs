@@ -223,6 +223,11 @@ async fn forward(
     if let Some(refused) = policy::admit(&target, client, &mut req) {
         return refused;
     }
+    // Held until the answer has been sent (in the exchange) or the tunnel closes.
+    let client_slot = match policy::client_slot(&target, client) {
+        Ok(slot) => slot,
+        Err(refused) => return *refused,
+    };
     let route = &*target.route.filters;
     let original = policy::external_auth::Original {
         method: req.method(),
@@ -331,6 +336,7 @@ async fn forward(
     .with_deadline(deadline);
 
     let mut exchange = Exchange {
+        client_slot,
         guard: None,
         pool: pool.clone(),
         start,
@@ -352,7 +358,8 @@ async fn forward(
             {
                 let (mut parts, body) = response.into_parts();
                 if let Some(backend) = body.into_upgraded() {
-                    tokio::spawn(tunnel(client_upgrade, backend, guard));
+                    let slot = exchange.client_slot.take();
+                    tokio::spawn(tunnel(client_upgrade, backend, guard, slot));
                 }
                 exchange.complete(None);
                 headers::strip_hop_by_hop(&mut parts.headers, true);
@@ -535,7 +542,12 @@ fn apply_route(
 }
 
 /// Copies bytes both ways between an upgraded client and backend until both sides close.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, mut backend: UpstreamConn, guard: ActiveGuard) {
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    mut backend: UpstreamConn,
+    guard: ActiveGuard,
+    _client_slot: Option<policy::ClientSlot>,
+) {
     use tokio::io::AsyncWriteExt;
     let client = match client.await {
         Ok(client) => client,
@@ -583,6 +595,8 @@ fn error_response(err: &ProxyError) -> Response<ProxyBody> {
 /// dropped: the upstream connection goes back to the idle pool only after a clean end,
 /// then duration, access log and the endpoint's slot are released.
 pub struct Exchange {
+    /// The client's `limit-connections` slot, given back when the exchange ends.
+    client_slot: Option<policy::ClientSlot>,
     guard: Option<ActiveGuard>,
     pool: Arc<Pool>,
     start: Instant,
@@ -643,6 +657,7 @@ impl Exchange {
             span.end(self.pool.name(), backend, self.status);
         }
         self.guard = None;
+        self.client_slot = None;
     }
 }
 

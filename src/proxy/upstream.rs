@@ -82,6 +82,12 @@ impl Outbound {
         self.idempotent && matches!(self.body, BodySource::Kept(_))
     }
 
+    /// Whether `retry` may send this request again after it may have reached a backend:
+    /// [`Self::can_replay`], or any kept body when `retry` allows non-idempotent methods.
+    fn replayable_under(&self, retry: &RetryConfig) -> bool {
+        (self.idempotent || retry.non_idempotent) && matches!(self.body, BodySource::Kept(_))
+    }
+
     /// Whether another send is possible at all.
     fn can_send(&self) -> bool {
         match &self.body {
@@ -190,7 +196,7 @@ fn again_after(
 ) -> bool {
     match retry {
         Some(r) if attempt < r.attempts => {
-            err.retryable(r, out.can_replay()) && take_budget(pool, r)
+            err.retryable(r, out.replayable_under(r)) && take_budget(pool, r)
         }
         _ => {
             let again = attempt == 0 && err.nothing_sent();
@@ -221,6 +227,10 @@ pub async fn send(
     }
     // Every endpoint tried so far: a retry goes to another one while any is left.
     let mut tried = Tried::default();
+    // `retry.within`: no retry starts once it has passed since the first attempt began.
+    let within = retry.and_then(|r| r.within);
+    let begun = within.map(|_| tokio::time::Instant::now());
+    let in_time = || begun.zip(within).is_none_or(|(b, w)| b.elapsed() < w);
     for attempt in 0..attempts {
         let last = attempt + 1 == attempts;
         let guard = pick_attempt(snapshot, hash, sticky, &tried);
@@ -233,14 +243,15 @@ pub async fn send(
                 let status = response.status();
                 count_attempt(&endpoint, !status.is_server_error());
                 health::report_outcome(pool, snapshot, &endpoint, !status.is_server_error());
-                let retry_5xx = status.is_server_error()
-                    && !last
+                let retry_status = !last
+                    && in_time()
                     && retry.is_some_and(|r| {
-                        attempt < r.attempts
-                            && ProxyError::Status(status).retryable(r, out.can_replay())
+                        r.retries_status(status)
+                            && attempt < r.attempts
+                            && ProxyError::Status(status).retryable(r, out.replayable_under(r))
                             && take_budget(pool, r)
                     });
-                if !retry_5xx {
+                if !retry_status {
                     return Ok(Answered { response, guard });
                 }
                 ProxyError::Status(status)
@@ -248,8 +259,10 @@ pub async fn send(
             Err(err) => {
                 count_attempt(&endpoint, !err.is_endpoint_failure());
                 health::report_outcome(pool, snapshot, &endpoint, !err.is_endpoint_failure());
-                let again =
-                    !last && out.can_send() && again_after(pool, retry, attempt, &err, &out);
+                let again = !last
+                    && out.can_send()
+                    && in_time()
+                    && again_after(pool, retry, attempt, &err, &out);
                 if !again {
                     return Err((err, Some(guard)));
                 }
@@ -441,6 +454,10 @@ mod tests {
             on_connect_failure: true,
             on_reset: true,
             on_5xx: true,
+            on_timeout: false,
+            on_statuses: Vec::new(),
+            non_idempotent: false,
+            within: None,
             budget_ratio: 0.2,
             budget_min_per_second: 10,
         }

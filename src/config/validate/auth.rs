@@ -174,7 +174,7 @@ fn header_list(
 }
 
 /// `https://app.example[:port]` or `https://*.example[:port]`, lower-cased.
-pub(super) fn parse_origin(raw: &str) -> Result<OriginPattern, String> {
+pub fn parse_origin(raw: &str) -> Result<OriginPattern, String> {
     let bad = || {
         format!(
             "{raw:?} is not an origin (\"*\", scheme://host[:port] or scheme://*.domain[:port], http or https, no path)"
@@ -354,6 +354,9 @@ fn check_external_auth(
         response_headers,
         signin_url,
         timeout,
+        method: http::Method::GET,
+        all_request_headers: false,
+        signin_template: false,
     })
     .filter(|_| ok)
 }

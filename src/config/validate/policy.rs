@@ -45,6 +45,7 @@ pub(super) fn check_access(
         deny: address_list(ctx, "spec.ipDenyList", spec.ip_deny_list.as_deref()),
         rate_limit: spec.rate_limit.as_ref().and_then(|r| rate_limit(ctx, r)),
         max_request_body_bytes,
+        max_connections_per_client: None,
     }
 }
 

@@ -155,6 +155,10 @@ fn empty_retry_block_takes_contract_defaults() {
             on_connect_failure: true,
             on_reset: true,
             on_5xx: true,
+            on_timeout: false,
+            on_statuses: Vec::new(),
+            non_idempotent: false,
+            within: None,
             budget_ratio: 0.2,
             budget_min_per_second: 10,
         })

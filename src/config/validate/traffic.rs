@@ -251,6 +251,10 @@ pub(super) fn check_retry(ctx: &mut Ctx<'_>, spec: &api::RetrySpec) -> RetryConf
         on_connect_failure: retry_on.contains(&api::RetryOn::ConnectFailure),
         on_reset: retry_on.contains(&api::RetryOn::Reset),
         on_5xx: retry_on.contains(&api::RetryOn::Status5xx),
+        on_timeout: false,
+        on_statuses: Vec::new(),
+        non_idempotent: false,
+        within: None,
         budget_ratio,
         budget_min_per_second: budget.min_per_second.unwrap_or(10),
     }

@@ -11,10 +11,18 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use std::sync::Arc;
 
 use crate::config::{
-    AccessPolicy, AffinityConfig, Algorithm, HashKey, RateLimitConfig, RateLimitKey,
-    UpstreamConfig, UpstreamProtocol, UpstreamTls, UpstreamTrust,
+    AccessPolicy, AffinityConfig, Algorithm, CorsConfig, ExternalAuthConfig, HashKey,
+    HealthCheckConfig, OutlierConfig, RateLimitConfig, RateLimitKey, RetryConfig, UpstreamConfig,
+    UpstreamProtocol, UpstreamTls, UpstreamTrust,
 };
 use crate::policy::{Cidr, IpSet};
+
+mod auth;
+mod cors;
+mod retry;
+pub mod sluice;
+
+pub use auth::BasicAuth;
 
 /// The annotation prefix ingress-nginx reads.
 pub const PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -47,19 +55,11 @@ pub struct Annotations {
     /// Address lists, rate limit and body limit (`*-source-range`, `limit-rps`,
     /// `limit-rpm`, `limit-burst-multiplier`, `proxy-body-size`).
     pub access: AccessPolicy,
+    /// `auth-url` with `auth-signin`, `auth-response-headers`, `auth-method`.
+    pub external_auth: Option<Arc<ExternalAuthConfig>>,
+    /// `enable-cors` with `cors-*`.
+    pub cors: Option<Arc<CorsConfig>>,
 }
-
-/// What `auth-type: basic` asks for; the controller reads the Secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BasicAuth {
-    /// `auth-secret`: `name` (the Ingress's namespace) or `namespace/name`.
-    pub secret: String,
-    /// `auth-realm` (printable ASCII without `"` or `\`).
-    pub realm: String,
-}
-
-/// The realm of `auth-type: basic` without `auth-realm`.
-const DEFAULT_REALM: &str = "Authentication Required";
 
 /// ingress-nginx's `proxy-body-size` default (`client_max_body_size 1m`).
 pub const DEFAULT_BODY_SIZE: u64 = 1 << 20;
@@ -79,6 +79,17 @@ pub struct BackendSettings {
     pub algorithm: Algorithm,
     /// `affinity: cookie` with `session-cookie-name` and `session-cookie-max-age`.
     pub affinity: Option<AffinityConfig>,
+    /// `proxy-next-upstream(-tries, -timeout)` (ingress-nginx's default: `error timeout`, 3
+    /// tries), with `sluice.dev/retry-budget-*`; `None` for `off`.
+    pub retry: Option<RetryConfig>,
+    /// `sluice.dev/health-check-*`.
+    pub health_check: Option<HealthCheckConfig>,
+    /// `sluice.dev/outlier-detection-*`.
+    pub outlier_detection: Option<OutlierConfig>,
+    /// `sluice.dev/drain-timeout` (default 30 s).
+    pub drain_timeout: Duration,
+    /// `sluice.dev/max-connections-per-endpoint` (default unlimited).
+    pub max_connections_per_endpoint: Option<u32>,
 }
 
 /// ingress-nginx's `session-cookie-name` default.
@@ -95,6 +106,11 @@ impl Default for BackendSettings {
             upstream: UpstreamConfig::default(),
             algorithm: Algorithm::RoundRobin,
             affinity: None,
+            retry: retry::retry(&BTreeMap::new(), &mut |_, _| {}),
+            health_check: None,
+            outlier_detection: None,
+            drain_timeout: Duration::from_secs(30),
+            max_connections_per_endpoint: None,
         }
     }
 }
@@ -115,8 +131,11 @@ pub struct Parsed {
     pub annotations: Option<Annotations>,
     /// Why the Ingress is refused: each names the annotation.
     pub refusals: Vec<String>,
-    /// Unsupported annotations that are only warned about, by full name.
-    pub unsupported: Vec<String>,
+    /// Unsupported annotations that are only warned about: full name and why.
+    pub unsupported: Vec<(String, &'static str)>,
+    /// Values that were replaced by ingress-nginx's default, or have no effect: each names
+    /// the annotation.
+    pub warnings: Vec<String>,
 }
 
 /// Implemented annotations (without the prefix).
@@ -145,6 +164,7 @@ const SUPPORTED: &[&str] = &[
     "limit-rps",
     "limit-rpm",
     "limit-burst-multiplier",
+    "limit-connections",
     "proxy-body-size",
     "upstream-hash-by",
     "affinity",
@@ -154,7 +174,34 @@ const SUPPORTED: &[&str] = &[
     "auth-secret",
     "auth-secret-type",
     "auth-realm",
+    "auth-url",
+    "auth-signin",
+    "auth-response-headers",
+    "auth-method",
+    "enable-cors",
+    "cors-allow-origin",
+    "cors-allow-methods",
+    "cors-allow-headers",
+    "cors-expose-headers",
+    "cors-allow-credentials",
+    "cors-max-age",
+    "proxy-next-upstream",
+    "proxy-next-upstream-tries",
+    "proxy-next-upstream-timeout",
 ];
+
+/// Why an unimplemented annotation that does not restrict access is only warned about.
+fn unsupported_why(name: &str) -> &'static str {
+    match name {
+        "proxy-send-timeout" => {
+            "sluice has no separate send timeout: sending the request and waiting for the answer head are bounded together by proxy-read-timeout; ignored"
+        }
+        "custom-http-errors" => {
+            "sluice does not fetch error pages from a default backend: the backends' own error answers reach the client; ignored"
+        }
+        _ => "not implemented by sluice; ignored",
+    }
+}
 
 /// Whether an unimplemented annotation would restrict who or what gets through: serving the
 /// Ingress without it would serve it open, so the Ingress is refused instead.
@@ -191,9 +238,17 @@ pub fn parse(all: &BTreeMap<String, String>) -> Parsed {
                 "annotation {key}: not implemented by sluice and it restricts access; the Ingress is refused rather than served open"
             ));
         } else {
-            unsupported.push(key.clone());
+            unsupported.push((key.clone(), unsupported_why(name)));
         }
     }
+    let mut warnings = Vec::new();
+    let knobs = sluice::parse(
+        all,
+        &mut |key, why| refusals.push(format!("annotation {key}: {why}")),
+        &mut |key| {
+            unsupported.push((key, "not a sluice.dev/ annotation sluice knows; ignored"));
+        },
+    );
     let mut bad =
         |name: &str, why: String| refusals.push(format!("annotation {PREFIX}{name}: {why}"));
     let flag = |name: &str, default: bool, bad: &mut dyn FnMut(&str, String)| -> bool {
@@ -353,7 +408,15 @@ pub fn parse(all: &BTreeMap<String, String>) -> Parsed {
     };
 
     let access = access(&get, &mut bad);
-    let basic_auth = basic_auth(&get, &mut bad);
+    let basic_auth = auth::basic_auth(&get, &mut bad);
+    let external_auth = auth::external_auth(&get, backend.read_timeout, &mut bad).map(Arc::new);
+    let enable_cors = flag("enable-cors", false, &mut bad);
+    let cors = cors::cors(&get, enable_cors, &mut |name, why| {
+        warnings.push(format!("annotation {PREFIX}{name}: {why}"))
+    })
+    .map(Arc::new);
+    backend.retry = retry::retry(&get, &mut bad);
+    apply_knobs(&mut backend, knobs, &get, &mut bad, &mut warnings);
 
     let annotations = refusals.is_empty().then_some(Annotations {
         use_regex,
@@ -368,11 +431,57 @@ pub fn parse(all: &BTreeMap<String, String>) -> Parsed {
         canary,
         access,
         basic_auth,
+        external_auth,
+        cors,
     });
     Parsed {
         annotations,
         refusals,
         unsupported,
+        warnings,
+    }
+}
+
+/// Puts the `sluice.dev/` knobs on the backend: `algorithm` replaces `load-balance` and
+/// `upstream-hash-by` (both set is refused: which one was meant is unclear), the retry
+/// budget goes on the `proxy-next-upstream` retries (none with `off`: warned).
+fn apply_knobs(
+    backend: &mut BackendSettings,
+    knobs: sluice::Knobs,
+    get: &BTreeMap<&str, &str>,
+    bad: &mut dyn FnMut(&str, String),
+    warnings: &mut Vec<String>,
+) {
+    if let Some(algorithm) = knobs.algorithm {
+        for nginx in ["load-balance", "upstream-hash-by"] {
+            if get.contains_key(nginx) {
+                bad(
+                    nginx,
+                    format!("set together with {}algorithm; keep one", sluice::PREFIX),
+                );
+            }
+        }
+        backend.algorithm = algorithm;
+    }
+    if let Some((ratio, min_per_second)) = knobs.retry_budget {
+        match &mut backend.retry {
+            Some(r) => {
+                r.budget_ratio = ratio;
+                r.budget_min_per_second = min_per_second;
+            }
+            None => warnings.push(format!(
+                "annotation {}retry-budget-*: has no effect with proxy-next-upstream: off",
+                sluice::PREFIX
+            )),
+        }
+    }
+    backend.health_check = knobs.health_check;
+    backend.outlier_detection = knobs.outlier_detection;
+    if let Some(d) = knobs.drain_timeout {
+        backend.drain_timeout = d;
+    }
+    if let Some(m) = knobs.max_connections_per_endpoint {
+        backend.max_connections_per_endpoint = m;
     }
 }
 
@@ -452,66 +561,25 @@ fn access(get: &BTreeMap<&str, &str>, bad: &mut dyn FnMut(&str, String)) -> Acce
             }
         },
     };
+    // ingress-nginx: `limit-connections` per client address (0 or unset: none).
+    let max_connections_per_client = match get.get("limit-connections") {
+        None => None,
+        Some(v) => match v.parse::<u32>() {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => {
+                bad("limit-connections", format!("{v:?} is not a whole number"));
+                None
+            }
+        },
+    };
     AccessPolicy {
         allow,
         deny,
         rate_limit,
         max_request_body_bytes,
+        max_connections_per_client,
     }
-}
-
-/// `auth-type: basic` + `auth-secret` (+ `auth-realm`, `auth-secret-type: auth-file`).
-/// Any other combination of these is refused: an auth annotation never goes unenforced.
-fn basic_auth(get: &BTreeMap<&str, &str>, bad: &mut dyn FnMut(&str, String)) -> Option<BasicAuth> {
-    let present = ["auth-type", "auth-secret", "auth-secret-type", "auth-realm"]
-        .iter()
-        .any(|n| get.contains_key(n));
-    if !present {
-        return None;
-    }
-    match get.get("auth-type") {
-        Some(&"basic") => {}
-        Some(other) => {
-            bad(
-                "auth-type",
-                format!("{other:?}: sluice implements basic only"),
-            );
-            return None;
-        }
-        None => {
-            bad("auth-secret", "needs auth-type: basic".to_owned());
-            return None;
-        }
-    }
-    if let Some(kind) = get.get("auth-secret-type")
-        && *kind != "auth-file"
-    {
-        bad(
-            "auth-secret-type",
-            format!("{kind:?}: sluice reads auth-file (key auth) only"),
-        );
-        return None;
-    }
-    let Some(secret) = get.get("auth-secret").filter(|s| !s.is_empty()) else {
-        bad("auth-type", "basic needs auth-secret".to_owned());
-        return None;
-    };
-    let realm = get.get("auth-realm").copied().unwrap_or(DEFAULT_REALM);
-    let quotable = realm.len() <= 256
-        && realm
-            .bytes()
-            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
-    if !quotable {
-        bad(
-            "auth-realm",
-            "must be printable ASCII without '\"' or '\\'".to_owned(),
-        );
-        return None;
-    }
-    Some(BasicAuth {
-        secret: secret.to_string(),
-        realm: realm.to_owned(),
-    })
 }
 
 /// nginx sizes: bytes, or a number with `k`, `m` or `g` (either case), powers of 1024.
