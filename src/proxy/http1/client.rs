@@ -374,7 +374,9 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<Option<P
     close |= version == Version::HTTP_10 && !keep_alive_asked;
     // The head leaves the buffer without a copy; names and values are slices of it.
     let block = buf.split_to(len).freeze();
-    let mut map = HeaderMap::with_capacity(count);
+    // Room for the headers sluice adds to an answer (CORS, `Vary`, an affinity cookie,
+    // `responseHeaders`) without growing the map.
+    let mut map = HeaderMap::with_capacity(count + 4);
     for &[ns, ne, vs, ve] in &at[..count] {
         let name = HeaderName::from_bytes(&block[usize::from(ns)..usize::from(ne)])
             .map_err(|_| invalid("invalid header name"))?;
