@@ -216,6 +216,36 @@ async fn basic_auth_refuses_before_the_backend_and_never_forwards_the_credential
 }
 
 #[tokio::test]
+async fn forward_authorization_passes_the_verified_credentials_on_to_the_backend() {
+    let backend = echo("web");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("users"),
+        "bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n",
+    )
+    .unwrap();
+    let yaml = file(&[PoolDoc::http("web", port)
+        .endpoints(&[backend.addr()])
+        .spec(|s| {
+            s.basic_auth = Some(PoolDoc::block("{file: users, forwardAuthorization: true}"))
+        })]);
+    let _s = Sluice::start_in(dir, &yaml, &[]);
+    let auth = basic("bob", "password");
+    let r = send(port, "GET", "/headers", &[("authorization", &auth)]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body
+            .to_ascii_lowercase()
+            .contains(&format!("authorization: {}", auth.to_ascii_lowercase())),
+        "the backend reads the user from the header:\n{}",
+        r.body
+    );
+    let r = send(port, "GET", "/headers", &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "still checked");
+}
+
+#[tokio::test]
 async fn a_changed_htpasswd_file_applies_without_restart_and_a_broken_one_is_refused() {
     let backend = echo("web");
     let port = free_port();

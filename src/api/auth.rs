@@ -100,6 +100,10 @@ pub struct BasicAuthSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = REALM_PATTERN), length(max = 256))]
     pub realm: Option<String>,
+    /// Pass the client's `Authorization` header on to the backends (default false: the
+    /// password stays at the proxy; set it when the backend reads the user from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_authorization: Option<bool>,
 }
 
 /// Ask an authentication service before forwarding (the oauth2-proxy / ingress-nginx

@@ -69,6 +69,8 @@ pub struct BasicAuthConfig {
     pub users: std::sync::Arc<Htpasswd>,
     /// Where the list comes from (a change there is a configuration change).
     pub source: CredentialSource,
+    /// `forwardAuthorization`: the client's `Authorization` goes on to the backends.
+    pub forward_authorization: bool,
 }
 
 /// Where an htpasswd list is read from.

@@ -104,9 +104,14 @@ pub async fn admit(route: &RouteFilters, original: &Original<'_>) -> Result<Admi
 }
 
 /// Changes the upstream request as the gate decided: basic-auth credentials are not
-/// forwarded, and granted headers replace whatever the client sent under their names.
+/// forwarded (unless `forwardAuthorization`), and granted headers replace whatever the
+/// client sent under their names.
 pub fn apply_request(route: &RouteFilters, admitted: &mut Admitted, headers: &mut HeaderMap) {
-    if route.basic_auth.is_some() {
+    if route
+        .basic_auth
+        .as_ref()
+        .is_some_and(|auth| !auth.forward_authorization)
+    {
         headers.remove(header::AUTHORIZATION);
     }
     if let Some(ext) = &route.external_auth {

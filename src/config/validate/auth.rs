@@ -302,6 +302,7 @@ fn check_basic_auth(
         challenge,
         users: Arc::new(users),
         source,
+        forward_authorization: spec.forward_authorization.unwrap_or(false),
     })
 }
 

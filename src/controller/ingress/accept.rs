@@ -93,5 +93,7 @@ fn basic_auth(
         challenge,
         users: Arc::new(users),
         source: CredentialSource::Secret(format!("{secret_ns}/{secret}")),
+        // ingress-nginx passes the header on to the backend.
+        forward_authorization: true,
     })
 }

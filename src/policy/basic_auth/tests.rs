@@ -59,6 +59,7 @@ async fn missing_malformed_or_repeated_credentials_get_401_with_the_realm() {
         challenge: HeaderValue::from_static("Basic realm=\"web\""),
         users: std::sync::Arc::new(list("sha:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")),
         source: crate::config::CredentialSource::Secret("s".into()),
+        forward_authorization: false,
     };
     assert!(check(&auth, &basic("sha:password")).await.is_ok());
     let mut lower = HeaderMap::new();
@@ -113,6 +114,7 @@ fn a_remembered_login_is_admitted_without_waiting_and_a_missing_one_is_refused()
         challenge: HeaderValue::from_static("Basic realm=\"t\""),
         users: std::sync::Arc::new(list("bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")),
         source: crate::config::CredentialSource::File("users".into()),
+        forward_authorization: false,
     };
     let mut h = HeaderMap::new();
     assert!(matches!(quick(&auth, &h), Quick::Refused));
