@@ -43,6 +43,7 @@ fn basic(hash: &str) -> Arc<BasicAuthConfig> {
         challenge: HeaderValue::from_static("Basic realm=\"bench\""),
         users: Arc::new(users),
         source: CredentialSource::Secret("users".into()),
+        forward_authorization: false,
     })
 }
 
