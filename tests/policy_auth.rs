@@ -110,6 +110,26 @@ async fn preflights_are_answered_by_sluice_and_allowed_origins_get_cors_headers(
 }
 
 #[tokio::test]
+async fn sluices_own_502_carries_the_cors_headers_of_an_allowed_origin() {
+    let port = free_port();
+    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let yaml = file(&[PoolDoc::http("web", port).endpoints(&[dead]).spec(|s| {
+        s.cors = Some(PoolDoc::block("{allowOrigins: [\"https://app.example\"]}"));
+    })]);
+    let _s = Sluice::start(&yaml);
+    let r = send(port, "GET", "/", &[("origin", "https://app.example")]).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some("https://app.example"),
+        "the page's script can read why its request failed"
+    );
+    let r = send(port, "GET", "/", &[("origin", "https://evil.example")]).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+}
+
+#[tokio::test]
 async fn a_preflight_on_an_authenticated_pool_is_answered_only_after_authentication() {
     let backend = echo("web");
     let port = free_port();

@@ -422,6 +422,8 @@ async fn forward(
                 return hyper_client::grpc_error(status, err.body());
             }
             let mut resp = error_response(&err);
+            // A page's script of an allowed origin may read why its request failed (502-504).
+            policy::auth::apply_response(route, &admitted, resp.headers_mut());
             if err.is_client_fault() {
                 // The client's stream is unusable past its broken body.
                 resp.headers_mut()
