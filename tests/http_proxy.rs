@@ -633,6 +633,52 @@ async fn access_log_writes_one_json_line_per_request_to_stdout() {
     }
 }
 
+#[tokio::test]
+async fn answers_sluice_gives_itself_are_in_the_access_log_without_a_backend() {
+    use std::io::BufRead;
+    let b = echo("a");
+    let port = free_port();
+    let yaml = file(&[PoolDoc::http("guarded", port)
+        .hosts(&["app.test"])
+        .endpoints(&[b.addr()])
+        .spec(|s| s.ip_deny_list = Some(vec!["127.0.0.1".into()]))]);
+    let mut s = Sluice::start_with(&yaml, &["--access-log"]);
+    assert_eq!(get(port, "/x", &[]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(port, "/y", &[("host", "other.test")]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let stdout = s.child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            lines.push(line);
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(5), lines)
+        .await
+        .unwrap()
+        .unwrap();
+    let v: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        (&v[0]["pool"], &v[0]["status"], &v[0]["path"]),
+        (&"default/guarded".into(), &403.into(), &"/x".into())
+    );
+    assert!(v[0]["backend"].is_null(), "{}", lines[0]);
+    assert_eq!(
+        (&v[1]["pool"], &v[1]["status"], &v[1]["host"]),
+        (&"".into(), &404.into(), &"other.test".into())
+    );
+    assert_eq!(b.requests(), 0);
+}
+
 static SMALL_BODY: [u8; 1000] = [b'x'; 1000];
 static LARGE_BODY: [u8; 100_000] = [b'y'; 100_000];
 

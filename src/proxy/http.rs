@@ -175,10 +175,16 @@ pub async fn serve(
     let Some(target) = router.route(&input).cloned() else {
         drop(router);
         UNROUTED.record(StatusCode::NOT_FOUND.as_u16());
-        if hyper_client::is_grpc(req.headers()) {
-            return hyper_client::grpc_error(StatusCode::NOT_FOUND, ProxyError::NoRoute.body());
+        let resp = if hyper_client::is_grpc(req.headers()) {
+            hyper_client::grpc_error(StatusCode::NOT_FOUND, ProxyError::NoRoute.body())
+        } else {
+            error_response(&ProxyError::NoRoute)
+        };
+        if conn.listener.access_log.is_none() {
+            return resp;
         }
-        return error_response(&ProxyError::NoRoute);
+        let client = conn.client_addr(req.headers());
+        return answered(&conn, &req, client, "", Instant::now(), resp);
     };
     drop(router);
     forward(req, conn, target).await
@@ -221,12 +227,12 @@ async fn forward(
     let start = Instant::now();
     let client = conn.client_addr(req.headers());
     if let Some(refused) = policy::admit(&target, client, &mut req) {
-        return refused;
+        return answered(&conn, &req, client, target.owner_name(), start, refused);
     }
     // Held until the answer has been sent (in the exchange) or the tunnel closes.
     let client_slot = match policy::client_slot(&target, client) {
         Ok(slot) => slot,
-        Err(refused) => return *refused,
+        Err(refused) => return answered(&conn, &req, client, target.owner_name(), start, *refused),
     };
     let route = &*target.route.filters;
     let original = policy::external_auth::Original {
@@ -239,7 +245,10 @@ async fn forward(
     };
     let mut admitted = match policy::auth::admit(route, &original).await {
         Ok(admitted) => admitted,
-        Err(refused) => return refused.answer(target.owner.as_deref().map(|p| &p.stats)),
+        Err(refused) => {
+            let resp = refused.answer(target.owner.as_deref().map(|p| &p.stats));
+            return answered(&conn, &req, client, target.owner_name(), start, resp);
+        }
     };
     let picked = target.pick(req.headers());
     let prefix = target.route.path.replaced_prefix();
@@ -255,13 +264,14 @@ async fn forward(
             Pick::Backend(pool) => pool.stats.local.record(resp.status().as_u16()),
             Pick::Answer(_) => UNROUTED.record(resp.status().as_u16()),
         }
-        return resp;
+        return answered(&conn, &req, client, target.owner_name(), start, resp);
     }
     let pool = match picked {
         Pick::Backend(pool) => pool.clone(),
         Pick::Answer(status) => {
             UNROUTED.record(status.as_u16());
-            return local(status, "no backend for this route\n");
+            let resp = local(status, "no backend for this route\n");
+            return answered(&conn, &req, client, target.owner_name(), start, resp);
         }
     };
     let snapshot = pool.snapshot();
@@ -432,6 +442,31 @@ async fn forward(
             resp
         }
     }
+}
+
+/// An answer sluice gives itself (no route, an access-policy refusal, a redirect), written
+/// to the access log like a forwarded one when the listener logs, with no backend.
+fn answered(
+    conn: &Connection,
+    req: &Request<ClientBody>,
+    client: std::net::IpAddr,
+    pool: &str,
+    start: Instant,
+    resp: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    if let Some(log) = &conn.listener.access_log {
+        let info = telemetry::RequestInfo::from_request(req, client, conn.peer);
+        let bytes = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+        log.http(
+            &info,
+            pool,
+            None,
+            resp.status().as_u16(),
+            bytes,
+            start.elapsed(),
+        );
+    }
+    resp
 }
 
 /// Reads a body of at most [`upstream::MAX_REPLAY_BODY`] bytes (declared by

@@ -38,6 +38,11 @@ pub enum Pick<'a> {
 }
 
 impl Target {
+    /// The owner pool's name (`namespace/name`), or `""` for a route without one.
+    pub fn owner_name(&self) -> &str {
+        self.owner.as_deref().map_or("", |p| p.name())
+    }
+
     /// Resolves the route's backends by name with `lookup`; a name that does not resolve
     /// loses its share (its requests get 500, as Gateway API asks for invalid backends).
     pub fn new(route: Arc<RouteConfig>, lookup: impl Fn(&str) -> Option<Arc<Pool>>) -> Target {
