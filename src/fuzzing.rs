@@ -7,7 +7,13 @@
 
 use http::Method;
 
-pub use crate::config::{ConfigSet, Source, ValidationErrors, parse_documents, validate};
+pub use crate::config::{
+    AllowedOrigins, BasicAuthConfig, ConfigSet, CorsConfig, CredentialSource, Htpasswd,
+    OriginPattern, Source, ValidationErrors, parse_documents, validate,
+};
+pub use crate::policy::basic_auth::{Quick, check as basic_auth_check, quick as basic_auth_quick};
+pub use crate::policy::cors::allowed_origin;
+pub use crate::policy::{Cidr, IpSet, TrustedProxies};
 pub use crate::proxy::l4::proxy_protocol::{Peeked, build_header, peek_header};
 
 /// What sluice's HTTP/1.1 loop makes of the bytes at the start of a request
