@@ -8,6 +8,9 @@
 #   2. A backend Deployment (3 replicas, readiness probe, no preStop) behind a BackendPool;
 #      `kubectl rollout restart` under steady load (keep-alive and new connections, GET and
 #      POST through one sluice pod): 0 failed requests.
+#   2a. An Ingress (class sluice, a regex path with rewrite-target captures) routes to the same
+#      Deployment through sluice's pod, and the leader publishes the Service's address in its
+#      status.loadBalancer.
 #   2b. A pod using fields the node agent does not implement (hostNetwork, an exec probe, an
 #      image with no local binary) ends Failed with one Warning Event `Unsupported` naming each.
 #   3. The same with `kubectl scale` to 1 and back to 3.
@@ -211,6 +214,43 @@ until "${CL[@]}" exec curl -fsS -m 2 "$url" >/dev/null 2>&1; do
   sleep 0.5
 done
 log "2 ok: BackendPool web routes to the echo Deployment through ${sluice_pods[0]} ($sluice_ip)"
+
+# --- 2a. an Ingress as ingress-nginx users write it -------------------------------------------
+# Class sluice (the chart's IngressClass), a regex path with rewrite-target captures, served on
+# the same port as the BackendPool (its host group is more specific); the leader publishes the
+# chart Service's address in status.loadBalancer.
+k apply -f - >/dev/null <<EOF
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: $NS
+  annotations:
+    nginx.ingress.kubernetes.io/rewrite-target: /\$2
+spec:
+  ingressClassName: sluice
+  rules:
+  - host: shop.example
+    http:
+      paths:
+      - path: /api(/|$)(.*)
+        pathType: ImplementationSpecific
+        backend: {service: {name: echo, port: {number: 80}}}
+EOF
+deadline=$((SECONDS + 30))
+answer="" published=""
+while ((SECONDS < deadline)); do
+  answer=$("${CL[@]}" exec curl -fsS -m 2 -H 'Host: shop.example' "http://$sluice_ip:8080/api/items/7" 2>/dev/null || true)
+  published=$(k -n $NS get ingress shop -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+  [[ $answer == *"path=/items/7 "* && -n $published ]] && break
+  sleep 0.5
+done
+if [[ $answer == *"path=/items/7 "* && -n $published ]]; then
+  log "2a ok: Ingress shop (rewrite-target /\$2) answered by an echo pod: $answer; status.loadBalancer $published"
+else
+  step_failed ingress "want /api/items/7 rewritten to /items/7 and a published address; got '$answer', status '$published'"
+fi
+k -n $NS delete ingress shop >/dev/null
 
 # --- 2b. a pod the node agent cannot run is refused, not run half-way -------------------------
 # hack/node-agent/README.md lists what a pod may use; anything else gets a Warning Event
