@@ -19,13 +19,15 @@ use crate::config::{self, LoadError};
 use crate::demo::EchoServer;
 use crate::process::{Options, init_logging, run};
 
+mod ingresses;
 mod resolve;
 
 use resolve::Names;
 
 /// `sluice check`: 0 when the file is valid, 1 with every error otherwise. With
 /// `kubernetes`, the file is Kubernetes manifests: its BackendPools are checked with the
-/// controller's rules and other objects are passed over.
+/// controller's rules, its Ingresses' annotations as the controller reads them, and other
+/// objects are passed over.
 pub fn check(path: &Path, format: CheckFormat, kubernetes: bool) -> ExitCode {
     let file = if path == Path::new("-") {
         "<stdin>".to_owned()
@@ -38,37 +40,44 @@ pub fn check(path: &Path, format: CheckFormat, kubernetes: bool) -> ExitCode {
     } else {
         std::fs::read_to_string(path)
     };
-    let (loaded, others) = match text {
-        Err(source) => {
-            let e = LoadError::Io {
-                path: file.clone(),
-                source,
-            };
-            (Err(e), 0)
-        }
-        Ok(text) if kubernetes => match config::check_manifests(&file, &text) {
-            Ok(checked) => (Ok(checked.set), checked.others),
-            Err(e) => (Err(e), 0),
-        },
-        Ok(text) => (config::load_text(&file, &text), 0),
-    };
-    let mut warnings = Vec::new();
-    if !kubernetes && matches!(&loaded, Ok(set) if set.pools.is_empty()) {
-        warnings.push(format!(
-            "{file}: no BackendPool documents (an empty configuration serves nothing)"
-        ));
-    }
-    let report = Report {
+    let mut report = Report {
         file: &file,
-        loaded: &loaded,
-        warnings: &warnings,
-        others,
+        loaded: Ok(config::ConfigSet::default()),
+        ingresses: ingresses::Findings::default(),
+        warnings: Vec::new(),
+        others: 0,
     };
+    match text {
+        Err(source) => {
+            let path = file.clone();
+            report.loaded = Err(LoadError::Io { path, source });
+        }
+        Ok(text) if kubernetes => {
+            match config::check_manifests(&file, &text) {
+                Ok(checked) => {
+                    report.loaded = Ok(checked.set);
+                    report.others = checked.others;
+                }
+                Err(e) => report.loaded = Err(e),
+            }
+            report.ingresses = ingresses::check(&file, &text);
+            report.others = report.others.saturating_sub(report.ingresses.ingresses);
+            report.warnings = std::mem::take(&mut report.ingresses.warnings);
+        }
+        Ok(text) => {
+            report.loaded = config::load_text(&file, &text);
+            if matches!(&report.loaded, Ok(set) if set.pools.is_empty()) {
+                report.warnings.push(format!(
+                    "{file}: no BackendPool documents (an empty configuration serves nothing)"
+                ));
+            }
+        }
+    }
     match format {
         CheckFormat::Text => check_text(&report),
         CheckFormat::Json => check_json(&report),
     }
-    if loaded.is_ok() {
+    if report.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -78,10 +87,33 @@ pub fn check(path: &Path, format: CheckFormat, kubernetes: bool) -> ExitCode {
 /// What `sluice check` found.
 struct Report<'a> {
     file: &'a str,
-    loaded: &'a Result<config::ConfigSet, LoadError>,
-    warnings: &'a [String],
-    /// Manifests of other kinds, not checked (`--kubernetes`).
+    loaded: Result<config::ConfigSet, LoadError>,
+    /// `--kubernetes`: the Ingresses' annotation findings.
+    ingresses: ingresses::Findings,
+    warnings: Vec<String>,
+    /// Manifests of kinds not checked (`--kubernetes`).
     others: usize,
+}
+
+impl Report<'_> {
+    fn ok(&self) -> bool {
+        self.loaded.is_ok() && self.ingresses.errors.is_empty()
+    }
+
+    /// `2 pools, 1 Ingresses; 3 objects of other kinds not checked`.
+    fn summary(&self, pools: usize) -> String {
+        let mut out = format!("{pools} pools");
+        if self.ingresses.ingresses > 0 {
+            out.push_str(&format!(", {} Ingresses", self.ingresses.ingresses));
+        }
+        if self.others > 0 {
+            out.push_str(&format!(
+                "; {} objects of other kinds not checked",
+                self.others
+            ));
+        }
+        out
+    }
 }
 
 /// How `sluice check` reports.
@@ -89,30 +121,28 @@ struct Report<'a> {
 pub enum CheckFormat {
     /// `FILE: ok (N pools)` on stdout, or one error per line on stderr.
     Text,
-    /// One JSON object on stdout: `{file, ok, pools, otherObjects, errors: [{message, pool,
-    /// field, line, column}], warnings}`.
+    /// One JSON object on stdout: `{file, ok, pools, ingresses, otherObjects, errors: [{message,
+    /// pool, field, line, column}], warnings}`.
     Json,
 }
 
 fn check_text(r: &Report<'_>) {
-    for w in r.warnings {
+    for w in &r.warnings {
         eprintln!("warning: {w}");
     }
-    match r.loaded {
-        Ok(set) if set.pools.is_empty() && r.others == 0 => {}
-        Ok(set) if r.others > 0 => println!(
-            "{}: ok ({} pools; {} objects of other kinds not checked)",
-            r.file,
-            set.pools.len(),
-            r.others
-        ),
-        Ok(set) => println!("{}: ok ({} pools)", r.file, set.pools.len()),
+    for e in &r.ingresses.errors {
+        eprintln!("{e}");
+    }
+    match &r.loaded {
+        Ok(set) if set.pools.is_empty() && r.others == 0 && r.ingresses.ingresses == 0 => {}
+        Ok(set) if r.ok() => println!("{}: ok ({})", r.file, r.summary(set.pools.len())),
+        Ok(_) => {}
         Err(e) => eprint!("{}", error_text(e)),
     }
 }
 
 fn check_json(r: &Report<'_>) {
-    let errors: Vec<serde_json::Value> = match r.loaded {
+    let mut errors: Vec<serde_json::Value> = match &r.loaded {
         Ok(_) => Vec::new(),
         Err(LoadError::Invalid(invalid)) => invalid
             .0
@@ -131,10 +161,14 @@ fn check_json(r: &Report<'_>) {
             serde_json::json!({"message": e.to_string(), "pool": null, "field": null, "line": null, "column": null}),
         ],
     };
+    errors.extend(r.ingresses.errors.iter().map(|m| {
+        serde_json::json!({"message": m, "pool": null, "field": null, "line": null, "column": null})
+    }));
     let report = serde_json::json!({
         "file": r.file,
-        "ok": r.loaded.is_ok(),
+        "ok": r.ok(),
         "pools": r.loaded.as_ref().map_or(0, |s| s.pools.len()),
+        "ingresses": r.ingresses.ingresses,
         "otherObjects": r.others,
         "errors": errors,
         "warnings": r.warnings,

@@ -271,3 +271,24 @@ fn every_backend_pool_example_in_the_readme_and_docs_passes_check() {
     }
     assert!(checked >= 3, "only {checked} examples found");
 }
+
+const INGRESSES: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: shop\n  annotations:\n    nginx.ingress.kubernetes.io/rewrite-target: /$2\n    nginx.ingress.kubernetes.io/proxy-send-timeout: \"30\"\nspec:\n  ingressClassName: sluice\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: admin\n  namespace: ops\n  annotations:\n    nginx.ingress.kubernetes.io/limit-rps: \"10\"\n    nginx.ingress.kubernetes.io/enable-modsecurity: \"true\"\nspec:\n  ingressClassName: sluice\n";
+
+#[test]
+fn check_kubernetes_reads_ingress_annotations_as_the_controller_does() {
+    let (code, out, err) = sluice_check(&["--kubernetes", "-"], INGRESSES);
+    assert_eq!(code, Some(1), "{out}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "warning: <stdin>:7:5: ingress default/shop: annotation nginx.ingress.kubernetes.io/proxy-send-timeout: sluice has no separate send timeout: sending the request and waiting for the answer head are bounded together by proxy-read-timeout; ignored",
+            "<stdin>:18:5: ingress ops/admin: annotation nginx.ingress.kubernetes.io/enable-modsecurity: not implemented by sluice and it restricts access; the Ingress is refused rather than served open",
+        ],
+        "{err}"
+    );
+    let served = INGRESSES.replace("    nginx.ingress.kubernetes.io/enable-modsecurity: \"true\"\n", "");
+    let (code, out, err) = sluice_check(&["--kubernetes", "-"], &served);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "<stdin>: ok (0 pools, 2 Ingresses)");
+}

@@ -78,28 +78,52 @@ impl Positions {
 
     /// Where `field` (`spec.endpoints[0].weight`) of the document of `pool`
     /// (`namespace/name`, namespace `default` when left out) is: the key of the deepest
-    /// part of the path present, so a missing field points at the block it belongs in.
+    /// part of the path present, so a missing field points at the block it belongs in. A
+    /// BackendPool document of that name is preferred over another kind's.
     pub fn field(&self, pool: &str, field: &str) -> Option<Location> {
+        let named = |d: &&Node| document_name(d).as_deref() == Some(pool);
         let doc = self
             .docs
             .iter()
-            .find(|d| document_name(d).as_deref() == Some(pool))?;
-        let mut node = doc;
-        let mut at = doc.at();
-        for step in steps(field) {
-            let next = match step {
-                Step::Key(key) => node.get(key),
-                Step::Index(i) => match node {
-                    Node::Seq(items, _) => items.get(i).map(|n| (n.at(), n)),
-                    _ => None,
-                },
-            };
-            let Some((place, child)) = next else { break };
-            at = place;
-            node = child;
-        }
-        Some(at)
+            .filter(named)
+            .find(|d| kind(d) == Some("BackendPool"))
+            .or_else(|| self.docs.iter().find(named))?;
+        Some(walk(doc, steps(field)))
     }
+
+    /// Where the keys `keys` (taken literally: annotation names hold dots) of the `kind`
+    /// object `namespace/name` are, as [`Positions::field`] places them.
+    pub fn keys(&self, kind_name: &str, object: &str, keys: &[&str]) -> Option<Location> {
+        let doc = self
+            .docs
+            .iter()
+            .find(|d| kind(d) == Some(kind_name) && document_name(d).as_deref() == Some(object))?;
+        Some(walk(doc, keys.iter().map(|k| Step::Key(k)).collect()))
+    }
+}
+
+/// The position of the deepest part of `path` present in `doc`.
+fn walk(doc: &Node, path: Vec<Step<'_>>) -> Location {
+    let mut node = doc;
+    let mut at = doc.at();
+    for step in path {
+        let next = match step {
+            Step::Key(key) => node.get(key),
+            Step::Index(i) => match node {
+                Node::Seq(items, _) => items.get(i).map(|n| (n.at(), n)),
+                _ => None,
+            },
+        };
+        let Some((place, child)) = next else { break };
+        at = place;
+        node = child;
+    }
+    at
+}
+
+/// A document's `kind`.
+fn kind(doc: &Node) -> Option<&str> {
+    doc.get("kind")?.1.text()
 }
 
 /// `namespace/name` of a BackendPool document.
