@@ -287,7 +287,10 @@ fn check_kubernetes_reads_ingress_annotations_as_the_controller_does() {
         ],
         "{err}"
     );
-    let served = INGRESSES.replace("    nginx.ingress.kubernetes.io/enable-modsecurity: \"true\"\n", "");
+    let served = INGRESSES.replace(
+        "    nginx.ingress.kubernetes.io/enable-modsecurity: \"true\"\n",
+        "",
+    );
     let (code, out, err) = sluice_check(&["--kubernetes", "-"], &served);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.trim(), "<stdin>: ok (0 pools, 2 Ingresses)");

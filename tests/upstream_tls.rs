@@ -257,15 +257,19 @@ fn check_reads_the_ca_file_and_names_it_when_unusable() {
     let nowhere = dir.path().join("nowhere.pem").display().to_string();
     assert!(
         err.contains(&format!(
-            "{path}: pool default/garbage: spec.upstream.tls.caFile: {ca}: CA certificates: no PEM certificate found"
+            ": pool default/garbage: spec.upstream.tls.caFile: {ca}: CA certificates: no PEM certificate found"
         )),
         "{err}"
     );
     assert!(
         err.contains(&format!(
-            "{path}: pool default/missing: spec.upstream.tls.caFile: cannot read {nowhere}"
+            ": pool default/missing: spec.upstream.tls.caFile: cannot read {nowhere}"
         )),
         "{err}"
+    );
+    assert!(
+        err.lines().all(|l| l.starts_with(&format!("{path}:"))),
+        "every error names the file and its line: {err}"
     );
 }
 
