@@ -34,6 +34,9 @@ use crate::process::{self, Options};
 use crate::proxy::ApplyError;
 
 pub mod events;
+pub mod gateway;
+pub mod gateway_status;
+mod gateway_watch;
 pub mod index;
 pub mod ingress;
 pub mod ingress_status;
@@ -204,6 +207,7 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         watcher::Config::default(),
         tx.clone(),
     );
+    let gateway_api = gateway_watch::start(&client, ns, &tx).await;
     drop(tx);
 
     let synced = async {
@@ -216,6 +220,9 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
             ingresses.wait_until_ready(),
             classes.wait_until_ready()
         );
+        if let Some(g) = &gateway_api {
+            g.ready().await;
+        }
     };
     tokio::select! {
         _ = stop.cancelled() => return,
@@ -277,6 +284,25 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         stop.clone(),
     ));
 
+    let gateway_shared: Arc<Mutex<Arc<gateway_status::Shared>>> = Arc::default();
+    if let Some(g) = &gateway_api {
+        tokio::task::spawn_local(gateway_status::write_status(
+            client.clone(),
+            opts.name.clone(),
+            gateway_status::Stores {
+                classes: g.classes.clone(),
+                gateways: g.gateways.clone(),
+                http_routes: g.http_routes.clone(),
+                grpc_routes: g.grpc_routes.clone(),
+                services: services.clone(),
+            },
+            gateway_shared.clone(),
+            opts.publish.clone(),
+            leadership.clone(),
+            stop.clone(),
+        ));
+    }
+
     let mut seen = Instant::now();
     let mut refused_before: BTreeMap<String, Refusal> = BTreeMap::new();
     let mut problems_before = BTreeMap::new();
@@ -300,8 +326,21 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         );
         let mut desired = reconciled.desired(&objects);
         let mut translated = ingress::merge(&mut desired.set, translated, &opts.ingress);
+        let gateway_translation = gateway_api
+            .as_ref()
+            .map(|g| gateway::translate(&g.objects(&objects), &desired.set));
+        if let Some(t) = &gateway_translation {
+            gateway::merge(&mut desired.set, t);
+        }
         let mut desired = apply(&admin, desired, seen);
         ingress_refusals(&mut desired, &mut translated);
+        let gateway_refused = gateway_refusals(&mut desired);
+        if let Some(t) = gateway_translation {
+            *gateway_shared.lock() = Arc::new(gateway_status::Shared {
+                reports: t.reports,
+                refused: gateway_refused,
+            });
+        }
         *served.lock() = Arc::new(
             translated
                 .ours
@@ -405,6 +444,25 @@ fn ingress_refusals(desired: &mut Desired, translated: &mut ingress::Translation
                 message: refusal.message,
             });
     }
+}
+
+/// Takes what `apply` refused of Gateways (owners `gateway:ns/name`: a port that cannot be
+/// bound, a certificate that cannot be loaded) out of the pools' refusals, by Gateway.
+fn gateway_refusals(desired: &mut Desired) -> BTreeMap<String, String> {
+    let owners: Vec<String> = desired
+        .refused
+        .keys()
+        .filter(|k| k.starts_with("gateway:"))
+        .cloned()
+        .collect();
+    owners
+        .into_iter()
+        .filter_map(|owner| {
+            let refusal = desired.refused.remove(&owner)?;
+            let name = owner.trim_start_matches("gateway:").to_owned();
+            Some((name, refusal.message))
+        })
+        .collect()
 }
 
 /// The refusal reason (and a hint for the message) when a pool's port cannot be bound:

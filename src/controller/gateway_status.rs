@@ -1,0 +1,256 @@
+//! The Gateway API front end's status writes, made by the leader only: GatewayClass,
+//! Gateway and route status from the last translation, patched (merge patch on `/status`)
+//! only when it differs from what the object shows, at most once per [`STATUS_PERIOD`].
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::STATUS_PERIOD;
+use super::gateway::types::{GRPCRoute, Gateway, GatewayClass, GatewayStatusAddress, HTTPRoute};
+use super::gateway::{Reports, RouteKind, status};
+use super::ingress_status::{Publish, load_balancer};
+use super::leader::Leadership;
+
+/// What the writer reads from the last rebuild.
+#[derive(Debug, Default, Clone)]
+pub struct Shared {
+    /// The translation's reports.
+    pub reports: Reports,
+    /// Gateways whose ports the data plane refused, with why.
+    pub refused: BTreeMap<String, String>,
+}
+
+/// The watched Gateway API objects whose status is written.
+#[derive(Clone)]
+pub struct Stores {
+    /// GatewayClasses.
+    pub classes: Store<GatewayClass>,
+    /// Gateways.
+    pub gateways: Store<Gateway>,
+    /// HTTPRoutes.
+    pub http_routes: Store<HTTPRoute>,
+    /// GRPCRoutes (absent when the CRD is not installed).
+    pub grpc_routes: Option<Store<GRPCRoute>>,
+    /// Services (for `--publish-service`).
+    pub services: Store<Service>,
+}
+
+/// `status.addresses` of every Gateway: from `--publish-address` / `--publish-service` as
+/// Ingress status does, else this pod's IP (`POD_IP`, set by the chart).
+pub fn addresses(
+    publish: Option<&Publish>,
+    services: &[Arc<Service>],
+    pod_ip: Option<&str>,
+) -> Vec<GatewayStatusAddress> {
+    let entry = |value: &str| GatewayStatusAddress {
+        type_: Some(
+            if value.parse::<IpAddr>().is_ok() {
+                "IPAddress"
+            } else {
+                "Hostname"
+            }
+            .to_owned(),
+        ),
+        value: value.to_owned(),
+    };
+    match publish {
+        Some(p) => load_balancer(p, services)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| i.ip.as_deref().or(i.hostname.as_deref()))
+            .map(entry)
+            .collect(),
+        None => pod_ip
+            .filter(|ip| !ip.is_empty())
+            .map(entry)
+            .into_iter()
+            .collect(),
+    }
+}
+
+fn split(name: &str) -> Option<(&str, &str)> {
+    name.split_once('/')
+}
+
+/// What was last written per object, so a status the store has not caught up with yet is
+/// not written again.
+#[derive(Default)]
+struct Written(BTreeMap<String, serde_json::Value>);
+
+impl Written {
+    /// Patches `status` onto the object `api` names unless it already shows it.
+    async fn patch<K, S>(
+        &mut self,
+        key: String,
+        api: Api<K>,
+        name: &str,
+        shown: Option<&S>,
+        status: S,
+        manager: &str,
+    ) where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        S: Serialize + PartialEq,
+    {
+        if shown == Some(&status) {
+            self.0.remove(&key);
+            return;
+        }
+        let value = serde_json::to_value(&status).unwrap_or_default();
+        if self.0.get(&key) == Some(&value) {
+            return;
+        }
+        let params = PatchParams {
+            field_manager: Some(manager.to_owned()),
+            ..Default::default()
+        };
+        let patch = serde_json::json!({ "status": value });
+        match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => {
+                self.0.insert(key, value);
+            }
+            Err(e) => tracing::warn!(error = %e, object = key, "Gateway API status not written"),
+        }
+    }
+}
+
+/// The leader's loop writing the status of every GatewayClass, Gateway and route the
+/// last translation reported on.
+#[allow(clippy::too_many_arguments)]
+pub async fn write_status(
+    client: Client,
+    manager: String,
+    stores: Stores,
+    shared: Arc<Mutex<Arc<Shared>>>,
+    publish: Option<Publish>,
+    leadership: Leadership,
+    stop: CancellationToken,
+) {
+    let pod_ip = std::env::var("POD_IP").ok();
+    let mut written = Written::default();
+    let mut tick = tokio::time::interval(STATUS_PERIOD);
+    let mut rounds = 0u32;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if !leadership.is_leader() {
+            written.0.clear();
+            continue;
+        }
+        rounds = rounds.wrapping_add(1);
+        if rounds % 60 == 0 {
+            // Now and then, trust the stores alone (a status someone else changed is mended).
+            written.0.clear();
+        }
+        let shared = shared.lock().clone();
+        let now = Time(jiff_now());
+        let addresses = addresses(
+            publish.as_ref(),
+            &stores.services.state(),
+            pod_ip.as_deref(),
+        );
+        for (name, generation) in &shared.reports.classes {
+            let Some(obj) = stores.classes.get(&ObjectRef::new(name)) else {
+                continue;
+            };
+            let status = status::class(*generation, obj.status.as_ref(), &now);
+            let api: Api<GatewayClass> = Api::all(client.clone());
+            written
+                .patch(
+                    format!("gatewayclass:{name}"),
+                    api,
+                    name,
+                    obj.status.as_ref(),
+                    status,
+                    &manager,
+                )
+                .await;
+        }
+        for (name, view) in &shared.reports.gateways {
+            let Some((ns, n)) = split(name) else { continue };
+            let Some(obj) = stores.gateways.get(&ObjectRef::new(n).within(ns)) else {
+                continue;
+            };
+            if obj.metadata.generation != view.generation {
+                // The translation predates this generation: the next rebuild reports on it.
+                continue;
+            }
+            let refusal = shared.refused.get(name).map(String::as_str);
+            let status = status::gateway(view, &addresses, refusal, obj.status.as_ref(), &now);
+            let api: Api<Gateway> = Api::namespaced(client.clone(), ns);
+            written
+                .patch(
+                    format!("gateway:{name}"),
+                    api,
+                    n,
+                    obj.status.as_ref(),
+                    status,
+                    &manager,
+                )
+                .await;
+        }
+        for ((kind, name), report) in &shared.reports.routes {
+            let Some((ns, n)) = split(name) else { continue };
+            match kind {
+                RouteKind::Http => {
+                    let Some(obj) = stores.http_routes.get(&ObjectRef::new(n).within(ns)) else {
+                        continue;
+                    };
+                    if obj.metadata.generation != report.generation {
+                        continue;
+                    }
+                    let status = status::route(report, obj.status.as_ref(), &now);
+                    let api: Api<HTTPRoute> = Api::namespaced(client.clone(), ns);
+                    written
+                        .patch(
+                            format!("httproute:{name}"),
+                            api,
+                            n,
+                            obj.status.as_ref(),
+                            status,
+                            &manager,
+                        )
+                        .await;
+                }
+                RouteKind::Grpc => {
+                    let Some(store) = &stores.grpc_routes else {
+                        continue;
+                    };
+                    let Some(obj) = store.get(&ObjectRef::new(n).within(ns)) else {
+                        continue;
+                    };
+                    if obj.metadata.generation != report.generation {
+                        continue;
+                    }
+                    let status = status::route(report, obj.status.as_ref(), &now);
+                    let api: Api<GRPCRoute> = Api::namespaced(client.clone(), ns);
+                    written
+                        .patch(
+                            format!("grpcroute:{name}"),
+                            api,
+                            n,
+                            obj.status.as_ref(),
+                            status,
+                            &manager,
+                        )
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+fn jiff_now() -> k8s_openapi::jiff::Timestamp {
+    k8s_openapi::jiff::Timestamp::now()
+}
