@@ -150,6 +150,8 @@ fn seniority<K: ResourceExt>(o: &K) -> (Option<Time>, String) {
 
 /// One route of either kind, with its rules translated.
 struct RouteView {
+    /// Seniority (creation time, `namespace/name`), then kind: the placement order.
+    order: (Option<Time>, String, RouteKind),
     kind: RouteKind,
     name: String,
     ns: String,
@@ -206,14 +208,14 @@ pub fn translate(objects: &GatewayObjects, held: &ConfigSet) -> Translation {
         grants: &grants,
     };
     let mut routes = route_views(objects, &lookup);
-    routes.sort_by(|a, b| a.0.cmp(&b.0));
+    routes.sort_by(|a, b| a.order.cmp(&b.order));
     let labels: BTreeMap<String, BTreeMap<String, String>> = objects
         .namespaces
         .iter()
         .map(|n| (n.name_any(), n.labels().clone()))
         .collect();
     let mut backends = BTreeMap::new();
-    for (_, route) in routes {
+    for route in routes {
         attach(&mut out, &route, &labels);
         if out
             .reports
@@ -234,46 +236,41 @@ pub fn translate(objects: &GatewayObjects, held: &ConfigSet) -> Translation {
     out
 }
 
-fn route_views(
-    objects: &GatewayObjects,
-    lookup: &rules::Lookup<'_>,
-) -> Vec<((Option<Time>, String, RouteKind), RouteView)> {
+fn route_views(objects: &GatewayObjects, lookup: &rules::Lookup<'_>) -> Vec<RouteView> {
     let mut out = Vec::new();
     for r in &objects.http_routes {
         let ns = r.namespace().unwrap_or_else(|| "default".to_owned());
-        let translated =
-            rules::http_rules(&ns, r.spec.rules.as_deref().unwrap_or_default(), lookup);
+        // The CRD's default for absent rules: one rule matching `PathPrefix /`.
+        let default_rules = [types::HttpRouteRule::default()];
+        let list = r.spec.rules.as_deref().unwrap_or(&default_rules);
+        let translated = rules::http_rules(&ns, list, lookup);
         let (t, n) = seniority(r.as_ref());
-        out.push((
-            (t, n, RouteKind::Http),
-            RouteView {
-                kind: RouteKind::Http,
-                name: r.name_any(),
-                ns,
-                generation: r.metadata.generation,
-                hostnames: r.spec.hostnames.clone().unwrap_or_default(),
-                parent_refs: r.spec.parent_refs.clone().unwrap_or_default(),
-                translated,
-            },
-        ));
+        out.push(RouteView {
+            order: (t, n, RouteKind::Http),
+            kind: RouteKind::Http,
+            name: r.name_any(),
+            ns,
+            generation: r.metadata.generation,
+            hostnames: r.spec.hostnames.clone().unwrap_or_default(),
+            parent_refs: r.spec.parent_refs.clone().unwrap_or_default(),
+            translated,
+        });
     }
     for r in &objects.grpc_routes {
         let ns = r.namespace().unwrap_or_else(|| "default".to_owned());
         let translated =
             rules::grpc_rules(&ns, r.spec.rules.as_deref().unwrap_or_default(), lookup);
         let (t, n) = seniority(r.as_ref());
-        out.push((
-            (t, n, RouteKind::Grpc),
-            RouteView {
-                kind: RouteKind::Grpc,
-                name: r.name_any(),
-                ns,
-                generation: r.metadata.generation,
-                hostnames: r.spec.hostnames.clone().unwrap_or_default(),
-                parent_refs: r.spec.parent_refs.clone().unwrap_or_default(),
-                translated,
-            },
-        ));
+        out.push(RouteView {
+            order: (t, n, RouteKind::Grpc),
+            kind: RouteKind::Grpc,
+            name: r.name_any(),
+            ns,
+            generation: r.metadata.generation,
+            hostnames: r.spec.hostnames.clone().unwrap_or_default(),
+            parent_refs: r.spec.parent_refs.clone().unwrap_or_default(),
+            translated,
+        });
     }
     out
 }
@@ -526,6 +523,7 @@ fn finish(
             send_proxy_protocol: ProxyProtocolVersion::None,
             filters: RouteFilters::default(),
             canary: None,
+            dns: None,
             upstream: UpstreamConfig {
                 protocol: if b.h2c {
                     UpstreamProtocol::Http2

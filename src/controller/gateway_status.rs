@@ -149,7 +149,7 @@ pub async fn write_status(
             continue;
         }
         rounds = rounds.wrapping_add(1);
-        if rounds % 60 == 0 {
+        if rounds.is_multiple_of(60) {
             // Now and then, trust the stores alone (a status someone else changed is mended).
             written.0.clear();
         }
