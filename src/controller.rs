@@ -305,6 +305,7 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
 
     let mut seen = Instant::now();
     let mut refused_before: BTreeMap<String, Refusal> = BTreeMap::new();
+    let mut conflicts_before: BTreeMap<String, Refusal> = BTreeMap::new();
     let mut problems_before = BTreeMap::new();
     let mut reconciled = index::Index::default();
     loop {
@@ -326,14 +327,18 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         );
         let mut desired = reconciled.desired(&objects);
         let mut translated = ingress::merge(&mut desired.set, translated, &opts.ingress);
-        let gateway_translation = gateway_api
+        let mut gateway_translation = gateway_api
             .as_ref()
             .map(|g| gateway::translate(&g.objects(&objects), &desired.set));
-        if let Some(t) = &gateway_translation {
-            gateway::merge(&mut desired.set, t);
-        }
+        let conflicts = match &mut gateway_translation {
+            Some(t) => gateway::merge(&mut desired.set, t, |owner| {
+                owner_age(owner, &pools, &ingresses)
+            }),
+            None => Vec::new(),
+        };
         let mut desired = apply(&admin, desired, seen);
         ingress_refusals(&mut desired, &mut translated);
+        let pool_conflicts = shadowed_by_gateway_routes(&conflicts, &mut translated);
         let gateway_refused = gateway_refusals(&mut desired);
         if let Some(t) = gateway_translation {
             *gateway_shared.lock() = Arc::new(gateway_status::Shared {
@@ -354,6 +359,11 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
                     invalid_spec_event(&recorder, &pools, name, refusal).await;
                 }
             }
+            for (name, refusal) in &pool_conflicts {
+                if conflicts_before.get(name) != Some(refusal) {
+                    invalid_spec_event(&recorder, &pools, name, refusal).await;
+                }
+            }
             ingress_status::problem_events(
                 &recorder,
                 &ingresses,
@@ -363,6 +373,7 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
             .await;
         }
         refused_before = desired.refused.clone();
+        conflicts_before = pool_conflicts;
         problems_before = translated.problems;
         *shared.lock() = Arc::new(desired);
         admin.set_ready();
@@ -444,6 +455,69 @@ fn ingress_refusals(desired: &mut Desired, translated: &mut ingress::Translation
                 message: refusal.message,
             });
     }
+}
+
+/// The seniority (creation time, `namespace/name`) of a BackendPool or Ingress route owner.
+fn owner_age(
+    owner: &str,
+    pools: &Store<BackendPool>,
+    ingresses: &Store<Ingress>,
+) -> Option<(
+    Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    String,
+)> {
+    let (name, created) = match owner.strip_prefix("ingress:") {
+        Some(name) => {
+            let (ns, n) = name.split_once('/')?;
+            let i = ingresses.get(&reflector::ObjectRef::new(n).within(ns))?;
+            (name, i.metadata.creation_timestamp.clone())
+        }
+        None => (
+            owner,
+            find_pool(pools, owner)?.metadata.creation_timestamp.clone(),
+        ),
+    };
+    Some((created, name.to_owned()))
+}
+
+/// Tells the BackendPools and Ingresses whose route an older Gateway API route shadows:
+/// an Ingress gets a `Conflict` problem (a Warning Event); the BackendPools are returned,
+/// for a `Conflict` Warning Event each.
+fn shadowed_by_gateway_routes(
+    conflicts: &[gateway::Conflict],
+    translated: &mut ingress::Translation,
+) -> BTreeMap<String, Refusal> {
+    let mut pools = BTreeMap::new();
+    for c in conflicts {
+        let message = format!(
+            "{} is served for the older {} (oldest wins)",
+            c.what, c.winner
+        );
+        if c.loser.contains(':') && !c.loser.starts_with("ingress:") {
+            continue;
+        }
+        match c.loser.strip_prefix("ingress:") {
+            Some(name) => translated
+                .problems
+                .entry(name.to_owned())
+                .or_default()
+                .push(ingress::Problem {
+                    reason: "Conflict",
+                    message,
+                }),
+            None => {
+                let entry = pools.entry(c.loser.clone()).or_insert(Refusal {
+                    reason: "Conflict",
+                    message: String::new(),
+                });
+                if !entry.message.is_empty() {
+                    entry.message.push('\n');
+                }
+                entry.message.push_str(&message);
+            }
+        }
+    }
+    pools
 }
 
 /// Takes what `apply` refused of Gateways (owners `gateway:ns/name`: a port that cannot be

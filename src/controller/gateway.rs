@@ -26,6 +26,7 @@ use crate::config::{
     ConfigSet, ForwardTo, ListenerConfig, PoolConfig, Protocol, ProxyProtocolVersion, RouteAction,
     RouteConfig, RouteFilters, Timeouts, UpstreamConfig, UpstreamProtocol,
 };
+use crate::config::{PathMatch, RequestMatch};
 
 pub mod condition;
 mod grants;
@@ -138,6 +139,9 @@ pub struct Translation {
     pub set: ConfigSet,
     /// What each object's status should say.
     pub reports: Reports,
+    /// Each route owner's seniority (creation time, `namespace/name`), for conflicts
+    /// with BackendPools and Ingresses.
+    pub ages: BTreeMap<String, (Option<Time>, String)>,
 }
 
 /// Creation time then `namespace/name`: the order in which conflicts are decided.
@@ -216,6 +220,9 @@ pub fn translate(objects: &GatewayObjects, held: &ConfigSet) -> Translation {
         .collect();
     let mut backends = BTreeMap::new();
     for route in routes {
+        let owner = format!("{}:{}/{}", route.kind.owner_prefix(), route.ns, route.name);
+        out.ages
+            .insert(owner, (route.order.0.clone(), route.order.1.clone()));
         attach(&mut out, &route, &labels);
         if out
             .reports
@@ -322,7 +329,8 @@ fn attach(
             continue;
         };
         let mut conditions = Vec::new();
-        let accepted = accept_on(gw, route, pref, route_labels, &mut placements);
+        let counted = route.translated.refused.is_none();
+        let accepted = accept_on(gw, route, pref, route_labels, counted, &mut placements);
         match accepted {
             Ok(()) => match &route.translated.refused {
                 Some(p) => conditions.push(Cond::no("Accepted", p.reason, p.message.clone())),
@@ -387,6 +395,7 @@ fn accept_on(
     route: &RouteView,
     pref: &ParentReference,
     route_labels: &BTreeMap<String, String>,
+    counted: bool,
     placements: &mut Vec<(u16, Vec<String>)>,
 ) -> Result<(), Problem> {
     let gw_ns = gw.ns.clone();
@@ -444,7 +453,10 @@ fn accept_on(
             continue;
         };
         attached = true;
-        l.attached += 1;
+        if counted {
+            // `attachedRoutes` counts accepted routes only.
+            l.attached += 1;
+        }
         if !placements.iter().any(|(p, h)| *p == l.port && *h == hosts) {
             placements.push((l.port, hosts));
         }
@@ -536,14 +548,139 @@ fn finish(
     }
 }
 
-/// Adds the Gateway API part `t` to `set` (BackendPools' and Ingresses'): claims and
-/// routes after theirs (they win a tie on one port, host and path), backends sorted in.
-pub fn merge(set: &mut ConfigSet, t: &Translation) {
+/// The same route (port, hosts, path and conditions) placed by a Gateway API route and by
+/// a BackendPool or an Ingress: the older object keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Conflict {
+    /// The owner served (`ns/name`, `ingress:ns/name`, `httproute:ns/name`, ...).
+    pub winner: String,
+    /// The owner shadowed.
+    pub loser: String,
+    /// What both place, for messages.
+    pub what: String,
+}
+
+/// Identity of a route for conflicts: port, hosts, path (kind and text), conditions.
+type RouteIdentity = (u16, Vec<crate::config::HostMatch>, u8, String, RequestMatch);
+
+fn identity(r: &RouteConfig) -> RouteIdentity {
+    let (kind, text) = match &r.path {
+        PathMatch::Exact(p) => (0, p.clone()),
+        PathMatch::Prefix(p) => (1, p.clone()),
+        PathMatch::Regex(re) => (2, re.as_str().to_owned()),
+    };
+    (r.port, r.hosts.clone(), kind, text, r.matches.clone())
+}
+
+/// Adds the Gateway API part `t` to `set` (BackendPools' and Ingresses'): claims, then
+/// routes after theirs, except that a Gateway API route placing exactly what an existing
+/// route places goes before it when its object is older (`age` gives the seniority of a
+/// BackendPool or Ingress owner) — the oldest wins, as between any two objects. Each such
+/// clash is returned; a shadowed Gateway API route is told in its `Accepted` message.
+pub fn merge(
+    set: &mut ConfigSet,
+    t: &mut Translation,
+    age: impl Fn(&str) -> Option<(Option<Time>, String)>,
+) -> Vec<Conflict> {
     set.listeners.extend(t.set.listeners.iter().cloned());
-    set.routes.extend(t.set.routes.iter().cloned());
+    let existing: std::collections::HashMap<RouteIdentity, usize> = set
+        .routes
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, r)| (identity(r), i))
+        .collect();
+    let mut before: BTreeMap<usize, Vec<Arc<RouteConfig>>> = BTreeMap::new();
+    let mut after = Vec::new();
+    let mut conflicts = Vec::new();
+    for r in &t.set.routes {
+        let Some(&i) = existing.get(&identity(r)) else {
+            after.push(r.clone());
+            continue;
+        };
+        let theirs = &set.routes[i].owner;
+        let older = match (t.ages.get(&r.owner), age(theirs)) {
+            (Some(ours), Some(other)) => *ours < other,
+            _ => false,
+        };
+        let (winner, loser) = if older {
+            before.entry(i).or_default().push(r.clone());
+            (r.owner.clone(), theirs.clone())
+        } else {
+            after.push(r.clone());
+            (theirs.clone(), r.owner.clone())
+        };
+        let c = Conflict {
+            winner,
+            loser,
+            what: describe(r),
+        };
+        if !conflicts.contains(&c) {
+            conflicts.push(c);
+        }
+    }
+    if !before.is_empty() {
+        let old = std::mem::take(&mut set.routes);
+        for (i, r) in old.into_iter().enumerate() {
+            if let Some(first) = before.remove(&i) {
+                set.routes.extend(first);
+            }
+            set.routes.push(r);
+        }
+    }
+    set.routes.extend(after);
     if !t.set.pools.is_empty() {
         set.pools.extend(t.set.pools.iter().cloned());
         set.pools.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    for c in &conflicts {
+        tell_shadowed(&mut t.reports, c);
+    }
+    conflicts
+}
+
+/// `port 8080 host shop.example path Prefix /api` for messages.
+fn describe(r: &RouteConfig) -> String {
+    let hosts: Vec<String> = r
+        .hosts
+        .iter()
+        .map(|h| match h {
+            crate::config::HostMatch::Exact(h) => h.clone(),
+            crate::config::HostMatch::Wildcard(s) => format!("*{s}"),
+        })
+        .collect();
+    let host = if hosts.is_empty() {
+        "(any host)".to_owned()
+    } else {
+        hosts.join(",")
+    };
+    let (kind, text) = match &r.path {
+        PathMatch::Exact(p) => ("Exact", p.as_str()),
+        PathMatch::Prefix(p) => ("PathPrefix", p.as_str()),
+        PathMatch::Regex(re) => ("RegularExpression", re.as_str()),
+    };
+    format!("port {} host {host} path {kind} {text}", r.port)
+}
+
+/// Appends "shadowed by ..." to the `Accepted` message of a Gateway API route that lost.
+fn tell_shadowed(reports: &mut Reports, c: &Conflict) {
+    let (kind, name) = match c.loser.split_once(':') {
+        Some(("httproute", n)) => (RouteKind::Http, n),
+        Some(("grpcroute", n)) => (RouteKind::Grpc, n),
+        _ => return,
+    };
+    let Some(report) = reports.routes.get_mut(&(kind, name.to_owned())) else {
+        return;
+    };
+    for p in &mut report.parents {
+        for cond in &mut p.conditions {
+            if cond.type_ == "Accepted" && cond.status {
+                cond.message.push_str(&format!(
+                    "; {} is served for the older {} (oldest wins)",
+                    c.what, c.winner
+                ));
+            }
+        }
     }
 }
 

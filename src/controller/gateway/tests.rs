@@ -663,3 +663,68 @@ fn label_selectors_match_labels_and_expressions() {
             .unwrap();
     assert!(!selects(&sel, &labels));
 }
+
+#[test]
+fn the_same_route_from_an_ingress_goes_to_the_older_object() {
+    let held = || ConfigSet {
+        routes: vec![Arc::new(RouteConfig {
+            owner: "ingress:shop/old-ingress".into(),
+            port: 8080,
+            hosts: vec![],
+            path: PathMatch::Prefix("/api".into()),
+            matches: Default::default(),
+            filters: Default::default(),
+            action: RouteAction::Respond(http::StatusCode::NOT_FOUND),
+        })],
+        ..ConfigSet::default()
+    };
+    let objs = objects(
+        vec![gateway("gw", json!([http_listener("http", 8080)]))],
+        vec![route("api", "shop", "2026-01-02T00:00:00Z", to_web("/api"))],
+    );
+    let created = |at: &str| -> Option<Time> { serde_json::from_value(json!(at)).ok() };
+
+    // The Ingress is older: it keeps its place first; the route is told.
+    let mut set = held();
+    let mut t = translate(&objs, &set);
+    let conflicts = merge(&mut set, &mut t, |_| {
+        Some((created("2025-01-01T00:00:00Z"), "shop/old-ingress".into()))
+    });
+    let owners: Vec<&str> = set.routes.iter().map(|r| r.owner.as_str()).collect();
+    assert_eq!(owners, ["ingress:shop/old-ingress", "httproute:shop/api"]);
+    assert_eq!(conflicts[0].loser, "httproute:shop/api");
+    let message = &cond(&parent(&t, "shop/api").conditions, "Accepted").message;
+    assert!(
+        message.contains("ingress:shop/old-ingress (oldest wins)"),
+        "{message}"
+    );
+
+    // The HTTPRoute is older: it goes first; the Ingress is the loser.
+    let mut set = held();
+    let mut t = translate(&objs, &set);
+    let conflicts = merge(&mut set, &mut t, |_| {
+        Some((created("2027-01-01T00:00:00Z"), "shop/new-ingress".into()))
+    });
+    let owners: Vec<&str> = set.routes.iter().map(|r| r.owner.as_str()).collect();
+    assert_eq!(owners, ["httproute:shop/api", "ingress:shop/old-ingress"]);
+    assert_eq!(conflicts[0].loser, "ingress:shop/old-ingress");
+    assert_eq!(
+        conflicts[0].what,
+        "port 8080 host (any host) path PathPrefix /api"
+    );
+}
+
+#[test]
+fn a_refused_route_is_not_counted_as_attached() {
+    let spec =
+        json!({"parentRefs": [{"name": "gw"}], "rules": [{"filters": [{"type": "ExtensionRef"}]}]});
+    let t = translate(
+        &objects(
+            vec![gateway("gw", json!([http_listener("http", 8080)]))],
+            vec![route("r", "shop", "2026-01-02T00:00:00Z", spec)],
+        ),
+        &ConfigSet::default(),
+    );
+    assert_eq!(accepted(&t, "shop/r"), (false, "UnsupportedValue"));
+    assert_eq!(t.reports.gateways["shop/gw"].listeners[0].attached, 0);
+}
