@@ -432,7 +432,7 @@ fn accept_on(
                 From::All => true,
                 From::Selector(s) => selects(s, route_labels),
             };
-            l.usable && ns_ok && l.kinds.contains(&route.kind)
+            l.attachable && ns_ok && l.kinds.contains(&route.kind)
         })
         .collect();
     if allowed.is_empty() {
@@ -457,7 +457,7 @@ fn accept_on(
             // `attachedRoutes` counts accepted routes only.
             l.attached += 1;
         }
-        if !placements.iter().any(|(p, h)| *p == l.port && *h == hosts) {
+        if l.served && !placements.iter().any(|(p, h)| *p == l.port && *h == hosts) {
             placements.push((l.port, hosts));
         }
     }

@@ -48,8 +48,10 @@ pub struct ListenerView {
     pub from: From,
     /// Route kinds admitted.
     pub kinds: Vec<RouteKind>,
-    /// Routes may attach and are served.
-    pub usable: bool,
+    /// Routes may attach (and count in `attachedRoutes`).
+    pub attachable: bool,
+    /// Its port is served: attachable, and (HTTPS) a certificate is loaded.
+    pub served: bool,
     /// Routes attached (for `attachedRoutes`).
     pub attached: i32,
     /// Conditions.
@@ -78,7 +80,7 @@ pub fn owner(gateway: &str) -> String {
     format!("gateway:{gateway}")
 }
 
-/// Evaluates the Gateways (oldest first) and claims the ports of their usable listeners.
+/// Evaluates the Gateways (oldest first) and claims the ports of their served listeners.
 /// `held` is what BackendPools and Ingresses already claim.
 pub fn evaluate(
     gateways: &[&Gateway],
@@ -123,7 +125,7 @@ pub fn evaluate(
                     ),
                 );
             }
-            if view.usable {
+            if view.attachable && view.served {
                 let https = l.protocol == "HTTPS";
                 match ports.get(&view.port) {
                     Some((kind, holder)) if *kind != Some(https) => {
@@ -143,9 +145,10 @@ pub fn evaluate(
                 }
             }
             if refused.is_some() {
-                view.usable = false;
+                view.attachable = false;
             }
-            if view.usable {
+            view.served &= view.attachable;
+            if view.served {
                 claims.push(Arc::new(ListenerClaim {
                     owner: owner(&name),
                     port: view.port,
@@ -160,7 +163,7 @@ pub fn evaluate(
                     tcp_pool: None,
                 }));
             }
-            let programmed = if view.usable {
+            let programmed = if view.served {
                 Cond::yes("Programmed", "Programmed", "the listener is served")
             } else {
                 Cond::no("Programmed", "Invalid", "the listener is not served")
@@ -184,7 +187,7 @@ fn conflict(view: &mut ListenerView, reason: &'static str, message: String) {
         &mut view.conditions,
         Cond::yes("Conflicted", reason, message),
     );
-    view.usable = false;
+    view.attachable = false;
 }
 
 /// What makes a whole Gateway unacceptable: fields sluice does not implement.
@@ -221,7 +224,8 @@ fn listener(
         hostname: l.hostname.as_ref().map(|h| h.to_ascii_lowercase()),
         from: From::Same,
         kinds: Vec::new(),
-        usable: true,
+        attachable: true,
+        served: true,
         attached: 0,
         conditions: vec![
             Cond::yes("Accepted", "Accepted", "the listener is valid"),
@@ -246,7 +250,7 @@ fn listener(
                 ),
             ),
         );
-        view.usable = false;
+        view.attachable = false;
         return (view, None);
     }
     let allowed = l.allowed_routes.as_ref();
@@ -294,7 +298,7 @@ fn listener(
         })
         .collect();
     if view.kinds.is_empty() {
-        view.usable = false;
+        view.attachable = false;
     }
     if l.protocol != "HTTPS" {
         return (view, None);
@@ -309,7 +313,7 @@ fn listener(
                 format!("{field}.tls.mode: only Terminate is supported on HTTPS"),
             ),
         );
-        view.usable = false;
+        view.attachable = false;
         return (view, None);
     }
     let refs = tls
@@ -366,7 +370,8 @@ fn listener(
         );
     }
     if cert.is_none() {
-        view.usable = false;
+        // Routes still attach (and are counted); nothing is served until a certificate is.
+        view.served = false;
     }
     (view, cert)
 }

@@ -83,7 +83,8 @@ pub fn gateway_conditions(
             .iter()
             .all(|c| (c.type_ == "Conflicted") != c.status)
     });
-    let any_usable = view.listeners.iter().any(|l| l.usable);
+    let any_usable = view.listeners.iter().any(|l| l.attachable);
+    let any_served = view.listeners.iter().any(|l| l.served);
     let accepted = match &view.refused {
         Some(c) => c.clone(),
         None if all_valid => Cond::yes("Accepted", "Accepted", "the Gateway is valid"),
@@ -98,7 +99,7 @@ pub fn gateway_conditions(
             "no listener is valid (see status.listeners)",
         ),
     };
-    let programmed = if view.refused.is_some() || !any_usable {
+    let programmed = if view.refused.is_some() || !any_served {
         Cond::no("Programmed", "Invalid", "nothing of the Gateway is served")
     } else if let Some(why) = refusal {
         Cond::no("Programmed", "Invalid", why)
@@ -141,7 +142,7 @@ pub fn gateway(
                 .unwrap_or_default();
             let mut list = l.conditions.clone();
             if let Some(why) = refusal
-                && l.usable
+                && l.served
             {
                 super::condition::set(&mut list, Cond::no("Programmed", "Invalid", why));
             }

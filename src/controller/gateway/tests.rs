@@ -728,3 +728,23 @@ fn a_refused_route_is_not_counted_as_attached() {
     assert_eq!(accepted(&t, "shop/r"), (false, "UnsupportedValue"));
     assert_eq!(t.reports.gateways["shop/gw"].listeners[0].attached, 0);
 }
+
+#[test]
+fn routes_attach_to_an_https_listener_without_a_certificate_but_nothing_is_served() {
+    let listeners = json!([{"name": "tls", "port": 8443, "protocol": "HTTPS",
+        "tls": {"certificateRefs": [{"name": "nope"}]}}]);
+    let t = translate(
+        &objects(
+            vec![gateway("gw", listeners)],
+            vec![route("r", "shop", "2026-01-02T00:00:00Z", to_web("/"))],
+        ),
+        &ConfigSet::default(),
+    );
+    assert_eq!(accepted(&t, "shop/r"), (true, "Accepted"));
+    let l = &t.reports.gateways["shop/gw"].listeners[0];
+    assert_eq!(l.attached, 1);
+    assert!(!cond(&l.conditions, "Programmed").status);
+    assert!(t.set.listeners.is_empty() && t.set.routes.is_empty());
+    let gw = status::gateway_conditions(&t.reports.gateways["shop/gw"], None, true);
+    assert_eq!(cond(&gw, "Programmed").reason, "Invalid");
+}
