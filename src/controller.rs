@@ -1,14 +1,17 @@
 //! Kubernetes mode: watch BackendPools and Ingresses (with the IngressClasses that say which
-//! are ours), the EndpointSlices and Services they name and the TLS Secrets they reference;
-//! turn them into the same validated model the file loader produces and hand it to the same
-//! apply path. The proxy cannot tell the modes apart.
+//! are ours), the Gateway API kinds when their CRDs are installed, the EndpointSlices and
+//! Services they name and the TLS Secrets they reference; turn them into the same validated
+//! model the file loader produces and hand it to the same apply path. The proxy cannot tell
+//! the modes apart.
 //!
 //! Every replica watches and serves; only the elected leader writes status and Events.
 //! RBAC follows what is watched: get/list/watch on backendpools, ingresses, ingressclasses
 //! (cluster-wide), endpointslices, services and secrets (two watches filtered server-side,
 //! `type=kubernetes.io/tls` and `type=Opaque` for htpasswd lists; RBAC cannot narrow
 //! list/watch further), patch on backendpools/status and ingresses/status, create/patch on
-//! events, and get/create/update on the leader Lease.
+//! events, and get/create/update on the leader Lease; with the Gateway API, get/list/watch on
+//! gatewayclasses, gateways, httproutes, grpcroutes, referencegrants and namespaces and patch
+//! on their status.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
