@@ -347,6 +347,7 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
             *gateway_shared.lock() = Arc::new(gateway_status::Shared {
                 reports: t.reports,
                 refused: gateway_refused,
+                translated: true,
             });
         }
         *served.lock() = Arc::new(

@@ -401,5 +401,17 @@ fn a_gateway_and_its_http_routes_serve_traffic_and_report_the_status_the_spec_re
     c.wait(Duration::from_secs(15), "the edited route's status", || {
         condition("httproute", "broken", parent, "ResolvedRefs") == "True/ResolvedRefs/2"
     });
+    // A route that no longer names a Gateway of ours loses our parent entry.
+    kube.apply(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: elsewhere, namespace: {ns}}}\nspec:\n  parentRefs: [{{name: not-ours}}]\n"
+    ));
+    c.wait(Duration::from_secs(15), "our parent entry removed", || {
+        get(
+            "httproute",
+            "elsewhere",
+            "{.status.parents[*].controllerName}",
+        )
+        .is_empty()
+    });
     assert!(!c.log().contains("forbidden"), "{}", c.log());
 }

@@ -583,6 +583,13 @@ pub fn merge(
     age: impl Fn(&str) -> Option<(Option<Time>, String)>,
 ) -> Vec<Conflict> {
     set.listeners.extend(t.set.listeners.iter().cloned());
+    if !t.set.pools.is_empty() {
+        set.pools.extend(t.set.pools.iter().cloned());
+        set.pools.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    if t.set.routes.is_empty() {
+        return Vec::new();
+    }
     let existing: std::collections::HashMap<RouteIdentity, usize> = set
         .routes
         .iter()
@@ -629,10 +636,6 @@ pub fn merge(
         }
     }
     set.routes.extend(after);
-    if !t.set.pools.is_empty() {
-        set.pools.extend(t.set.pools.iter().cloned());
-        set.pools.sort_by(|a, b| a.name.cmp(&b.name));
-    }
     for c in &conflicts {
         tell_shadowed(&mut t.reports, c);
     }

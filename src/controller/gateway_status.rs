@@ -16,7 +16,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::STATUS_PERIOD;
-use super::gateway::types::{GRPCRoute, Gateway, GatewayClass, GatewayStatusAddress, HTTPRoute};
+use super::gateway::types::{
+    GRPCRoute, Gateway, GatewayClass, GatewayStatusAddress, HTTPRoute, RouteStatus,
+};
 use super::gateway::{Reports, RouteKind, status};
 use super::ingress_status::{Publish, load_balancer};
 use super::leader::Leadership;
@@ -28,6 +30,8 @@ pub struct Shared {
     pub reports: Reports,
     /// Gateways whose ports the data plane refused, with why.
     pub refused: BTreeMap<String, String>,
+    /// Set once a translation is in: before it, nothing is written (nor removed).
+    pub translated: bool,
 }
 
 /// The watched Gateway API objects whose status is written.
@@ -154,6 +158,9 @@ pub async fn write_status(
             written.0.clear();
         }
         let shared = shared.lock().clone();
+        if !shared.translated {
+            continue;
+        }
         let now = Time(jiff_now());
         let addresses = addresses(
             publish.as_ref(),
@@ -164,6 +171,9 @@ pub async fn write_status(
             let Some(obj) = stores.classes.get(&ObjectRef::new(name)) else {
                 continue;
             };
+            if obj.metadata.generation != *generation {
+                continue;
+            }
             let status = status::class(*generation, obj.status.as_ref(), &now);
             let api: Api<GatewayClass> = Api::all(client.clone());
             written
@@ -200,54 +210,82 @@ pub async fn write_status(
                 )
                 .await;
         }
-        for ((kind, name), report) in &shared.reports.routes {
-            let Some((ns, n)) = split(name) else { continue };
-            match kind {
-                RouteKind::Http => {
-                    let Some(obj) = stores.http_routes.get(&ObjectRef::new(n).within(ns)) else {
-                        continue;
-                    };
-                    if obj.metadata.generation != report.generation {
-                        continue;
-                    }
-                    let status = status::route(report, obj.status.as_ref(), &now);
-                    let api: Api<HTTPRoute> = Api::namespaced(client.clone(), ns);
-                    written
-                        .patch(
-                            format!("httproute:{name}"),
-                            api,
-                            n,
-                            obj.status.as_ref(),
-                            status,
-                            &manager,
-                        )
-                        .await;
-                }
-                RouteKind::Grpc => {
-                    let Some(store) = &stores.grpc_routes else {
-                        continue;
-                    };
-                    let Some(obj) = store.get(&ObjectRef::new(n).within(ns)) else {
-                        continue;
-                    };
-                    if obj.metadata.generation != report.generation {
-                        continue;
-                    }
-                    let status = status::route(report, obj.status.as_ref(), &now);
-                    let api: Api<GRPCRoute> = Api::namespaced(client.clone(), ns);
-                    written
-                        .patch(
-                            format!("grpcroute:{name}"),
-                            api,
-                            n,
-                            obj.status.as_ref(),
-                            status,
-                            &manager,
-                        )
-                        .await;
-                }
-            }
+        sync_routes(
+            RouteKind::Http,
+            &stores.http_routes,
+            &shared.reports,
+            &client,
+            &manager,
+            &mut written,
+            &now,
+        )
+        .await;
+        if let Some(store) = &stores.grpc_routes {
+            sync_routes(
+                RouteKind::Grpc,
+                store,
+                &shared.reports,
+                &client,
+                &manager,
+                &mut written,
+                &now,
+            )
+            .await;
         }
+    }
+}
+
+/// The two route kinds' common status.
+trait RouteObject:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+    fn route_status(&self) -> Option<&RouteStatus>;
+}
+
+impl RouteObject for HTTPRoute {
+    fn route_status(&self) -> Option<&RouteStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl RouteObject for GRPCRoute {
+    fn route_status(&self) -> Option<&RouteStatus> {
+        self.status.as_ref()
+    }
+}
+
+/// Writes the status of every route of `kind` the translation reported on, and removes this
+/// controller's parent entries from routes it no longer reports on (their Gateway is gone,
+/// or no longer named, or of another class).
+async fn sync_routes<K: RouteObject>(
+    kind: RouteKind,
+    store: &Store<K>,
+    reports: &Reports,
+    client: &Client,
+    manager: &str,
+    written: &mut Written,
+    now: &Time,
+) {
+    for obj in store.state() {
+        let ns = obj.meta().namespace.clone().unwrap_or_default();
+        let n = obj.meta().name.clone().unwrap_or_default();
+        let name = format!("{ns}/{n}");
+        let previous = obj.route_status();
+        let status = match reports.routes.get(&(kind, name.clone())) {
+            // The translation predates this generation: the next rebuild reports on it.
+            Some(report) if obj.meta().generation != report.generation => continue,
+            Some(report) => status::route(report, previous, now),
+            None => match status::forget(previous) {
+                Some(rest) => rest,
+                None => continue,
+            },
+        };
+        let api: Api<K> = Api::namespaced(client.clone(), &ns);
+        let key = format!("{}:{name}", kind.as_str());
+        written.patch(key, api, &n, previous, status, manager).await;
     }
 }
 

@@ -186,3 +186,24 @@ pub fn route(report: &RouteReport, previous: Option<&RouteStatus>, now: &Time) -
     }
     RouteStatus { parents }
 }
+
+/// A route status without this controller's entries, when it had any (its parents are no
+/// longer Gateways of ours).
+pub fn forget(previous: Option<&RouteStatus>) -> Option<RouteStatus> {
+    let previous = previous?;
+    if previous
+        .parents
+        .iter()
+        .all(|p| p.controller_name != CONTROLLER)
+    {
+        return None;
+    }
+    Some(RouteStatus {
+        parents: previous
+            .parents
+            .iter()
+            .filter(|p| p.controller_name != CONTROLLER)
+            .cloned()
+            .collect(),
+    })
+}

@@ -748,3 +748,35 @@ fn routes_attach_to_an_https_listener_without_a_certificate_but_nothing_is_serve
     let gw = status::gateway_conditions(&t.reports.gateways["shop/gw"], None, true);
     assert_eq!(cond(&gw, "Programmed").reason, "Invalid");
 }
+
+#[test]
+fn a_route_no_longer_ours_loses_only_our_parent_entries() {
+    let ours = types::RouteParentStatus {
+        parent_ref: ParentReference {
+            name: "gw".into(),
+            ..Default::default()
+        },
+        controller_name: CONTROLLER.into(),
+        conditions: vec![],
+    };
+    let theirs = types::RouteParentStatus {
+        controller_name: "example.com/other".into(),
+        ..ours.clone()
+    };
+    let both = types::RouteStatus {
+        parents: vec![ours, theirs.clone()],
+    };
+    assert_eq!(
+        status::forget(Some(&both)).unwrap().parents,
+        [theirs.clone()]
+    );
+    let only_theirs = types::RouteStatus {
+        parents: vec![theirs],
+    };
+    assert_eq!(
+        status::forget(Some(&only_theirs)),
+        None,
+        "nothing to remove: no write"
+    );
+    assert_eq!(status::forget(None), None);
+}
