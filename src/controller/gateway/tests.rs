@@ -768,7 +768,7 @@ fn a_route_no_longer_ours_loses_only_our_parent_entries() {
     };
     assert_eq!(
         status::forget(Some(&both)).unwrap().parents,
-        [theirs.clone()]
+        std::slice::from_ref(&theirs)
     );
     let only_theirs = types::RouteStatus {
         parents: vec![theirs],
