@@ -2,8 +2,8 @@
 //! filters, weighted backends), independent of where the route attaches.
 //!
 //! Anything a rule asks for that sluice cannot do exactly (a regular-expression header,
-//! a mirror, per-backend filters, rule timeouts, a full-path rewrite after a prefix
-//! match) makes the whole route not accepted (`UnsupportedValue`, naming the field), as
+//! a mirror, per-backend filters, rule timeouts, a prefix replacement after a regular
+//! expression) makes the whole route not accepted (`UnsupportedValue`, naming the field), as
 //! the specification requires for unknown values — never served differently.
 
 use std::collections::BTreeMap;
@@ -334,9 +334,6 @@ fn convert_filters(
     let regex_match = matches
         .iter()
         .any(|(p, _)| matches!(p, PathMatch::Regex(_)));
-    let only_exact = matches
-        .iter()
-        .all(|(p, _)| matches!(p, PathMatch::Exact(_)));
     for (i, f) in list.iter().enumerate() {
         let field = format!("{field}.filters[{i}]");
         let http_only = |t: &str| {
@@ -416,22 +413,20 @@ fn convert_filters(
                         unsupported(format!("{field}.urlRewrite.hostname: not a header value"))
                     })?),
                 };
-                let path_prefix = match &r.path {
-                    None => None,
+                let (path_prefix, full_path) = match &r.path {
+                    None => (None, None),
                     Some(p) => {
                         match path_replace(p, regex_match, &format!("{field}.urlRewrite.path"))? {
-                            PathReplace::Prefix(prefix) => Some(prefix),
-                            // The whole matched path is the prefix of an Exact match.
-                            PathReplace::Full(full) if only_exact => Some(full),
-                            PathReplace::Full(_) => {
-                                return Err(unsupported(format!(
-                                    "{field}.urlRewrite.path: ReplaceFullPath is implemented for Exact path matches only"
-                                )));
-                            }
+                            PathReplace::Prefix(prefix) => (Some(prefix), None),
+                            PathReplace::Full(full) => (None, Some(full)),
                         }
                     }
                 };
-                out.rewrite = Some(RewriteConfig { path_prefix, host });
+                out.rewrite = Some(RewriteConfig {
+                    path_prefix,
+                    full_path,
+                    host,
+                });
             }
             t @ ("RequestRedirect" | "URLRewrite") => return Err(http_only(t)),
             other => {

@@ -780,3 +780,44 @@ fn a_route_no_longer_ours_loses_only_our_parent_entries() {
     );
     assert_eq!(status::forget(None), None);
 }
+
+#[test]
+fn url_rewrites_replace_the_prefix_or_the_whole_path() {
+    let rewrite = |path: Value| {
+        json!({"parentRefs": [{"name": "gw"}], "rules": [{
+            "matches": [{"path": {"type": "PathPrefix", "value": "/prefix"}}],
+            "filters": [{"type": "URLRewrite", "urlRewrite": {"path": path}}],
+            "backendRefs": [{"name": "web", "port": 80}],
+        }]})
+    };
+    let t = translate(
+        &objects(
+            vec![gateway("gw", json!([http_listener("http", 8080)]))],
+            vec![
+                route(
+                    "full",
+                    "shop",
+                    "2026-01-02T00:00:00Z",
+                    rewrite(json!({"type": "ReplaceFullPath", "replaceFullPath": "/one"})),
+                ),
+                route(
+                    "prefix",
+                    "shop",
+                    "2026-01-03T00:00:00Z",
+                    rewrite(json!({"type": "ReplacePrefixMatch", "replacePrefixMatch": "/two"})),
+                ),
+            ],
+        ),
+        &ConfigSet::default(),
+    );
+    let full = t.set.routes[0].filters.rewrite.clone().unwrap();
+    assert_eq!(
+        (full.full_path.as_deref(), full.path_prefix.as_deref()),
+        (Some("/one"), None)
+    );
+    let prefix = t.set.routes[1].filters.rewrite.clone().unwrap();
+    assert_eq!(
+        (prefix.full_path.as_deref(), prefix.path_prefix.as_deref()),
+        (None, Some("/two"))
+    );
+}
