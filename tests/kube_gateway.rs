@@ -1,7 +1,8 @@
 //! End to end against a real kube-apiserver with the Gateway API standard CRDs (v1.6.3, from
 //! the Go module `sigs.k8s.io/gateway-api`): a GatewayClass of sluice's controller, a
-//! Gateway and HTTPRoutes applied as users write them, real traffic through the controller,
-//! and the status the specification requires written back.
+//! Gateway, HTTPRoutes and a GRPCRoute applied as users write them, real traffic (HTTP/1.1,
+//! and gRPC over h2c) through the controller, and the status the specification requires
+//! written back.
 //!
 //! Ignored by default; needs the control-plane binaries, a private network namespace and
 //! the CRDs (`go mod download sigs.k8s.io/gateway-api@v1.6.3`, or SLUICE_GATEWAY_API_CRDS
@@ -146,6 +147,42 @@ fn request(port: u16, host: &str, path: &str, headers: &[&str]) -> Option<(u16, 
     Some((status, tag, body.to_owned()))
 }
 
+/// A gRPC health server (h2c) on 198.18.0.4, serving, on `rt`; its port.
+fn grpc_health(rt: &tokio::runtime::Runtime) -> u16 {
+    let listener = std::net::TcpListener::bind("198.18.0.4:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let (_reporter, service) = tonic_health::server::health_reporter();
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    port
+}
+
+/// `grpc.health.v1.Health/Check` through sluice's `port` (h2c) for `authority`.
+fn health_check(rt: &tokio::runtime::Runtime, port: u16, authority: &str) -> Result<i32, String> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .map_err(|e| e.to_string())?
+            .origin(format!("http://{authority}").parse().unwrap())
+            .timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let reply = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        Ok(reply.into_inner().status)
+    })
+}
+
 /// Echo backends on 198.18.0.2 and .3, on one port.
 fn echoes() -> (Vec<EchoServer>, u16) {
     for _ in 0..20 {
@@ -224,6 +261,16 @@ spec:
           requestRedirect: {{hostname: new.test, statusCode: 301}}
 ---
 apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: health, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: gw, sectionName: http}}]
+  hostnames: [grpc.test]
+  rules:
+    - matches: [{{method: {{service: grpc.health.v1.Health, method: Check}}}}]
+      backendRefs: [{{name: grpc, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: broken, namespace: {ns}}}
 spec:
@@ -245,7 +292,7 @@ spec:
 
 #[test]
 #[ignore = "needs SLUICE_KUBE_BINS, hack/in-netns.sh and the Gateway API CRDs"]
-fn a_gateway_and_its_http_routes_serve_traffic_and_report_the_status_the_spec_requires() {
+fn a_gateway_and_its_routes_serve_traffic_and_report_the_status_the_spec_requires() {
     let test =
         "a_gateway_and_its_http_routes_serve_traffic_and_report_the_status_the_spec_requires";
     let Some(kube) = KubeCluster::start_or_skip(test) else {
@@ -265,6 +312,8 @@ fn a_gateway_and_its_http_routes_serve_traffic_and_report_the_status_the_spec_re
     let (_echoes, backend_port) = echoes();
     kube.apply(&service(&ns, "web", "198.18.0.2", backend_port));
     kube.apply(&service(&ns, "web-v2", "198.18.0.3", backend_port));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    kube.apply(&service(&ns, "grpc", "198.18.0.4", grpc_health(&rt)));
     let port = free_port();
     kube.apply(&manifests(&ns, port));
     let c = Controller::start(&kube, &ns);
@@ -291,6 +340,12 @@ fn a_gateway_and_its_http_routes_serve_traffic_and_report_the_status_the_spec_re
         (status, location.as_str()),
         (301, format!("http://new.test:{port}/old?q=1").as_str())
     );
+    // The GRPCRoute: its method reaches the gRPC backend over h2c.
+    c.wait(Duration::from_secs(10), "serving the GRPCRoute", || {
+        health_check(&rt, port, "grpc.test") == Ok(1)
+    });
+    let unrouted = health_check(&rt, port, "other.test").unwrap_err();
+    assert!(unrouted.starts_with("Unimplemented"), "{unrouted}");
     // A backendRef to a missing Service: its share answers 500; other hosts 404.
     assert_eq!(request(port, "broken.test", "/", &[]).unwrap().0, 500);
     assert_eq!(request(port, "other.test", "/", &[]).unwrap().0, 404);
@@ -347,7 +402,7 @@ fn a_gateway_and_its_http_routes_serve_traffic_and_report_the_status_the_spec_re
             "gw",
             &format!("{{{}.attachedRoutes}}", listener("http"))
         ),
-        "2"
+        "3"
     );
     assert_eq!(
         condition("gateway", "gw", &listener("http"), "Programmed"),
@@ -389,6 +444,10 @@ fn a_gateway_and_its_http_routes_serve_traffic_and_report_the_status_the_spec_re
     assert_eq!(
         condition("httproute", "elsewhere", parent, "Accepted"),
         "False/NoMatchingParent/1"
+    );
+    assert_eq!(
+        condition("grpcroute", "health", parent, "Accepted"),
+        "True/Accepted/1"
     );
 
     // An edit is served without a restart, and status follows the new generation.
