@@ -121,11 +121,21 @@ pub struct RouteReport {
     pub parents: Vec<ParentReport>,
 }
 
+/// What the translation decided about a GatewayClass of ours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassReport {
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// `Accepted`: false (`InvalidParameters`) when it names parameters, which sluice has
+    /// none of; its Gateways are then not served.
+    pub accepted: Cond,
+}
+
 /// What the translation decided, for status.
 #[derive(Debug, Clone, Default)]
 pub struct Reports {
     /// GatewayClasses of ours by name, with their generation.
-    pub classes: BTreeMap<String, Option<i64>>,
+    pub classes: BTreeMap<String, ClassReport>,
     /// Gateways of ours by `namespace/name`.
     pub gateways: BTreeMap<String, GatewayView>,
     /// Routes with a parent of ours by kind and `namespace/name`.
@@ -169,17 +179,31 @@ struct RouteView {
 /// a port they hold keeps its kind.
 pub fn translate(objects: &GatewayObjects, held: &ConfigSet) -> Translation {
     let mut out = Translation::default();
-    let ours: BTreeSet<String> = objects
+    let mut ours: BTreeSet<String> = BTreeSet::new();
+    for c in objects
         .classes
         .iter()
         .filter(|c| c.spec.controller_name == CONTROLLER)
-        .map(|c| {
-            out.reports
-                .classes
-                .insert(c.name_any(), c.metadata.generation);
-            c.name_any()
-        })
-        .collect();
+    {
+        let accepted = if c.spec.parameters_ref.is_some() {
+            Cond::no(
+                "Accepted",
+                "InvalidParameters",
+                "spec.parametersRef: sluice takes no parameters; the class's Gateways are not served",
+            )
+        } else {
+            ours.insert(c.name_any());
+            Cond::yes("Accepted", "Accepted", format!("served by {CONTROLLER}"))
+        };
+        let generation = c.metadata.generation;
+        out.reports.classes.insert(
+            c.name_any(),
+            ClassReport {
+                generation,
+                accepted,
+            },
+        );
+    }
     if ours.is_empty() {
         return out;
     }

@@ -167,14 +167,14 @@ pub async fn write_status(
             &stores.services.state(),
             pod_ip.as_deref(),
         );
-        for (name, generation) in &shared.reports.classes {
+        for (name, report) in &shared.reports.classes {
             let Some(obj) = stores.classes.get(&ObjectRef::new(name)) else {
                 continue;
             };
-            if obj.metadata.generation != *generation {
+            if obj.metadata.generation != report.generation {
                 continue;
             }
-            let status = status::class(*generation, obj.status.as_ref(), &now);
+            let status = status::class(report, obj.status.as_ref(), &now);
             let api: Api<GatewayClass> = Api::all(client.clone());
             written
                 .patch(

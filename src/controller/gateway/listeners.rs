@@ -316,6 +316,21 @@ fn listener(
         view.attachable = false;
         return (view, None);
     }
+    if tls
+        .and_then(|t| t.options.as_ref())
+        .is_some_and(|o| !o.is_empty())
+    {
+        set(
+            &mut view.conditions,
+            Cond::no(
+                "Accepted",
+                "UnsupportedValue",
+                format!("{field}.tls.options: sluice has no TLS options"),
+            ),
+        );
+        view.attachable = false;
+        return (view, None);
+    }
     let refs = tls
         .and_then(|t| t.certificate_refs.as_deref())
         .unwrap_or_default();

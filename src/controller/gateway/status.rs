@@ -11,7 +11,7 @@ use super::types::{
     GatewayClassStatus, GatewayStatus, GatewayStatusAddress, ListenerStatus, RouteParentStatus,
     RouteStatus,
 };
-use super::{CONTROLLER, RouteReport};
+use super::{CONTROLLER, ClassReport, RouteReport};
 use crate::controller::events::{CONDITION_MESSAGE_MAX_BYTES, truncate_on_char_boundary};
 
 /// Condition types this controller owns on Gateways and GatewayClasses.
@@ -57,16 +57,21 @@ fn with_foreign(mut ours: Vec<Condition>, previous: &[Condition]) -> Vec<Conditi
 
 /// A GatewayClass of ours: `Accepted`.
 pub fn class(
-    generation: Option<i64>,
+    report: &ClassReport,
     previous: Option<&GatewayClassStatus>,
     now: &Time,
 ) -> GatewayClassStatus {
     let previous = previous
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    let accepted = Cond::yes("Accepted", "Accepted", format!("served by {CONTROLLER}"));
+    let ours = conditions(
+        std::slice::from_ref(&report.accepted),
+        report.generation,
+        previous,
+        now,
+    );
     GatewayClassStatus {
-        conditions: with_foreign(conditions(&[accepted], generation, previous, now), previous),
+        conditions: with_foreign(ours, previous),
     }
 }
 

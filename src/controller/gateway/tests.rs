@@ -821,3 +821,28 @@ fn url_rewrites_replace_the_prefix_or_the_whole_path() {
         (None, Some("/two"))
     );
 }
+
+#[test]
+fn a_class_with_parameters_is_not_accepted_and_tls_options_refuse_the_listener() {
+    let mut objs = objects(
+        vec![gateway(
+            "gw",
+            json!([{"name": "tls", "port": 8443, "protocol": "HTTPS",
+        "tls": {"certificateRefs": [{"name": "cert"}], "options": {"x": "y"}}}]),
+        )],
+        vec![],
+    );
+    objs.secrets = vec![tls_secret("cert", "secure.example")];
+    let t = translate(&objs, &ConfigSet::default());
+    let l = &t.reports.gateways["shop/gw"].listeners[0];
+    assert_eq!(cond(&l.conditions, "Accepted").reason, "UnsupportedValue");
+    assert!(t.set.listeners.is_empty());
+    assert_eq!(t.reports.classes["sluice"].accepted.reason, "Accepted");
+
+    objs.classes[0] = typed(json!({"metadata": {"name": "sluice", "generation": 1},
+        "spec": {"controllerName": CONTROLLER, "parametersRef": {"group": "", "kind": "ConfigMap", "name": "p"}}}));
+    let t = translate(&objs, &ConfigSet::default());
+    let class = &t.reports.classes["sluice"].accepted;
+    assert_eq!((class.status, class.reason), (false, "InvalidParameters"));
+    assert!(t.reports.gateways.is_empty(), "its Gateways are not served");
+}
