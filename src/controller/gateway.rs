@@ -18,27 +18,30 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use crate::config::{
-    ConfigSet, ForwardTo, ListenerConfig, PoolConfig, Protocol, ProxyProtocolVersion, RouteAction,
-    RouteConfig, RouteFilters, Timeouts, UpstreamConfig, UpstreamProtocol,
+    ConfigSet, ListenerConfig, PoolConfig, Protocol, ProxyProtocolVersion, RouteFilters, Timeouts,
+    UpstreamConfig, UpstreamProtocol,
 };
-use crate::config::{PathMatch, RequestMatch};
 
+mod attach;
 pub mod condition;
 mod grants;
 pub mod hostnames;
 pub mod listeners;
+mod merge;
 pub mod rules;
 pub mod status;
 pub mod types;
 
-use condition::{Cond, Problem};
+pub use attach::selects;
+use condition::Cond;
 use grants::Grants;
-use listeners::{From, GatewayView};
+use listeners::GatewayView;
+pub use merge::{Conflict, merge};
 use types::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ParentReference, ReferenceGrant};
 
 /// `spec.controllerName` of the GatewayClasses sluice serves.
@@ -247,7 +250,7 @@ pub fn translate(objects: &GatewayObjects, held: &ConfigSet) -> Translation {
         let owner = format!("{}:{}/{}", route.kind.owner_prefix(), route.ns, route.name);
         out.ages
             .insert(owner, (route.order.0.clone(), route.order.1.clone()));
-        attach(&mut out, &route, &labels);
+        attach::attach(&mut out, &route, &labels);
         if out
             .reports
             .routes
@@ -304,197 +307,6 @@ fn route_views(objects: &GatewayObjects, lookup: &rules::Lookup<'_>) -> Vec<Rout
         });
     }
     out
-}
-
-/// Whether `selector` selects a namespace with `labels`.
-pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let by_labels = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let values = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    by_labels && by_expressions
-}
-
-/// Attaches `route` to its parents: its status toward each Gateway of ours, and its
-/// routes on the ports of the listeners that accept it.
-fn attach(
-    out: &mut Translation,
-    route: &RouteView,
-    labels: &BTreeMap<String, BTreeMap<String, String>>,
-) {
-    let key = format!("{}/{}", route.ns, route.name);
-    let owner = format!("{}:{key}", route.kind.owner_prefix());
-    let mut parents = Vec::new();
-    // (port, hostnames) the route is served on, deduplicated.
-    let mut placements: Vec<(u16, Vec<String>)> = Vec::new();
-    let empty = BTreeMap::new();
-    let route_labels = labels.get(&route.ns).unwrap_or(&empty);
-    for pref in &route.parent_refs {
-        let group = pref.group.as_deref().unwrap_or(types::GROUP);
-        let kind = pref.kind.as_deref().unwrap_or("Gateway");
-        if group != types::GROUP || kind != "Gateway" {
-            continue;
-        }
-        let gw_ns = pref.namespace.as_deref().unwrap_or(&route.ns);
-        let gw_name = format!("{gw_ns}/{}", pref.name);
-        let Some(gw) = out.reports.gateways.get_mut(&gw_name) else {
-            continue;
-        };
-        let mut conditions = Vec::new();
-        let counted = route.translated.refused.is_none();
-        let accepted = accept_on(gw, route, pref, route_labels, counted, &mut placements);
-        match accepted {
-            Ok(()) => match &route.translated.refused {
-                Some(p) => conditions.push(Cond::no("Accepted", p.reason, p.message.clone())),
-                None => conditions.push(Cond::yes("Accepted", "Accepted", "the route is attached")),
-            },
-            Err(p) => conditions.push(Cond::no("Accepted", p.reason, p.message)),
-        }
-        conditions.push(match &route.translated.unresolved {
-            Some(p) => Cond::no("ResolvedRefs", p.reason, p.message.clone()),
-            None => Cond::yes(
-                "ResolvedRefs",
-                "ResolvedRefs",
-                "every backendRef is resolved",
-            ),
-        });
-        parents.push(ParentReport {
-            parent_ref: pref.clone(),
-            conditions,
-        });
-    }
-    if parents.is_empty() {
-        return;
-    }
-    out.reports.routes.insert(
-        (route.kind, key),
-        RouteReport {
-            generation: route.generation,
-            parents,
-        },
-    );
-    if route.translated.refused.is_some() {
-        return;
-    }
-    for rule in &route.translated.rules {
-        let action = match &rule.action {
-            rules::RuleAction::Forward(backends) => RouteAction::Forward(ForwardTo {
-                backends: backends.clone(),
-                canary: None,
-            }),
-            rules::RuleAction::Respond(status) => RouteAction::Respond(*status),
-        };
-        for (port, hosts) in &placements {
-            for (path, matches) in &rule.matches {
-                out.set.routes.push(Arc::new(RouteConfig {
-                    owner: owner.clone(),
-                    port: *port,
-                    hosts: hostnames::host_matches(hosts),
-                    path: path.clone(),
-                    matches: matches.clone(),
-                    filters: rule.filters.clone(),
-                    action: action.clone(),
-                }));
-            }
-        }
-    }
-}
-
-/// Whether `route` attaches to Gateway `gw` through `pref` (counting it on the listeners
-/// it attaches to and recording where it is served), or why not.
-fn accept_on(
-    gw: &mut GatewayView,
-    route: &RouteView,
-    pref: &ParentReference,
-    route_labels: &BTreeMap<String, String>,
-    counted: bool,
-    placements: &mut Vec<(u16, Vec<String>)>,
-) -> Result<(), Problem> {
-    let gw_ns = gw.ns.clone();
-    let candidates: Vec<usize> = gw
-        .listeners
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| pref.section_name.as_deref().is_none_or(|s| s == l.name))
-        .filter(|(_, l)| pref.port.is_none_or(|p| i32::from(l.port) == p))
-        .map(|(i, _)| i)
-        .collect();
-    if candidates.is_empty() {
-        return Err(Problem {
-            reason: "NoMatchingParent",
-            message: format!(
-                "Gateway {} has no listener{}{}",
-                gw.name,
-                pref.section_name
-                    .as_deref()
-                    .map(|s| format!(" named {s}"))
-                    .unwrap_or_default(),
-                pref.port
-                    .map(|p| format!(" on port {p}"))
-                    .unwrap_or_default()
-            ),
-        });
-    }
-    let allowed: Vec<usize> = candidates
-        .into_iter()
-        .filter(|&i| {
-            let l = &gw.listeners[i];
-            let ns_ok = match &l.from {
-                From::Same => route.ns == gw_ns,
-                From::All => true,
-                From::Selector(s) => selects(s, route_labels),
-            };
-            l.attachable && ns_ok && l.kinds.contains(&route.kind)
-        })
-        .collect();
-    if allowed.is_empty() {
-        return Err(Problem {
-            reason: "NotAllowedByListeners",
-            message: format!(
-                "no listener of Gateway {} admits {} from namespace {}",
-                gw.name,
-                route.kind.as_str(),
-                route.ns
-            ),
-        });
-    }
-    let mut attached = false;
-    for i in allowed {
-        let l = &mut gw.listeners[i];
-        let Some(hosts) = hostnames::intersect(l.hostname.as_deref(), &route.hostnames) else {
-            continue;
-        };
-        attached = true;
-        if counted {
-            // `attachedRoutes` counts accepted routes only.
-            l.attached += 1;
-        }
-        if l.served && !placements.iter().any(|(p, h)| *p == l.port && *h == hosts) {
-            placements.push((l.port, hosts));
-        }
-    }
-    if !attached {
-        return Err(Problem {
-            reason: "NoMatchingListenerHostname",
-            message: format!(
-                "no hostname of the route matches a listener of Gateway {}",
-                gw.name
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// Builds the backends with their Service endpoints.
@@ -569,145 +381,6 @@ fn finish(
                 tls: None,
             },
         }));
-    }
-}
-
-/// The same route (port, hosts, path and conditions) placed by a Gateway API route and by
-/// a BackendPool or an Ingress: the older object keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Conflict {
-    /// The owner served (`ns/name`, `ingress:ns/name`, `httproute:ns/name`, ...).
-    pub winner: String,
-    /// The owner shadowed.
-    pub loser: String,
-    /// What both place, for messages.
-    pub what: String,
-}
-
-/// Identity of a route for conflicts: port, hosts, path (kind and text), conditions.
-type RouteIdentity = (u16, Vec<crate::config::HostMatch>, u8, String, RequestMatch);
-
-fn identity(r: &RouteConfig) -> RouteIdentity {
-    let (kind, text) = match &r.path {
-        PathMatch::Exact(p) => (0, p.clone()),
-        PathMatch::Prefix(p) => (1, p.clone()),
-        PathMatch::Regex(re) => (2, re.as_str().to_owned()),
-    };
-    (r.port, r.hosts.clone(), kind, text, r.matches.clone())
-}
-
-/// Adds the Gateway API part `t` to `set` (BackendPools' and Ingresses'): claims, then
-/// routes after theirs, except that a Gateway API route placing exactly what an existing
-/// route places goes before it when its object is older (`age` gives the seniority of a
-/// BackendPool or Ingress owner) — the oldest wins, as between any two objects. Each such
-/// clash is returned; a shadowed Gateway API route is told in its `Accepted` message.
-pub fn merge(
-    set: &mut ConfigSet,
-    t: &mut Translation,
-    age: impl Fn(&str) -> Option<(Option<Time>, String)>,
-) -> Vec<Conflict> {
-    set.listeners.extend(t.set.listeners.iter().cloned());
-    if !t.set.pools.is_empty() {
-        set.pools.extend(t.set.pools.iter().cloned());
-        set.pools.sort_by(|a, b| a.name.cmp(&b.name));
-    }
-    if t.set.routes.is_empty() {
-        return Vec::new();
-    }
-    let existing: std::collections::HashMap<RouteIdentity, usize> = set
-        .routes
-        .iter()
-        .enumerate()
-        .rev()
-        .map(|(i, r)| (identity(r), i))
-        .collect();
-    let mut before: BTreeMap<usize, Vec<Arc<RouteConfig>>> = BTreeMap::new();
-    let mut after = Vec::new();
-    let mut conflicts = Vec::new();
-    for r in &t.set.routes {
-        let Some(&i) = existing.get(&identity(r)) else {
-            after.push(r.clone());
-            continue;
-        };
-        let theirs = &set.routes[i].owner;
-        let older = match (t.ages.get(&r.owner), age(theirs)) {
-            (Some(ours), Some(other)) => *ours < other,
-            _ => false,
-        };
-        let (winner, loser) = if older {
-            before.entry(i).or_default().push(r.clone());
-            (r.owner.clone(), theirs.clone())
-        } else {
-            after.push(r.clone());
-            (theirs.clone(), r.owner.clone())
-        };
-        let c = Conflict {
-            winner,
-            loser,
-            what: describe(r),
-        };
-        if !conflicts.contains(&c) {
-            conflicts.push(c);
-        }
-    }
-    if !before.is_empty() {
-        let old = std::mem::take(&mut set.routes);
-        for (i, r) in old.into_iter().enumerate() {
-            if let Some(first) = before.remove(&i) {
-                set.routes.extend(first);
-            }
-            set.routes.push(r);
-        }
-    }
-    set.routes.extend(after);
-    for c in &conflicts {
-        tell_shadowed(&mut t.reports, c);
-    }
-    conflicts
-}
-
-/// `port 8080 host shop.example path Prefix /api` for messages.
-fn describe(r: &RouteConfig) -> String {
-    let hosts: Vec<String> = r
-        .hosts
-        .iter()
-        .map(|h| match h {
-            crate::config::HostMatch::Exact(h) => h.clone(),
-            crate::config::HostMatch::Wildcard(s) => format!("*{s}"),
-        })
-        .collect();
-    let host = if hosts.is_empty() {
-        "(any host)".to_owned()
-    } else {
-        hosts.join(",")
-    };
-    let (kind, text) = match &r.path {
-        PathMatch::Exact(p) => ("Exact", p.as_str()),
-        PathMatch::Prefix(p) => ("PathPrefix", p.as_str()),
-        PathMatch::Regex(re) => ("RegularExpression", re.as_str()),
-    };
-    format!("port {} host {host} path {kind} {text}", r.port)
-}
-
-/// Appends "shadowed by ..." to the `Accepted` message of a Gateway API route that lost.
-fn tell_shadowed(reports: &mut Reports, c: &Conflict) {
-    let (kind, name) = match c.loser.split_once(':') {
-        Some(("httproute", n)) => (RouteKind::Http, n),
-        Some(("grpcroute", n)) => (RouteKind::Grpc, n),
-        _ => return,
-    };
-    let Some(report) = reports.routes.get_mut(&(kind, name.to_owned())) else {
-        return;
-    };
-    for p in &mut report.parents {
-        for cond in &mut p.conditions {
-            if cond.type_ == "Accepted" && cond.status {
-                cond.message.push_str(&format!(
-                    "; {} is served for the older {} (oldest wins)",
-                    c.what, c.winner
-                ));
-            }
-        }
     }
 }
 
