@@ -15,10 +15,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 
 use super::RouteKind;
-use super::condition::{Cond, set};
+use super::condition::{Cond, Problem, set};
 use super::grants::Grants;
 use super::hostnames::host_matches;
-use super::types::{GROUP, Gateway, Listener, RouteGroupKind};
+use super::types::{GROUP, Gateway, Listener, ObjectReference, RouteGroupKind};
 use crate::config::{ConfigSet, ListenerClaim, Protocol, TlsConfig};
 
 /// How long a Gateway port's connections may finish when it goes away.
@@ -89,23 +89,11 @@ pub fn evaluate(
     grants: &Grants,
     claims: &mut Vec<Arc<ListenerClaim>>,
 ) -> Vec<GatewayView> {
-    // Port -> (HTTPS?, who decided it); `None`: a TCP port, which no listener can share.
-    let mut ports: BTreeMap<u16, (Option<bool>, String)> = BTreeMap::new();
-    for l in &held.listeners {
-        let kind = (l.protocol == Protocol::Http).then_some(l.tls.is_some());
-        let slot = ports.entry(l.port).or_insert((kind, l.owner.clone()));
-        if kind.is_none() {
-            *slot = (None, l.owner.clone());
-        }
-    }
+    let mut ports = Ports::held(held);
     let mut out = Vec::with_capacity(gateways.len());
     for gw in gateways {
-        let name = format!(
-            "{}/{}",
-            gw.namespace().unwrap_or_else(|| "default".to_owned()),
-            gw.name_any()
-        );
         let ns = gw.namespace().unwrap_or_else(|| "default".to_owned());
+        let name = format!("{ns}/{}", gw.name_any());
         let refused = gateway_refusal(gw);
         let mut views = Vec::new();
         for (i, l) in gw.spec.listeners.iter().enumerate() {
@@ -116,33 +104,17 @@ pub fn evaluate(
                     && o.protocol == l.protocol
             });
             if duplicate {
-                conflict(
-                    &mut view,
-                    "HostnameConflict",
-                    format!(
-                        "another listener of this Gateway has port {} and the same hostname",
-                        l.port
-                    ),
+                let why = format!(
+                    "another listener of this Gateway has port {} and the same hostname",
+                    l.port
                 );
+                conflict(&mut view, "HostnameConflict", why);
             }
-            if view.attachable && view.served {
-                let https = l.protocol == "HTTPS";
-                match ports.get(&view.port) {
-                    Some((kind, holder)) if *kind != Some(https) => {
-                        let served = match kind {
-                            Some(true) => "HTTPS",
-                            Some(false) => "plain HTTP",
-                            None => "TCP",
-                        };
-                        let message =
-                            format!("port {} is served as {served} for {holder}", view.port);
-                        conflict(&mut view, "ProtocolConflict", message);
-                    }
-                    Some(_) => {}
-                    None => {
-                        ports.insert(view.port, (Some(https), owner(&name)));
-                    }
-                }
+            if view.attachable
+                && view.served
+                && let Err(why) = ports.claim(view.port, l.protocol == "HTTPS", &owner(&name))
+            {
+                conflict(&mut view, "ProtocolConflict", why);
             }
             if refused.is_some() {
                 view.attachable = false;
@@ -180,6 +152,44 @@ pub fn evaluate(
         });
     }
     out
+}
+
+/// The kind of each port claimed so far and who decided it: `Some(true)` HTTPS,
+/// `Some(false)` plain HTTP, `None` TCP (which no listener can share).
+struct Ports(BTreeMap<u16, (Option<bool>, String)>);
+
+impl Ports {
+    /// The ports BackendPools and Ingresses hold (a TCP claim decides its port).
+    fn held(held: &ConfigSet) -> Ports {
+        let mut ports = BTreeMap::new();
+        for l in &held.listeners {
+            let kind = (l.protocol == Protocol::Http).then_some(l.tls.is_some());
+            let slot = ports.entry(l.port).or_insert((kind, l.owner.clone()));
+            if kind.is_none() {
+                *slot = (None, l.owner.clone());
+            }
+        }
+        Ports(ports)
+    }
+
+    /// Claims `port` as HTTPS or plain HTTP for `owner`, or says who holds it as what else.
+    fn claim(&mut self, port: u16, https: bool, owner: &str) -> Result<(), String> {
+        match self.0.get(&port) {
+            Some((kind, _)) if *kind == Some(https) => Ok(()),
+            Some((kind, holder)) => {
+                let served = match kind {
+                    Some(true) => "HTTPS",
+                    Some(false) => "plain HTTP",
+                    None => "TCP",
+                };
+                Err(format!("port {port} is served as {served} for {holder}"))
+            }
+            None => {
+                self.0.insert(port, (Some(https), owner.to_owned()));
+                Ok(())
+            }
+        }
+    }
 }
 
 fn conflict(view: &mut ListenerView, reason: &'static str, message: String) {
@@ -239,20 +249,58 @@ fn listener(
         supported_kinds: Vec::new(),
     };
     if !matches!(l.protocol.as_str(), "HTTP" | "HTTPS") || view.port == 0 {
-        set(
-            &mut view.conditions,
-            Cond::no(
-                "Accepted",
-                "UnsupportedProtocol",
-                format!(
-                    "{field}.protocol: {} is not served by sluice (HTTP and HTTPS are)",
-                    l.protocol
-                ),
-            ),
+        let why = format!(
+            "{field}.protocol: {} is not served by sluice (HTTP and HTTPS are)",
+            l.protocol
         );
-        view.attachable = false;
+        refuse(&mut view, "UnsupportedProtocol", why);
         return (view, None);
     }
+    allowed_routes(&mut view, l, &field);
+    if l.protocol != "HTTPS" {
+        return (view, None);
+    }
+    let tls = l.tls.as_ref();
+    if tls.and_then(|t| t.mode.as_deref()).unwrap_or("Terminate") != "Terminate" {
+        let why = format!("{field}.tls.mode: only Terminate is supported on HTTPS");
+        refuse(&mut view, "UnsupportedValue", why);
+        return (view, None);
+    }
+    if tls
+        .and_then(|t| t.options.as_ref())
+        .is_some_and(|o| !o.is_empty())
+    {
+        let why = format!("{field}.tls.options: sluice has no TLS options");
+        refuse(&mut view, "UnsupportedValue", why);
+        return (view, None);
+    }
+    let refs = tls
+        .and_then(|t| t.certificate_refs.as_deref())
+        .unwrap_or_default();
+    let (cert, problem) = certificate(refs, &field, ns, secrets, grants);
+    if let Some(p) = problem {
+        set(
+            &mut view.conditions,
+            Cond::no("ResolvedRefs", p.reason, p.message),
+        );
+    }
+    if cert.is_none() {
+        // Routes still attach (and are counted); nothing is served until a certificate is.
+        view.served = false;
+    }
+    (view, cert)
+}
+
+/// `Accepted=False` for `reason`: nothing attaches, nothing is served.
+fn refuse(view: &mut ListenerView, reason: &'static str, message: String) {
+    set(&mut view.conditions, Cond::no("Accepted", reason, message));
+    view.attachable = false;
+}
+
+/// `allowedRoutes`: the namespaces and the route kinds (`supportedKinds`); a kind sluice
+/// does not serve makes `ResolvedRefs=False` (`InvalidRouteKinds`), and none left makes the
+/// listener take no routes.
+fn allowed_routes(view: &mut ListenerView, l: &Listener, field: &str) {
     let allowed = l.allowed_routes.as_ref();
     view.from = match allowed.and_then(|a| a.namespaces.as_ref()) {
         None => From::Same,
@@ -275,16 +323,13 @@ fn listener(
                 }
             }
             if !invalid.is_empty() {
+                let why = format!(
+                    "{field}.allowedRoutes.kinds: {} not supported (HTTPRoute and GRPCRoute are)",
+                    invalid.join(", ")
+                );
                 set(
                     &mut view.conditions,
-                    Cond::no(
-                        "ResolvedRefs",
-                        "InvalidRouteKinds",
-                        format!(
-                            "{field}.allowedRoutes.kinds: {} not supported (HTTPRoute and GRPCRoute are)",
-                            invalid.join(", ")
-                        ),
-                    ),
+                    Cond::no("ResolvedRefs", "InvalidRouteKinds", why),
                 );
             }
         }
@@ -300,62 +345,41 @@ fn listener(
     if view.kinds.is_empty() {
         view.attachable = false;
     }
-    if l.protocol != "HTTPS" {
-        return (view, None);
-    }
-    let tls = l.tls.as_ref();
-    if tls.and_then(|t| t.mode.as_deref()).unwrap_or("Terminate") != "Terminate" {
-        set(
-            &mut view.conditions,
-            Cond::no(
-                "Accepted",
-                "UnsupportedValue",
-                format!("{field}.tls.mode: only Terminate is supported on HTTPS"),
-            ),
-        );
-        view.attachable = false;
-        return (view, None);
-    }
-    if tls
-        .and_then(|t| t.options.as_ref())
-        .is_some_and(|o| !o.is_empty())
-    {
-        set(
-            &mut view.conditions,
-            Cond::no(
-                "Accepted",
-                "UnsupportedValue",
-                format!("{field}.tls.options: sluice has no TLS options"),
-            ),
-        );
-        view.attachable = false;
-        return (view, None);
-    }
-    let refs = tls
-        .and_then(|t| t.certificate_refs.as_deref())
-        .unwrap_or_default();
+}
+
+/// The first usable certificate of `certificateRefs`, and the first problem with them:
+/// not a Secret (`InvalidCertificateRef`), in another namespace without a ReferenceGrant
+/// (`RefNotPermitted`), missing or not a valid certificate and key (`InvalidCertificateRef`).
+fn certificate(
+    refs: &[ObjectReference],
+    field: &str,
+    ns: &str,
+    secrets: &[Arc<Secret>],
+    grants: &Grants,
+) -> (Option<TlsConfig>, Option<Problem>) {
     let mut cert = None;
-    let mut problem: Option<(&'static str, String)> = None;
+    let mut problem = None;
     if refs.is_empty() {
-        problem = Some((
-            "InvalidCertificateRef",
-            format!("{field}.tls.certificateRefs: HTTPS needs a certificate"),
-        ));
+        problem = Some(Problem {
+            reason: "InvalidCertificateRef",
+            message: format!("{field}.tls.certificateRefs: HTTPS needs a certificate"),
+        });
     }
     for (i, r) in refs.iter().enumerate() {
         let rfield = format!("{field}.tls.certificateRefs[{i}]");
         let group = r.group.as_deref().unwrap_or("");
         let kind = r.kind.as_deref().unwrap_or("Secret");
         let secret_ns = r.namespace.as_deref().unwrap_or(ns);
+        let bad = |reason, message| Problem { reason, message };
         let result = if !(group.is_empty() || group == "core") || kind != "Secret" {
-            Err((
+            Err(bad(
                 "InvalidCertificateRef",
                 format!("{rfield}: {kind} (group {group:?}) is not a Secret"),
             ))
         } else if secret_ns != ns
             && !grants.permits("Gateway", ns, "", "Secret", secret_ns, &r.name)
         {
-            Err((
+            Err(bad(
                 "RefNotPermitted",
                 format!(
                     "{rfield}: Secret {secret_ns}/{} is in another namespace and no ReferenceGrant there allows it",
@@ -367,7 +391,7 @@ fn listener(
                 .iter()
                 .find(|s| s.namespace().as_deref() == Some(secret_ns) && s.name_any() == r.name);
             crate::controller::index::tls_from_secret(found.map(Arc::as_ref), secret_ns, &r.name)
-                .map_err(|why| ("InvalidCertificateRef", format!("{rfield}: {why}")))
+                .map_err(|why| bad("InvalidCertificateRef", format!("{rfield}: {why}")))
         };
         match result {
             Ok(c) => {
@@ -378,15 +402,5 @@ fn listener(
             }
         }
     }
-    if let Some((reason, message)) = problem {
-        set(
-            &mut view.conditions,
-            Cond::no("ResolvedRefs", reason, message),
-        );
-    }
-    if cert.is_none() {
-        // Routes still attach (and are counted); nothing is served until a certificate is.
-        view.served = false;
-    }
-    (view, cert)
+    (cert, problem)
 }
