@@ -280,10 +280,7 @@ fn headers(list: &[ValueMatch], field: &str) -> Result<Vec<(HeaderName, HeaderVa
 }
 
 fn header_changes(m: &HeaderModifier, field: &str) -> Result<HeaderChanges, Problem> {
-    let bad = |message: String| Problem {
-        reason: "UnsupportedValue",
-        message,
-    };
+    let bad = unsupported;
     let pairs = |list: &Option<Vec<super::types::HttpHeader>>, part: &str| {
         list.iter()
             .flatten()
@@ -318,6 +315,14 @@ fn header_changes(m: &HeaderModifier, field: &str) -> Result<HeaderChanges, Prob
     })
 }
 
+/// `UnsupportedValue`, naming the field.
+fn unsupported(message: String) -> Problem {
+    Problem {
+        reason: "UnsupportedValue",
+        message,
+    }
+}
+
 /// The rule's filters, and the redirect status when it answers with a redirect.
 fn convert_filters(
     list: &[RouteFilter],
@@ -325,111 +330,44 @@ fn convert_filters(
     field: &str,
     kind: RouteKind,
 ) -> Result<(RouteFilters, Option<StatusCode>), Problem> {
-    let unsupported = |message: String| Problem {
-        reason: "UnsupportedValue",
-        message,
-    };
     let mut out = RouteFilters::default();
-    let mut redirect_status = None;
     let regex_match = matches
         .iter()
         .any(|(p, _)| matches!(p, PathMatch::Regex(_)));
     for (i, f) in list.iter().enumerate() {
         let field = format!("{field}.filters[{i}]");
-        let http_only = |t: &str| {
-            unsupported(format!(
-                "{field}.type: {t} is not a {} filter",
-                kind.as_str()
-            ))
-        };
-        match f.type_.as_str() {
-            "RequestHeaderModifier" => {
-                let m = f.request_header_modifier.as_ref().ok_or_else(|| {
-                    unsupported(format!("{field}.requestHeaderModifier: missing"))
-                })?;
-                out.request_headers = header_changes(m, &format!("{field}.requestHeaderModifier"))?;
+        let part = |name: &str| format!("{field}.{name}");
+        let missing = |name: &str| unsupported(format!("{field}.{name}: missing"));
+        match (f.type_.as_str(), kind) {
+            ("RequestHeaderModifier", _) => {
+                let m = f.request_header_modifier.as_ref();
+                let m = m.ok_or_else(|| missing("requestHeaderModifier"))?;
+                out.request_headers = header_changes(m, &part("requestHeaderModifier"))?;
             }
-            "ResponseHeaderModifier" => {
-                let m = f.response_header_modifier.as_ref().ok_or_else(|| {
-                    unsupported(format!("{field}.responseHeaderModifier: missing"))
-                })?;
-                out.response_headers =
-                    header_changes(m, &format!("{field}.responseHeaderModifier"))?;
+            ("ResponseHeaderModifier", _) => {
+                let m = f.response_header_modifier.as_ref();
+                let m = m.ok_or_else(|| missing("responseHeaderModifier"))?;
+                out.response_headers = header_changes(m, &part("responseHeaderModifier"))?;
             }
-            "RequestRedirect" if kind == RouteKind::Http => {
-                let r = f
-                    .request_redirect
-                    .as_ref()
-                    .ok_or_else(|| unsupported(format!("{field}.requestRedirect: missing")))?;
-                let status = StatusCode::from_u16(r.status_code.unwrap_or(302) as u16)
-                    .ok()
-                    .filter(|s| matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308))
-                    .ok_or_else(|| {
-                        unsupported(format!(
-                            "{field}.requestRedirect.statusCode: not 301, 302, 303, 307 or 308"
-                        ))
-                    })?;
-                let scheme = match r.scheme.as_deref() {
-                    None => None,
-                    Some("http") => Some("http"),
-                    Some("https") => Some("https"),
-                    Some(other) => {
-                        return Err(unsupported(format!(
-                            "{field}.requestRedirect.scheme: {other:?} is not http or https"
-                        )));
-                    }
-                };
-                let port = match r.port {
-                    None => None,
-                    Some(p) => Some(u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| {
-                        unsupported(format!("{field}.requestRedirect.port: {p} is not a port"))
-                    })?),
-                };
-                let path = match &r.path {
-                    None => None,
-                    Some(p) => Some(path_replace(
-                        p,
-                        regex_match,
-                        &format!("{field}.requestRedirect.path"),
-                    )?),
-                };
-                out.redirect = Some(RedirectConfig {
-                    scheme,
-                    host: r.hostname.as_ref().map(|h| h.to_ascii_lowercase()),
-                    port,
-                    path,
-                    status,
-                });
-                redirect_status = Some(status);
+            ("RequestRedirect", RouteKind::Http) => {
+                let r = f.request_redirect.as_ref();
+                let r = r.ok_or_else(|| missing("requestRedirect"))?;
+                out.redirect = Some(redirect(r, regex_match, &part("requestRedirect"))?);
             }
-            "URLRewrite" if kind == RouteKind::Http => {
+            ("URLRewrite", RouteKind::Http) => {
                 let r = f
                     .url_rewrite
                     .as_ref()
-                    .ok_or_else(|| unsupported(format!("{field}.urlRewrite: missing")))?;
-                let host = match &r.hostname {
-                    None => None,
-                    Some(h) => Some(HeaderValue::from_str(h).map_err(|_| {
-                        unsupported(format!("{field}.urlRewrite.hostname: not a header value"))
-                    })?),
-                };
-                let (path_prefix, full_path) = match &r.path {
-                    None => (None, None),
-                    Some(p) => {
-                        match path_replace(p, regex_match, &format!("{field}.urlRewrite.path"))? {
-                            PathReplace::Prefix(prefix) => (Some(prefix), None),
-                            PathReplace::Full(full) => (None, Some(full)),
-                        }
-                    }
-                };
-                out.rewrite = Some(RewriteConfig {
-                    path_prefix,
-                    full_path,
-                    host,
-                });
+                    .ok_or_else(|| missing("urlRewrite"))?;
+                out.rewrite = Some(url_rewrite(r, regex_match, &part("urlRewrite"))?);
             }
-            t @ ("RequestRedirect" | "URLRewrite") => return Err(http_only(t)),
-            other => {
+            (t @ ("RequestRedirect" | "URLRewrite"), _) => {
+                return Err(unsupported(format!(
+                    "{field}.type: {t} is not a {} filter",
+                    kind.as_str()
+                )));
+            }
+            (other, _) => {
                 return Err(unsupported(format!(
                     "{field}.type: {other} is not implemented by sluice"
                 )));
@@ -442,14 +380,80 @@ fn convert_filters(
             message: format!("{field}.filters: RequestRedirect and URLRewrite cannot be combined"),
         });
     }
-    Ok((out, redirect_status))
+    let status = out.redirect.as_ref().map(|r| r.status);
+    Ok((out, status))
+}
+
+/// `RequestRedirect` (status 302 by default).
+fn redirect(
+    r: &super::types::RequestRedirect,
+    regex_match: bool,
+    field: &str,
+) -> Result<RedirectConfig, Problem> {
+    let status = StatusCode::from_u16(r.status_code.unwrap_or(302) as u16)
+        .ok()
+        .filter(|s| matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308))
+        .ok_or_else(|| unsupported(format!("{field}.statusCode: not 301, 302, 303, 307 or 308")))?;
+    let scheme = match r.scheme.as_deref() {
+        None => None,
+        Some("http") => Some("http"),
+        Some("https") => Some("https"),
+        Some(other) => {
+            return Err(unsupported(format!(
+                "{field}.scheme: {other:?} is not http or https"
+            )));
+        }
+    };
+    let port = match r.port {
+        None => None,
+        Some(p) => Some(
+            u16::try_from(p)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| unsupported(format!("{field}.port: {p} is not a port")))?,
+        ),
+    };
+    let path = match &r.path {
+        None => None,
+        Some(p) => Some(path_replace(p, regex_match, &format!("{field}.path"))?),
+    };
+    Ok(RedirectConfig {
+        scheme,
+        host: r.hostname.as_ref().map(|h| h.to_ascii_lowercase()),
+        port,
+        path,
+        status,
+    })
+}
+
+/// `URLRewrite`: the `Host` and the whole path or the matched prefix sent upstream.
+fn url_rewrite(
+    r: &super::types::UrlRewrite,
+    regex_match: bool,
+    field: &str,
+) -> Result<RewriteConfig, Problem> {
+    let host = match &r.hostname {
+        None => None,
+        Some(h) => Some(
+            HeaderValue::from_str(h)
+                .map_err(|_| unsupported(format!("{field}.hostname: not a header value")))?,
+        ),
+    };
+    let (path_prefix, full_path) = match &r.path {
+        None => (None, None),
+        Some(p) => match path_replace(p, regex_match, &format!("{field}.path"))? {
+            PathReplace::Prefix(prefix) => (Some(prefix), None),
+            PathReplace::Full(full) => (None, Some(full)),
+        },
+    };
+    Ok(RewriteConfig {
+        path_prefix,
+        full_path,
+        host,
+    })
 }
 
 fn path_replace(p: &PathModifier, regex_match: bool, field: &str) -> Result<PathReplace, Problem> {
-    let unsupported = |message: String| Problem {
-        reason: "UnsupportedValue",
-        message,
-    };
     match p.type_.as_str() {
         "ReplaceFullPath" => Ok(PathReplace::Full(
             p.replace_full_path
