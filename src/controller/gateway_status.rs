@@ -86,12 +86,15 @@ fn split(name: &str) -> Option<(&str, &str)> {
     name.split_once('/')
 }
 
-/// What was last written per object, so a status the store has not caught up with yet is
-/// not written again.
-#[derive(Default)]
-struct Written(BTreeMap<String, serde_json::Value>);
+/// Status patches, and what was last written per object, so a status the store has not
+/// caught up with yet is not written again.
+struct Writer {
+    client: Client,
+    manager: String,
+    written: BTreeMap<String, serde_json::Value>,
+}
 
-impl Written {
+impl Writer {
     /// Patches `status` onto the object `api` names unless it already shows it.
     async fn patch<K, S>(
         &mut self,
@@ -100,27 +103,26 @@ impl Written {
         name: &str,
         shown: Option<&S>,
         status: S,
-        manager: &str,
     ) where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
         S: Serialize + PartialEq,
     {
         if shown == Some(&status) {
-            self.0.remove(&key);
+            self.written.remove(&key);
             return;
         }
         let value = serde_json::to_value(&status).unwrap_or_default();
-        if self.0.get(&key) == Some(&value) {
+        if self.written.get(&key) == Some(&value) {
             return;
         }
         let params = PatchParams {
-            field_manager: Some(manager.to_owned()),
+            field_manager: Some(self.manager.clone()),
             ..Default::default()
         };
         let patch = serde_json::json!({ "status": value });
         match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
             Ok(_) => {
-                self.0.insert(key, value);
+                self.written.insert(key, value);
             }
             Err(e) => tracing::warn!(error = %e, object = key, "Gateway API status not written"),
         }
@@ -129,7 +131,6 @@ impl Written {
 
 /// The leader's loop writing the status of every GatewayClass, Gateway and route the
 /// last translation reported on.
-#[allow(clippy::too_many_arguments)]
 pub async fn write_status(
     client: Client,
     manager: String,
@@ -140,7 +141,11 @@ pub async fn write_status(
     stop: CancellationToken,
 ) {
     let pod_ip = std::env::var("POD_IP").ok();
-    let mut written = Written::default();
+    let mut writer = Writer {
+        client,
+        manager,
+        written: BTreeMap::new(),
+    };
     let mut tick = tokio::time::interval(STATUS_PERIOD);
     let mut rounds = 0u32;
     loop {
@@ -149,89 +154,83 @@ pub async fn write_status(
             _ = tick.tick() => {}
         }
         if !leadership.is_leader() {
-            written.0.clear();
+            writer.written.clear();
             continue;
         }
         rounds = rounds.wrapping_add(1);
         if rounds.is_multiple_of(60) {
             // Now and then, trust the stores alone (a status someone else changed is mended).
-            written.0.clear();
+            writer.written.clear();
         }
         let shared = shared.lock().clone();
         if !shared.translated {
             continue;
         }
         let now = Time(jiff_now());
-        let addresses = addresses(
-            publish.as_ref(),
-            &stores.services.state(),
-            pod_ip.as_deref(),
-        );
-        for (name, report) in &shared.reports.classes {
-            let Some(obj) = stores.classes.get(&ObjectRef::new(name)) else {
-                continue;
-            };
-            if obj.metadata.generation != report.generation {
-                continue;
-            }
-            let status = status::class(report, obj.status.as_ref(), &now);
-            let api: Api<GatewayClass> = Api::all(client.clone());
-            written
-                .patch(
-                    format!("gatewayclass:{name}"),
-                    api,
-                    name,
-                    obj.status.as_ref(),
-                    status,
-                    &manager,
-                )
-                .await;
-        }
-        for (name, view) in &shared.reports.gateways {
-            let Some((ns, n)) = split(name) else { continue };
-            let Some(obj) = stores.gateways.get(&ObjectRef::new(n).within(ns)) else {
-                continue;
-            };
-            if obj.metadata.generation != view.generation {
-                // The translation predates this generation: the next rebuild reports on it.
-                continue;
-            }
-            let refusal = shared.refused.get(name).map(String::as_str);
-            let status = status::gateway(view, &addresses, refusal, obj.status.as_ref(), &now);
-            let api: Api<Gateway> = Api::namespaced(client.clone(), ns);
-            written
-                .patch(
-                    format!("gateway:{name}"),
-                    api,
-                    n,
-                    obj.status.as_ref(),
-                    status,
-                    &manager,
-                )
-                .await;
-        }
+        let services = stores.services.state();
+        let addresses = addresses(publish.as_ref(), &services, pod_ip.as_deref());
+        sync_classes(&mut writer, &stores.classes, &shared.reports, &now).await;
+        sync_gateways(&mut writer, &stores.gateways, &shared, &addresses, &now).await;
+        let reports = &shared.reports;
         sync_routes(
+            &mut writer,
             RouteKind::Http,
             &stores.http_routes,
-            &shared.reports,
-            &client,
-            &manager,
-            &mut written,
+            reports,
             &now,
         )
         .await;
         if let Some(store) = &stores.grpc_routes {
-            sync_routes(
-                RouteKind::Grpc,
-                store,
-                &shared.reports,
-                &client,
-                &manager,
-                &mut written,
-                &now,
-            )
-            .await;
+            sync_routes(&mut writer, RouteKind::Grpc, store, reports, &now).await;
         }
+    }
+}
+
+/// The status of each GatewayClass of ours.
+async fn sync_classes(
+    writer: &mut Writer,
+    store: &Store<GatewayClass>,
+    reports: &Reports,
+    now: &Time,
+) {
+    for (name, report) in &reports.classes {
+        let Some(obj) = store.get(&ObjectRef::new(name)) else {
+            continue;
+        };
+        if obj.metadata.generation != report.generation {
+            // The translation predates this generation: the next rebuild reports on it.
+            continue;
+        }
+        let status = status::class(report, obj.status.as_ref(), now);
+        let api: Api<GatewayClass> = Api::all(writer.client.clone());
+        let key = format!("gatewayclass:{name}");
+        writer
+            .patch(key, api, name, obj.status.as_ref(), status)
+            .await;
+    }
+}
+
+/// The status of each Gateway of ours.
+async fn sync_gateways(
+    writer: &mut Writer,
+    store: &Store<Gateway>,
+    shared: &Shared,
+    addresses: &[GatewayStatusAddress],
+    now: &Time,
+) {
+    for (name, view) in &shared.reports.gateways {
+        let Some((ns, n)) = split(name) else { continue };
+        let Some(obj) = store.get(&ObjectRef::new(n).within(ns)) else {
+            continue;
+        };
+        if obj.metadata.generation != view.generation {
+            continue;
+        }
+        let refusal = shared.refused.get(name).map(String::as_str);
+        let status = status::gateway(view, addresses, refusal, obj.status.as_ref(), now);
+        let api: Api<Gateway> = Api::namespaced(writer.client.clone(), ns);
+        let key = format!("gateway:{name}");
+        writer.patch(key, api, n, obj.status.as_ref(), status).await;
     }
 }
 
@@ -261,12 +260,10 @@ impl RouteObject for GRPCRoute {
 /// controller's parent entries from routes it no longer reports on (their Gateway is gone,
 /// or no longer named, or of another class).
 async fn sync_routes<K: RouteObject>(
+    writer: &mut Writer,
     kind: RouteKind,
     store: &Store<K>,
     reports: &Reports,
-    client: &Client,
-    manager: &str,
-    written: &mut Written,
     now: &Time,
 ) {
     for obj in store.state() {
@@ -275,7 +272,6 @@ async fn sync_routes<K: RouteObject>(
         let name = format!("{ns}/{n}");
         let previous = obj.route_status();
         let status = match reports.routes.get(&(kind, name.clone())) {
-            // The translation predates this generation: the next rebuild reports on it.
             Some(report) if obj.meta().generation != report.generation => continue,
             Some(report) => status::route(report, previous, now),
             None => match status::forget(previous) {
@@ -283,9 +279,9 @@ async fn sync_routes<K: RouteObject>(
                 None => continue,
             },
         };
-        let api: Api<K> = Api::namespaced(client.clone(), &ns);
+        let api: Api<K> = Api::namespaced(writer.client.clone(), &ns);
         let key = format!("{}:{name}", kind.as_str());
-        written.patch(key, api, &n, previous, status, manager).await;
+        writer.patch(key, api, &n, previous, status).await;
     }
 }
 
