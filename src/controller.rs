@@ -642,7 +642,7 @@ async fn invalid_spec_event(
 mod tests {
     use std::io::ErrorKind;
 
-    use super::bind_refusal;
+    use super::{bind_refusal, gateway, ingress, shadowed_by_gateway_routes};
 
     #[test]
     fn a_port_the_process_may_not_open_is_not_called_a_conflict() {
@@ -654,5 +654,31 @@ mod tests {
             bind_refusal(ErrorKind::AddrNotAvailable, 8080),
             ("PortUnavailable", "")
         );
+    }
+
+    #[test]
+    fn the_shadowed_ingress_and_pool_are_told_and_a_shadowed_route_is_left_to_its_status() {
+        let clash = |winner: &str, loser: &str| gateway::Conflict {
+            winner: winner.into(),
+            loser: loser.into(),
+            what: "port 8080 host (any host) path PathPrefix /".into(),
+        };
+        let conflicts = [
+            clash("httproute:shop/r", "ingress:shop/old"),
+            clash("httproute:shop/r", "shop/pool"),
+            clash("shop/pool", "httproute:shop/young"),
+        ];
+        let mut translated = ingress::Translation::default();
+        let pools = shadowed_by_gateway_routes(&conflicts, &mut translated);
+        let problem = &translated.problems["shop/old"][0];
+        assert_eq!(problem.reason, "Conflict");
+        assert!(
+            problem.message.contains("older httproute:shop/r"),
+            "{}",
+            problem.message
+        );
+        assert_eq!(pools.keys().collect::<Vec<_>>(), ["shop/pool"]);
+        assert_eq!(pools["shop/pool"].reason, "Conflict");
+        assert_eq!(translated.problems.len(), 1);
     }
 }
