@@ -295,6 +295,8 @@ WATCH_RULES='[{"g":["sluice.dev"],"r":["backendpools"],"n":[],"v":["get","list",
 '{"g":[""],"r":["secrets"],"n":[],"v":["get","list","watch"]},'\
 '{"g":["networking.k8s.io"],"r":["ingresses"],"n":[],"v":["get","list","watch"]},'\
 '{"g":["networking.k8s.io"],"r":["ingresses/status"],"n":[],"v":["patch"]},'\
+'{"g":["gateway.networking.k8s.io"],"r":["gateways","httproutes","grpcroutes","referencegrants"],"n":[],"v":["get","list","watch"]},'\
+'{"g":["gateway.networking.k8s.io"],"r":["gateways/status","httproutes/status","grpcroutes/status"],"n":[],"v":["patch"]},'\
 '{"g":["events.k8s.io"],"r":["events"],"n":[],"v":["create","patch"]},'\
 '{"g":[""],"r":["events"],"n":[],"v":["create","patch"]}]'
 lease_rules() {
@@ -320,8 +322,11 @@ expect_watch_access() {
     can "$kc" yes "$v" services "${scope[@]}"
     can "$kc" yes "$v" secrets "${scope[@]}"
     can "$kc" yes "$v" ingresses.networking.k8s.io "${scope[@]}"
-    # IngressClasses are cluster-scoped: readable whatever the watched scope.
+    # IngressClasses and Namespaces (labels, for Gateway listeners' allowedRoutes selectors)
+    # are cluster-scoped: readable whatever the watched scope. (GatewayClasses too; can-i
+    # cannot tell without the Gateway API CRDs, the rules check above covers them.)
     can "$kc" yes "$v" ingressclasses.networking.k8s.io
+    can "$kc" yes "$v" namespaces
   done
   can "$kc" yes patch ingresses.networking.k8s.io --subresource=status "${scope[@]}"
   for v in get patch update; do
@@ -358,7 +363,8 @@ expect_no_extra_access() {
 expect_cluster_scope_denied() {
   local kc=$1
   can "$kc" no list nodes
-  can "$kc" no get namespaces
+  can "$kc" no create namespaces
+  can "$kc" no delete namespaces
   can "$kc" no create customresourcedefinitions.apiextensions.k8s.io
   can "$kc" no create clusterrolebindings.rbac.authorization.k8s.io
   can "$kc" no escalate clusterroles.rbac.authorization.k8s.io
@@ -494,7 +500,10 @@ cluster_checks() {
   # -- Least privilege, as the chart's ServiceAccount ---------------------------------------------
   expect_rules "ClusterRole sluice" "$WATCH_RULES" clusterrole/sluice
   expect_rules "ClusterRole sluice-ingressclasses" \
-    '[{"g":["networking.k8s.io"],"r":["ingressclasses"],"n":[],"v":["get","list","watch"]}]' \
+    '[{"g":["networking.k8s.io"],"r":["ingressclasses"],"n":[],"v":["get","list","watch"]},'\
+'{"g":["gateway.networking.k8s.io"],"r":["gatewayclasses"],"n":[],"v":["get","list","watch"]},'\
+'{"g":["gateway.networking.k8s.io"],"r":["gatewayclasses/status"],"n":[],"v":["patch"]},'\
+'{"g":[""],"r":["namespaces"],"n":[],"v":["get","list","watch"]}]' \
     clusterrole/sluice-ingressclasses
   expect_rules "Role $NS/sluice-leader-election" "$(lease_rules sluice)" role/sluice-leader-election -n "$NS"
   expect_rules "Role team-a/sluice-team-a" "$WATCH_RULES" role/sluice-team-a -n team-a

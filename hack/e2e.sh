@@ -9,6 +9,8 @@
 # Usage:
 #   hack/e2e.sh                every such test: tests/kube_smoke.rs, tests/kube_e2e.rs,
 #                              tests/kube_ingress.rs (Ingresses with real traffic),
+#                              tests/kube_gateway.rs (Gateway API with real traffic and status,
+#                              ~10 s; its CRDs come from the Go module, downloaded here),
 #                              tests/packaging.rs (the chart on a real API server) and
 #                              tests/kube_scale.rs at 1,000 pools (debug build, ~50 s;
 #                              hack/scale.sh runs it at any size in a release build); then
@@ -33,8 +35,10 @@ export SLUICE_REQUIRE_KUBE=1
 
 export SLUICE_SCALE_POOLS="${SLUICE_SCALE_POOLS:-1000}"
 
-tests=(--test kube_smoke --test kube_e2e --test kube_ingress --test packaging --test kube_scale)
+tests=(--test kube_smoke --test kube_e2e --test kube_ingress --test kube_gateway --test packaging --test kube_scale)
 cargo test --locked "${tests[@]}" --no-run
+# The Gateway API standard CRDs tests/kube_gateway.rs installs (into the Go module cache).
+(cd "${TMPDIR:-/tmp}" && go mod download sigs.k8s.io/gateway-api@v1.6.3)
 bash hack/in-netns.sh cargo test --offline --locked "${tests[@]}" -- --include-ignored "$@"
 
 if (($# > 0)); then exit 0; fi

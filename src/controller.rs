@@ -1,14 +1,17 @@
 //! Kubernetes mode: watch BackendPools and Ingresses (with the IngressClasses that say which
-//! are ours), the EndpointSlices and Services they name and the TLS Secrets they reference;
-//! turn them into the same validated model the file loader produces and hand it to the same
-//! apply path. The proxy cannot tell the modes apart.
+//! are ours), the Gateway API kinds when their CRDs are installed, the EndpointSlices and
+//! Services they name and the TLS Secrets they reference; turn them into the same validated
+//! model the file loader produces and hand it to the same apply path. The proxy cannot tell
+//! the modes apart.
 //!
 //! Every replica watches and serves; only the elected leader writes status and Events.
 //! RBAC follows what is watched: get/list/watch on backendpools, ingresses, ingressclasses
 //! (cluster-wide), endpointslices, services and secrets (two watches filtered server-side,
 //! `type=kubernetes.io/tls` and `type=Opaque` for htpasswd lists; RBAC cannot narrow
 //! list/watch further), patch on backendpools/status and ingresses/status, create/patch on
-//! events, and get/create/update on the leader Lease.
+//! events, and get/create/update on the leader Lease; with the Gateway API, get/list/watch on
+//! gatewayclasses, gateways, httproutes, grpcroutes, referencegrants and namespaces and patch
+//! on their status.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -34,6 +37,9 @@ use crate::process::{self, Options};
 use crate::proxy::ApplyError;
 
 pub mod events;
+pub mod gateway;
+pub mod gateway_status;
+mod gateway_watch;
 pub mod index;
 pub mod ingress;
 pub mod ingress_status;
@@ -204,6 +210,7 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         watcher::Config::default(),
         tx.clone(),
     );
+    let gateway_api = gateway_watch::start(&client, ns, &tx).await;
     drop(tx);
 
     let synced = async {
@@ -216,6 +223,9 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
             ingresses.wait_until_ready(),
             classes.wait_until_ready()
         );
+        if let Some(g) = &gateway_api {
+            g.ready().await;
+        }
     };
     tokio::select! {
         _ = stop.cancelled() => return,
@@ -277,8 +287,28 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         stop.clone(),
     ));
 
+    let gateway_shared: Arc<Mutex<Arc<gateway_status::Shared>>> = Arc::default();
+    if let Some(g) = &gateway_api {
+        tokio::task::spawn_local(gateway_status::write_status(
+            client.clone(),
+            opts.name.clone(),
+            gateway_status::Stores {
+                classes: g.classes.clone(),
+                gateways: g.gateways.clone(),
+                http_routes: g.http_routes.clone(),
+                grpc_routes: g.grpc_routes.clone(),
+                services: services.clone(),
+            },
+            gateway_shared.clone(),
+            opts.publish.clone(),
+            leadership.clone(),
+            stop.clone(),
+        ));
+    }
+
     let mut seen = Instant::now();
     let mut refused_before: BTreeMap<String, Refusal> = BTreeMap::new();
+    let mut conflicts_before: BTreeMap<String, Refusal> = BTreeMap::new();
     let mut problems_before = BTreeMap::new();
     let mut reconciled = index::Index::default();
     loop {
@@ -300,8 +330,26 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         );
         let mut desired = reconciled.desired(&objects);
         let mut translated = ingress::merge(&mut desired.set, translated, &opts.ingress);
+        let mut gateway_translation = gateway_api
+            .as_ref()
+            .map(|g| gateway::translate(&g.objects(&objects), &desired.set));
+        let conflicts = match &mut gateway_translation {
+            Some(t) => gateway::merge(&mut desired.set, t, |owner| {
+                owner_age(owner, &pools, &ingresses)
+            }),
+            None => Vec::new(),
+        };
         let mut desired = apply(&admin, desired, seen);
         ingress_refusals(&mut desired, &mut translated);
+        let pool_conflicts = shadowed_by_gateway_routes(&conflicts, &mut translated);
+        let gateway_refused = gateway_refusals(&mut desired);
+        if let Some(t) = gateway_translation {
+            *gateway_shared.lock() = Arc::new(gateway_status::Shared {
+                reports: t.reports,
+                refused: gateway_refused,
+                translated: true,
+            });
+        }
         *served.lock() = Arc::new(
             translated
                 .ours
@@ -315,6 +363,11 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
                     invalid_spec_event(&recorder, &pools, name, refusal).await;
                 }
             }
+            for (name, refusal) in &pool_conflicts {
+                if conflicts_before.get(name) != Some(refusal) {
+                    invalid_spec_event(&recorder, &pools, name, refusal).await;
+                }
+            }
             ingress_status::problem_events(
                 &recorder,
                 &ingresses,
@@ -324,6 +377,7 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
             .await;
         }
         refused_before = desired.refused.clone();
+        conflicts_before = pool_conflicts;
         problems_before = translated.problems;
         *shared.lock() = Arc::new(desired);
         admin.set_ready();
@@ -405,6 +459,88 @@ fn ingress_refusals(desired: &mut Desired, translated: &mut ingress::Translation
                 message: refusal.message,
             });
     }
+}
+
+/// The seniority (creation time, `namespace/name`) of a BackendPool or Ingress route owner.
+fn owner_age(
+    owner: &str,
+    pools: &Store<BackendPool>,
+    ingresses: &Store<Ingress>,
+) -> Option<(
+    Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    String,
+)> {
+    let (name, created) = match owner.strip_prefix("ingress:") {
+        Some(name) => {
+            let (ns, n) = name.split_once('/')?;
+            let i = ingresses.get(&reflector::ObjectRef::new(n).within(ns))?;
+            (name, i.metadata.creation_timestamp.clone())
+        }
+        None => (
+            owner,
+            find_pool(pools, owner)?.metadata.creation_timestamp.clone(),
+        ),
+    };
+    Some((created, name.to_owned()))
+}
+
+/// Tells the BackendPools and Ingresses whose route an older Gateway API route shadows:
+/// an Ingress gets a `Conflict` problem (a Warning Event); the BackendPools are returned,
+/// for a `Conflict` Warning Event each.
+fn shadowed_by_gateway_routes(
+    conflicts: &[gateway::Conflict],
+    translated: &mut ingress::Translation,
+) -> BTreeMap<String, Refusal> {
+    let mut pools = BTreeMap::new();
+    for c in conflicts {
+        let message = format!(
+            "{} is served for the older {} (oldest wins)",
+            c.what, c.winner
+        );
+        if c.loser.contains(':') && !c.loser.starts_with("ingress:") {
+            continue;
+        }
+        match c.loser.strip_prefix("ingress:") {
+            Some(name) => translated
+                .problems
+                .entry(name.to_owned())
+                .or_default()
+                .push(ingress::Problem {
+                    reason: "Conflict",
+                    message,
+                }),
+            None => {
+                let entry = pools.entry(c.loser.clone()).or_insert(Refusal {
+                    reason: "Conflict",
+                    message: String::new(),
+                });
+                if !entry.message.is_empty() {
+                    entry.message.push('\n');
+                }
+                entry.message.push_str(&message);
+            }
+        }
+    }
+    pools
+}
+
+/// Takes what `apply` refused of Gateways (owners `gateway:ns/name`: a port that cannot be
+/// bound, a certificate that cannot be loaded) out of the pools' refusals, by Gateway.
+fn gateway_refusals(desired: &mut Desired) -> BTreeMap<String, String> {
+    let owners: Vec<String> = desired
+        .refused
+        .keys()
+        .filter(|k| k.starts_with("gateway:"))
+        .cloned()
+        .collect();
+    owners
+        .into_iter()
+        .filter_map(|owner| {
+            let refusal = desired.refused.remove(&owner)?;
+            let name = owner.trim_start_matches("gateway:").to_owned();
+            Some((name, refusal.message))
+        })
+        .collect()
 }
 
 /// The refusal reason (and a hint for the message) when a pool's port cannot be bound:
@@ -506,7 +642,7 @@ async fn invalid_spec_event(
 mod tests {
     use std::io::ErrorKind;
 
-    use super::bind_refusal;
+    use super::{bind_refusal, gateway, ingress, shadowed_by_gateway_routes};
 
     #[test]
     fn a_port_the_process_may_not_open_is_not_called_a_conflict() {
@@ -518,5 +654,31 @@ mod tests {
             bind_refusal(ErrorKind::AddrNotAvailable, 8080),
             ("PortUnavailable", "")
         );
+    }
+
+    #[test]
+    fn the_shadowed_ingress_and_pool_are_told_and_a_shadowed_route_is_left_to_its_status() {
+        let clash = |winner: &str, loser: &str| gateway::Conflict {
+            winner: winner.into(),
+            loser: loser.into(),
+            what: "port 8080 host (any host) path PathPrefix /".into(),
+        };
+        let conflicts = [
+            clash("httproute:shop/r", "ingress:shop/old"),
+            clash("httproute:shop/r", "shop/pool"),
+            clash("shop/pool", "httproute:shop/young"),
+        ];
+        let mut translated = ingress::Translation::default();
+        let pools = shadowed_by_gateway_routes(&conflicts, &mut translated);
+        let problem = &translated.problems["shop/old"][0];
+        assert_eq!(problem.reason, "Conflict");
+        assert!(
+            problem.message.contains("older httproute:shop/r"),
+            "{}",
+            problem.message
+        );
+        assert_eq!(pools.keys().collect::<Vec<_>>(), ["shop/pool"]);
+        assert_eq!(pools["shop/pool"].reason, "Conflict");
+        assert_eq!(translated.problems.len(), 1);
     }
 }

@@ -204,6 +204,8 @@ fn manifests_grant_exactly_the_verbs_sluice_uses() {
         " secrets []: get,list,watch",
         "networking.k8s.io ingresses []: get,list,watch",
         "networking.k8s.io ingresses/status []: patch",
+        "gateway.networking.k8s.io gateways,httproutes,grpcroutes,referencegrants []: get,list,watch",
+        "gateway.networking.k8s.io gateways/status,httproutes/status,grpcroutes/status []: patch",
         "events.k8s.io events []: create,patch",
         " events []: create,patch",
     ];
@@ -219,7 +221,12 @@ fn manifests_grant_exactly_the_verbs_sluice_uses() {
     );
     assert_eq!(
         rule_lines(object(&objects, "ClusterRole", "sluice-ingressclasses")),
-        ["networking.k8s.io ingressclasses []: get,list,watch"]
+        [
+            "networking.k8s.io ingressclasses []: get,list,watch",
+            "gateway.networking.k8s.io gatewayclasses []: get,list,watch",
+            "gateway.networking.k8s.io gatewayclasses/status []: patch",
+            " namespaces []: get,list,watch",
+        ]
     );
     for (kind, name) in [
         ("ClusterRoleBinding", "sluice"),

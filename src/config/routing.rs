@@ -101,6 +101,8 @@ pub enum PathReplace {
 pub struct RewriteConfig {
     /// Replaces the matched `pathPrefix`.
     pub path_prefix: Option<String>,
+    /// Replaces the whole path (Gateway API `ReplaceFullPath`); wins over `path_prefix`.
+    pub full_path: Option<String>,
     /// The `Host` sent upstream.
     pub host: Option<HeaderValue>,
 }

@@ -19,6 +19,9 @@ use kube::runtime::watcher::Event;
 use serde::Serialize;
 
 use crate::api::BackendPool;
+use crate::controller::gateway::types::{
+    GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant,
+};
 
 /// The parts of an object the desired state is built from.
 pub trait Relevant: ResourceExt {
@@ -82,6 +85,28 @@ impl Relevant for IngressClass {
     fn fingerprint(&self, h: &mut DefaultHasher) {
         feed(h, &self.spec);
         feed(h, &self.metadata.annotations);
+    }
+}
+
+/// Gateway API objects: their spec, age (oldest wins) and generation (status reports
+/// the generation it observed).
+macro_rules! relevant_spec {
+    ($($kind:ty),*) => {$(
+        impl Relevant for $kind {
+            fn fingerprint(&self, h: &mut DefaultHasher) {
+                feed(h, &self.spec);
+                feed(h, &self.metadata.creation_timestamp);
+                self.metadata.generation.hash(h);
+            }
+        }
+    )*};
+}
+
+relevant_spec!(GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant);
+
+impl Relevant for k8s_openapi::api::core::v1::Namespace {
+    fn fingerprint(&self, h: &mut DefaultHasher) {
+        feed(h, &self.metadata.labels);
     }
 }
 

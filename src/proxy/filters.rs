@@ -87,16 +87,17 @@ fn split_host(host: &str) -> (&str, Option<u16>) {
     }
 }
 
-/// Applies `rewrite` to the request sent upstream: the matched `prefix` of the path
-/// (query kept) and the `Host` header. `false` when the new target is not a valid URI.
+/// Applies `rewrite` to the request sent upstream: the whole path or the matched `prefix`
+/// of it (query kept) and the `Host` header. `false` when the new target is not a valid URI.
 pub fn rewrite(r: &RewriteConfig, prefix: &str, parts: &mut http::request::Parts) -> bool {
     if let Some(host) = &r.host {
         parts.headers.insert(header::HOST, host.clone());
     }
-    let Some(replacement) = &r.path_prefix else {
-        return true;
+    let mut target = match (&r.full_path, &r.path_prefix) {
+        (Some(full), _) => full.clone(),
+        (None, Some(replacement)) => replace_prefix(parts.uri.path(), prefix, replacement),
+        (None, None) => return true,
     };
-    let mut target = replace_prefix(parts.uri.path(), prefix, replacement);
     if let Some(query) = parts.uri.query() {
         target.push('?');
         target.push_str(query);
@@ -114,6 +115,21 @@ pub fn rewrite(r: &RewriteConfig, prefix: &str, parts: &mut http::request::Parts
 mod tests {
     use super::*;
     use http::StatusCode;
+
+    #[test]
+    fn a_full_path_rewrite_replaces_the_whole_path_and_keeps_the_query() {
+        let r = RewriteConfig {
+            path_prefix: Some("/ignored".into()),
+            full_path: Some("/one".into()),
+            host: None,
+        };
+        let (mut parts, ()) = http::Request::get("/api/x/y?q=1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert!(rewrite(&r, "/api", &mut parts));
+        assert_eq!(parts.uri, "/one?q=1");
+    }
 
     #[test]
     fn prefix_replacement_keeps_the_rest_of_the_path_on_a_segment_boundary() {

@@ -139,6 +139,14 @@ container ports and the NetworkPolicy alike.
 - apiGroups: [networking.k8s.io]
   resources: [ingresses/status]
   verbs: [patch]
+# Gateway API (when its CRDs are installed): Gateways and routes read, their status written
+# (merge patch); ReferenceGrants read.
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gateways, httproutes, grpcroutes, referencegrants]
+  verbs: [get, list, watch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gateways/status, httproutes/status, grpcroutes/status]
+  verbs: [patch]
 # Events on BackendPools (EndpointHealthy, EndpointUnhealthy) and Ingresses (problems);
 # patch updates a repeated event.
 - apiGroups: [events.k8s.io]

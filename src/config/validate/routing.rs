@@ -249,7 +249,11 @@ fn check_rewrite(ctx: &mut Ctx<'_>, spec: &api::RewriteSpec) -> Option<RewriteCo
         },
         None => None,
     };
-    Some(RewriteConfig { path_prefix, host })
+    Some(RewriteConfig {
+        path_prefix,
+        full_path: None,
+        host,
+    })
 }
 
 /// A replacement path: starts with `/`, no query, fragment or whitespace.

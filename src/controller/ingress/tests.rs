@@ -1,8 +1,7 @@
 use super::*;
 use crate::config::{ListenerClaim, PathMatch, PathReplace, RouteAction, RouteConfig};
-use crate::controller::test_objects::service;
+use crate::controller::test_objects::{service, slice, tls_secret};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 fn ingress(name: &str, created: &str, annotations: &[(&str, &str)], spec: &str) -> Arc<Ingress> {
@@ -26,61 +25,6 @@ fn class(name: &str, controller: &str, default: bool) -> Arc<IngressClass> {
         "metadata: {{name: {name}, annotations: {{{DEFAULT_CLASS_ANNOTATION:?}: \"{default}\"}}}}\nspec: {{controller: {controller}}}\n"
     );
     Arc::new(serde_norway::from_str(&doc).unwrap())
-}
-
-fn slice(svc: &str, port: (Option<&str>, i32), addresses: &[&str]) -> Arc<EndpointSlice> {
-    let mut labels = BTreeMap::new();
-    labels.insert(
-        super::super::index::SERVICE_NAME_LABEL.to_owned(),
-        svc.to_owned(),
-    );
-    Arc::new(EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some(format!("{svc}-abc")),
-            namespace: Some("shop".into()),
-            labels: Some(labels),
-            ..Default::default()
-        },
-        address_type: "IPv4".into(),
-        ports: Some(vec![EndpointPort {
-            name: port.0.map(Into::into),
-            port: Some(port.1),
-            ..Default::default()
-        }]),
-        endpoints: Some(
-            addresses
-                .iter()
-                .map(|a| Endpoint {
-                    addresses: vec![(*a).into()],
-                    ..Default::default()
-                })
-                .collect(),
-        ),
-    })
-}
-
-fn tls_secret(name: &str, host: &str) -> Arc<Secret> {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![host.to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let mut data = BTreeMap::new();
-    data.insert("tls.crt".to_owned(), ByteString(cert.pem().into_bytes()));
-    data.insert(
-        "tls.key".to_owned(),
-        ByteString(key.serialize_pem().into_bytes()),
-    );
-    Arc::new(Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("shop".into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(data),
-        ..Default::default()
-    })
 }
 
 fn objects(ingresses: Vec<Arc<Ingress>>) -> IngressObjects {

@@ -218,6 +218,7 @@ impl<'s> Translator<'s> {
                         || a.annotations.upstream_vhost.is_some())
                     .then(|| RewriteConfig {
                         path_prefix: translated.rewrite.clone(),
+                        full_path: None,
                         host: a.annotations.upstream_vhost.clone(),
                     }),
                     ..RouteFilters::default()

@@ -1,0 +1,406 @@
+//! Gateways of sluice's classes -> listener claims and each listener's conditions.
+//!
+//! A listener's port is the port sluice listens on; listeners of every Gateway sharing a
+//! port share it (their routes merge, as Ingresses for one host merge). A port keeps the
+//! kind (plain HTTP or HTTPS) of whoever claims it first — BackendPools and Ingresses,
+//! then Gateways oldest first — and a later listener wanting the other kind is
+//! `Conflicted` (`ProtocolConflict`) and not served.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::ResourceExt;
+
+use super::RouteKind;
+use super::condition::{Cond, Problem, set};
+use super::grants::Grants;
+use super::hostnames::host_matches;
+use super::types::{GROUP, Gateway, Listener, ObjectReference, RouteGroupKind};
+use crate::config::{ConfigSet, ListenerClaim, Protocol, TlsConfig};
+
+/// How long a Gateway port's connections may finish when it goes away.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which namespaces' routes a listener admits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum From {
+    /// The Gateway's own.
+    Same,
+    /// Every namespace.
+    All,
+    /// Namespaces whose labels match.
+    Selector(LabelSelector),
+}
+
+/// One evaluated listener.
+#[derive(Debug, Clone)]
+pub struct ListenerView {
+    /// `spec.listeners[].name`.
+    pub name: String,
+    /// The port.
+    pub port: u16,
+    /// `hostname`, lower-cased.
+    pub hostname: Option<String>,
+    /// Namespaces admitted.
+    pub from: From,
+    /// Route kinds admitted.
+    pub kinds: Vec<RouteKind>,
+    /// Routes may attach (and count in `attachedRoutes`).
+    pub attachable: bool,
+    /// Its port is served: attachable, and (HTTPS) a certificate is loaded.
+    pub served: bool,
+    /// Routes attached (for `attachedRoutes`).
+    pub attached: i32,
+    /// Conditions.
+    pub conditions: Vec<Cond>,
+    /// `supportedKinds`.
+    pub supported_kinds: Vec<RouteGroupKind>,
+}
+
+/// One evaluated Gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayView {
+    /// `namespace/name`.
+    pub name: String,
+    /// Namespace.
+    pub ns: String,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// Its listeners, in spec order.
+    pub listeners: Vec<ListenerView>,
+    /// Why the Gateway as a whole is not accepted, if it is not.
+    pub refused: Option<Cond>,
+}
+
+/// The owner string of a Gateway's listener claims.
+pub fn owner(gateway: &str) -> String {
+    format!("gateway:{gateway}")
+}
+
+/// Evaluates the Gateways (oldest first) and claims the ports of their served listeners.
+/// `held` is what BackendPools and Ingresses already claim.
+pub fn evaluate(
+    gateways: &[&Gateway],
+    held: &ConfigSet,
+    secrets: &[Arc<Secret>],
+    grants: &Grants,
+    claims: &mut Vec<Arc<ListenerClaim>>,
+) -> Vec<GatewayView> {
+    let mut ports = Ports::held(held);
+    let mut out = Vec::with_capacity(gateways.len());
+    for gw in gateways {
+        let ns = gw.namespace().unwrap_or_else(|| "default".to_owned());
+        let name = format!("{ns}/{}", gw.name_any());
+        let refused = gateway_refusal(gw);
+        let mut views = Vec::new();
+        for (i, l) in gw.spec.listeners.iter().enumerate() {
+            let (mut view, cert) = listener(l, i, &ns, secrets, grants);
+            let duplicate = gw.spec.listeners[..i].iter().any(|o| {
+                o.port == l.port
+                    && o.hostname.as_deref().unwrap_or("") == l.hostname.as_deref().unwrap_or("")
+                    && o.protocol == l.protocol
+            });
+            if duplicate {
+                let why = format!(
+                    "another listener of this Gateway has port {} and the same hostname",
+                    l.port
+                );
+                conflict(&mut view, "HostnameConflict", why);
+            }
+            if view.attachable
+                && view.served
+                && let Err(why) = ports.claim(view.port, l.protocol == "HTTPS", &owner(&name))
+            {
+                conflict(&mut view, "ProtocolConflict", why);
+            }
+            if refused.is_some() {
+                view.attachable = false;
+            }
+            view.served &= view.attachable;
+            if view.served {
+                claims.push(Arc::new(ListenerClaim {
+                    owner: owner(&name),
+                    port: view.port,
+                    protocol: Protocol::Http,
+                    hosts: match (&cert, &view.hostname) {
+                        (Some(_), Some(h)) => host_matches(std::slice::from_ref(h)),
+                        _ => Vec::new(),
+                    },
+                    tls: cert,
+                    proxy_protocol: false,
+                    drain_timeout: DRAIN_TIMEOUT,
+                    tcp_pool: None,
+                }));
+            }
+            let programmed = if view.served {
+                Cond::yes("Programmed", "Programmed", "the listener is served")
+            } else {
+                Cond::no("Programmed", "Invalid", "the listener is not served")
+            };
+            set(&mut view.conditions, programmed);
+            views.push(view);
+        }
+        out.push(GatewayView {
+            name,
+            ns,
+            generation: gw.metadata.generation,
+            listeners: views,
+            refused,
+        });
+    }
+    out
+}
+
+/// The kind of each port claimed so far and who decided it: `Some(true)` HTTPS,
+/// `Some(false)` plain HTTP, `None` TCP (which no listener can share).
+struct Ports(BTreeMap<u16, (Option<bool>, String)>);
+
+impl Ports {
+    /// The ports BackendPools and Ingresses hold (a TCP claim decides its port).
+    fn held(held: &ConfigSet) -> Ports {
+        let mut ports = BTreeMap::new();
+        for l in &held.listeners {
+            let kind = (l.protocol == Protocol::Http).then_some(l.tls.is_some());
+            let slot = ports.entry(l.port).or_insert((kind, l.owner.clone()));
+            if kind.is_none() {
+                *slot = (None, l.owner.clone());
+            }
+        }
+        Ports(ports)
+    }
+
+    /// Claims `port` as HTTPS or plain HTTP for `owner`, or says who holds it as what else.
+    fn claim(&mut self, port: u16, https: bool, owner: &str) -> Result<(), String> {
+        match self.0.get(&port) {
+            Some((kind, _)) if *kind == Some(https) => Ok(()),
+            Some((kind, holder)) => {
+                let served = match kind {
+                    Some(true) => "HTTPS",
+                    Some(false) => "plain HTTP",
+                    None => "TCP",
+                };
+                Err(format!("port {port} is served as {served} for {holder}"))
+            }
+            None => {
+                self.0.insert(port, (Some(https), owner.to_owned()));
+                Ok(())
+            }
+        }
+    }
+}
+
+fn conflict(view: &mut ListenerView, reason: &'static str, message: String) {
+    set(
+        &mut view.conditions,
+        Cond::yes("Conflicted", reason, message),
+    );
+    view.attachable = false;
+}
+
+/// What makes a whole Gateway unacceptable: fields sluice does not implement.
+fn gateway_refusal(gw: &Gateway) -> Option<Cond> {
+    if gw.spec.addresses.as_ref().is_some_and(|a| !a.is_empty()) {
+        return Some(Cond::no(
+            "Accepted",
+            "UnsupportedAddress",
+            "spec.addresses: sluice serves on its own addresses (--publish-address, --publish-service or the pod IP); requested addresses are not supported",
+        ));
+    }
+    if gw.spec.tls.is_some() {
+        return Some(Cond::no(
+            "Accepted",
+            "Invalid",
+            "spec.tls: client certificate validation and backend client certificates are not implemented by sluice",
+        ));
+    }
+    None
+}
+
+/// One listener's view and its certificate (HTTPS).
+fn listener(
+    l: &Listener,
+    index: usize,
+    ns: &str,
+    secrets: &[Arc<Secret>],
+    grants: &Grants,
+) -> (ListenerView, Option<TlsConfig>) {
+    let field = format!("spec.listeners[{index}]");
+    let mut view = ListenerView {
+        name: l.name.clone(),
+        port: u16::try_from(l.port).unwrap_or(0),
+        hostname: l.hostname.as_ref().map(|h| h.to_ascii_lowercase()),
+        from: From::Same,
+        kinds: Vec::new(),
+        attachable: true,
+        served: true,
+        attached: 0,
+        conditions: vec![
+            Cond::yes("Accepted", "Accepted", "the listener is valid"),
+            Cond::yes(
+                "ResolvedRefs",
+                "ResolvedRefs",
+                "every reference is resolved",
+            ),
+            Cond::no("Conflicted", "NoConflicts", "no conflict"),
+        ],
+        supported_kinds: Vec::new(),
+    };
+    if !matches!(l.protocol.as_str(), "HTTP" | "HTTPS") || view.port == 0 {
+        let why = format!(
+            "{field}.protocol: {} is not served by sluice (HTTP and HTTPS are)",
+            l.protocol
+        );
+        refuse(&mut view, "UnsupportedProtocol", why);
+        return (view, None);
+    }
+    allowed_routes(&mut view, l, &field);
+    if l.protocol != "HTTPS" {
+        return (view, None);
+    }
+    let tls = l.tls.as_ref();
+    if tls.and_then(|t| t.mode.as_deref()).unwrap_or("Terminate") != "Terminate" {
+        let why = format!("{field}.tls.mode: only Terminate is supported on HTTPS");
+        refuse(&mut view, "UnsupportedValue", why);
+        return (view, None);
+    }
+    if tls
+        .and_then(|t| t.options.as_ref())
+        .is_some_and(|o| !o.is_empty())
+    {
+        let why = format!("{field}.tls.options: sluice has no TLS options");
+        refuse(&mut view, "UnsupportedValue", why);
+        return (view, None);
+    }
+    let refs = tls
+        .and_then(|t| t.certificate_refs.as_deref())
+        .unwrap_or_default();
+    let (cert, problem) = certificate(refs, &field, ns, secrets, grants);
+    if let Some(p) = problem {
+        set(
+            &mut view.conditions,
+            Cond::no("ResolvedRefs", p.reason, p.message),
+        );
+    }
+    if cert.is_none() {
+        // Routes still attach (and are counted); nothing is served until a certificate is.
+        view.served = false;
+    }
+    (view, cert)
+}
+
+/// `Accepted=False` for `reason`: nothing attaches, nothing is served.
+fn refuse(view: &mut ListenerView, reason: &'static str, message: String) {
+    set(&mut view.conditions, Cond::no("Accepted", reason, message));
+    view.attachable = false;
+}
+
+/// `allowedRoutes`: the namespaces and the route kinds (`supportedKinds`); a kind sluice
+/// does not serve makes `ResolvedRefs=False` (`InvalidRouteKinds`), and none left makes the
+/// listener take no routes.
+fn allowed_routes(view: &mut ListenerView, l: &Listener, field: &str) {
+    let allowed = l.allowed_routes.as_ref();
+    view.from = match allowed.and_then(|a| a.namespaces.as_ref()) {
+        None => From::Same,
+        Some(n) => match n.from.as_deref().unwrap_or("Same") {
+            "All" => From::All,
+            "Selector" => From::Selector(n.selector.clone().unwrap_or_default()),
+            _ => From::Same,
+        },
+    };
+    match allowed.and_then(|a| a.kinds.as_ref()) {
+        None => view.kinds = vec![RouteKind::Http, RouteKind::Grpc],
+        Some(kinds) => {
+            let mut invalid = Vec::new();
+            for k in kinds {
+                let group = k.group.as_deref().unwrap_or(GROUP);
+                match RouteKind::parse(&k.kind).filter(|_| group == GROUP) {
+                    Some(kind) if !view.kinds.contains(&kind) => view.kinds.push(kind),
+                    Some(_) => {}
+                    None => invalid.push(format!("{group}/{}", k.kind)),
+                }
+            }
+            if !invalid.is_empty() {
+                let why = format!(
+                    "{field}.allowedRoutes.kinds: {} not supported (HTTPRoute and GRPCRoute are)",
+                    invalid.join(", ")
+                );
+                set(
+                    &mut view.conditions,
+                    Cond::no("ResolvedRefs", "InvalidRouteKinds", why),
+                );
+            }
+        }
+    }
+    view.supported_kinds = view
+        .kinds
+        .iter()
+        .map(|k| RouteGroupKind {
+            group: Some(GROUP.to_owned()),
+            kind: k.as_str().to_owned(),
+        })
+        .collect();
+    if view.kinds.is_empty() {
+        view.attachable = false;
+    }
+}
+
+/// The first usable certificate of `certificateRefs`, and the first problem with them:
+/// not a Secret (`InvalidCertificateRef`), in another namespace without a ReferenceGrant
+/// (`RefNotPermitted`), missing or not a valid certificate and key (`InvalidCertificateRef`).
+fn certificate(
+    refs: &[ObjectReference],
+    field: &str,
+    ns: &str,
+    secrets: &[Arc<Secret>],
+    grants: &Grants,
+) -> (Option<TlsConfig>, Option<Problem>) {
+    let mut cert = None;
+    let mut problem = None;
+    if refs.is_empty() {
+        problem = Some(Problem {
+            reason: "InvalidCertificateRef",
+            message: format!("{field}.tls.certificateRefs: HTTPS needs a certificate"),
+        });
+    }
+    for (i, r) in refs.iter().enumerate() {
+        let rfield = format!("{field}.tls.certificateRefs[{i}]");
+        let group = r.group.as_deref().unwrap_or("");
+        let kind = r.kind.as_deref().unwrap_or("Secret");
+        let secret_ns = r.namespace.as_deref().unwrap_or(ns);
+        let bad = |reason, message| Problem { reason, message };
+        let result = if !(group.is_empty() || group == "core") || kind != "Secret" {
+            Err(bad(
+                "InvalidCertificateRef",
+                format!("{rfield}: {kind} (group {group:?}) is not a Secret"),
+            ))
+        } else if secret_ns != ns
+            && !grants.permits("Gateway", ns, "", "Secret", secret_ns, &r.name)
+        {
+            Err(bad(
+                "RefNotPermitted",
+                format!(
+                    "{rfield}: Secret {secret_ns}/{} is in another namespace and no ReferenceGrant there allows it",
+                    r.name
+                ),
+            ))
+        } else {
+            let found = secrets
+                .iter()
+                .find(|s| s.namespace().as_deref() == Some(secret_ns) && s.name_any() == r.name);
+            crate::controller::index::tls_from_secret(found.map(Arc::as_ref), secret_ns, &r.name)
+                .map_err(|why| bad("InvalidCertificateRef", format!("{rfield}: {why}")))
+        };
+        match result {
+            Ok(c) => {
+                cert.get_or_insert(c);
+            }
+            Err(p) => {
+                problem.get_or_insert(p);
+            }
+        }
+    }
+    (cert, problem)
+}

@@ -1,0 +1,476 @@
+//! End to end against a real kube-apiserver with the Gateway API standard CRDs (v1.6.3, from
+//! the Go module `sigs.k8s.io/gateway-api`): a GatewayClass of sluice's controller, a
+//! Gateway, HTTPRoutes and a GRPCRoute applied as users write them, real traffic (HTTP/1.1,
+//! and gRPC over h2c) through the controller, and the status the specification requires
+//! written back.
+//!
+//! Ignored by default; needs the control-plane binaries, a private network namespace and
+//! the CRDs (`go mod download sigs.k8s.io/gateway-api@v1.6.3`, or SLUICE_GATEWAY_API_CRDS
+//! naming the directory of the standard CRDs): `hack/e2e.sh kube_gateway`.
+
+#![allow(clippy::disallowed_types)]
+
+mod common;
+mod support {
+    #[path = "kube.rs"]
+    pub mod kube;
+}
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{EchoServer, free_port};
+use support::kube::KubeCluster;
+
+/// The Gateway API kinds sluice serves, as the module's standard channel ships them.
+const CRDS: [&str; 5] = [
+    "gatewayclasses",
+    "gateways",
+    "httproutes",
+    "grpcroutes",
+    "referencegrants",
+];
+
+/// The directory of the standard CRDs: SLUICE_GATEWAY_API_CRDS, else the Go module cache.
+fn crd_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SLUICE_GATEWAY_API_CRDS") {
+        return Some(PathBuf::from(dir));
+    }
+    let out = Command::new("go")
+        .args(["env", "GOMODCACHE"])
+        .output()
+        .ok()?;
+    let cache = String::from_utf8(out.stdout).ok()?;
+    let dir =
+        PathBuf::from(cache.trim()).join("sigs.k8s.io/gateway-api@v1.6.3/config/crd/standard");
+    dir.is_dir().then_some(dir)
+}
+
+/// Applies the CRDs (server-side: they are too large for kubectl's last-applied copy) and
+/// waits until they are established.
+fn install_gateway_api(kube: &KubeCluster, dir: &std::path::Path) {
+    for kind in CRDS {
+        let file = dir.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
+        kube.kubectl_ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    }
+    for kind in CRDS {
+        kube.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{kind}.gateway.networking.k8s.io"),
+            "--timeout=30s",
+        ]);
+    }
+}
+
+/// The controller binary, killed on drop.
+struct Controller {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Controller {
+    fn start(kube: &KubeCluster, ns: &str) -> Controller {
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = kube.dir.path().join(format!("sluice-gateway-{ns}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["controller", "--namespace", ns, "--bind", "127.0.0.1"])
+            .args(["--workers", "1", "--log-level", "info"])
+            .args(["--publish-address", "198.18.0.99"])
+            .arg("--admin-listen")
+            .arg(admin.to_string())
+            .env("KUBECONFIG", &kube.kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let c = Controller { child, log };
+        c.wait(Duration::from_secs(30), "ready", || {
+            request(admin.port(), "admin", "/readyz", &[]).map(|r| r.0) == Some(200)
+        });
+        c
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait(&self, limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "controller: not {what} within {limit:?}\n--- sluice log\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status, `x-backend` (or `location`) header and body of a GET on 127.0.0.1:`port`.
+fn request(port: u16, host: &str, path: &str, headers: &[&str]) -> Option<(u16, String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let out = String::from_utf8_lossy(&raw).into_owned();
+    let status = out.get(9..12)?.parse().ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let tag = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("x-backend: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
+        .unwrap_or_default()
+        .to_owned();
+    Some((status, tag, body.to_owned()))
+}
+
+/// A gRPC health server (h2c) on 198.18.0.4, serving, on `rt`; its port.
+fn grpc_health(rt: &tokio::runtime::Runtime) -> u16 {
+    let listener = std::net::TcpListener::bind("198.18.0.4:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let (_reporter, service) = tonic_health::server::health_reporter();
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    port
+}
+
+/// `grpc.health.v1.Health/Check` through sluice's `port` (h2c) for `authority`.
+fn health_check(rt: &tokio::runtime::Runtime, port: u16, authority: &str) -> Result<i32, String> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .map_err(|e| e.to_string())?
+            .origin(format!("http://{authority}").parse().unwrap())
+            .timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let reply = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        Ok(reply.into_inner().status)
+    })
+}
+
+/// Echo backends on 198.18.0.2 and .3, on one port.
+fn echoes() -> (Vec<EchoServer>, u16) {
+    for _ in 0..20 {
+        let a = EchoServer::start("pod-a", "198.18.0.2:0".parse().unwrap()).unwrap();
+        let port = a.addr().port();
+        if let Ok(b) = EchoServer::start("pod-b", format!("198.18.0.3:{port}").parse().unwrap()) {
+            return (vec![a, b], port);
+        }
+    }
+    panic!("no common free port on 198.18.0.2-3");
+}
+
+fn service(ns: &str, name: &str, ip: &str, port: u16) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-abc
+  namespace: {ns}
+  labels: {{kubernetes.io/service-name: {name}, endpointslice.kubernetes.io/managed-by: e2e}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+  - addresses: ["{ip}"]
+    conditions: {{ready: true}}
+"#
+    )
+}
+
+fn manifests(ns: &str, port: u16) -> String {
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: sluice-{ns}}}
+spec: {{controllerName: sluice.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: other-{ns}}}
+spec: {{controllerName: example.com/other}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: {ns}}}
+spec:
+  gatewayClassName: sluice-{ns}
+  listeners:
+    - {{name: http, port: {port}, protocol: HTTP}}
+    - {{name: tcp, port: {port}, protocol: TCP}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: shop, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: gw, sectionName: http}}]
+  hostnames: [shop.test]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /app}}, headers: [{{name: x-v, value: "2"}}]}}]
+      backendRefs: [{{name: web-v2, port: 80}}]
+    - matches: [{{path: {{type: PathPrefix, value: /app}}}}]
+      backendRefs: [{{name: web, port: 80}}]
+    - matches: [{{path: {{type: Exact, value: /headers}}}}]
+      filters:
+        - type: RequestHeaderModifier
+          requestHeaderModifier: {{set: [{{name: x-gateway, value: sluice}}]}}
+      backendRefs: [{{name: web, port: 80}}]
+    - matches: [{{path: {{type: Exact, value: /old}}}}]
+      filters:
+        - type: RequestRedirect
+          requestRedirect: {{hostname: new.test, statusCode: 301}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: health, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: gw, sectionName: http}}]
+  hostnames: [grpc.test]
+  rules:
+    - matches: [{{method: {{service: grpc.health.v1.Health, method: Check}}}}]
+      backendRefs: [{{name: grpc, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: broken, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [broken.test]
+  rules:
+    - backendRefs: [{{name: missing, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: elsewhere, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: gw, sectionName: nosuch}}]
+  rules:
+    - backendRefs: [{{name: web, port: 80}}]
+"#
+    )
+}
+
+#[test]
+#[ignore = "needs SLUICE_KUBE_BINS, hack/in-netns.sh and the Gateway API CRDs"]
+fn a_gateway_and_its_routes_serve_traffic_and_report_the_status_the_spec_requires() {
+    let test =
+        "a_gateway_and_its_http_routes_serve_traffic_and_report_the_status_the_spec_requires";
+    let Some(kube) = KubeCluster::start_or_skip(test) else {
+        return;
+    };
+    let Some(dir) = crd_dir() else {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_KUBE").is_none(),
+            "{test}: no Gateway API CRDs (go mod download sigs.k8s.io/gateway-api@v1.6.3, or set SLUICE_GATEWAY_API_CRDS)"
+        );
+        eprintln!("{test}: skipped (no Gateway API CRDs)");
+        return;
+    };
+    install_gateway_api(&kube, &dir);
+    kube.install_crd();
+    let ns = kube.new_namespace("e2e-gateway");
+    let (_echoes, backend_port) = echoes();
+    kube.apply(&service(&ns, "web", "198.18.0.2", backend_port));
+    kube.apply(&service(&ns, "web-v2", "198.18.0.3", backend_port));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    kube.apply(&service(&ns, "grpc", "198.18.0.4", grpc_health(&rt)));
+    let port = free_port();
+    kube.apply(&manifests(&ns, port));
+    let c = Controller::start(&kube, &ns);
+    assert!(c.log().contains("Gateway API CRDs found"), "{}", c.log());
+
+    // Traffic: the header match first, then the prefix, a header filter, a redirect.
+    c.wait(Duration::from_secs(10), "serving shop.test", || {
+        request(port, "shop.test", "/app/x", &[]).map(|r| r.0) == Some(200)
+    });
+    let (_, backend, body) = request(port, "shop.test", "/app/x", &[]).unwrap();
+    assert_eq!(backend, "pod-a");
+    assert!(body.starts_with("pod-a GET /app/x "), "{body}");
+    let (_, _, body) = request(port, "shop.test", "/headers", &[]).unwrap();
+    assert!(
+        body.to_ascii_lowercase().contains("x-gateway: sluice"),
+        "{body}"
+    );
+    let (_, backend, _) = request(port, "shop.test", "/app/x", &["x-v: 2"]).unwrap();
+    assert_eq!(backend, "pod-b");
+    // The Host as clients send it on a non-default port: the redirect keeps the port.
+    let host = format!("shop.test:{port}");
+    let (status, location, _) = request(port, &host, "/old?q=1", &[]).unwrap();
+    assert_eq!(
+        (status, location.as_str()),
+        (301, format!("http://new.test:{port}/old?q=1").as_str())
+    );
+    // The GRPCRoute: its method reaches the gRPC backend over h2c.
+    c.wait(Duration::from_secs(10), "serving the GRPCRoute", || {
+        health_check(&rt, port, "grpc.test") == Ok(1)
+    });
+    let unrouted = health_check(&rt, port, "other.test").unwrap_err();
+    assert!(unrouted.starts_with("Unimplemented"), "{unrouted}");
+    // A backendRef to a missing Service: its share answers 500; other hosts 404.
+    assert_eq!(request(port, "broken.test", "/", &[]).unwrap().0, 500);
+    assert_eq!(request(port, "other.test", "/", &[]).unwrap().0, 404);
+
+    let get = |kind: &str, name: &str, path: &str| {
+        let mut args = vec!["get", kind, name, "-o"];
+        let jsonpath = format!("jsonpath={path}");
+        args.push(&jsonpath);
+        if kind != "gatewayclass" {
+            args.extend(["-n", ns.as_str()]);
+        }
+        String::from_utf8_lossy(&kube.kubectl(&args).stdout).into_owned()
+    };
+    let condition = |kind: &str, name: &str, prefix: &str, type_: &str| {
+        get(
+            kind,
+            name,
+            &format!(
+                "{{{prefix}.conditions[?(@.type==\"{type_}\")].status}}/{{{prefix}.conditions[?(@.type==\"{type_}\")].reason}}/{{{prefix}.conditions[?(@.type==\"{type_}\")].observedGeneration}}"
+            ),
+        )
+    };
+    let class = format!("sluice-{ns}");
+    c.wait(Duration::from_secs(15), "GatewayClass Accepted", || {
+        condition("gatewayclass", &class, ".status", "Accepted") == "True/Accepted/1"
+    });
+    assert_eq!(
+        get(
+            "gatewayclass",
+            &format!("other-{ns}"),
+            "{.status.conditions[0].reason}"
+        ),
+        "Pending"
+    );
+    c.wait(Duration::from_secs(15), "Gateway status", || {
+        condition("gateway", "gw", ".status", "Programmed") == "True/Programmed/1"
+    });
+    assert_eq!(
+        condition("gateway", "gw", ".status", "Accepted"),
+        "True/ListenersNotValid/1"
+    );
+    assert_eq!(
+        get(
+            "gateway",
+            "gw",
+            "{.status.addresses[0].type}/{.status.addresses[0].value}"
+        ),
+        "IPAddress/198.18.0.99"
+    );
+    let listener = |name: &str| format!(".status.listeners[?(@.name==\"{name}\")]");
+    assert_eq!(
+        get(
+            "gateway",
+            "gw",
+            &format!("{{{}.attachedRoutes}}", listener("http"))
+        ),
+        "3"
+    );
+    assert_eq!(
+        condition("gateway", "gw", &listener("http"), "Programmed"),
+        "True/Programmed/1"
+    );
+    assert_eq!(
+        condition("gateway", "gw", &listener("tcp"), "Accepted"),
+        "False/UnsupportedProtocol/1"
+    );
+    assert_eq!(
+        get(
+            "gateway",
+            "gw",
+            &format!("{{{}.supportedKinds[*].kind}}", listener("http"))
+        ),
+        "HTTPRoute GRPCRoute"
+    );
+
+    let parent = ".status.parents[0]";
+    c.wait(Duration::from_secs(15), "HTTPRoute status", || {
+        condition("httproute", "broken", parent, "ResolvedRefs") == "False/BackendNotFound/1"
+    });
+    assert_eq!(
+        condition("httproute", "broken", parent, "Accepted"),
+        "True/Accepted/1"
+    );
+    assert_eq!(
+        condition("httproute", "shop", parent, "Accepted"),
+        "True/Accepted/1"
+    );
+    assert_eq!(
+        condition("httproute", "shop", parent, "ResolvedRefs"),
+        "True/ResolvedRefs/1"
+    );
+    assert_eq!(
+        get("httproute", "shop", "{.status.parents[0].controllerName}"),
+        "sluice.dev/gateway-controller"
+    );
+    assert_eq!(
+        condition("httproute", "elsewhere", parent, "Accepted"),
+        "False/NoMatchingParent/1"
+    );
+    assert_eq!(
+        condition("grpcroute", "health", parent, "Accepted"),
+        "True/Accepted/1"
+    );
+
+    // An edit is served without a restart, and status follows the new generation.
+    kube.apply(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: broken, namespace: {ns}}}\nspec:\n  parentRefs: [{{name: gw}}]\n  hostnames: [broken.test]\n  rules:\n    - backendRefs: [{{name: web-v2, port: 80}}]\n"
+    ));
+    c.wait(Duration::from_secs(10), "the edited route served", || {
+        request(port, "broken.test", "/", &[]).map(|r| r.1) == Some("pod-b".into())
+    });
+    c.wait(Duration::from_secs(15), "the edited route's status", || {
+        condition("httproute", "broken", parent, "ResolvedRefs") == "True/ResolvedRefs/2"
+    });
+    // A route that no longer names a Gateway of ours loses our parent entry.
+    kube.apply(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: elsewhere, namespace: {ns}}}\nspec:\n  parentRefs: [{{name: not-ours}}]\n"
+    ));
+    c.wait(Duration::from_secs(15), "our parent entry removed", || {
+        get(
+            "httproute",
+            "elsewhere",
+            "{.status.parents[*].controllerName}",
+        )
+        .is_empty()
+    });
+    assert!(!c.log().contains("forbidden"), "{}", c.log());
+}
