@@ -117,11 +117,7 @@ func mountScript(pod *corev1.Pod, spec *corev1.Container, volDir string) string 
 		priv = append(priv, "--no-new-privs")
 	}
 	if sc := spec.SecurityContext; sc != nil && sc.Capabilities != nil {
-		for _, d := range sc.Capabilities.Drop {
-			if d == "ALL" {
-				priv = append(priv, "--inh-caps=-all", "--bounding-set=-all")
-			}
-		}
+		priv = append(priv, capabilityFlags(sc.Capabilities, uid != nil && *uid != 0)...)
 	}
 	if len(priv) > 1 {
 		fmt.Fprintf(&b, "exec %s -- \"$@\"\n", strings.Join(priv, " "))
@@ -129,6 +125,38 @@ func mountScript(pod *corev1.Pod, spec *corev1.Container, volDir string) string 
 		b.WriteString("exec \"$@\"\n")
 	}
 	return b.String()
+}
+
+// capabilityFlags: setpriv flags for drop ALL and add NET_BIND_SERVICE (the only addition
+// validate lets through). Dropping ALL clears the bounding and inheritable sets; an added
+// capability stays in both, so a root process keeps it in its permitted set across exec, and
+// a non-root one (nonRoot) gets it as an ambient capability, as runc does.
+func capabilityFlags(c *corev1.Capabilities, nonRoot bool) []string {
+	dropAll := false
+	for _, d := range c.Drop {
+		if d == "ALL" {
+			dropAll = true
+		}
+	}
+	add := false
+	for _, a := range c.Add {
+		if isNetBindService(a) {
+			add = true
+		}
+	}
+	var f []string
+	switch {
+	case dropAll && add:
+		f = append(f, "--inh-caps=-all,+net_bind_service", "--bounding-set=-all,+net_bind_service")
+	case dropAll:
+		f = append(f, "--inh-caps=-all", "--bounding-set=-all")
+	case add:
+		f = append(f, "--inh-caps=+net_bind_service")
+	}
+	if add && nonRoot {
+		f = append(f, "--ambient-caps=+net_bind_service")
+	}
+	return f
 }
 
 func runAs(pod *corev1.Pod, spec *corev1.Container) (uid, gid *int64) {

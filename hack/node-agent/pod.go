@@ -10,6 +10,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -264,6 +265,23 @@ func setupPodNetwork(cfg config, ns, hostIf string, addr net.IP) error {
 			_ = ip("netns", "del", ns)
 			return err
 		}
+	}
+	if err := allowUnprivilegedPorts(ns); err != nil {
+		_ = ip("netns", "del", ns)
+		return err
+	}
+	return nil
+}
+
+// allowUnprivilegedPorts sets net.ipv4.ip_unprivileged_port_start=0 in the pod's network
+// namespace, as containerd (enable_unprivileged_ports, on by default since 2.0) and CRI-O do:
+// a process without CAP_NET_BIND_SERVICE may listen on ports below 1024 there (the suite's
+// Gateways on 80 and 443 with sluice running as non-root, capabilities dropped). The sysctl is
+// per network namespace; the cluster's own namespace and the host's keep theirs.
+func allowUnprivilegedPorts(ns string) error {
+	out, err := exec.Command("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_unprivileged_port_start=0").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("netns %s: sysctl net.ipv4.ip_unprivileged_port_start=0: %v: %s", ns, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -128,8 +129,12 @@ func validate(pod *corev1.Pod, cfg config) []string {
 			if sc.Privileged != nil && *sc.Privileged {
 				bad("%s: privileged", name)
 			}
-			if sc.Capabilities != nil && len(sc.Capabilities.Add) > 0 {
-				bad("%s: capabilities.add", name)
+			if sc.Capabilities != nil {
+				for _, c := range sc.Capabilities.Add {
+					if !isNetBindService(c) {
+						bad("%s: capabilities.add %s: only NET_BIND_SERVICE", name, c)
+					}
+				}
 			}
 			if sc.ProcMount != nil && *sc.ProcMount != corev1.DefaultProcMount {
 				bad("%s: procMount", name)
@@ -154,4 +159,10 @@ func sameBase(cmd, bin string) bool {
 		return s
 	}
 	return base(cmd) == base(bin)
+}
+
+// isNetBindService: the one capability a container may add (the suite's CoreDNS pod asks for
+// it to listen on port 53); Kubernetes names capabilities without the CAP_ prefix.
+func isNetBindService(c corev1.Capability) bool {
+	return strings.TrimPrefix(strings.ToUpper(string(c)), "CAP_") == "NET_BIND_SERVICE"
 }
