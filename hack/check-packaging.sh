@@ -138,6 +138,14 @@ static_checks() {
     bad "replicas rendered for a DaemonSet or an autoscaled Deployment" ||
     ok "no replicas for a DaemonSet or an autoscaled Deployment"
 
+  # gatewayClass.enabled (off by default: it needs the Gateway API CRDs) adds one GatewayClass.
+  helm template gw "$CHART" -n sluice-system --set gatewayClass.enabled=true --set gatewayClass.name=edge \
+    >"$work/gatewayclass.yaml" || die "helm template with gatewayClass.enabled=true failed"
+  got=$(sed -n '/^kind: GatewayClass/,/^---/p' "$work/gatewayclass.yaml" | grep -E '^  name: |controllerName: ' | sed 's/^ *//' | paste -sd ' ')
+  [[ $got == "name: edge controllerName: sluice.dev/gateway-controller" ]] &&
+    ok "gatewayClass.enabled renders GatewayClass edge (controllerName sluice.dev/gateway-controller)" ||
+    bad "gatewayClass.enabled=true renders [$got], want GatewayClass edge with controllerName sluice.dev/gateway-controller"
+
   helm template edge "$CHART" -n sluice-edge -f "$CHART/ci/all-features-values.yaml" >"$work/no-monitoring-api.yaml"
   if grep -q -e '^kind: ServiceMonitor' -e '^kind: PrometheusRule' "$work/no-monitoring-api.yaml"; then
     bad "a ServiceMonitor or PrometheusRule is rendered although monitoring.coreos.com/v1 is not served"

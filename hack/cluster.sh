@@ -29,6 +29,9 @@
 #   SLUICE_CLUSTER_DIR  state directory (default /tmp/$SLUICE_CLUSTER)
 #   SLUICE_BIN          sluice binary for the sluice image
 #   SLUICE_KUBE_BINS    kube bins directory (default: hack/kube-bins.sh --print-dir)
+#   SLUICE_CLUSTER_IMAGES  more images, "NAME=PATH NAME=PATH": pods whose image's last name
+#                       element is NAME run PATH (hack/conformance.sh maps echo-basic and
+#                       coredns this way)
 #
 # Measured (2 shared cores, 2026-12-06): with everything built, `up` takes 10-18 s: 1-3 s
 # certificates and copies, then 9-14 s to a Ready node with the default ServiceAccount and
@@ -131,8 +134,10 @@ make_pki() {
 # _run (inside the namespace, as PID 1 of a PID namespace): start every component and stay
 # until one exits; then everything ends with this PID namespace.
 run_components() {
-  local bins=$1 agent=$2 p=$STATE/pki l=$STATE/logs
+  local bins=$1 agent=$2 p=$STATE/pki l=$STATE/logs images=() f
   mkdir -p "$l"
+  # Every binary under STATE/images is an image, by its file name.
+  for f in "$STATE"/images/*; do images+=(--image "$(basename "$f")=$f"); done
   ip link set lo up
   "$bins/etcd" --name=e0 --data-dir="$STATE/etcd" \
     --listen-client-urls=http://127.0.0.1:2379 --advertise-client-urls=http://127.0.0.1:2379 \
@@ -159,8 +164,7 @@ run_components() {
     --bind-address=127.0.0.1 >"$l/kube-scheduler.log" 2>&1 &
   "$agent" --kubeconfig="$STATE/kubeconfig" --node-name="$NAME-node" --state-dir="$STATE/node" \
     --api-host=$API_IP --api-port=$API_PORT --netns-prefix="$NAME-pod" \
-    --image sluice="$STATE/images/sluice" --image sluice-echo="$STATE/images/sluice-echo" \
-    >"$l/node-agent.log" 2>&1 &
+    "${images[@]}" >"$l/node-agent.log" 2>&1 &
   local agent_pid=$!
   trap 'kill -TERM $agent_pid 2>/dev/null; wait $agent_pid; exit 0' TERM INT
   # Any component exiting ends the cluster (its log says why).
@@ -193,6 +197,12 @@ cmd_up() {
   chmod 755 "$STATE" "$STATE/images" "$STATE/node"
   cp "$sluice" "$STATE/images/sluice"
   cp "$agent" "$STATE/images/sluice-echo"
+  local pair
+  for pair in ${SLUICE_CLUSTER_IMAGES-}; do
+    [[ $pair == ?*=?* && ${pair%%=*} != */* ]] || die "SLUICE_CLUSTER_IMAGES: want NAME=PATH, got $pair"
+    [[ -x ${pair#*=} ]] || die "SLUICE_CLUSTER_IMAGES: ${pair#*=} is not an executable file"
+    cp "${pair#*=}" "$STATE/images/${pair%%=*}"
+  done
   chmod 755 "$STATE/images/"*
   echo "$bins" >"$STATE/bins"
   make_pki
@@ -278,6 +288,6 @@ case "${1-}" in
   shell) cmd_exec "${SHELL:-bash}" ;;
   build) build_agent ;;
   _run) shift; run_components "$@" ;;
-  -h | --help) sed -n '2,36p' "$0" ;;
-  *) sed -n '2,36p' "$0" >&2; exit 2 ;;
+  -h | --help) sed -n '2,41p' "$0" ;;
+  *) sed -n '2,41p' "$0" >&2; exit 2 ;;
 esac
