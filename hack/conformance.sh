@@ -293,17 +293,25 @@ summarize() {
     cur != "" && !(cur in why) && /^[ \t]+Error:/ {
       why[cur] = clean(substr($0, index($0, ":") + 1)); cap = cur; next
     }
-    cur != "" && !(cur in why) && /^ +[a-z_.-]+\.go:[0-9]+: .*([Ee]rror|[Ff]ail|timed out|expected|[Uu]nexpected)/ {
-      why[cur] = clean($0)
+    # Else the last line of the test that looks like a failed expectation (polls log many).
+    cur != "" && /^ +[a-z_.-]+\.go:[0-9]+: .*([Ee]rror|[Ff]ail|timed out|[Ee]xpected|[Uu]nexpected)/ {
+      l = clean($0); sub(/^[a-z_.-]+\.go:[0-9]+: [0-9TZ:.-]+: /, "", l)
+      # The HTTP helpers print the whole request first; what was wrong follows "not ready yet:".
+      if (match(l, /Host:[^ ]* Path:[^ ]*/)) p = substr(l, RSTART, RLENGTH); else p = ""
+      if (match(l, /not ready yet: /)) l = "request " p ": " substr(l, RSTART + RLENGTH)
+      last[cur] = l
     }
     /^    --- (PASS|FAIL|SKIP): TestConformance\/[^\/ ]+ / {
       name = $3; sub(/^TestConformance\//, "", name)
       res = $2; sub(/:$/, "", res)
       n[res]++
-      printf "%-4s %s%s\n", res, name, (res == "FAIL" && (name in why)) ? "  -- " substr(why[name], 1, 240) : ""
+      if (res == "SKIP") { skipped = skipped (skipped == "" ? "" : " ") name; next }
+      r = (name in why) ? why[name] : last[name]
+      printf "%-4s %s%s\n", res, name, (res == "FAIL" && r != "") ? "  -- " substr(r, 1, 300) : ""
     }
     /^--- FAIL: TestConformance / { top = 1 }
     END {
+      if (skipped != "") printf "SKIP (not claimed or not in the profiles): %s\n", skipped
       printf "%d passed, %d failed, %d skipped\n", n["PASS"], n["FAIL"], n["SKIP"]
       if (top && n["FAIL"] == 0) print "TestConformance itself failed (set-up): see the log"
     }' "$1"
