@@ -321,7 +321,9 @@ echo "== Gateway API $GWAPI_VERSION conformance: sluice $version, features $FEAT
 summarize "$out"
 if [[ -f $REPORT ]]; then
   echo "== $REPORT (profiles)"
-  sed -n '/^profiles:/,$p' "$REPORT" | grep -E '^- |name:|result:|Passed:|Failed:|Skipped:|unsupportedFeatures|supportedFeatures' || true
+  awk '/^  name: / { name = $2 } /^  summary: / { sub(/^  summary: /, ""); s = $0 }
+    /^- / && name != "" { print name ": " s; name = ""; s = "" }
+    END { if (name != "") print name ": " s }' "$REPORT"
 fi
 if ((rc != 0)); then
   echo "== why the run failed (from $out)"
