@@ -318,14 +318,16 @@ summarize() {
 }
 
 echo "== Gateway API $GWAPI_VERSION conformance: sluice $version, features $FEATURES"
-summarize "$out"
+summary=$(summarize "$out")
+echo "$summary"
 if [[ -f $REPORT ]]; then
   echo "== $REPORT (profiles)"
   awk '/^  name: / { name = $2 } /^  summary: / { sub(/^  summary: /, ""); s = $0 }
     /^- / && name != "" { print name ": " s; name = ""; s = "" }
     END { if (name != "") print name ": " s }' "$REPORT"
 fi
-if ((rc != 0)); then
+# A failure before any test ran (set-up: GatewayClass, base manifests, Gateways not ready).
+if ((rc != 0)) && ! grep -qE '^(PASS|FAIL) ' <<<"$summary"; then
   echo "== why the run failed (from $out)"
   grep -E '^\s+(Error|Messages):' "$out" | tail -n 4 | cut -c1-300
   grep -E '^ +helpers\.go:[0-9]+: ' "$out" | tail -n 1 | cut -c1-300
