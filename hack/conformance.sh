@@ -39,6 +39,7 @@
 #                                when their tests pass (issue 18).
 #   SLUICE_CONFORMANCE_REPORT    report path (default conformance/report.yaml)
 #   SLUICE_CONFORMANCE_VERSION   -version in the report (default v<Cargo.toml version>+g<commit>)
+#   SLUICE_CONFORMANCE_LOG       the suite's output (default /tmp/$SLUICE_CLUSTER.log)
 #   SLUICE_CLUSTER               cluster name (default sluice-conformance); SLUICE_BIN,
 #                                SLUICE_KUBE_BINS as for hack/cluster.sh
 #
@@ -79,8 +80,8 @@ while (($#)); do
     --keep) keep=true; shift ;;
     --harness-check) harness_check=true; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h | --help) sed -n '2,50p' "$0"; exit 0 ;;
-    *) sed -n '2,50p' "$0" >&2; exit 2 ;;
+    -h | --help) sed -n '2,51p' "$0"; exit 0 ;;
+    *) sed -n '2,51p' "$0" >&2; exit 2 ;;
   esac
 done
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces), as hack/cluster.sh"
@@ -267,7 +268,8 @@ if $keep || $harness_check; then args+=(-cleanup-base-resources=false); fi
 # (The suite's format is NAME:SECONDS; it skips anything else without a word.)
 if $harness_check; then args+=(-timeout-config-overrides=NamespacesMustBeReady:150); fi
 mkdir -p "$(dirname "$REPORT")"
-out=$STATE/conformance.log
+# Outside the cluster's state directory: it outlives `hack/cluster.sh down`.
+out=${SLUICE_CONFORMANCE_LOG:-/tmp/$SLUICE_CLUSTER.log}
 t=$SECONDS
 log "running the suite (log: $out)"
 rc=0
