@@ -308,13 +308,23 @@ summarize() {
       if (match(l, /not ready yet: /)) l = "request " p ": " substr(l, RSTART + RLENGTH)
       last[cur] = l
     }
+    # Route/Gateway polls also print the conditions found: keep the False ones (reason, message).
+    cur != "" && /was not in conditions list \[\[/ {
+      d = $0; sub(/.*conditions list \[\[/, "", d); sub(/\]\]$/, "", d)
+      n2 = split(d, cs, /\} \{|^\{|\}$/); detail[cur] = ""
+      for (j = 1; j <= n2; j++) if (cs[j] ~ /^[A-Za-z]+ False /) {
+        c = cs[j]; sub(/ [0-9]+ [0-9-]+ [0-9:]+ [+-][0-9]+ UTC/, "", c); detail[cur] = detail[cur] " [" c "]"
+      }
+    }
     /^    --- (PASS|FAIL|SKIP): TestConformance\/[^\/ ]+ / {
       name = $3; sub(/^TestConformance\//, "", name)
       res = $2; sub(/:$/, "", res)
       n[res]++
       if (res == "SKIP") { skipped = skipped (skipped == "" ? "" : " ") name; next }
-      r = (name in why) ? why[name] : last[name]
-      printf "%-4s %s%s\n", res, name, (res == "FAIL" && r != "") ? "  -- " substr(r, 1, 300) : ""
+      # testify says what timed out; the last failed poll says why (a status condition, a reply).
+      r = (name in why) ? why[name] ((name in last) ? " | last poll: " last[name] : "") : last[name]
+      if (detail[name] != "") r = r detail[name]
+      printf "%-4s %s%s\n", res, name, (res == "FAIL" && r != "") ? "  -- " substr(r, 1, 500) : ""
     }
     /^--- FAIL: TestConformance / { top = 1 }
     END {
