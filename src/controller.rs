@@ -210,7 +210,15 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         watcher::Config::default(),
         tx.clone(),
     );
-    let gateway_api = gateway_watch::start(&client, ns, &tx).await;
+    let mut gateway_api = gateway_watch::start(&client, ns, &tx).await;
+    // Without the CRDs, keep looking: installing them later needs no restart.
+    let mut late_gateway_api = gateway_api.is_none().then(|| {
+        Box::pin(gateway_watch::when_installed(
+            client.clone(),
+            ns.map(str::to_owned),
+            tx.clone(),
+        ))
+    });
     drop(tx);
 
     let synced = async {
@@ -288,7 +296,7 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
     ));
 
     let gateway_shared: Arc<Mutex<Arc<gateway_status::Shared>>> = Arc::default();
-    if let Some(g) = &gateway_api {
+    let spawn_gateway_status = |g: &gateway_watch::GatewayStores| {
         tokio::task::spawn_local(gateway_status::write_status(
             client.clone(),
             opts.name.clone(),
@@ -304,6 +312,9 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
             leadership.clone(),
             stop.clone(),
         ));
+    };
+    if let Some(g) = &gateway_api {
+        spawn_gateway_status(g);
     }
 
     let mut seen = Instant::now();
@@ -382,9 +393,21 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         *shared.lock() = Arc::new(desired);
         admin.set_ready();
 
+        let late = async {
+            match late_gateway_api.as_mut() {
+                Some(found) => found.as_mut().await,
+                None => std::future::pending().await,
+            }
+        };
         seen = tokio::select! {
             _ = stop.cancelled() => break,
             first = rx.recv() => match first { Some(t) => t, None => break },
+            stores = late => {
+                late_gateway_api = None;
+                spawn_gateway_status(&stores);
+                gateway_api = Some(stores);
+                Instant::now()
+            }
         };
         tokio::time::sleep(COALESCE).await;
         while rx.try_recv().is_ok() {}

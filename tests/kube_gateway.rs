@@ -474,3 +474,41 @@ fn a_gateway_and_its_routes_serve_traffic_and_report_the_status_the_spec_require
     });
     assert!(!c.log().contains("forbidden"), "{}", c.log());
 }
+
+#[test]
+fn gateway_api_crds_installed_after_the_controller_started_are_served_without_a_restart() {
+    let test =
+        "gateway_api_crds_installed_after_the_controller_started_are_served_without_a_restart";
+    let Some(kube) = KubeCluster::start_or_skip(test) else {
+        return;
+    };
+    let Some(dir) = crd_dir() else {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_KUBE").is_none(),
+            "{test}: no Gateway API CRDs (go mod download sigs.k8s.io/gateway-api@v1.6.3, or set SLUICE_GATEWAY_API_CRDS)"
+        );
+        eprintln!("{test}: skipped (no Gateway API CRDs)");
+        return;
+    };
+    kube.install_crd();
+    let ns = kube.new_namespace("e2e-late-gateway");
+    let (_echoes, backend_port) = echoes();
+    kube.apply(&service(&ns, "web", "198.18.0.2", backend_port));
+    kube.apply(&service(&ns, "web-v2", "198.18.0.3", backend_port));
+    let c = Controller::start(&kube, &ns);
+    assert!(
+        c.log().contains("Gateway API CRDs not installed"),
+        "{}",
+        c.log()
+    );
+
+    install_gateway_api(&kube, &dir);
+    let port = free_port();
+    kube.apply(&manifests(&ns, port));
+    c.wait(
+        Duration::from_secs(45),
+        "serving shop.test once the CRDs are installed",
+        || request(port, "shop.test", "/app/x", &[]).map(|r| r.0) == Some(200),
+    );
+    assert!(c.log().contains("Gateway API CRDs found"), "{}", c.log());
+}

@@ -50,7 +50,7 @@ pub async fn start(
     let has = |list: &[String], name: &str| list.iter().any(|r| r == name);
     if !(has(&v1, "gatewayclasses") && has(&v1, "gateways") && has(&v1, "httproutes")) {
         tracing::info!(
-            "Gateway API CRDs not installed (gateway.networking.k8s.io/v1 gatewayclasses, gateways, httproutes): Gateway API not served"
+            "Gateway API CRDs not installed (gateway.networking.k8s.io/v1 gatewayclasses, gateways, httproutes): Gateway API not served until they are (looked for every 10 s)"
         );
         return None;
     }
@@ -71,6 +71,26 @@ pub async fn start(
         grants: grants.then(|| reflect(api::<ReferenceGrant>(client, ns), cfg(), tx.clone())),
         namespaces: reflect(Api::<Namespace>::all(client.clone()), cfg(), tx.clone()),
     })
+}
+
+/// How often a controller started without the Gateway API CRDs looks for them again.
+pub const LATE_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Looks for the CRDs every [`LATE_CHECK`] until they are served, then starts the watches
+/// and returns once their caches are synced: CRDs installed after sluice started are
+/// served without a restart.
+pub async fn when_installed(
+    client: Client,
+    ns: Option<String>,
+    tx: mpsc::UnboundedSender<Instant>,
+) -> GatewayStores {
+    loop {
+        tokio::time::sleep(LATE_CHECK).await;
+        if let Some(stores) = start(&client, ns.as_deref(), &tx).await {
+            stores.ready().await;
+            return stores;
+        }
+    }
 }
 
 impl GatewayStores {
