@@ -66,6 +66,20 @@ fn install_gateway_api(kube: &KubeCluster, dir: &std::path::Path) {
     }
 }
 
+/// The CRD directory, or `None` after a note naming `test` (a skip); with
+/// `SLUICE_REQUIRE_KUBE` set, missing CRDs fail the test instead.
+fn crd_dir_or_skip(test: &str) -> Option<PathBuf> {
+    let dir = crd_dir();
+    if dir.is_none() {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_KUBE").is_none(),
+            "{test}: no Gateway API CRDs (go mod download sigs.k8s.io/gateway-api@v1.6.3, or set SLUICE_GATEWAY_API_CRDS)"
+        );
+        eprintln!("{test}: skipped (no Gateway API CRDs)");
+    }
+    dir
+}
+
 /// The controller binary, killed on drop.
 struct Controller {
     child: Child,
@@ -298,12 +312,7 @@ fn a_gateway_and_its_routes_serve_traffic_and_report_the_status_the_spec_require
     let Some(kube) = KubeCluster::start_or_skip(test) else {
         return;
     };
-    let Some(dir) = crd_dir() else {
-        assert!(
-            std::env::var_os("SLUICE_REQUIRE_KUBE").is_none(),
-            "{test}: no Gateway API CRDs (go mod download sigs.k8s.io/gateway-api@v1.6.3, or set SLUICE_GATEWAY_API_CRDS)"
-        );
-        eprintln!("{test}: skipped (no Gateway API CRDs)");
+    let Some(dir) = crd_dir_or_skip(test) else {
         return;
     };
     install_gateway_api(&kube, &dir);
@@ -482,12 +491,7 @@ fn gateway_api_crds_installed_after_the_controller_started_are_served_without_a_
     let Some(kube) = KubeCluster::start_or_skip(test) else {
         return;
     };
-    let Some(dir) = crd_dir() else {
-        assert!(
-            std::env::var_os("SLUICE_REQUIRE_KUBE").is_none(),
-            "{test}: no Gateway API CRDs (go mod download sigs.k8s.io/gateway-api@v1.6.3, or set SLUICE_GATEWAY_API_CRDS)"
-        );
-        eprintln!("{test}: skipped (no Gateway API CRDs)");
+    let Some(dir) = crd_dir_or_skip(test) else {
         return;
     };
     kube.install_crd();

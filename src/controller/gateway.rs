@@ -315,37 +315,10 @@ fn finish(
     backends: BTreeMap<String, rules::Backend>,
     objects: &GatewayObjects,
 ) {
-    let services: BTreeMap<(String, String), &Service> = objects
-        .services
-        .iter()
-        .map(|s| {
-            (
-                (s.namespace().unwrap_or_default(), s.name_any()),
-                s.as_ref(),
-            )
-        })
-        .collect();
-    let mut slices: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
-    for s in &objects.slices {
-        if let Some(svc) = s.labels().get(super::index::SERVICE_NAME_LABEL) {
-            slices
-                .entry((s.namespace().unwrap_or_default(), svc.clone()))
-                .or_default()
-                .push(s.as_ref());
-        }
-    }
+    let lookup = super::index::ServiceLookup::new(&objects.services, &objects.slices);
     for (name, b) in backends {
-        let key = (b.ns.clone(), b.service.clone());
-        let endpoints = services
-            .get(&key)
-            .and_then(|svc| {
-                super::index::service_endpoints(
-                    svc,
-                    &IntOrString::Int(b.port),
-                    slices.get(&key).map(Vec::as_slice).unwrap_or_default(),
-                )
-                .ok()
-            })
+        let endpoints = lookup
+            .endpoints(&b.ns, &b.service, &IntOrString::Int(b.port))
             .unwrap_or_default();
         let port = out.set.listeners.first().map(|l| l.port).unwrap_or(0);
         out.set.pools.push(Arc::new(PoolConfig {

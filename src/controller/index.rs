@@ -421,6 +421,56 @@ pub(crate) fn htpasswd_from_secret(
     Ok(list.0.clone().into())
 }
 
+/// Services and their EndpointSlices by `(namespace, name)`: what the Ingress and Gateway
+/// API front ends resolve their Service ports with, built once per translation.
+pub struct ServiceLookup<'a> {
+    services: HashMap<(String, String), &'a Service>,
+    slices: HashMap<(String, String), Vec<&'a EndpointSlice>>,
+}
+
+impl<'a> ServiceLookup<'a> {
+    /// Indexes `services` and the `slices` labelled with their names.
+    pub fn new(services: &'a [Arc<Service>], slices: &'a [Arc<EndpointSlice>]) -> Self {
+        let services = services
+            .iter()
+            .map(|s| {
+                (
+                    (s.namespace().unwrap_or_default(), s.name_any()),
+                    s.as_ref(),
+                )
+            })
+            .collect();
+        let mut by_service: HashMap<(String, String), Vec<&EndpointSlice>> = HashMap::new();
+        for s in slices {
+            if let Some(svc) = s.labels().get(SERVICE_NAME_LABEL) {
+                by_service
+                    .entry((s.namespace().unwrap_or_default(), svc.clone()))
+                    .or_default()
+                    .push(s.as_ref());
+            }
+        }
+        ServiceLookup {
+            services,
+            slices: by_service,
+        }
+    }
+
+    /// The endpoints of port `port` of Service `namespace/name`, or why there are none.
+    pub fn endpoints(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: &IntOrString,
+    ) -> Result<Vec<EndpointConfig>, String> {
+        let key = (namespace.to_owned(), name.to_owned());
+        let Some(service) = self.services.get(&key) else {
+            return Err(format!("Service {namespace}/{name} not found"));
+        };
+        let slices = self.slices.get(&key).map(Vec::as_slice).unwrap_or_default();
+        service_endpoints(service, port, slices)
+    }
+}
+
 /// The endpoints of `service`'s port `port` found in its EndpointSlices.
 pub fn service_endpoints(
     service: &Service,
