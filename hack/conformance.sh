@@ -9,9 +9,9 @@
 #      start one with echo-basic and coredns mapped as images (SLUICE_CLUSTER_IMAGES)
 #   3. the Gateway API standard-channel CRDs of v1.6.3 (config/crd/standard/), server-side
 #   4. sluice with the Helm chart, gatewayClass.enabled=true (GatewayClass $CLASS, controller
-#      sluice.dev/gateway-controller), one replica, no --publish-service (no kube-proxy here):
-#      a Gateway's address is the pod's IP
-#   5. the suite, inside the cluster's network namespace (it reaches the API server and the pod
+#      sluice.dev/gateway-controller), one replica, gatewayClass.serviceType=ClusterIP: each
+#      Gateway's address is its own Service's ClusterIP (carried by the node agent's service proxy)
+#   5. the suite, inside the cluster's network namespace (it reaches the API server and the
 #      addresses sluice writes to Gateway status.addresses); its report goes to $REPORT
 #   6. the summary: each test PASS/FAIL/SKIP (with the first error line of a failure) and the
 #      report's per-profile results
@@ -234,11 +234,12 @@ phase crds $t
 # --- 4. sluice ---------------------------------------------------------------------------------
 
 t=$SECONDS
-# No kube-proxy here, so a ClusterIP carries no traffic: ingressClass.publishService=false keeps
-# the chart's --publish-service off and sluice publishes its pod IP in Gateway status.addresses.
+# Every Gateway gets its own ClusterIP Service (gatewayClass.serviceType), whose address is the
+# Gateway's status.addresses: the node agent's service proxy carries ClusterIP traffic here.
 "${CL[@]}" exec helm upgrade --install sluice charts/sluice -n sluice-system --create-namespace \
   --set service.type=ClusterIP --set replicaCount=1 --set ingressClass.publishService=false \
-  --set gatewayClass.enabled=true --set gatewayClass.name=$CLASS --wait --timeout 180s >/dev/null
+  --set gatewayClass.enabled=true --set gatewayClass.name=$CLASS \
+  --set gatewayClass.serviceType=ClusterIP --wait --timeout 180s >/dev/null
 if [[ ${sluice_changed:-false} == true ]]; then
   k -n sluice-system rollout restart deployment -l app.kubernetes.io/instance=sluice >/dev/null
   k -n sluice-system rollout status deployment -l app.kubernetes.io/instance=sluice --timeout=180s >/dev/null

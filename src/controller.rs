@@ -75,6 +75,8 @@ pub struct ControllerOptions {
     pub ingress: ingress::IngressSettings,
     /// Where `status.loadBalancer` of served Ingresses points, if anywhere.
     pub publish: Option<ingress_status::Publish>,
+    /// A Service per Gateway (`--gateway-service-type`), if sluice makes them.
+    pub gateway_services: Option<Arc<gateway::services::ServiceMode>>,
 }
 
 /// `sluice controller`.
@@ -141,7 +143,8 @@ where
     store
 }
 
-fn pod_namespace() -> String {
+/// The namespace this pod runs in (`POD_NAMESPACE`, else the service account's), else `default`.
+pub fn pod_namespace() -> String {
     std::env::var("POD_NAMESPACE")
         .ok()
         .or_else(|| {
@@ -308,7 +311,10 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
                 services: services.clone(),
             },
             gateway_shared.clone(),
-            opts.publish.clone(),
+            match &opts.gateway_services {
+                Some(mode) => gateway_status::AddressSource::OwnService(mode.clone()),
+                None => gateway_status::AddressSource::Shared(opts.publish.clone()),
+            },
             leadership.clone(),
             stop.clone(),
         ));
@@ -341,9 +347,10 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
         );
         let mut desired = reconciled.desired(&objects);
         let mut translated = ingress::merge(&mut desired.set, translated, &opts.ingress);
-        let mut gateway_translation = gateway_api
-            .as_ref()
-            .map(|g| gateway::translate(&g.objects(&objects), &desired.set));
+        let mut gateway_translation = gateway_api.as_ref().map(|g| {
+            let objects = g.objects(&objects, opts.gateway_services.clone());
+            gateway::translate(&objects, &desired.set)
+        });
         let conflicts = match &mut gateway_translation {
             Some(t) => gateway::merge(&mut desired.set, t, |owner| {
                 owner_age(owner, &pools, &ingresses)
@@ -359,6 +366,13 @@ async fn produce(admin: Arc<Admin>, stop: CancellationToken, opts: ControllerOpt
                 reports: t.reports,
                 refused: gateway_refused,
                 translated: true,
+                taken: desired
+                    .set
+                    .listeners
+                    .iter()
+                    .filter(|l| !l.owner.starts_with("gateway:"))
+                    .map(|l| l.port)
+                    .collect(),
             });
         }
         *served.lock() = Arc::new(

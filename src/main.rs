@@ -1,10 +1,14 @@
 //! The `sluice` command line: parse arguments and dispatch. Behaviour lives in the library.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice::controller::gateway::services;
 use sluice::controller::ingress::IngressSettings;
 use sluice::controller::ingress_status::Publish;
 use sluice::controller::{self, ControllerOptions};
@@ -91,8 +95,25 @@ enum Command {
         #[arg(long)]
         publish_address: Option<String>,
         #[command(flatten)]
+        gateway: Box<GatewayArgs>,
+        #[command(flatten)]
         common: Common,
     },
+}
+
+/// The Gateway API front end's Service options.
+#[derive(Args, Debug, Clone)]
+struct GatewayArgs {
+    /// Give every Gateway a Service of this type (ClusterIP, LoadBalancer, NodePort) in
+    /// the pod's namespace, selecting these pods; its address is the Gateway's address.
+    #[arg(long, value_parser = services::parse_type, requires = "gateway_service_selector")]
+    gateway_service_type: Option<String>,
+    /// Labels (KEY=VALUE,...) of sluice's pods, for the Gateways' Services.
+    #[arg(long, value_parser = services::parse_selector, value_name = "KEY=VALUE,...")]
+    gateway_service_selector: Option<BTreeMap<String, String>>,
+    /// Ports sluice listens on for a Gateway's listener whose port an older Gateway holds.
+    #[arg(long, value_parser = services::parse_range, default_value = "20000-20999")]
+    gateway_port_range: RangeInclusive<u16>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -201,6 +222,7 @@ fn main() -> ExitCode {
             https_port,
             publish_service,
             publish_address,
+            gateway,
             common,
         } => {
             if http_port == https_port {
@@ -218,6 +240,21 @@ fn main() -> ExitCode {
                     https_port,
                 },
                 publish: publish_service.or(publish_address.map(Publish::Address)),
+                gateway_services: {
+                    let GatewayArgs {
+                        gateway_service_type,
+                        gateway_service_selector,
+                        gateway_port_range,
+                    } = *gateway;
+                    gateway_service_type.map(|type_| {
+                        Arc::new(services::ServiceMode {
+                            namespace: controller::pod_namespace(),
+                            type_,
+                            selector: gateway_service_selector.unwrap_or_default(),
+                            ports: gateway_port_range,
+                        })
+                    })
+                },
             };
             controller::run(controller, common.options(CONTROLLER_ADMIN))
         }

@@ -88,12 +88,18 @@ struct Controller {
 
 impl Controller {
     fn start(kube: &KubeCluster, ns: &str) -> Controller {
+        Controller::start_with(kube, ns, &["--publish-address", "198.18.0.99"])
+    }
+
+    /// The controller watching `ns` (also its own namespace, `POD_NAMESPACE`) with `extra`.
+    fn start_with(kube: &KubeCluster, ns: &str, extra: &[&str]) -> Controller {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = kube.dir.path().join(format!("sluice-gateway-{ns}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["controller", "--namespace", ns, "--bind", "127.0.0.1"])
             .args(["--workers", "1", "--log-level", "info"])
-            .args(["--publish-address", "198.18.0.99"])
+            .args(extra)
+            .env("POD_NAMESPACE", ns)
             .arg("--admin-listen")
             .arg(admin.to_string())
             .env("KUBECONFIG", &kube.kubeconfig)
@@ -515,4 +521,128 @@ fn gateway_api_crds_installed_after_the_controller_started_are_served_without_a_
         || request(port, "shop.test", "/app/x", &[]).map(|r| r.0) == Some(200),
     );
     assert!(c.log().contains("Gateway API CRDs found"), "{}", c.log());
+}
+
+/// Two Gateways with a catch-all listener on one port, each with a route to its own backend.
+fn two_gateways(ns: &str, port: u16) -> String {
+    let gateway = |name: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  gatewayClassName: sluice-{ns}\n  listeners: [{{name: http, port: {port}, protocol: HTTP}}]\n"
+        )
+    };
+    let route = |name: &str, backend: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRefs: [{{name: {name}}}]\n  rules: [{{backendRefs: [{{name: {backend}, port: 80}}]}}]\n"
+        )
+    };
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: sluice-{ns}}}\nspec: {{controllerName: sluice.dev/gateway-controller}}\n---\n{}---\n{}---\n{}---\n{}",
+        gateway("first"),
+        route("first", "web"),
+        gateway("second"),
+        route("second", "web-v2")
+    )
+}
+
+/// `jsonpath` of one object, empty when it does not exist.
+fn jsonpath(kube: &KubeCluster, ns: &str, object: &str, path: &str) -> String {
+    let out = kube.kubectl(&["-n", ns, "get", object, "-o", &format!("jsonpath={path}")]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+#[ignore = "needs SLUICE_KUBE_BINS, hack/in-netns.sh and the Gateway API CRDs"]
+fn gateways_sharing_a_port_each_get_a_service_and_their_own_traffic() {
+    let test = "gateways_sharing_a_port_each_get_a_service_and_their_own_traffic";
+    let Some(kube) = KubeCluster::start_or_skip(test) else {
+        return;
+    };
+    let Some(dir) = crd_dir_or_skip(test) else {
+        return;
+    };
+    install_gateway_api(&kube, &dir);
+    kube.install_crd();
+    let ns = kube.new_namespace("e2e-gateway-svc");
+    let (_echoes, backend_port) = echoes();
+    kube.apply(&service(&ns, "web", "198.18.0.2", backend_port));
+    kube.apply(&service(&ns, "web-v2", "198.18.0.3", backend_port));
+    let (port, own) = (free_port(), free_port());
+    let range = format!("{own}-{own}");
+    let c = Controller::start_with(
+        &kube,
+        &ns,
+        &[
+            "--gateway-service-type=ClusterIP",
+            "--gateway-service-selector=app=sluice",
+            "--gateway-port-range",
+            &range,
+        ],
+    );
+    kube.apply(&two_gateways(&ns, port));
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // The older Gateway listens on its port; the newer one on the range's port, behind its
+    // Service, which maps the listener's port to it.
+    c.wait(Duration::from_secs(30), "serving both Gateways", || {
+        request(port, "any.test", "/", &[]).map(|r| r.1) == Some("pod-a".into())
+            && request(own, "any.test", "/", &[]).map(|r| r.1) == Some("pod-b".into())
+    });
+    let services = kube.kubectl_ok(&["-n", &ns, "get", "services", "-l", "sluice.dev/gateway-service", "-o",
+        "jsonpath={range .items[*]}{.metadata.annotations.sluice\\.dev/gateway} {.spec.ports[0].port}->{.spec.ports[0].targetPort} {.spec.selector.app}{\"\\n\"}{end}"]);
+    let mut lines: Vec<&str> = services.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            format!("{ns}/first {port}->{port} sluice"),
+            format!("{ns}/second {port}->{own} sluice")
+        ],
+        "{}",
+        c.log()
+    );
+    // Each Gateway's address is its own Service's ClusterIP.
+    for gw in ["first", "second"] {
+        let svc = kube
+            .kubectl_ok(&["-n", &ns, "get", "services", "-o", &format!(
+                "jsonpath={{.items[?(@.metadata.annotations.sluice\\.dev/gateway==\"{ns}/{gw}\")].spec.clusterIP}}")])
+            .trim()
+            .to_owned();
+        assert!(!svc.is_empty());
+        c.wait(Duration::from_secs(15), "the Gateway's address", || {
+            jsonpath(
+                &kube,
+                &ns,
+                &format!("gateway/{gw}"),
+                "{.status.addresses[0].value}",
+            ) == svc
+        });
+        let programmed = jsonpath(
+            &kube,
+            &ns,
+            &format!("gateway/{gw}"),
+            "{.status.conditions[?(@.type==\"Programmed\")].status}",
+        );
+        assert_eq!(programmed, "True", "{gw}");
+    }
+    // A Gateway deleted: its Service goes with it.
+    kube.kubectl_ok(&["-n", &ns, "delete", "gateway", "second"]);
+    c.wait(
+        Duration::from_secs(15),
+        "the second Service deleted",
+        || {
+            kube.kubectl_ok(&[
+                "-n",
+                &ns,
+                "get",
+                "services",
+                "-l",
+                "sluice.dev/gateway-service",
+                "-o",
+                "name",
+            ])
+            .lines()
+            .count()
+                == 1
+        },
+    );
 }

@@ -34,6 +34,7 @@ pub mod hostnames;
 pub mod listeners;
 mod merge;
 pub mod rules;
+pub mod services;
 pub mod status;
 pub mod types;
 
@@ -104,6 +105,8 @@ pub struct GatewayObjects {
     pub slices: Vec<Arc<EndpointSlice>>,
     /// TLS Secrets.
     pub secrets: Vec<Arc<Secret>>,
+    /// Per-Gateway Services, when sluice makes them (`--gateway-service-type`).
+    pub service_mode: Option<Arc<services::ServiceMode>>,
 }
 
 /// The status of one route toward one parent.
@@ -218,13 +221,16 @@ pub fn translate(objects: &GatewayObjects, held: &ConfigSet) -> Translation {
         .collect();
     gateways.sort_by_key(|g| seniority(*g));
     let grants = Grants::new(objects.grants.clone());
-    let views = listeners::evaluate(
-        &gateways,
+    let cx = listeners::Context {
         held,
-        &objects.secrets,
-        &grants,
-        &mut out.set.listeners,
-    );
+        secrets: &objects.secrets,
+        grants: &grants,
+        own: objects
+            .service_mode
+            .as_deref()
+            .map(|m| (m, objects.services.as_slice())),
+    };
+    let views = listeners::evaluate(&gateways, &cx, &mut out.set.listeners);
     for v in views {
         out.reports.gateways.insert(v.name.clone(), v);
     }

@@ -2,7 +2,7 @@
 //! Gateway and route status from the last translation, patched (merge patch on `/status`)
 //! only when it differs from what the object shows, at most once per [`STATUS_PERIOD`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -16,6 +16,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::STATUS_PERIOD;
+use super::gateway::listeners::GatewayView;
+use super::gateway::services::{self, ServiceMode};
 use super::gateway::types::{
     GRPCRoute, Gateway, GatewayClass, GatewayStatusAddress, HTTPRoute, RouteStatus,
 };
@@ -32,6 +34,8 @@ pub struct Shared {
     pub refused: BTreeMap<String, String>,
     /// Set once a translation is in: before it, nothing is written (nor removed).
     pub translated: bool,
+    /// Ports BackendPools and Ingresses are served on (never given to a Gateway's own port).
+    pub taken: BTreeSet<u16>,
 }
 
 /// The watched Gateway API objects whose status is written.
@@ -45,8 +49,17 @@ pub struct Stores {
     pub http_routes: Store<HTTPRoute>,
     /// GRPCRoutes (absent when the CRD is not installed).
     pub grpc_routes: Option<Store<GRPCRoute>>,
-    /// Services (for `--publish-service`).
+    /// Services (for `--publish-service` and the per-Gateway Services).
     pub services: Store<Service>,
+}
+
+/// Where Gateways' `status.addresses` come from.
+#[derive(Clone)]
+pub enum AddressSource {
+    /// `--publish-address` / `--publish-service`, else the pod IP: the same for every Gateway.
+    Shared(Option<Publish>),
+    /// Each Gateway's own Service (`--gateway-service-type`).
+    OwnService(Arc<ServiceMode>),
 }
 
 /// `status.addresses` of every Gateway: from `--publish-address` / `--publish-service` as
@@ -56,7 +69,24 @@ pub fn addresses(
     services: &[Arc<Service>],
     pod_ip: Option<&str>,
 ) -> Vec<GatewayStatusAddress> {
-    let entry = |value: &str| GatewayStatusAddress {
+    match publish {
+        Some(p) => load_balancer(p, services)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| i.ip.as_deref().or(i.hostname.as_deref()))
+            .map(address_entry)
+            .collect(),
+        None => pod_ip
+            .filter(|ip| !ip.is_empty())
+            .map(address_entry)
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// An `IPAddress` or `Hostname` entry of `status.addresses`.
+fn address_entry(value: &str) -> GatewayStatusAddress {
+    GatewayStatusAddress {
         type_: Some(
             if value.parse::<IpAddr>().is_ok() {
                 "IPAddress"
@@ -66,19 +96,6 @@ pub fn addresses(
             .to_owned(),
         ),
         value: value.to_owned(),
-    };
-    match publish {
-        Some(p) => load_balancer(p, services)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|i| i.ip.as_deref().or(i.hostname.as_deref()))
-            .map(entry)
-            .collect(),
-        None => pod_ip
-            .filter(|ip| !ip.is_empty())
-            .map(entry)
-            .into_iter()
-            .collect(),
     }
 }
 
@@ -136,7 +153,7 @@ pub async fn write_status(
     manager: String,
     stores: Stores,
     shared: Arc<Mutex<Arc<Shared>>>,
-    publish: Option<Publish>,
+    source: AddressSource,
     leadership: Leadership,
     stop: CancellationToken,
 ) {
@@ -168,7 +185,16 @@ pub async fn write_status(
         }
         let now = Time(jiff_now());
         let services = stores.services.state();
-        let addresses = addresses(publish.as_ref(), &services, pod_ip.as_deref());
+        let addresses = match &source {
+            AddressSource::Shared(publish) => {
+                Addressing::Shared(addresses(publish.as_ref(), &services, pod_ip.as_deref()))
+            }
+            AddressSource::OwnService(mode) => {
+                let gateways = &shared.reports.gateways;
+                sync_services(&mut writer, &services, gateways, mode, &shared.taken).await;
+                Addressing::Own(mode, &services)
+            }
+        };
         sync_classes(&mut writer, &stores.classes, &shared.reports, &now).await;
         sync_gateways(&mut writer, &stores.gateways, &shared, &addresses, &now).await;
         let reports = &shared.reports;
@@ -210,12 +236,89 @@ async fn sync_classes(
     }
 }
 
+/// The addresses of one status round.
+enum Addressing<'a> {
+    /// The same for every Gateway.
+    Shared(Vec<GatewayStatusAddress>),
+    /// Each Gateway's own Service's.
+    Own(&'a ServiceMode, &'a [Arc<Service>]),
+}
+
+impl Addressing<'_> {
+    fn of(&self, gateway: &str) -> Vec<GatewayStatusAddress> {
+        match self {
+            Addressing::Shared(all) => all.clone(),
+            Addressing::Own(mode, services) => services::find(services, mode, gateway)
+                .map(|s| services::addresses(s))
+                .unwrap_or_default()
+                .iter()
+                .map(|a| address_entry(a))
+                .collect(),
+        }
+    }
+}
+
+/// The leader makes each Gateway's Service what it should be and deletes the Services of
+/// Gateways that are gone (server-side apply, only when one differs).
+async fn sync_services(
+    writer: &mut Writer,
+    existing: &[Arc<Service>],
+    gateways: &BTreeMap<String, GatewayView>,
+    mode: &ServiceMode,
+    taken: &BTreeSet<u16>,
+) {
+    let want = services::desired(gateways, existing, mode, taken);
+    let api: Api<Service> = Api::namespaced(writer.client.clone(), &mode.namespace);
+    let ours = |s: &&Arc<Service>| {
+        s.metadata.namespace.as_deref() == Some(mode.namespace.as_str())
+            && s.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(services::LABEL))
+    };
+    for svc in &want {
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        let have = existing
+            .iter()
+            .filter(ours)
+            .find(|e| e.metadata.name.as_deref() == Some(name.as_str()));
+        let key = format!("service:{name}");
+        if have.is_some_and(|h| services::up_to_date(h, svc)) {
+            writer.written.remove(&key);
+            continue;
+        }
+        let value = serde_json::to_value(svc).unwrap_or_default();
+        if writer.written.get(&key) == Some(&value) {
+            continue;
+        }
+        let params = PatchParams::apply(&writer.manager).force();
+        match api.patch(&name, &params, &Patch::Apply(&value)).await {
+            Ok(_) => {
+                tracing::info!(service = name, "Gateway Service written");
+                writer.written.insert(key, value);
+            }
+            Err(e) => tracing::warn!(error = %e, service = name, "Gateway Service not written"),
+        }
+    }
+    for gone in existing
+        .iter()
+        .filter(ours)
+        .filter(|e| !want.iter().any(|w| w.metadata.name == e.metadata.name))
+    {
+        let name = gone.metadata.name.clone().unwrap_or_default();
+        match api.delete(&name, &Default::default()).await {
+            Ok(_) => tracing::info!(service = name, "Gateway Service deleted"),
+            Err(e) => tracing::warn!(error = %e, service = name, "Gateway Service not deleted"),
+        }
+    }
+}
+
 /// The status of each Gateway of ours.
 async fn sync_gateways(
     writer: &mut Writer,
     store: &Store<Gateway>,
     shared: &Shared,
-    addresses: &[GatewayStatusAddress],
+    addresses: &Addressing<'_>,
     now: &Time,
 ) {
     for (name, view) in &shared.reports.gateways {
@@ -227,7 +330,7 @@ async fn sync_gateways(
             continue;
         }
         let refusal = shared.refused.get(name).map(String::as_str);
-        let status = status::gateway(view, addresses, refusal, obj.status.as_ref(), now);
+        let status = status::gateway(view, &addresses.of(name), refusal, obj.status.as_ref(), now);
         let api: Api<Gateway> = Api::namespaced(writer.client.clone(), ns);
         let key = format!("gateway:{name}");
         writer.patch(key, api, n, obj.status.as_ref(), status).await;

@@ -2,6 +2,8 @@
 //! discovery at start says which kinds the API server serves (logged), so BackendPools and
 //! Ingresses keep working on clusters without them.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
@@ -10,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::gateway::GatewayObjects;
+use super::gateway::services::ServiceMode;
 use super::gateway::types::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use super::index::Objects;
 use super::{api, reflect};
@@ -111,7 +114,11 @@ impl GatewayStores {
     }
 
     /// The objects of one rebuild, with the shared Services, slices and Secrets.
-    pub fn objects(&self, shared: &Objects) -> GatewayObjects {
+    pub fn objects(
+        &self,
+        shared: &Objects,
+        service_mode: Option<Arc<ServiceMode>>,
+    ) -> GatewayObjects {
         GatewayObjects {
             classes: self.classes.state(),
             gateways: self.gateways.state(),
@@ -126,6 +133,7 @@ impl GatewayStores {
             services: shared.services.clone(),
             slices: shared.slices.clone(),
             secrets: shared.secrets.clone(),
+            service_mode,
         }
     }
 }

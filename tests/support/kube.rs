@@ -192,7 +192,7 @@ impl KubeCluster {
             format!("--client-ca-file={}", f(&files.ca_crt)),
             format!("--token-auth-file={}", f(&files.tokens)),
             "--authorization-mode=RBAC".into(),
-            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--service-cluster-ip-range=198.18.200.0/24".into(),
             format!("--service-account-issuer=https://127.0.0.1:{secure}"),
             format!("--service-account-key-file={}", f(&files.sa_pub)),
             format!("--service-account-signing-key-file={}", f(&files.sa_key)),
@@ -474,7 +474,7 @@ fn write_credentials(d: &Path, token: &str) -> Result<Credentials, String> {
     openssl(d, &csr)?;
     let ext = format!(
         "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n\
-         subjectAltName=IP:127.0.0.1,IP:{ADVERTISE_ADDRESS},IP:10.0.0.1,DNS:localhost,DNS:kubernetes,\
+         subjectAltName=IP:127.0.0.1,IP:{ADVERTISE_ADDRESS},IP:198.18.200.1,DNS:localhost,DNS:kubernetes,\
          DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
     );
     fs::write(p("apiserver.ext"), ext).map_err(|e| format!("apiserver.ext: {e}"))?;

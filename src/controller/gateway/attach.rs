@@ -188,8 +188,8 @@ fn accept_on(
             // `attachedRoutes` counts accepted routes only.
             l.attached += 1;
         }
-        if l.served && !placements.iter().any(|(p, h)| *p == l.port && *h == hosts) {
-            placements.push((l.port, hosts));
+        if l.served && !placements.iter().any(|(p, h)| *p == l.bind && *h == hosts) {
+            placements.push((l.bind, hosts));
         }
     }
     if !attached {

@@ -1,16 +1,18 @@
 //! Gateways of sluice's classes -> listener claims and each listener's conditions.
 //!
 //! A listener's port is the port sluice listens on; listeners of every Gateway sharing a
-//! port share it (their routes merge, as Ingresses for one host merge). A port keeps the
-//! kind (plain HTTP or HTTPS) of whoever claims it first — BackendPools and Ingresses,
-//! then Gateways oldest first — and a later listener wanting the other kind is
+//! port share it (their routes merge, as Ingresses for one host merge) — unless each
+//! Gateway has a Service of its own ([`super::services`]): then a later Gateway's listener
+//! on a port an older Gateway holds is served on the port its Service maps it to. A port
+//! keeps the kind (plain HTTP or HTTPS) of whoever claims it first — BackendPools and
+//! Ingresses, then Gateways oldest first — and a later listener wanting the other kind is
 //! `Conflicted` (`ProtocolConflict`) and not served.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 
@@ -18,6 +20,7 @@ use super::RouteKind;
 use super::condition::{Cond, Problem, set};
 use super::grants::Grants;
 use super::hostnames::host_matches;
+use super::services::{self, ServiceMode};
 use super::types::{GROUP, Gateway, Listener, ObjectReference, RouteGroupKind};
 use crate::config::{ConfigSet, ListenerClaim, Protocol, TlsConfig};
 
@@ -42,6 +45,11 @@ pub struct ListenerView {
     pub name: String,
     /// The port.
     pub port: u16,
+    /// The port sluice listens on for it: `port`, or its own port from its Gateway's
+    /// Service when an older Gateway holds `port` (0 while that Service has none yet).
+    pub bind: u16,
+    /// An older Gateway holds `port`: this one needs a port of its own.
+    pub own_port: bool,
     /// `hostname`, lower-cased.
     pub hostname: Option<String>,
     /// Namespaces admitted.
@@ -80,24 +88,38 @@ pub fn owner(gateway: &str) -> String {
     format!("gateway:{gateway}")
 }
 
+/// What [`evaluate`] reads besides the Gateways.
+pub struct Context<'a> {
+    /// What BackendPools and Ingresses already claim.
+    pub held: &'a ConfigSet,
+    /// TLS Secrets.
+    pub secrets: &'a [Arc<Secret>],
+    /// ReferenceGrants.
+    pub grants: &'a Grants,
+    /// Per-Gateway Services, when sluice makes them, and the Services that exist.
+    pub own: Option<(&'a ServiceMode, &'a [Arc<Service>])>,
+}
+
 /// Evaluates the Gateways (oldest first) and claims the ports of their served listeners.
-/// `held` is what BackendPools and Ingresses already claim.
 pub fn evaluate(
     gateways: &[&Gateway],
-    held: &ConfigSet,
-    secrets: &[Arc<Secret>],
-    grants: &Grants,
+    cx: &Context<'_>,
     claims: &mut Vec<Arc<ListenerClaim>>,
 ) -> Vec<GatewayView> {
-    let mut ports = Ports::held(held);
+    let mut ports = Ports::held(cx.held);
+    // Port -> the oldest Gateway with a listener on it (per-Gateway Services only).
+    let mut holders: BTreeMap<u16, String> = BTreeMap::new();
     let mut out = Vec::with_capacity(gateways.len());
     for gw in gateways {
         let ns = gw.namespace().unwrap_or_else(|| "default".to_owned());
         let name = format!("{ns}/{}", gw.name_any());
         let refused = gateway_refusal(gw);
+        let own_targets = cx.own.map(|(mode, existing)| {
+            services::targets(services::find(existing, mode, &name).map(Arc::as_ref))
+        });
         let mut views = Vec::new();
         for (i, l) in gw.spec.listeners.iter().enumerate() {
-            let (mut view, cert) = listener(l, i, &ns, secrets, grants);
+            let (mut view, cert) = listener(l, i, &ns, cx.secrets, cx.grants);
             let duplicate = gw.spec.listeners[..i].iter().any(|o| {
                 o.port == l.port
                     && o.hostname.as_deref().unwrap_or("") == l.hostname.as_deref().unwrap_or("")
@@ -110,9 +132,15 @@ pub fn evaluate(
                 );
                 conflict(&mut view, "HostnameConflict", why);
             }
+            if let Some(targets) = &own_targets
+                && view.attachable
+                && refused.is_none()
+            {
+                own_port(&mut view, targets, &mut holders, &name);
+            }
             if view.attachable
                 && view.served
-                && let Err(why) = ports.claim(view.port, l.protocol == "HTTPS", &owner(&name))
+                && let Err(why) = ports.claim(view.bind, l.protocol == "HTTPS", &owner(&name))
             {
                 conflict(&mut view, "ProtocolConflict", why);
             }
@@ -123,7 +151,7 @@ pub fn evaluate(
             if view.served {
                 claims.push(Arc::new(ListenerClaim {
                     owner: owner(&name),
-                    port: view.port,
+                    port: view.bind,
                     protocol: Protocol::Http,
                     hosts: match (&cert, &view.hostname) {
                         (Some(_), Some(h)) => host_matches(std::slice::from_ref(h)),
@@ -137,6 +165,13 @@ pub fn evaluate(
             }
             let programmed = if view.served {
                 Cond::yes("Programmed", "Programmed", "the listener is served")
+            } else if view.attachable && view.bind == 0 {
+                let why = format!(
+                    "waiting for Service {} to give port {} a port of its own",
+                    services::service_name(&name),
+                    view.port
+                );
+                Cond::no("Programmed", "Pending", why)
             } else {
                 Cond::no("Programmed", "Invalid", "the listener is not served")
             };
@@ -152,6 +187,28 @@ pub fn evaluate(
         });
     }
     out
+}
+
+/// With per-Gateway Services: the first (oldest) Gateway on a port listens on it; a later
+/// one listens on the port its Service maps the listener port to, and is not served
+/// until the Service has one.
+fn own_port(
+    view: &mut ListenerView,
+    targets: &BTreeMap<u16, u16>,
+    holders: &mut BTreeMap<u16, String>,
+    gateway: &str,
+) {
+    let holder = holders
+        .entry(view.port)
+        .or_insert_with(|| gateway.to_owned());
+    if holder == gateway {
+        return;
+    }
+    view.own_port = true;
+    view.bind = targets.get(&view.port).copied().unwrap_or(0);
+    if view.bind == 0 {
+        view.served = false;
+    }
 }
 
 /// The kind of each port claimed so far and who decided it: `Some(true)` HTTPS,
@@ -228,9 +285,12 @@ fn listener(
     grants: &Grants,
 ) -> (ListenerView, Option<TlsConfig>) {
     let field = format!("spec.listeners[{index}]");
+    let port = u16::try_from(l.port).unwrap_or(0);
     let mut view = ListenerView {
         name: l.name.clone(),
-        port: u16::try_from(l.port).unwrap_or(0),
+        port,
+        bind: port,
+        own_port: false,
         hostname: l.hostname.as_ref().map(|h| h.to_ascii_lowercase()),
         from: From::Same,
         kinds: Vec::new(),

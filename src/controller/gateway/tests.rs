@@ -649,4 +649,5 @@ fn a_class_with_parameters_is_not_accepted_and_tls_options_refuse_the_listener()
     assert!(t.reports.gateways.is_empty(), "its Gateways are not served");
 }
 
+mod own_services;
 mod reporting;
