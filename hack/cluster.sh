@@ -22,6 +22,8 @@
 # and kubectl/helm must run inside it (exec/shell). Pods get addresses in 198.19.0.0/16 on a
 # bridge there; images map to local binaries by name: ".../sluice:TAG" runs the sluice binary
 # (SLUICE_BIN, default: `cargo build --bin sluice`), ".../sluice-echo:TAG" the echo backend.
+# Service ClusterIPs (198.18.200.0/24) carry TCP: there is no kube-proxy, the node agent stands
+# in for it (hack/node-agent/README.md, "Services"): from the namespace and from pods.
 # Pod logs: STATE/node/pods/NS_NAME_UID/CONTAINER.log (the agent serves no `kubectl logs`).
 #
 # Environment (optional):
@@ -293,6 +295,6 @@ case "${1-}" in
   shell) cmd_exec "${SHELL:-bash}" ;;
   build) build_agent ;;
   _run) shift; run_components "$@" ;;
-  -h | --help) sed -n '2,41p' "$0" ;;
-  *) sed -n '2,41p' "$0" >&2; exit 2 ;;
+  -h | --help) sed -n '2,43p' "$0" ;;
+  *) sed -n '2,43p' "$0" >&2; exit 2 ;;
 esac

@@ -9,8 +9,8 @@
 #      start one with echo-basic and coredns mapped as images (SLUICE_CLUSTER_IMAGES)
 #   3. the Gateway API standard-channel CRDs of v1.6.3 (config/crd/standard/), server-side
 #   4. sluice with the Helm chart, gatewayClass.enabled=true (GatewayClass $CLASS, controller
-#      sluice.dev/gateway-controller), one replica, no --publish-service (no kube-proxy here):
-#      a Gateway's address is the pod's IP
+#      sluice.dev/gateway-controller), one replica, no --publish-service: a Gateway's address
+#      is the pod's IP
 #   5. the suite, inside the cluster's network namespace (it reaches the API server and the pod
 #      addresses sluice writes to Gateway status.addresses); its report goes to $REPORT
 #   6. the summary: each test PASS/FAIL/SKIP (with the first error line of a failure) and the
@@ -234,8 +234,9 @@ phase crds $t
 # --- 4. sluice ---------------------------------------------------------------------------------
 
 t=$SECONDS
-# No kube-proxy here, so a ClusterIP carries no traffic: ingressClass.publishService=false keeps
-# the chart's --publish-service off and sluice publishes its pod IP in Gateway status.addresses.
+# ingressClass.publishService=false keeps the chart's --publish-service off and sluice publishes
+# its pod IP in Gateway status.addresses. (ClusterIPs do carry TCP here: the node agent proxies
+# them, hack/node-agent/README.md "Services".)
 "${CL[@]}" exec helm upgrade --install sluice charts/sluice -n sluice-system --create-namespace \
   --set service.type=ClusterIP --set replicaCount=1 --set ingressClass.publishService=false \
   --set gatewayClass.enabled=true --set gatewayClass.name=$CLASS --wait --timeout 180s >/dev/null
