@@ -257,11 +257,13 @@ func TestClusterIPPassesTheBackendsHalfCloseAndKeepsTheClientsDirectionOpen(t *t
 }
 
 func TestNoReadyEndpointClosesTheClientConnectionAtOnce(t *testing.T) {
+	// The endpoint answers, but it is not ready: the client must get nothing.
+	bport := backend(t, func(c *net.TCPConn) { _, _ = c.Write([]byte("served")) })
 	ip := "127.0.0.214"
 	svc := service("web", ip, tcpPort("http", freePort(t, ip)))
 	p := newServiceProxy(&fakeAddrs{})
 	p.apply([]*corev1.Service{svc}, []*discoveryv1.EndpointSlice{
-		slice("web", "a", []discoveryv1.EndpointPort{slicePort("http", 8080)}, endpoint("127.0.0.1", "false")),
+		slice("web", "a", []discoveryv1.EndpointPort{slicePort("http", bport)}, endpoint("127.0.0.1", "false")),
 	})
 	defer p.stop()
 	c := dial(t, net.JoinHostPort(ip, strconv.Itoa(int(svc.Spec.Ports[0].Port))))
