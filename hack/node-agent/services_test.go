@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 )
 
@@ -377,4 +379,56 @@ func TestClusterIPsOutsideTheTestRangeAreNeverPutOnLo(t *testing.T) {
 			t.Errorf("%s: %v", a, err)
 		}
 	}
+}
+
+func TestTheProxyFollowsServicesAndSlicesFromTheAPI(t *testing.T) {
+	bport := backend(t, func(c *net.TCPConn) { _, _ = c.Write([]byte("served")) })
+	ip := "127.0.0.219"
+	port := freePort(t, ip)
+	addr := net.JoinHostPort(ip, strconv.Itoa(port))
+	client := fake.NewClientset()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runServiceProxy(ctx, client, newServiceProxy(&fakeAddrs{}))
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	// eventually: cond holds within 5 s (polled every 20 ms).
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("not within 5 s: %s", what)
+			}
+		}
+	}
+	answer := func() string {
+		c, err := net.DialTimeout("tcp4", addr, time.Second)
+		if err != nil {
+			return "refused"
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+
+	svcs, slices := client.CoreV1().Services("ns"), client.DiscoveryV1().EndpointSlices("ns")
+	if _, err := svcs.Create(ctx, service("web", ip, tcpPort("http", port)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually("a listener with no endpoint closes connections", func() bool { return answer() == "" })
+	s := slice("web", "web-1", []discoveryv1.EndpointPort{slicePort("http", bport)}, endpoint("127.0.0.1", "true"))
+	if _, err := slices.Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually("the new endpoint serves", func() bool { return answer() == "served" })
+	if err := svcs.Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually("the listener closes with the Service", func() bool { return answer() == "refused" })
 }
