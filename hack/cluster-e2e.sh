@@ -69,8 +69,8 @@
 #     Lease holder deleted 0 of 9,908-13,691 with the Lease taken over after 6 s and status
 #     for a spec change 1-2 s later, helm upgrade rolled in 19-25 s. Then with 2b, 3 more
 #     runs: all green, 106-118 s, the same figures (hung backend unhealthy after 2.3-3.2 s).
-#   - With step 2c (ClusterIPs through the node agent's service proxy), debug binary: all green,
-#     122 s (cluster up 19 s with the agent rebuilt); 2c itself about 2 s, 6 connections to
+#   - With step 2c (ClusterIPs through the node agent's service proxy), debug binary, 2 runs: green,
+#     122 s (cluster up 19 s, agent rebuilt) and 113 s; 2c itself 1-2 s, 6 connections to
 #     the echo ClusterIP met the 3 pods in turn.
 #   - Its first debug run found a real bug: since fe89df7 the controller's desired set
 #     carried no routes, so every request to a BackendPool from the API answered 404 (fixed
