@@ -13,6 +13,9 @@
 #      status.loadBalancer.
 #   2b. A pod using fields the node agent does not implement (hostNetwork, an exec probe, an
 #      image with no local binary) ends Failed with one Warning Event `Unsupported` naming each.
+#   2c. Service ClusterIPs carry traffic (the node agent's service proxy): the echo Service from
+#      the cluster's namespace (round robin over the 3 pods) and from a pod's, sluice's chart
+#      Service through to the BackendPool, and default/kubernetes.
 #   3. The same with `kubectl scale` to 1 and back to 3.
 #   3b. One echo pod's process killed hard (SIGKILL) under GET load: 0 failed GETs (retries),
 #      and sluice's /pools takes it out of rotation (unhealthy, draining or gone) within the
@@ -66,6 +69,9 @@
 #     Lease holder deleted 0 of 9,908-13,691 with the Lease taken over after 6 s and status
 #     for a spec change 1-2 s later, helm upgrade rolled in 19-25 s. Then with 2b, 3 more
 #     runs: all green, 106-118 s, the same figures (hung backend unhealthy after 2.3-3.2 s).
+#   - With step 2c (ClusterIPs through the node agent's service proxy), debug binary, 2 runs: green,
+#     122 s (cluster up 19 s, agent rebuilt) and 113 s; 2c itself 1-2 s, 6 connections to
+#     the echo ClusterIP met the 3 pods in turn.
 #   - Its first debug run found a real bug: since fe89df7 the controller's desired set
 #     carried no routes, so every request to a BackendPool from the API answered 404 (fixed
 #     in main by e346cf5; these runs used an equivalent local fix).
@@ -287,6 +293,56 @@ else
 fi
 k -n $NS delete pod unsupported --wait=false >/dev/null
 
+# pod_pid POD: the echo process of POD. The agent runs pods in the cluster's PID namespace, a
+# child of this one: find the process by its POD_NAME and signal it from here, as the OOM
+# killer, a crash or a stuck machine would.
+pod_pid() {
+  local f pid
+  for f in /proc/[0-9]*/environ; do
+    if { tr '\0' '\n' <"$f"; } 2>/dev/null | grep -qx "POD_NAME=$1"; then
+      pid=${f#/proc/}
+      pid=${pid%/environ}
+      [[ $(cat "/proc/$pid/comm" 2>/dev/null) == sluice-echo ]] && { echo "$pid"; return; }
+    fi
+  done
+}
+# --- 2c. Service ClusterIPs carry traffic (the node agent's service proxy) --------------------
+# No kube-proxy here: the node agent puts each ClusterIP on the cluster namespace's lo and
+# forwards each TCP connection to one of the Service's ready endpoints, round robin. Checked:
+# the echo Service from the cluster's namespace (6 connections reach all 3 pods), the same from
+# inside an echo pod's network namespace (through the bridge), sluice's chart Service (port
+# http -> a sluice pod -> the BackendPool -> an echo pod: the path a Gateway's Service takes),
+# and default/kubernetes (the API server; its certificate names the first ClusterIP).
+clusterip() {
+  local cip a i pid scip kcip served=()
+  cip=$(k -n $NS get svc echo -o jsonpath='{.spec.clusterIP}')
+  for i in 1 2 3 4 5 6; do
+    a=$("${CL[@]}" exec curl -fsS -m 2 "http://$cip/via-clusterip" 2>&1) ||
+      { step_failed clusterip "echo Service http://$cip/ from the cluster namespace: $a"; return; }
+    [[ $a == *"path=/via-clusterip "* ]] || { step_failed clusterip "echo Service $cip answered '$a'"; return; }
+    served+=("${a%% *}")
+  done
+  if (($(printf '%s\n' "${served[@]}" | sort -u | wc -l) != 3)); then
+    step_failed clusterip "6 connections to $cip should reach each of the 3 echo pods twice (round robin): ${served[*]}"
+    return
+  fi
+  pid=$(pod_pid "$(k -n $NS get pods -l app=echo -o jsonpath='{.items[0].metadata.name}')")
+  [[ -n $pid ]] || { step_failed clusterip "no echo process to enter the pod's network namespace"; return; }
+  a=$(nsenter --net="/proc/$pid/ns/net" curl -fsS -m 2 "http://$cip/from-a-pod" 2>&1) ||
+    { step_failed clusterip "echo Service http://$cip/ from an echo pod's namespace: $a"; return; }
+  [[ $a == *"path=/from-a-pod "* ]] || { step_failed clusterip "echo Service $cip from a pod answered '$a'"; return; }
+  scip=$(k -n sluice-system get svc sluice -o jsonpath='{.spec.clusterIP}')
+  a=$("${CL[@]}" exec curl -fsS -m 2 "http://$scip/through-the-service" 2>&1) ||
+    { step_failed clusterip "sluice's Service http://$scip/: $a"; return; }
+  [[ $a == *"path=/through-the-service "* ]] || { step_failed clusterip "sluice's Service $scip answered '$a'"; return; }
+  kcip=$(k -n default get svc kubernetes -o jsonpath='{.spec.clusterIP}')
+  a=$("${CL[@]}" exec curl -fsS -m 2 --cacert "$STATE/pki/ca.crt" "https://$kcip/version" 2>&1) ||
+    { step_failed clusterip "default/kubernetes https://$kcip/version: $a"; return; }
+  [[ $a == *'"gitVersion"'* ]] || { step_failed clusterip "default/kubernetes $kcip answered '$a'"; return; }
+  log "2c ok: ClusterIPs carry traffic: echo $cip (pods ${served[*]}; and from a pod), sluice $scip -> BackendPool -> echo, kubernetes $kcip/version (certificate verified)"
+}
+clusterip
+
 # under_load NAME CMD...: steady load through sluice while CMD runs, then 3 s more; 0 failures.
 under_load() {
   local name=$1 stop=$STATE/stop-$1 out=$STATE/load-$1.log rc=0
@@ -330,19 +386,6 @@ scale() {
 under_load scale-1-and-3 scale
 
 # --- 3b. a backend killed hard ---------------------------------------------------------------
-# pod_pid POD: the echo process of POD. The agent runs pods in the cluster's PID namespace, a
-# child of this one: find the process by its POD_NAME and signal it from here, as the OOM
-# killer, a crash or a stuck machine would.
-pod_pid() {
-  local f pid
-  for f in /proc/[0-9]*/environ; do
-    if { tr '\0' '\n' <"$f"; } 2>/dev/null | grep -qx "POD_NAME=$1"; then
-      pid=${f#/proc/}
-      pid=${pid%/environ}
-      [[ $(cat "/proc/$pid/comm" 2>/dev/null) == sluice-echo ]] && { echo "$pid"; return; }
-    fi
-  done
-}
 # pools_entry IP: the /pools entry of IP:8080 on the first sluice pod ("" when absent or
 # /pools did not answer within 1 s).
 pools_entry() {

@@ -22,6 +22,8 @@
 # and kubectl/helm must run inside it (exec/shell). Pods get addresses in 198.19.0.0/16 on a
 # bridge there; images map to local binaries by name: ".../sluice:TAG" runs the sluice binary
 # (SLUICE_BIN, default: `cargo build --bin sluice`), ".../sluice-echo:TAG" the echo backend.
+# Service ClusterIPs (198.18.200.0/24) carry TCP: there is no kube-proxy, the node agent stands
+# in for it (hack/node-agent/README.md, "Services"): from the namespace and from pods.
 # Pod logs: STATE/node/pods/NS_NAME_UID/CONTAINER.log (the agent serves no `kubectl logs`).
 #
 # Environment (optional):
@@ -46,6 +48,11 @@ NAME=${SLUICE_CLUSTER:-sluice-cluster}
 STATE=${SLUICE_CLUSTER_DIR:-/tmp/$NAME}
 API_IP=198.18.0.1
 API_PORT=6443
+# Service ClusterIPs: inside the test range 198.18.0.0/15, apart from the loopback addresses
+# 198.18.0.1-8 and the pod network 198.19.0.0/16. The first one is the `kubernetes` Service's
+# (in the API server's certificate).
+SERVICE_CIDR=198.18.200.0/24
+SERVICE_API_IP=198.18.200.1
 CACHE=${SLUICE_KUBE_BINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice-kube-bins}
 
 log() { echo "cluster: $*" >&2; }
@@ -109,7 +116,7 @@ make_pki() {
       -subj /CN=kube-apiserver 2>/dev/null
     printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
       "extendedKeyUsage=serverAuth" \
-      "subjectAltName=IP:127.0.0.1,IP:$API_IP,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
+      "subjectAltName=IP:127.0.0.1,IP:$API_IP,IP:$SERVICE_API_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
       >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -set_serial 2 -days 7 \
       -extfile apiserver.ext -out apiserver.crt 2>/dev/null
@@ -147,7 +154,7 @@ run_components() {
     --bind-address=0.0.0.0 --secure-port=$API_PORT --advertise-address=$API_IP \
     --cert-dir="$STATE/apiserver-certs" --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" \
     --client-ca-file="$p/ca.crt" --token-auth-file="$p/tokens.csv" --authorization-mode=RBAC \
-    --service-cluster-ip-range=10.0.0.0/24 \
+    --service-cluster-ip-range=$SERVICE_CIDR \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key" \
     >"$l/kube-apiserver.log" 2>&1 &
@@ -288,6 +295,6 @@ case "${1-}" in
   shell) cmd_exec "${SHELL:-bash}" ;;
   build) build_agent ;;
   _run) shift; run_components "$@" ;;
-  -h | --help) sed -n '2,41p' "$0" ;;
-  *) sed -n '2,41p' "$0" >&2; exit 2 ;;
+  -h | --help) sed -n '2,43p' "$0" ;;
+  *) sed -n '2,43p' "$0" >&2; exit 2 ;;
 esac

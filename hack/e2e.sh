@@ -51,7 +51,8 @@ target_dir=${CARGO_TARGET_DIR:-target}
 SLUICE_BIN=${SLUICE_BIN:-$(cd "$target_dir" && pwd)/debug/sluice}
 export SLUICE_BIN
 [[ -x $SLUICE_BIN ]] || { echo "e2e: no sluice binary at $SLUICE_BIN" >&2; exit 1; }
-# The node agent's own unit tests (what it refuses, address allocation); the Go caches are
-# those hack/cluster.sh builds the agent with, so this costs seconds once the agent is built.
+# The node agent's own unit tests (what it refuses, address allocation, the service proxy); the
+# Go caches are those hack/cluster.sh builds the agent with, so this costs seconds once the agent
+# and client-go's fake clientset (the service proxy's test, about 1 min the first time) are built.
 (cd hack/node-agent && CGO_ENABLED=0 go test -trimpath -p 2 ./...)
 exec timeout --kill-after=60 900 bash hack/cluster-e2e.sh

@@ -2,6 +2,8 @@
 // Node and runs the Pods scheduled to it as plain processes, each Pod in its own network
 // namespace on a bridge, so a local cluster (hack/cluster.sh) runs real Deployments, the Helm
 // chart's pods, and the EndpointSlices the real controller-manager derives from their readiness.
+// It also stands in for kube-proxy: Services' ClusterIPs carry TCP to their ready endpoints
+// (services.go).
 //
 // It is test infrastructure, not a kubelet: there are no images. An image is mapped to a local
 // binary by the last path element of its name (ghcr.io/sluice-dev/sluice:1.2 -> "sluice"),
@@ -124,12 +126,21 @@ func main() {
 		log.Fatalf("register node: %v", err)
 	}
 	go node.heartbeat(ctx)
+	proxyDone := make(chan struct{})
+	go func() {
+		defer close(proxyDone)
+		runServiceProxy(ctx, client, newServiceProxy(loAddrs{}))
+	}()
 	mgr := newManager(cfg, client)
 	mgr.run(ctx)
 	// Stopping the agent stops every pod at once (the cluster is going away).
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	mgr.killAll(shutdown)
+	select {
+	case <-proxyDone:
+	case <-shutdown.Done():
+	}
 	log.Printf("stopped")
 }
 
