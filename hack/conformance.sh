@@ -67,6 +67,7 @@ CLAIMED+=,HTTPRoutePortRedirect,HTTPRouteSchemeRedirect,HTTPRoute303RedirectStat
 CLAIMED+=,HTTPRoute307RedirectStatusCode,HTTPRoute308RedirectStatusCode,HTTPRouteHostRewrite
 CLAIMED+=,HTTPRoutePathRewrite,HTTPRouteParentRefPort,HTTPRouteBackendProtocolH2C
 CLAIMED+=,HTTPRouteBackendProtocolWebSocket,HTTPRouteNamedRouteRule,GRPCRouteNamedRouteRule
+CLAIMED+=,GatewayHTTPListenerIsolation
 FEATURES=${SLUICE_CONFORMANCE_FEATURES:-$CLAIMED}
 REPORT=${SLUICE_CONFORMANCE_REPORT:-conformance/report.yaml}
 export SLUICE_CLUSTER=${SLUICE_CLUSTER:-sluice-conformance}

@@ -179,16 +179,28 @@ fn accept_on(
     }
     let mut attached = false;
     for i in allowed {
+        let others: Vec<Option<String>> = gw
+            .listeners
+            .iter()
+            .filter(|o| o.bind == gw.listeners[i].bind && o.attachable)
+            .map(|o| o.hostname.clone())
+            .collect();
         let l = &mut gw.listeners[i];
-        let Some(hosts) = hostnames::intersect(l.hostname.as_deref(), &route.hostnames) else {
+        let Some(mut hosts) = hostnames::intersect(l.hostname.as_deref(), &route.hostnames) else {
             continue;
         };
+        let before = hosts.len();
+        hostnames::isolate(&mut hosts, l.hostname.as_deref(), &others);
+        let isolated_away = before > 0 && hosts.is_empty();
         attached = true;
         if counted {
             // `attachedRoutes` counts accepted routes only.
             l.attached += 1;
         }
-        if l.served && !placements.iter().any(|(p, h)| *p == l.bind && *h == hosts) {
+        if l.served
+            && !isolated_away
+            && !placements.iter().any(|(p, h)| *p == l.bind && *h == hosts)
+        {
             placements.push((l.bind, hosts));
         }
     }

@@ -43,6 +43,29 @@ pub fn intersect(listener: Option<&str>, route: &[String]) -> Option<Vec<String>
     (!out.is_empty()).then_some(out)
 }
 
+/// Whether every host `host` names is one `pattern` names (`None`: any host).
+fn within(host: &str, pattern: Option<&str>) -> bool {
+    match pattern {
+        None => true,
+        Some(p) if p == host => true,
+        Some(p) => p.strip_prefix('*').is_some_and(|s| covers(s, host)),
+    }
+}
+
+/// Listener isolation: of the hostnames a Route serves on a Listener (`hosts`, from
+/// [`intersect`]), drops those that belong to a more specific listener of the same Gateway
+/// on the same port (`others`): a request is handled by the most specific listener that
+/// matches its host, and only by the routes attached to it.
+pub fn isolate(hosts: &mut Vec<String>, listener: Option<&str>, others: &[Option<String>]) {
+    let narrower: Vec<&str> = others
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .filter(|o| Some(*o) != listener && within(o, listener))
+        .collect();
+    hosts.retain(|h| !narrower.iter().any(|o| within(h, Some(o))));
+}
+
 /// The router's form of hostnames (`*.x` -> a wildcard on `.x`).
 pub fn host_matches(hosts: &[String]) -> Vec<HostMatch> {
     hosts
@@ -112,6 +135,34 @@ mod tests {
             intersect(Some("*.foo.example.com"), &hosts(&["*.example.com"])),
             Some(hosts(&["*.foo.example.com"]))
         );
+    }
+
+    #[test]
+    fn a_listener_leaves_the_hosts_of_more_specific_listeners_to_them() {
+        let others = [
+            None,
+            Some("*.example.com".to_owned()),
+            Some("*.foo.example.com".to_owned()),
+            Some("abc.foo.example.com".to_owned()),
+        ];
+        let all = hosts(&[
+            "bar.com",
+            "*.example.com",
+            "*.foo.example.com",
+            "abc.foo.example.com",
+        ]);
+        let mut on_any = all.clone();
+        isolate(&mut on_any, None, &others);
+        assert_eq!(on_any, hosts(&["bar.com"]));
+        let mut on_wildcard = intersect(Some("*.example.com"), &all).unwrap();
+        isolate(&mut on_wildcard, Some("*.example.com"), &others);
+        assert_eq!(on_wildcard, hosts(&["*.example.com"]));
+        let mut on_foo = intersect(Some("*.foo.example.com"), &all).unwrap();
+        isolate(&mut on_foo, Some("*.foo.example.com"), &others);
+        assert_eq!(on_foo, hosts(&["*.foo.example.com"]));
+        let mut on_abc = intersect(Some("abc.foo.example.com"), &all).unwrap();
+        isolate(&mut on_abc, Some("abc.foo.example.com"), &others);
+        assert_eq!(on_abc, hosts(&["abc.foo.example.com"]));
     }
 
     #[test]
