@@ -344,7 +344,10 @@ fn finish(
             outlier_detection: None,
             retry: None,
             affinity: None,
-            timeouts: Timeouts::default(),
+            timeouts: Timeouts {
+                request: b.timeout.unwrap_or(Timeouts::default().request),
+                ..Timeouts::default()
+            },
             drain_timeout: listeners::DRAIN_TIMEOUT,
             max_connections_per_endpoint: None,
             send_proxy_protocol: ProxyProtocolVersion::None,

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use k8s_openapi::api::core::v1::Service;
@@ -56,6 +57,8 @@ pub struct Backend {
     pub port: i32,
     /// Spoken to as h2c (GRPCRoute, or `appProtocol: kubernetes.io/h2c`).
     pub h2c: bool,
+    /// The rule's `timeouts`: until the answer's head arrives, instead of the default.
+    pub timeout: Option<Duration>,
 }
 
 impl Backend {
@@ -63,8 +66,40 @@ impl Backend {
     /// apart from BackendPools (`ns/name`) and Ingress backends (`ns/service:port`).
     pub fn pool_name(&self) -> String {
         let scheme = if self.h2c { "gateway-h2c" } else { "gateway" };
-        format!("{scheme}:{}/{}:{}", self.ns, self.service, self.port)
+        let name = format!("{scheme}:{}/{}:{}", self.ns, self.service, self.port);
+        match self.timeout {
+            Some(t) => format!("{name}@timeout={}", crate::config::format_duration(t)),
+            None => name,
+        }
     }
+}
+
+/// A rule's `timeouts` (`request`, `backendRequest`; Gateway API durations, `0s` = none):
+/// the shorter of the two bounds the time until the answer's head arrives (sluice sends
+/// each request to one backend at a time, and retries only connection failures, so the two
+/// coincide but when a connect fails).
+fn rule_timeout(
+    timeouts: Option<&serde_json::Value>,
+    field: &str,
+) -> Result<Option<Duration>, String> {
+    let Some(serde_json::Value::Object(map)) = timeouts else {
+        return Ok(None);
+    };
+    let mut shortest: Option<Duration> = None;
+    for (key, value) in map {
+        let key_field = format!("{field}.timeouts.{key}");
+        if key != "request" && key != "backendRequest" {
+            return Err(format!("{key_field}: not a timeout sluice knows"));
+        }
+        let text = value
+            .as_str()
+            .ok_or_else(|| format!("{key_field}: a duration string, e.g. 10s"))?;
+        let d = crate::config::parse_duration(text).map_err(|e| format!("{key_field}: {e}"))?;
+        if !d.is_zero() {
+            shortest = Some(shortest.map_or(d, |s| s.min(d)));
+        }
+    }
+    Ok(shortest)
 }
 
 /// What the rules of one route need from the cluster.
@@ -105,12 +140,13 @@ pub fn http_rules(
     let mut out = Translated::default();
     for (r, rule) in rules.iter().enumerate() {
         let field = format!("spec.rules[{r}]");
-        if rule.timeouts.is_some() {
-            out.refuse(
-                "UnsupportedValue",
-                format!("{field}.timeouts: per-rule timeouts are not implemented by sluice"),
-            );
-        }
+        let timeout = match rule_timeout(rule.timeouts.as_ref(), &field) {
+            Ok(t) => t,
+            Err(why) => {
+                out.refuse("UnsupportedValue", why);
+                None
+            }
+        };
         let default_match = [HttpRouteMatch::default()];
         let matches = match rule.matches.as_deref() {
             Some(m) if !m.is_empty() => m,
@@ -133,7 +169,11 @@ pub fn http_rules(
                 }
             };
         let refs = rule.backend_refs.as_deref().unwrap_or_default();
-        let action = forward(&mut out, ns, refs, &field, RouteKind::Http, lookup);
+        let to = Target {
+            kind: RouteKind::Http,
+            timeout,
+        };
+        let action = forward(&mut out, ns, refs, &field, &to, lookup);
         let action = redirect.map(RuleAction::Respond).unwrap_or(action);
         out.rules.push(Rule {
             matches: converted,
@@ -175,7 +215,11 @@ pub fn grpc_rules(
             }
         };
         let refs = rule.backend_refs.as_deref().unwrap_or_default();
-        let action = forward(&mut out, ns, refs, &field, RouteKind::Grpc, lookup);
+        let to = Target {
+            kind: RouteKind::Grpc,
+            timeout: None,
+        };
+        let action = forward(&mut out, ns, refs, &field, &to, lookup);
         out.rules.push(Rule {
             matches: converted,
             filters: Arc::new(filters),
@@ -477,12 +521,18 @@ fn path_replace(p: &PathModifier, regex_match: bool, field: &str) -> Result<Path
 /// The weighted backends of a rule. Every invalid backendRef keeps its weight under a
 /// name no pool has (500s, as the specification requires) and the first one decides the
 /// route's `ResolvedRefs` reason; no valid weight at all answers 500.
+/// What a rule's backends are for: the route kind and the rule's timeout.
+struct Target {
+    kind: RouteKind,
+    timeout: Option<Duration>,
+}
+
 fn forward(
     out: &mut Translated,
     ns: &str,
     refs: &[BackendRef],
     field: &str,
-    kind: RouteKind,
+    to: &Target,
     lookup: &Lookup<'_>,
 ) -> RuleAction {
     let mut backends = Vec::new();
@@ -495,8 +545,9 @@ fn forward(
                 format!("{field}.filters: per-backend filters are not implemented by sluice"),
             );
         }
-        match resolve(ns, b, &field, kind, lookup) {
-            Ok(backend) => {
+        match resolve(ns, b, &field, to.kind, lookup) {
+            Ok(mut backend) => {
+                backend.timeout = to.timeout;
                 let name = backend.pool_name();
                 out.backends.insert(name.clone(), backend);
                 backends.push(WeightedBackend { name, weight });
@@ -584,5 +635,6 @@ fn resolve(
         service: b.name.clone(),
         port,
         h2c,
+        timeout: None,
     })
 }

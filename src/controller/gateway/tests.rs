@@ -201,6 +201,59 @@ fn a_rule_without_backends_answers_500_and_one_with_a_redirect_answers_the_redir
 }
 
 #[test]
+fn a_rule_with_timeouts_forwards_to_a_pool_with_the_shorter_one_and_a_bad_one_is_refused() {
+    let spec = json!({
+        "parentRefs": [{"name": "gw"}],
+        "rules": [
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/slow"}}],
+             "timeouts": {"request": "2s", "backendRequest": "500ms"},
+             "backendRefs": [{"name": "web", "port": 80}]},
+            {"backendRefs": [{"name": "web", "port": 80}]},
+        ],
+    });
+    let t = translate(
+        &objects(
+            vec![gateway("gw", json!([http_listener("http", 8080)]))],
+            vec![route("r", "shop", "2026-01-02T00:00:00Z", spec)],
+        ),
+        &ConfigSet::default(),
+    );
+    assert_eq!(accepted(&t, "shop/r"), (true, "Accepted"));
+    let names: Vec<&str> = t
+        .set
+        .routes
+        .iter()
+        .map(|r| forward(r)[0].name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["gateway:shop/web:80@timeout=500ms", "gateway:shop/web:80"]
+    );
+    let pool = |name: &str| t.set.pools.iter().find(|p| p.name == name).unwrap();
+    assert_eq!(
+        pool("gateway:shop/web:80@timeout=500ms").timeouts.request,
+        std::time::Duration::from_millis(500)
+    );
+    assert_eq!(pool("gateway:shop/web:80").timeouts, Timeouts::default());
+
+    let bad = json!({"parentRefs": [{"name": "gw"}],
+        "rules": [{"timeouts": {"request": "soon"}, "backendRefs": [{"name": "web", "port": 80}]}]});
+    let t = translate(
+        &objects(
+            vec![gateway("gw", json!([http_listener("http", 8080)]))],
+            vec![route("r", "shop", "2026-01-02T00:00:00Z", bad)],
+        ),
+        &ConfigSet::default(),
+    );
+    assert_eq!(accepted(&t, "shop/r"), (false, "UnsupportedValue"));
+    let message = &cond(&parent(&t, "shop/r").conditions, "Accepted").message;
+    assert!(
+        message.contains("spec.rules[0].timeouts.request"),
+        "{message}"
+    );
+}
+
+#[test]
 fn backend_refs_of_another_kind_or_namespace_need_a_service_and_a_reference_grant() {
     let spec = |backend: Value| json!({"parentRefs": [{"name": "gw", "namespace": "shop"}], "rules": [{"backendRefs": [backend]}]});
     let mut objs = objects(

@@ -4,8 +4,8 @@
 //!
 //! Hand-written rather than generated: `kopium` did not build here in the time
 //! available, and the `gateway-api` crate needs an older kube. Fields sluice does not
-//! implement but must not ignore (unsupported filters, Gateway addresses, rule timeouts,
-//! backendRef filters) are kept as opaque JSON so the translation can refuse them by name.
+//! implement but must not ignore (unsupported filters, Gateway addresses, backendRef
+//! filters; rule timeouts, read by name) are kept as opaque JSON so the translation can refuse them by name.
 //! Defaults the API server applies are applied again by the readers (unit tests build
 //! objects without them). Controller-only: the data plane never sees these types.
 
@@ -292,7 +292,7 @@ pub struct HttpRouteRule {
     /// Where matched requests go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_refs: Option<Vec<BackendRef>>,
-    /// Request timeouts: not implemented per rule (refused by name).
+    /// `request` and `backendRequest` durations (read by the rule translation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<Value>,
 }
