@@ -145,6 +145,14 @@ static_checks() {
   [[ $got == "name: edge controllerName: sluice.dev/gateway-controller" ]] &&
     ok "gatewayClass.enabled renders GatewayClass edge (controllerName sluice.dev/gateway-controller)" ||
     bad "gatewayClass.enabled=true renders [$got], want GatewayClass edge with controllerName sluice.dev/gateway-controller"
+  # ... and, with the default serviceType, the flags for a Service per Gateway and the Role
+  # that lets sluice write them (only in its own namespace).
+  got=$(grep -oE -e '--gateway-(service-type|service-selector|port-range)=[^ ]*' "$work/gatewayclass.yaml" | paste -sd ' ')
+  want="--gateway-service-type=LoadBalancer --gateway-service-selector=app.kubernetes.io/name=sluice,app.kubernetes.io/instance=gw --gateway-port-range=20000-20999"
+  [[ $got == "$want" ]] && ok "gatewayClass.serviceType: $got" || bad "gatewayClass flags [$got], want [$want]"
+  got=$(sed -n '/^kind: Role$/,/^---/p' "$work/gatewayclass.yaml" | grep -A3 'name: gw-sluice-gateway-services' | grep -E 'namespace:' | sed 's/^ *//')
+  [[ $got == "namespace: sluice-system" ]] && ok "Role gw-sluice-gateway-services in the release namespace" ||
+    bad "Role for the Gateway Services: [$got], want it in sluice-system"
 
   helm template edge "$CHART" -n sluice-edge -f "$CHART/ci/all-features-values.yaml" >"$work/no-monitoring-api.yaml"
   if grep -q -e '^kind: ServiceMonitor' -e '^kind: PrometheusRule' "$work/no-monitoring-api.yaml"; then
@@ -211,6 +219,9 @@ static_checks() {
     --set service.https.targetPort=8080
   expect_render_fails "admin.port on a listener port" "admin.port 8443 is also the listener port https" \
     --set admin.port=8443
+  expect_render_fails "per-Gateway Services outside watchNamespace" \
+    "per-Gateway Services live in the release namespace" \
+    --set gatewayClass.enabled=true --set watchNamespace=elsewhere
 
   if out=$(hack/render-manifests.sh --check 2>&1); then
     ok "charts/sluice/crds/backendpool.yaml equals crds/backendpool.yaml; manifests/sluice.yaml is the chart rendered with defaults"
