@@ -229,6 +229,20 @@ fn main() -> ExitCode {
                 eprintln!("--http-port and --https-port must differ");
                 return ExitCode::from(2);
             }
+            let GatewayArgs {
+                gateway_service_type,
+                gateway_service_selector,
+                gateway_port_range,
+            } = *gateway;
+            let gateway_services = gateway_service_type.map(|type_| {
+                Arc::new(services::ServiceMode {
+                    namespace: controller::pod_namespace(),
+                    owner: controller_name.clone(),
+                    type_,
+                    selector: gateway_service_selector.unwrap_or_default(),
+                    ports: gateway_port_range,
+                })
+            });
             let controller = ControllerOptions {
                 namespace,
                 leader_elect,
@@ -240,21 +254,7 @@ fn main() -> ExitCode {
                     https_port,
                 },
                 publish: publish_service.or(publish_address.map(Publish::Address)),
-                gateway_services: {
-                    let GatewayArgs {
-                        gateway_service_type,
-                        gateway_service_selector,
-                        gateway_port_range,
-                    } = *gateway;
-                    gateway_service_type.map(|type_| {
-                        Arc::new(services::ServiceMode {
-                            namespace: controller::pod_namespace(),
-                            type_,
-                            selector: gateway_service_selector.unwrap_or_default(),
-                            ports: gateway_port_range,
-                        })
-                    })
-                },
+                gateway_services,
             };
             controller::run(controller, common.options(CONTROLLER_ADMIN))
         }

@@ -587,7 +587,7 @@ fn gateways_sharing_a_port_each_get_a_service_and_their_own_traffic() {
         request(port, "any.test", "/", &[]).map(|r| r.1) == Some("pod-a".into())
             && request(own, "any.test", "/", &[]).map(|r| r.1) == Some("pod-b".into())
     });
-    let services = kube.kubectl_ok(&["-n", &ns, "get", "services", "-l", "sluice.dev/gateway-service", "-o",
+    let services = kube.kubectl_ok(&["-n", &ns, "get", "services", "-l", "sluice.dev/gateway-service=sluice", "-o",
         "jsonpath={range .items[*]}{.metadata.annotations.sluice\\.dev/gateway} {.spec.ports[0].port}->{.spec.ports[0].targetPort} {.spec.selector.app}{\"\\n\"}{end}"]);
     let mut lines: Vec<&str> = services.lines().collect();
     lines.sort_unstable();
@@ -636,7 +636,7 @@ fn gateways_sharing_a_port_each_get_a_service_and_their_own_traffic() {
                 "get",
                 "services",
                 "-l",
-                "sluice.dev/gateway-service",
+                "sluice.dev/gateway-service=sluice",
                 "-o",
                 "name",
             ])

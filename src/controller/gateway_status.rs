@@ -269,13 +269,7 @@ async fn sync_services(
 ) {
     let want = services::desired(gateways, existing, mode, taken);
     let api: Api<Service> = Api::namespaced(writer.client.clone(), &mode.namespace);
-    let ours = |s: &&Arc<Service>| {
-        s.metadata.namespace.as_deref() == Some(mode.namespace.as_str())
-            && s.metadata
-                .labels
-                .as_ref()
-                .is_some_and(|l| l.contains_key(services::LABEL))
-    };
+    let ours = |s: &&Arc<Service>| mode.owns(s);
     for svc in &want {
         let name = svc.metadata.name.clone().unwrap_or_default();
         let have = existing

@@ -20,7 +20,8 @@ use kube::ResourceExt;
 
 use super::listeners::GatewayView;
 
-/// Label on every Service sluice makes for a Gateway.
+/// Label on every Service sluice makes for a Gateway; its value is the controller's name
+/// (`--controller-name`), so two releases in one namespace leave each other's alone.
 pub const LABEL: &str = "sluice.dev/gateway-service";
 /// Annotation naming the Gateway (`namespace/name`) a Service is for.
 pub const ANNOTATION: &str = "sluice.dev/gateway";
@@ -30,6 +31,8 @@ pub const ANNOTATION: &str = "sluice.dev/gateway";
 pub struct ServiceMode {
     /// The namespace of sluice's pods, where the Services live.
     pub namespace: String,
+    /// The controller's name: the value of [`LABEL`] on its Services.
+    pub owner: String,
     /// `spec.type`: `ClusterIP`, `LoadBalancer` or `NodePort`.
     pub type_: String,
     /// Labels selecting sluice's pods.
@@ -74,8 +77,16 @@ pub fn find<'a>(
     services.iter().find(|s| {
         s.namespace().as_deref() == Some(mode.namespace.as_str())
             && s.name_any() == name
-            && s.labels().contains_key(LABEL)
+            && mode.owns(s)
     })
+}
+
+impl ServiceMode {
+    /// Whether `service` is one of this controller's Gateway Services.
+    pub fn owns(&self, service: &Service) -> bool {
+        service.namespace().as_deref() == Some(self.namespace.as_str())
+            && service.labels().get(LABEL) == Some(&self.owner)
+    }
 }
 
 /// Listener port -> the port sluice listens on, as the Gateway's Service says.
@@ -152,7 +163,7 @@ fn service(name: &str, ports: &BTreeMap<u16, u16>, mode: &ServiceMode) -> Servic
             name: Some(service_name(name)),
             namespace: Some(mode.namespace.clone()),
             labels: Some(BTreeMap::from([
-                (LABEL.to_owned(), "true".to_owned()),
+                (LABEL.to_owned(), mode.owner.clone()),
                 (
                     "app.kubernetes.io/managed-by".to_owned(),
                     "sluice".to_owned(),

@@ -12,6 +12,7 @@ use crate::controller::gateway::services::{self, ServiceMode};
 fn mode() -> Arc<ServiceMode> {
     Arc::new(ServiceMode {
         namespace: "sluice-system".into(),
+        owner: "sluice".into(),
         type_: "LoadBalancer".into(),
         selector: BTreeMap::from([("app".into(), "sluice".into())]),
         ports: 20000..=20002,
