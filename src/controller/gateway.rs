@@ -283,7 +283,8 @@ fn route_views(objects: &GatewayObjects, lookup: &rules::Lookup<'_>) -> Vec<Rout
         // The CRD's default for absent rules: one rule matching `PathPrefix /`.
         let default_rules = [types::HttpRouteRule::default()];
         let list = r.spec.rules.as_deref().unwrap_or(&default_rules);
-        let translated = rules::http_rules(&ns, list, lookup);
+        let mut translated = rules::http_rules(&ns, list, lookup);
+        translated.refuse_unknown(&r.spec.other, "spec");
         let (t, n) = seniority(r.as_ref());
         out.push(RouteView {
             order: (t, n, RouteKind::Http),
@@ -298,8 +299,9 @@ fn route_views(objects: &GatewayObjects, lookup: &rules::Lookup<'_>) -> Vec<Rout
     }
     for r in &objects.grpc_routes {
         let ns = r.namespace().unwrap_or_else(|| "default".to_owned());
-        let translated =
+        let mut translated =
             rules::grpc_rules(&ns, r.spec.rules.as_deref().unwrap_or_default(), lookup);
+        translated.refuse_unknown(&r.spec.other, "spec");
         let (t, n) = seniority(r.as_ref());
         out.push(RouteView {
             order: (t, n, RouteKind::Grpc),

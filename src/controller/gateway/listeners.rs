@@ -81,6 +81,8 @@ pub struct GatewayView {
     pub listeners: Vec<ListenerView>,
     /// Why the Gateway as a whole is not accepted, if it is not.
     pub refused: Option<Cond>,
+    /// `spec.infrastructure`: labels and annotations for its Service.
+    pub infrastructure: services::Infrastructure,
 }
 
 /// The owner string of a Gateway's listener claims.
@@ -184,6 +186,8 @@ pub fn evaluate(
             generation: gw.metadata.generation,
             listeners: views,
             refused,
+            infrastructure: services::infrastructure(gw.spec.infrastructure.as_ref())
+                .unwrap_or_default(),
         });
     }
     out
@@ -266,6 +270,15 @@ fn gateway_refusal(gw: &Gateway) -> Option<Cond> {
             "spec.addresses: sluice serves on its own addresses (--publish-address, --publish-service or the pod IP); requested addresses are not supported",
         ));
     }
+    if let Some(why) = super::rules::unknown_fields(&gw.spec.other, "spec") {
+        return Some(Cond::no("Accepted", "Invalid", why));
+    }
+    if let Some(why) = allowed_listeners(gw.spec.allowed_listeners.as_ref()) {
+        return Some(Cond::no("Accepted", "Invalid", why));
+    }
+    if let Err(why) = services::infrastructure(gw.spec.infrastructure.as_ref()) {
+        return Some(Cond::no("Accepted", "InvalidParameters", why));
+    }
     if gw.spec.tls.is_some() {
         return Some(Cond::no(
             "Accepted",
@@ -274,6 +287,20 @@ fn gateway_refusal(gw: &Gateway) -> Option<Cond> {
         ));
     }
     None
+}
+
+/// `spec.allowedListeners`: ListenerSets are not served, so only `from: None` (the
+/// default) is accepted.
+fn allowed_listeners(allowed: Option<&serde_json::Value>) -> Option<String> {
+    let from = allowed?
+        .pointer("/namespaces/from")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("None");
+    (from != "None").then(|| {
+        format!(
+            "spec.allowedListeners.namespaces.from: {from}: ListenerSets are not served by sluice"
+        )
+    })
 }
 
 /// One listener's view and its certificate (HTTPS).
@@ -308,6 +335,10 @@ fn listener(
         ],
         supported_kinds: Vec::new(),
     };
+    if let Some(why) = super::rules::unknown_fields(&l.other, &field) {
+        refuse(&mut view, "UnsupportedValue", why);
+        return (view, None);
+    }
     if !matches!(l.protocol.as_str(), "HTTP" | "HTTPS") || view.port == 0 {
         let why = format!(
             "{field}.protocol: {} is not served by sluice (HTTP and HTTPS are)",

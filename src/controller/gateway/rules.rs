@@ -124,11 +124,32 @@ pub struct Translated {
 }
 
 impl Translated {
-    fn refuse(&mut self, reason: &'static str, message: String) {
+    /// Refuses the route (the first reason stays).
+    pub fn refuse(&mut self, reason: &'static str, message: String) {
         if self.refused.is_none() {
             self.refused = Some(Problem { reason, message });
         }
     }
+
+    /// Refuses the route for fields sluice does not know (another channel's or version's).
+    pub fn refuse_unknown(&mut self, other: &BTreeMap<String, serde_json::Value>, field: &str) {
+        if let Some(why) = unknown_fields(other, field) {
+            self.refuse("UnsupportedValue", why);
+        }
+    }
+}
+
+/// The message for fields of another channel or version, if there are any: sluice
+/// implements the standard channel of v1.6.3 and ignores nothing.
+pub fn unknown_fields(other: &BTreeMap<String, serde_json::Value>, field: &str) -> Option<String> {
+    if other.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = other.keys().map(|k| format!("{field}.{k}")).collect();
+    Some(format!(
+        "{}: not implemented by sluice (it serves the standard channel of Gateway API v1.6.3)",
+        names.join(", ")
+    ))
 }
 
 /// Converts one HTTPRoute's rules.
@@ -140,6 +161,7 @@ pub fn http_rules(
     let mut out = Translated::default();
     for (r, rule) in rules.iter().enumerate() {
         let field = format!("spec.rules[{r}]");
+        out.refuse_unknown(&rule.other, &field);
         let timeout = match rule_timeout(rule.timeouts.as_ref(), &field) {
             Ok(t) => t,
             Err(why) => {
@@ -194,6 +216,7 @@ pub fn grpc_rules(
     let mut out = Translated::default();
     for (r, rule) in rules.iter().enumerate() {
         let field = format!("spec.rules[{r}]");
+        out.refuse_unknown(&rule.other, &field);
         let default_match = [GrpcRouteMatch::default()];
         let matches = match rule.matches.as_deref() {
             Some(m) if !m.is_empty() => m,

@@ -41,6 +41,44 @@ pub struct ServiceMode {
     pub ports: RangeInclusive<u16>,
 }
 
+/// `spec.infrastructure` of a Gateway: labels and annotations for its Service.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Infrastructure {
+    /// Added to the Service's labels (sluice's own win).
+    pub labels: BTreeMap<String, String>,
+    /// Added to the Service's annotations (sluice's own win).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Reads `spec.infrastructure`; `parametersRef` (sluice takes no parameters) and anything
+/// else it does not know are errors naming the field.
+pub fn infrastructure(value: Option<&serde_json::Value>) -> Result<Infrastructure, String> {
+    let mut out = Infrastructure::default();
+    let Some(map) = value.and_then(serde_json::Value::as_object) else {
+        return Ok(out);
+    };
+    for (key, v) in map {
+        let field = format!("spec.infrastructure.{key}");
+        let target = match key.as_str() {
+            "labels" => &mut out.labels,
+            "annotations" => &mut out.annotations,
+            "parametersRef" => return Err(format!("{field}: sluice takes no parameters")),
+            _ => return Err(format!("{field}: not implemented by sluice")),
+        };
+        for (k, v) in v.as_object().into_iter().flatten() {
+            let text = v
+                .as_str()
+                .ok_or_else(|| format!("{field}.{k}: must be a string"))?;
+            target.insert(k.clone(), text.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// Label holding a hash of the Service's labels and annotations as sluice wrote them: the
+/// watch caches drop annotations, so a change to `spec.infrastructure` shows here.
+const HASH_LABEL: &str = "sluice.dev/gateway-service-hash";
+
 /// The Service name for Gateway `namespace/name`: `gw-NAMESPACE-NAME` shortened to fit a DNS
 /// label, with a hash of the full name so two Gateways never share one.
 pub fn service_name(gateway: &str) -> String {
@@ -108,6 +146,10 @@ pub fn targets(service: Option<&Service>) -> BTreeMap<u16, u16> {
         .collect()
 }
 
+/// One Gateway's Service in the making: its name, view, and listener port -> target
+/// (`None` until one is allocated).
+type Plan<'a> = (&'a String, &'a GatewayView, BTreeMap<u16, Option<u16>>);
+
 /// The Services the Gateways should have (one per Gateway with a listener that takes
 /// routes), given the Services that exist: a listener port keeps the target its Service
 /// already has when that is still valid, and a new own port is the lowest free one of the
@@ -119,7 +161,7 @@ pub fn desired(
     taken: &BTreeSet<u16>,
 ) -> Vec<Service> {
     let mut used: BTreeSet<u16> = taken.clone();
-    let mut plans: Vec<(&String, BTreeMap<u16, Option<u16>>)> = Vec::new();
+    let mut plans: Vec<Plan<'_>> = Vec::new();
     // First, every port that is the listener's own or kept from the existing Service.
     for (name, view) in gateways.iter().filter(|(_, v)| v.refused.is_none()) {
         let before = targets(find(existing, mode, name).map(Arc::as_ref));
@@ -139,37 +181,56 @@ pub fn desired(
             ports.entry(l.port).or_insert(target);
         }
         if !ports.is_empty() {
-            plans.push((name, ports));
+            plans.push((name, view, ports));
         }
     }
     // Then a new port for each own listener port still without one.
     let mut free = mode.ports.clone().filter(|p| !used.contains(p));
     plans
         .into_iter()
-        .map(|(name, ports)| {
+        .map(|(name, view, ports)| {
             let ports = ports
                 .into_iter()
                 .filter_map(|(port, target)| Some((port, target.or_else(|| free.next())?)))
                 .collect();
-            service(name, &ports, mode)
+            service(name, &ports, &view.infrastructure, mode)
         })
         .collect()
 }
 
 /// The Service for Gateway `name` with `ports` (listener port -> target).
-fn service(name: &str, ports: &BTreeMap<u16, u16>, mode: &ServiceMode) -> Service {
+fn service(
+    name: &str,
+    ports: &BTreeMap<u16, u16>,
+    infra: &Infrastructure,
+    mode: &ServiceMode,
+) -> Service {
+    let mut labels = infra.labels.clone();
+    labels.insert(LABEL.to_owned(), mode.owner.clone());
+    // The specification's label for what an implementation makes for a Gateway (a label
+    // value holds at most 63 characters; longer names go without it).
+    if let Some((_, gateway)) = name.split_once('/')
+        && gateway.len() <= 63
+    {
+        labels.insert(
+            "gateway.networking.k8s.io/gateway-name".to_owned(),
+            gateway.to_owned(),
+        );
+    }
+    labels.insert(
+        "app.kubernetes.io/managed-by".to_owned(),
+        "sluice".to_owned(),
+    );
+    let mut annotations = infra.annotations.clone();
+    annotations.insert(ANNOTATION.to_owned(), name.to_owned());
+    let digest = serde_json::to_vec(&(&labels, &annotations)).unwrap_or_default();
+    labels.insert(HASH_LABEL.to_owned(), format!("{:08x}", fnv32(&digest)));
     Service {
         metadata: ObjectMeta {
             name: Some(service_name(name)),
             namespace: Some(mode.namespace.clone()),
-            labels: Some(BTreeMap::from([
-                (LABEL.to_owned(), mode.owner.clone()),
-                (
-                    "app.kubernetes.io/managed-by".to_owned(),
-                    "sluice".to_owned(),
-                ),
-            ])),
-            annotations: Some(BTreeMap::from([(ANNOTATION.to_owned(), name.to_owned())])),
+            labels: Some(labels),
+            annotations: Some(annotations),
             ..Default::default()
         },
         spec: Some(ServiceSpec {
@@ -207,7 +268,10 @@ pub fn up_to_date(have: &Service, want: &Service) -> bool {
             .map(|p| (p.name.clone(), p.port, p.target_port.clone()))
             .collect()
     };
-    h.type_ == w.type_ && h.selector == w.selector && ports(h) == ports(w)
+    h.type_ == w.type_
+        && h.selector == w.selector
+        && ports(h) == ports(w)
+        && have.labels().get(HASH_LABEL) == want.labels().get(HASH_LABEL)
 }
 
 /// The addresses a Gateway's Service gives it: its load balancer's, else its cluster IPs.

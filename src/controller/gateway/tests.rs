@@ -254,6 +254,78 @@ fn a_rule_with_timeouts_forwards_to_a_pool_with_the_shorter_one_and_a_bad_one_is
 }
 
 #[test]
+fn fields_sluice_does_not_know_are_refused_by_name_never_ignored() {
+    let rule_retry = json!({"parentRefs": [{"name": "gw"}],
+        "rules": [{"retry": {"attempts": 3}, "backendRefs": [{"name": "web", "port": 80}]}]});
+    let t = translate(
+        &objects(
+            vec![gateway("gw", json!([http_listener("http", 8080)]))],
+            vec![route("r", "shop", "2026-01-02T00:00:00Z", rule_retry)],
+        ),
+        &ConfigSet::default(),
+    );
+    assert_eq!(accepted(&t, "shop/r"), (false, "UnsupportedValue"));
+    let message = &cond(&parent(&t, "shop/r").conditions, "Accepted").message;
+    assert!(message.contains("spec.rules[0].retry"), "{message}");
+
+    let gw = |spec_extra: Value| -> Arc<Gateway> {
+        let mut spec =
+            json!({"gatewayClassName": "sluice", "listeners": [http_listener("http", 8080)]});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(spec_extra.as_object().unwrap().clone());
+        typed(json!({"metadata": meta("gw", "shop", "2026-01-01T00:00:00Z"), "spec": spec}))
+    };
+    for (extra, reason, field) in [
+        (
+            json!({"frontendValidation": {}}),
+            "Invalid",
+            "spec.frontendValidation",
+        ),
+        (
+            json!({"allowedListeners": {"namespaces": {"from": "All"}}}),
+            "Invalid",
+            "spec.allowedListeners",
+        ),
+        (
+            json!({"infrastructure": {"parametersRef": {"group": "", "kind": "ConfigMap", "name": "x"}}}),
+            "InvalidParameters",
+            "spec.infrastructure.parametersRef",
+        ),
+    ] {
+        let t = translate(&objects(vec![gw(extra)], vec![]), &ConfigSet::default());
+        let refused = t.reports.gateways["shop/gw"]
+            .refused
+            .clone()
+            .expect("refused");
+        assert_eq!(refused.reason, reason);
+        assert!(refused.message.contains(field), "{}", refused.message);
+        assert!(t.set.listeners.is_empty());
+    }
+    let default_listeners = json!({"allowedListeners": {"namespaces": {"from": "None"}}});
+    let t = translate(
+        &objects(vec![gw(default_listeners)], vec![]),
+        &ConfigSet::default(),
+    );
+    assert!(t.reports.gateways["shop/gw"].refused.is_none());
+
+    let odd_listener =
+        json!([{"name": "http", "port": 8080, "protocol": "HTTP", "defaultRoute": {}}]);
+    let t = translate(
+        &objects(vec![gateway("gw", odd_listener)], vec![]),
+        &ConfigSet::default(),
+    );
+    let l = &t.reports.gateways["shop/gw"].listeners[0];
+    let c = cond(&l.conditions, "Accepted");
+    assert_eq!((c.status, c.reason), (false, "UnsupportedValue"));
+    assert!(
+        c.message.contains("spec.listeners[0].defaultRoute"),
+        "{}",
+        c.message
+    );
+}
+
+#[test]
 fn backend_refs_of_another_kind_or_namespace_need_a_service_and_a_reference_grant() {
     let spec = |backend: Value| json!({"parentRefs": [{"name": "gw", "namespace": "shop"}], "rules": [{"backendRefs": [backend]}]});
     let mut objs = objects(

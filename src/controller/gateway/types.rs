@@ -69,12 +69,20 @@ pub struct GatewaySpec {
     /// Gateway asking for specific ones is not accepted (`UnsupportedAddress`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addresses: Option<Vec<Value>>,
-    /// Infrastructure labels and annotations (sluice creates no infrastructure).
+    /// Labels and annotations for what sluice makes for the Gateway (its Service), and
+    /// `parametersRef` (refused: sluice takes no parameters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infrastructure: Option<Value>,
     /// Gateway-wide TLS (client certificate validation): not implemented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Value>,
+    /// Which ListenerSets may attach: sluice serves none, so anything but `from: None` is
+    /// refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_listeners: Option<Value>,
+    /// Fields of other channels or versions: refused by name, never ignored.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
 }
 
 /// One listener of a Gateway.
@@ -96,6 +104,9 @@ pub struct Listener {
     /// Which routes may attach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_routes: Option<AllowedRoutes>,
+    /// Fields of other channels or versions: refused by name, never ignored.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
 }
 
 /// `listeners[].tls`.
@@ -228,6 +239,9 @@ pub struct HttpRouteSpec {
     /// Matches, filters and backends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<Vec<HttpRouteRule>>,
+    /// Fields of other channels or versions: refused by name, never ignored.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
 }
 
 /// `GRPCRoute.spec`.
@@ -251,6 +265,9 @@ pub struct GrpcRouteSpec {
     /// Matches, filters and backends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<Vec<GrpcRouteRule>>,
+    /// Fields of other channels or versions: refused by name, never ignored.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
 }
 
 /// A route's reference to its parent (a Gateway, optionally one listener).
@@ -295,6 +312,10 @@ pub struct HttpRouteRule {
     /// `request` and `backendRequest` durations (read by the rule translation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<Value>,
+    /// Fields of other channels or versions (`retry`, `sessionPersistence`, ...): refused
+    /// by name, never ignored.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
 }
 
 /// One HTTPRoute match: all of its conditions must hold.
@@ -471,6 +492,9 @@ pub struct GrpcRouteRule {
     /// Where matched calls go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_refs: Option<Vec<BackendRef>>,
+    /// Fields of other channels or versions: refused by name, never ignored.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
 }
 
 /// One GRPCRoute match.

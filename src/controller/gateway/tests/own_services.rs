@@ -223,3 +223,36 @@ fn flags_parse_and_bad_values_are_refused_with_the_value() {
     );
     assert!(services::parse_selector("app").is_err());
 }
+
+#[test]
+fn infrastructure_labels_and_annotations_go_on_the_gateways_service() {
+    let mut o = two_gateways(Vec::new());
+    o.gateways = vec![typed(json!({
+        "metadata": meta("a", "shop", "2026-01-01T00:00:00Z"),
+        "spec": {"gatewayClassName": "sluice", "listeners": [http_listener("http", 80)],
+                 "infrastructure": {"labels": {"team": "web"}, "annotations": {"lb.example/internal": "true"}}},
+    }))];
+    let t = translate(&o, &ConfigSet::default());
+    let made = services_for(&t, &[], &[]);
+    let written = &made[0].metadata;
+    assert_eq!(written.labels.as_ref().unwrap()["team"], "web");
+    assert_eq!(written.labels.as_ref().unwrap()[services::LABEL], "sluice");
+    assert_eq!(
+        written.annotations.as_ref().unwrap()["lb.example/internal"],
+        "true"
+    );
+    // A changed annotation makes the Service out of date even though caches drop annotations.
+    let mut cached = made[0].clone();
+    cached.metadata.annotations = None;
+    assert!(services::up_to_date(&cached, &made[0]));
+    o.gateways = vec![typed(json!({
+        "metadata": meta("a", "shop", "2026-01-01T00:00:00Z"),
+        "spec": {"gatewayClassName": "sluice", "listeners": [http_listener("http", 80)],
+                 "infrastructure": {"annotations": {"lb.example/internal": "false"}}},
+    }))];
+    let t = translate(&o, &ConfigSet::default());
+    assert!(!services::up_to_date(
+        &cached,
+        &services_for(&t, &[], &[])[0]
+    ));
+}
