@@ -10,16 +10,25 @@
 
 mod common;
 mod support {
+    #[path = "controller.rs"]
+    pub mod controller;
+    #[path = "fixtures.rs"]
+    pub mod fixtures;
+    #[path = "http.rs"]
+    pub mod http;
     #[path = "kube.rs"]
     pub mod kube;
 }
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{EchoServer, free_port};
 use http::StatusCode;
+use support::controller::ControllerProcess;
+use support::fixtures::{echoes, indent, service, service_with_endpoints};
+use support::http::{fetch, raw, request};
 use support::kube::KubeCluster;
 
 fn cluster_or_skip(test: &str) -> Option<KubeCluster> {
@@ -28,146 +37,48 @@ fn cluster_or_skip(test: &str) -> Option<KubeCluster> {
     Some(kube)
 }
 
-/// The controller binary, killed on drop; its log is kept for failure messages.
-struct Controller {
-    child: Child,
-    admin: SocketAddr,
-    log: std::path::PathBuf,
+/// The controller watching `ns`, electing its leader with a Lease in `ns`.
+fn start_controller(kube: &KubeCluster, ns: &str) -> ControllerProcess {
+    ControllerProcess::builder(kube, ns)
+        .args(["--leader-elect", "--leader-namespace", ns])
+        .start()
 }
 
-impl Controller {
-    fn start(kube: &KubeCluster, ns: &str) -> Controller {
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = kube
-            .dir
-            .path()
-            .join(format!("sluice-{ns}-{}.log", admin.port()));
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args([
-                "controller",
-                "--namespace",
-                ns,
-                "--leader-elect",
-                "--leader-namespace",
-                ns,
-            ])
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--workers",
-                "1",
-                "--log-level",
-                "info",
-            ])
-            .arg("--admin-listen")
-            .arg(admin.to_string())
-            .env("KUBECONFIG", &kube.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let c = Controller { child, admin, log };
-        c.wait(Duration::from_secs(30), "ready", || {
-            http_status(c.admin.port(), "/readyz") == Some(200)
-        });
-        c
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `sluice_leader` as this replica's `/metrics` shows it.
-    fn leader(&self) -> Option<f64> {
-        let (_, _, metrics) = get(self.admin.port(), "/metrics")?;
-        common::metric_value(&metrics, "sluice_leader")
-    }
-
-    fn wait(&self, limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "controller: not {what} within {limit:?}\n--- sluice log\n{}",
-            self.log()
-        );
-    }
+/// `sluice_leader` as the replica `c`'s `/metrics` shows it.
+fn leader(c: &ControllerProcess) -> Option<f64> {
+    let (_, _, metrics) = get(c.admin_port(), "/metrics")?;
+    common::metric_value(&metrics, "sluice_leader")
 }
 
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Status code and body of a GET on 127.0.0.1:`port`, or `None` if nothing answered.
+/// Status, `x-backend` header and body of a GET for `shop.test` on 127.0.0.1:`port`, or
+/// `None` if nothing answered.
 fn get(port: u16, path: &str) -> Option<(u16, String, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.get(9..12)?.parse().ok()?;
-    let backend = out
-        .lines()
-        .find_map(|l| l.strip_prefix("x-backend: "))
-        .unwrap_or_default()
-        .to_owned();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, backend, body))
+    request(port, "shop.test", path, &[])
 }
 
 fn http_status(port: u16, path: &str) -> Option<u16> {
     get(port, path).map(|(s, _, _)| s)
 }
 
+/// Echo backends `pod-a` on 198.18.0.2 and `pod-b` on .3, on one port.
 fn echo_pair() -> (EchoServer, EchoServer, u16) {
-    // EndpointSlice ports are per slice: both backends listen on the same port number.
-    for _ in 0..20 {
-        let a = EchoServer::start("pod-a", "198.18.0.2:0".parse().unwrap()).unwrap();
-        let port = a.addr().port();
-        if let Ok(b) = EchoServer::start("pod-b", format!("198.18.0.3:{port}").parse().unwrap()) {
-            return (a, b, port);
-        }
-    }
-    panic!("no common free port on 198.18.0.2 and 198.18.0.3");
+    let ([a, b], port) = echoes(["pod-a", "pod-b"]);
+    (a, b, port)
 }
 
+/// Service `web` with `pod-a` ready and `pod-b` as `b_ready` and `b_terminating` say.
 fn service_and_slice(ns: &str, port: u16, b_ready: bool, b_terminating: bool) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: {ns}}}
-spec:
-  ports: [{{name: http, port: 80, targetPort: {port}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-abc
-  namespace: {ns}
-  labels: {{kubernetes.io/service-name: web, endpointslice.kubernetes.io/managed-by: e2e}}
-addressType: IPv4
-ports: [{{name: http, port: {port}, protocol: TCP}}]
-endpoints:
-  - addresses: ["198.18.0.2"]
-    conditions: {{ready: true}}
-  - addresses: ["198.18.0.3"]
-    conditions: {{ready: {b_ready}, terminating: {b_terminating}}}
-"#
+    service_with_endpoints(
+        ns,
+        "web",
+        port,
+        &[
+            ("198.18.0.2", "ready: true"),
+            (
+                "198.18.0.3",
+                &format!("ready: {b_ready}, terminating: {b_terminating}"),
+            ),
+        ],
     )
 }
 
@@ -178,16 +89,7 @@ fn backend_pool(ns: &str, name: &str, port: u16, extra: &str) -> String {
 }
 
 fn jsonpath(kube: &KubeCluster, ns: &str, name: &str, path: &str) -> String {
-    let out = kube.kubectl(&[
-        "get",
-        "backendpool",
-        name,
-        "-n",
-        ns,
-        "-o",
-        &format!("jsonpath={{{path}}}"),
-    ]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    kube.jsonpath(ns, &format!("backendpool/{name}"), &format!("{{{path}}}"))
 }
 
 /// Backends answering `n` requests on `port`.
@@ -218,7 +120,7 @@ fn applied_pool_serves_ready_endpoints_and_reports_status() {
         listen,
         "  healthCheck: {path: /healthz, interval: 300ms, unhealthyThreshold: 2}\n",
     ));
-    let c = Controller::start(&kube, &ns);
+    let c = start_controller(&kube, &ns);
 
     // Traffic reaches both ready endpoints.
     c.wait(Duration::from_secs(10), "serving", || {
@@ -257,7 +159,7 @@ fn applied_pool_serves_ready_endpoints_and_reports_status() {
         kube.kubectl_ok(&["get", "lease", "sluice", "-n", &ns])
             .contains("sluice")
     );
-    let (_, _, metrics) = get(c.admin.port(), "/metrics").expect("metrics answer");
+    let (_, _, metrics) = get(c.admin_port(), "/metrics").expect("metrics answer");
     assert!(metrics.contains("\nsluice_leader 1\n"), "{metrics}");
 
     // A terminating endpoint gets no new work.
@@ -289,7 +191,7 @@ fn applied_pool_serves_ready_endpoints_and_reports_status() {
 
     // Status writes and metadata-only changes rebuild nothing; a spec change does.
     let applied = || {
-        let (_, _, metrics) = get(c.admin.port(), "/metrics").expect("metrics answer");
+        let (_, _, metrics) = get(c.admin_port(), "/metrics").expect("metrics answer");
         common::metric_value(&metrics, "sluice_config_reloads_total{result=\"success\"}")
             .expect("the reload counter")
     };
@@ -327,7 +229,7 @@ fn a_conflicting_pool_is_refused_while_the_other_keeps_serving() {
     kube.apply(&service_and_slice(&ns, port, true, false));
     let listen = free_port();
     kube.apply(&backend_pool(&ns, "a-web", listen, ""));
-    let c = Controller::start(&kube, &ns);
+    let c = start_controller(&kube, &ns);
     c.wait(Duration::from_secs(10), "serving", || {
         http_status(listen, "/") == Some(200)
     });
@@ -371,7 +273,7 @@ fn a_newer_pool_never_takes_a_tcp_port_from_the_older_pool_serving_it() {
     kube.apply(&service_and_slice(ns, port, true, false));
     let listen = free_port();
     kube.apply(&backend_pool(ns, "web-old", listen, "  protocol: TCP\n"));
-    let c = Controller::start(&kube, ns);
+    let c = start_controller(&kube, ns);
     c.wait(Duration::from_secs(10), "web-old serving", || {
         http_status(listen, "/") == Some(200)
     });
@@ -421,7 +323,7 @@ fn a_change_made_after_an_api_server_outage_is_served_within_two_seconds() {
     kube.apply(&service_and_slice(&ns, port, true, false));
     let listen = free_port();
     kube.apply(&backend_pool(&ns, "web", listen, ""));
-    let c = Controller::start(&kube, &ns);
+    let c = start_controller(&kube, &ns);
     c.wait(Duration::from_secs(10), "serving both pods", || {
         backends(listen, 6).len() == 2
     });
@@ -458,19 +360,8 @@ fn a_change_made_after_an_api_server_outage_is_served_within_two_seconds() {
 
 /// The backend that answers a GET of `/` on `port` carrying `header` (`name: value`).
 fn backend_with_header(port: u16, header: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: shop.test\r\n{header}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.lines()
-        .find_map(|l| l.strip_prefix("x-backend: "))
-        .map(str::to_owned)
+    let answer = fetch(port, "shop.test", "/", &[header])?;
+    answer.header("x-backend").map(str::to_owned)
 }
 
 #[test]
@@ -486,26 +377,7 @@ fn a_canary_service_and_a_redirect_pool_work_in_kubernetes_mode() {
     let _c = EchoServer::start("pod-c", format!("198.18.0.4:{port}").parse().unwrap())
         .expect("198.18.0.4 has the pair's port free");
     kube.apply(&service_and_slice(&ns, port, true, false));
-    kube.apply(&format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: web-v2, namespace: {ns}}}
-spec:
-  ports: [{{name: http, port: 80, targetPort: {port}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-v2-abc
-  namespace: {ns}
-  labels: {{kubernetes.io/service-name: web-v2, endpointslice.kubernetes.io/managed-by: e2e}}
-addressType: IPv4
-ports: [{{name: http, port: {port}, protocol: TCP}}]
-endpoints:
-  - addresses: ["198.18.0.4"]
-    conditions: {{ready: true}}
-"#
-    ));
+    kube.apply(&service(&ns, "web-v2", "198.18.0.4", port));
     let listen = free_port();
     kube.apply(&backend_pool(
         &ns,
@@ -517,7 +389,7 @@ endpoints:
     kube.apply(&format!(
         "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: to-https, namespace: {ns}}}\nspec:\n  listener: {{port: {plain}}}\n  redirect: {{scheme: https}}\n"
     ));
-    let c = Controller::start(&kube, &ns);
+    let c = start_controller(&kube, &ns);
     c.wait(Duration::from_secs(10), "the canary serving", || {
         backend_with_header(listen, "x-canary: 1").as_deref() == Some("pod-c")
     });
@@ -585,11 +457,6 @@ fn https_backend() -> (SocketAddr, String, String, String) {
     (addr, ca.pem, cert_pem, key_pem)
 }
 
-/// Indents PEM text for a YAML block scalar.
-fn indent(pem: &str, by: &str) -> String {
-    pem.lines().map(|l| format!("{by}{l}\n")).collect()
-}
-
 #[test]
 #[ignore = "needs SLUICE_KUBE_BINS and hack/in-netns.sh"]
 fn an_https_backend_is_verified_with_the_ca_of_a_secret() {
@@ -613,7 +480,7 @@ fn an_https_backend_is_verified_with_the_ca_of_a_secret() {
     kube.apply(&pool("secure", "backend-ca", listen));
     let missing = free_port();
     kube.apply(&pool("no-ca", "nowhere", missing));
-    let c = Controller::start(&kube, &ns);
+    let c = start_controller(&kube, &ns);
     c.wait(Duration::from_secs(10), "serving over TLS", || {
         get(listen, "/").is_some_and(|(status, _, body)| status == 200 && body == "tls-ok")
     });
@@ -643,23 +510,12 @@ fn an_https_backend_is_verified_with_the_ca_of_a_secret() {
 /// Status and `access-control-allow-origin` of a GET on 127.0.0.1:`port` with an extra
 /// header line (`Name: value`).
 fn get_with(port: u16, header: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: shop.test\r\n{header}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.get(9..12)?.parse().ok()?;
-    let origin = out
-        .lines()
-        .find_map(|l| l.strip_prefix("access-control-allow-origin: "))
+    let answer = fetch(port, "shop.test", "/", &[header])?;
+    let origin = answer
+        .header("access-control-allow-origin")
         .unwrap_or_default()
         .to_owned();
-    Some((status, origin))
+    Some((answer.status, origin))
 }
 
 #[test]
@@ -687,7 +543,7 @@ fn basic_auth_reads_an_opaque_secret_and_a_changed_secret_applies_without_restar
         listen,
         "  basicAuth: {secretName: users, realm: Shop}\n  cors: {allowOrigins: [\"https://*.shop.test\"]}\n",
     ));
-    let c = Controller::start(&kube, &ns);
+    let c = start_controller(&kube, &ns);
     let password = "Authorization: Basic YWxpY2U6cGFzc3dvcmQ=";
     let secret = "Authorization: Basic YWxpY2U6c2VjcmV0";
     c.wait(Duration::from_secs(10), "alice let in", || {
@@ -731,14 +587,14 @@ fn a_second_controller_takes_the_lease_within_seconds_after_the_leader_gets_sigt
         return;
     };
     let ns = kube.new_namespace("leader");
-    let mut first = Controller::start(&kube, &ns);
+    let mut first = start_controller(&kube, &ns);
     first.wait(Duration::from_secs(10), "leader", || {
-        first.leader() == Some(1.0)
+        leader(&first) == Some(1.0)
     });
-    let second = Controller::start(&kube, &ns);
+    let second = start_controller(&kube, &ns);
     // One retry period at least, so the second has seen the Lease held.
     std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(second.leader(), Some(0.0), "{}", second.log());
+    assert_eq!(leader(&second), Some(0.0), "{}", second.log());
     let holder = |kube: &KubeCluster| {
         kube.kubectl_ok(&[
             "get",
@@ -753,7 +609,7 @@ fn a_second_controller_takes_the_lease_within_seconds_after_the_leader_gets_sigt
     let first_holder = holder(&kube);
 
     let stopped = Instant::now();
-    let pid = first.child.id().to_string();
+    let pid = first.pid().to_string();
     Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -763,7 +619,7 @@ fn a_second_controller_takes_the_lease_within_seconds_after_the_leader_gets_sigt
     second.wait(
         Duration::from_secs(5),
         "leader after the first stopped",
-        || second.leader() == Some(1.0),
+        || leader(&second) == Some(1.0),
     );
     let took = stopped.elapsed();
     assert!(
@@ -778,7 +634,7 @@ fn a_second_controller_takes_the_lease_within_seconds_after_the_leader_gets_sigt
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = first.child.try_wait().expect("waitable child") {
+        if let Some(status) = first.try_wait().expect("waitable child") {
             break status;
         }
         assert!(
@@ -846,7 +702,7 @@ fn access_policies_are_checked_by_the_api_server_and_enforced_in_kubernetes_mode
         small,
         "  maxRequestBodyBytes: 10\n",
     ));
-    let c = Controller::start(&kube, &ns);
+    let c = start_controller(&kube, &ns);
     c.wait(Duration::from_secs(10), "the pools serving", || {
         http_status(small, "/").is_some_and(|s| s == 200)
     });
@@ -861,12 +717,9 @@ fn access_policies_are_checked_by_the_api_server_and_enforced_in_kubernetes_mode
         2,
         "{statuses:?}"
     );
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", small)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello world")
-        .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
+    let out = raw(
+        small,
+        "POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello world",
+    );
     assert!(out.starts_with("HTTP/1.1 413"), "{out}");
 }

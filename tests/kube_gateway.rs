@@ -12,17 +12,24 @@
 
 mod common;
 mod support {
+    #[path = "controller.rs"]
+    pub mod controller;
+    #[path = "fixtures.rs"]
+    pub mod fixtures;
+    #[path = "http.rs"]
+    pub mod http;
     #[path = "kube.rs"]
     pub mod kube;
 }
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{EchoServer, free_port};
+use common::free_port;
+use support::controller::ControllerProcess;
+use support::fixtures::{echoes, service};
+use support::http::request;
 use support::kube::KubeCluster;
 
 /// The Gateway API kinds sluice serves, as the module's standard channel ships them.
@@ -80,91 +87,17 @@ fn crd_dir_or_skip(test: &str) -> Option<PathBuf> {
     dir
 }
 
-/// The controller binary, killed on drop.
-struct Controller {
-    child: Child,
-    log: PathBuf,
+/// The controller watching `ns`, with `status.addresses` from `--publish-address`.
+fn start_controller(kube: &KubeCluster, ns: &str) -> ControllerProcess {
+    start_controller_with(kube, ns, &["--publish-address", "198.18.0.99"])
 }
 
-impl Controller {
-    fn start(kube: &KubeCluster, ns: &str) -> Controller {
-        Controller::start_with(kube, ns, &["--publish-address", "198.18.0.99"])
-    }
-
-    /// The controller watching `ns` (also its own namespace, `POD_NAMESPACE`) with `extra`.
-    fn start_with(kube: &KubeCluster, ns: &str, extra: &[&str]) -> Controller {
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = kube.dir.path().join(format!("sluice-gateway-{ns}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["controller", "--namespace", ns, "--bind", "127.0.0.1"])
-            .args(["--workers", "1", "--log-level", "info"])
-            .args(extra)
-            .env("POD_NAMESPACE", ns)
-            .arg("--admin-listen")
-            .arg(admin.to_string())
-            .env("KUBECONFIG", &kube.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let c = Controller { child, log };
-        c.wait(Duration::from_secs(30), "ready", || {
-            request(admin.port(), "admin", "/readyz", &[]).map(|r| r.0) == Some(200)
-        });
-        c
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait(&self, limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "controller: not {what} within {limit:?}\n--- sluice log\n{}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Status, `x-backend` (or `location`) header and body of a GET on 127.0.0.1:`port`.
-fn request(port: u16, host: &str, path: &str, headers: &[&str]) -> Option<(u16, String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let out = String::from_utf8_lossy(&raw).into_owned();
-    let status = out.get(9..12)?.parse().ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    let tag = head
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("x-backend: ")
-                .or_else(|| l.strip_prefix("location: "))
-        })
-        .unwrap_or_default()
-        .to_owned();
-    Some((status, tag, body.to_owned()))
+/// The controller watching `ns` (also its own namespace, `POD_NAMESPACE`) with `extra`.
+fn start_controller_with(kube: &KubeCluster, ns: &str, extra: &[&str]) -> ControllerProcess {
+    ControllerProcess::builder(kube, ns)
+        .args(extra)
+        .env("POD_NAMESPACE", ns)
+        .start()
 }
 
 /// A gRPC health server (h2c) on 198.18.0.4, serving, on `rt`; its port.
@@ -201,41 +134,6 @@ fn health_check(rt: &tokio::runtime::Runtime, port: u16, authority: &str) -> Res
             .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
         Ok(reply.into_inner().status)
     })
-}
-
-/// Echo backends on 198.18.0.2 and .3, on one port.
-fn echoes() -> (Vec<EchoServer>, u16) {
-    for _ in 0..20 {
-        let a = EchoServer::start("pod-a", "198.18.0.2:0".parse().unwrap()).unwrap();
-        let port = a.addr().port();
-        if let Ok(b) = EchoServer::start("pod-b", format!("198.18.0.3:{port}").parse().unwrap()) {
-            return (vec![a, b], port);
-        }
-    }
-    panic!("no common free port on 198.18.0.2-3");
-}
-
-fn service(ns: &str, name: &str, ip: &str, port: u16) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  ports: [{{name: http, port: 80, targetPort: {port}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-abc
-  namespace: {ns}
-  labels: {{kubernetes.io/service-name: {name}, endpointslice.kubernetes.io/managed-by: e2e}}
-addressType: IPv4
-ports: [{{name: http, port: {port}, protocol: TCP}}]
-endpoints:
-  - addresses: ["{ip}"]
-    conditions: {{ready: true}}
-"#
-    )
 }
 
 fn manifests(ns: &str, port: u16) -> String {
@@ -324,14 +222,14 @@ fn a_gateway_and_its_routes_serve_traffic_and_report_the_status_the_spec_require
     install_gateway_api(&kube, &dir);
     kube.install_crd();
     let ns = kube.new_namespace("e2e-gateway");
-    let (_echoes, backend_port) = echoes();
+    let (_echoes, backend_port) = echoes(["pod-a", "pod-b"]);
     kube.apply(&service(&ns, "web", "198.18.0.2", backend_port));
     kube.apply(&service(&ns, "web-v2", "198.18.0.3", backend_port));
     let rt = tokio::runtime::Runtime::new().unwrap();
     kube.apply(&service(&ns, "grpc", "198.18.0.4", grpc_health(&rt)));
     let port = free_port();
     kube.apply(&manifests(&ns, port));
-    let c = Controller::start(&kube, &ns);
+    let c = start_controller(&kube, &ns);
     assert!(c.log().contains("Gateway API CRDs found"), "{}", c.log());
 
     // Traffic: the header match first, then the prefix, a header filter, a redirect.
@@ -502,10 +400,10 @@ fn gateway_api_crds_installed_after_the_controller_started_are_served_without_a_
     };
     kube.install_crd();
     let ns = kube.new_namespace("e2e-late-gateway");
-    let (_echoes, backend_port) = echoes();
+    let (_echoes, backend_port) = echoes(["pod-a", "pod-b"]);
     kube.apply(&service(&ns, "web", "198.18.0.2", backend_port));
     kube.apply(&service(&ns, "web-v2", "198.18.0.3", backend_port));
-    let c = Controller::start(&kube, &ns);
+    let c = start_controller(&kube, &ns);
     assert!(
         c.log().contains("Gateway API CRDs not installed"),
         "{}",
@@ -544,12 +442,6 @@ fn two_gateways(ns: &str, port: u16) -> String {
     )
 }
 
-/// `jsonpath` of one object, empty when it does not exist.
-fn jsonpath(kube: &KubeCluster, ns: &str, object: &str, path: &str) -> String {
-    let out = kube.kubectl(&["-n", ns, "get", object, "-o", &format!("jsonpath={path}")]);
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 #[test]
 #[ignore = "needs SLUICE_KUBE_BINS, hack/in-netns.sh and the Gateway API CRDs"]
 fn gateways_sharing_a_port_each_get_a_service_and_their_own_traffic() {
@@ -563,12 +455,12 @@ fn gateways_sharing_a_port_each_get_a_service_and_their_own_traffic() {
     install_gateway_api(&kube, &dir);
     kube.install_crd();
     let ns = kube.new_namespace("e2e-gateway-svc");
-    let (_echoes, backend_port) = echoes();
+    let (_echoes, backend_port) = echoes(["pod-a", "pod-b"]);
     kube.apply(&service(&ns, "web", "198.18.0.2", backend_port));
     kube.apply(&service(&ns, "web-v2", "198.18.0.3", backend_port));
     let (port, own) = (free_port(), free_port());
     let range = format!("{own}-{own}");
-    let c = Controller::start_with(
+    let c = start_controller_with(
         &kube,
         &ns,
         &[
@@ -609,15 +501,13 @@ fn gateways_sharing_a_port_each_get_a_service_and_their_own_traffic() {
             .to_owned();
         assert!(!svc.is_empty());
         c.wait(Duration::from_secs(15), "the Gateway's address", || {
-            jsonpath(
-                &kube,
+            kube.jsonpath(
                 &ns,
                 &format!("gateway/{gw}"),
                 "{.status.addresses[0].value}",
             ) == svc
         });
-        let programmed = jsonpath(
-            &kube,
+        let programmed = kube.jsonpath(
             &ns,
             &format!("gateway/{gw}"),
             "{.status.conditions[?(@.type==\"Programmed\")].status}",

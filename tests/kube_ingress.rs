@@ -12,113 +12,35 @@
 
 mod common;
 mod support {
+    #[path = "controller.rs"]
+    pub mod controller;
+    #[path = "fixtures.rs"]
+    pub mod fixtures;
+    #[path = "http.rs"]
+    pub mod http;
     #[path = "kube.rs"]
     pub mod kube;
 }
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{EchoServer, TestCa, free_port};
+use common::{TestCa, free_port};
+use support::controller::ControllerProcess;
+use support::fixtures::{echoes, indent, service};
+use support::http::{exchange, raw, request};
 use support::kube::KubeCluster;
 
-/// The controller binary with the Ingress ports given, killed on drop.
-struct Controller {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Controller {
-    fn start(kube: &KubeCluster, ns: &str, http: u16, https: u16) -> Controller {
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = kube.dir.path().join(format!("sluice-ingress-{ns}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["controller", "--namespace", ns, "--bind", "127.0.0.1"])
-            .args(["--workers", "1", "--log-level", "info"])
-            .args(["--http-port", &http.to_string()])
-            .args(["--https-port", &https.to_string()])
-            .args(["--publish-address", "198.18.0.99"])
-            .arg("--admin-listen")
-            .arg(admin.to_string())
-            .env("KUBECONFIG", &kube.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let c = Controller { child, log };
-        c.wait(Duration::from_secs(30), "ready", || {
-            request(admin.port(), "admin", "/readyz", &[]).map(|r| r.0) == Some(200)
-        });
-        c
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait(&self, limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "controller: not {what} within {limit:?}\n--- sluice log\n{}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Status, `x-backend` (or `location`) header and body of a GET, over any stream.
-fn exchange(
-    s: &mut impl ReadWrite,
-    host: &str,
-    path: &str,
-    headers: &[&str],
-) -> Option<(u16, String, String)> {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let out = String::from_utf8_lossy(&raw).into_owned();
-    let status = out.get(9..12)?.parse().ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    let tag = head
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("x-backend: ")
-                .or_else(|| l.strip_prefix("location: "))
-        })
-        .unwrap_or_default()
-        .to_owned();
-    Some((status, tag, body.to_owned()))
-}
-
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
-
-/// A plain-text GET on 127.0.0.1:`port` with `Host: host`.
-fn request(port: u16, host: &str, path: &str, headers: &[&str]) -> Option<(u16, String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    exchange(&mut s, host, path, headers)
+/// The controller with the Ingress ports given and `status.loadBalancer` from
+/// `--publish-address`.
+fn start_controller(kube: &KubeCluster, ns: &str, http: u16, https: u16) -> ControllerProcess {
+    ControllerProcess::builder(kube, ns)
+        .args(["--http-port", &http.to_string()])
+        .args(["--https-port", &https.to_string()])
+        .args(["--publish-address", "198.18.0.99"])
+        .start()
 }
 
 /// A GET over TLS with SNI `host`, trusting only `ca`.
@@ -138,17 +60,7 @@ fn tls_request(port: u16, host: &str, path: &str, ca: &str) -> Option<(u16, Stri
     let tcp = TcpStream::connect(("127.0.0.1", port)).ok()?;
     tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    exchange(&mut tls, host, path, &[])
-}
-
-/// The whole answer (head and body) to `request`, sent as is to 127.0.0.1:`port`.
-fn raw(port: u16, request: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    exchange(&mut tls, host, path, &[]).map(|a| a.tagged())
 }
 
 /// A scripted auth service (the oauth2-proxy role) on 198.18.0.4: `Cookie: session=NAME`
@@ -199,52 +111,6 @@ fn auth_service() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
         }
     });
     (port, asked)
-}
-
-/// Echo backends `names[i]` on 198.18.0.(2+i), all on one port (EndpointSlice ports are
-/// per slice).
-fn echoes(names: &[&str]) -> (Vec<EchoServer>, u16) {
-    'again: for _ in 0..20 {
-        let first = EchoServer::start(names[0], "198.18.0.2:0".parse().unwrap()).unwrap();
-        let port = first.addr().port();
-        let mut all = vec![first];
-        for (i, name) in names.iter().enumerate().skip(1) {
-            let addr = format!("198.18.0.{}:{port}", 2 + i).parse().unwrap();
-            match EchoServer::start(name, addr) {
-                Ok(e) => all.push(e),
-                Err(_) => continue 'again,
-            }
-        }
-        return (all, port);
-    }
-    panic!("no common free port on 198.18.0.2..");
-}
-
-fn service(ns: &str, name: &str, ip: &str, port: u16) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  ports: [{{name: http, port: 80, targetPort: {port}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-abc
-  namespace: {ns}
-  labels: {{kubernetes.io/service-name: {name}, endpointslice.kubernetes.io/managed-by: e2e}}
-addressType: IPv4
-ports: [{{name: http, port: {port}, protocol: TCP}}]
-endpoints:
-  - addresses: ["{ip}"]
-    conditions: {{ready: true}}
-"#
-    )
-}
-
-fn indent(pem: &str, by: &str) -> String {
-    pem.lines().map(|l| format!("{by}{l}\n")).collect()
 }
 
 /// The ingress-nginx way: the documented rewrite with captures, a canary Ingress copying
@@ -462,14 +328,14 @@ fn ingresses_of_the_sluice_class_serve_rewrites_canaries_and_tls_and_refuse_what
     };
     kube.install_crd();
     let ns = kube.new_namespace("e2e-ingress");
-    let (_echoes, port) = echoes(&["pod-a", "pod-c"]);
+    let (_echoes, port) = echoes(["pod-a", "pod-c"]);
     kube.apply(&service(&ns, "web", "198.18.0.2", port));
     kube.apply(&service(&ns, "web-v2", "198.18.0.3", port));
     let ca = TestCa::new();
     let (auth_port, asked) = auth_service();
     kube.apply(&manifests(&ns, &ca, auth_port));
     let (http, https) = (free_port(), free_port());
-    let c = Controller::start(&kube, &ns, http, https);
+    let c = start_controller(&kube, &ns, http, https);
 
     // rewrite-target /$2 with /app(/|$)(.*): the backend sees the path without /app.
     c.wait(Duration::from_secs(10), "serving shop.test", || {
@@ -640,16 +506,11 @@ fn ingresses_of_the_sluice_class_serve_rewrites_canaries_and_tls_and_refuse_what
 
     // status.loadBalancer from --publish-address, on served Ingresses only.
     let lb = |name: &str| {
-        let out = kube.kubectl(&[
-            "get",
-            "ingress",
-            name,
-            "-n",
+        kube.jsonpath(
             &ns,
-            "-o",
-            "jsonpath={.status.loadBalancer.ingress[0].ip}",
-        ]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            &format!("ingress/{name}"),
+            "{.status.loadBalancer.ingress[0].ip}",
+        )
     };
     c.wait(
         Duration::from_secs(10),

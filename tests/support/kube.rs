@@ -273,6 +273,13 @@ impl KubeCluster {
         expect_success("kubectl", args, self.kubectl(args))
     }
 
+    /// `kubectl -n NS get OBJECT -o jsonpath=PATH` (`object` as `kind/name`), trimmed; empty
+    /// when the object does not exist.
+    pub fn jsonpath(&self, ns: &str, object: &str, path: &str) -> String {
+        let out = self.kubectl(&["-n", ns, "get", object, "-o", &format!("jsonpath={path}")]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// `kubectl apply -f -` of `yaml`; returns stdout, panics with stderr when it fails.
     pub fn apply(&self, yaml: &str) -> String {
         let args = ["apply", "-f", "-"];
