@@ -11,16 +11,8 @@
 #![allow(clippy::disallowed_types)]
 
 mod common;
-mod support {
-    #[path = "controller.rs"]
-    pub mod controller;
-    #[path = "fixtures.rs"]
-    pub mod fixtures;
-    #[path = "http.rs"]
-    pub mod http;
-    #[path = "kube.rs"]
-    pub mod kube;
-}
+#[path = "support/harness.rs"]
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
