@@ -56,12 +56,7 @@ fn install_gateway_api(kube: &KubeCluster, dir: &std::path::Path) {
         kube.kubectl_ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
     }
     for kind in CRDS {
-        kube.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            &format!("crd/{kind}.gateway.networking.k8s.io"),
-            "--timeout=30s",
-        ]);
+        kube.wait_established(&format!("{kind}.gateway.networking.k8s.io"));
     }
 }
 

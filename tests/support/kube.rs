@@ -216,12 +216,29 @@ impl KubeCluster {
         ))
         .unwrap();
         self.apply(&crd);
-        self.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/backendpools.sluice.dev",
-            "--timeout=30s",
-        ]);
+        self.wait_established("backendpools.sluice.dev");
+    }
+
+    /// Waits until the CRD `name` is established, 30 s at most. It polls the condition:
+    /// `kubectl wait --for=condition=Established` fails at once ("<nil> is of the type <nil>")
+    /// when it reads the CRD before the API server has written any status condition.
+    pub fn wait_established(&self, name: &str) {
+        let limit = Duration::from_secs(30);
+        let deadline = Deadline::after(limit);
+        let established = "jsonpath={.status.conditions[?(@.type==\"Established\")].status}";
+        loop {
+            let out = self.kubectl(&["get", "crd", name, "-o", established]);
+            if out.status.success() && out.stdout == b"True" {
+                return;
+            }
+            assert!(
+                !deadline.expired(),
+                "crd/{name} not established within {limit:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Kill the API server as an outage would; etcd and everything stored stay.
