@@ -129,7 +129,7 @@ async fn https(
         .map_err(std::io::Error::other)?;
     let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).map_err(std::io::Error::other)?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
+        rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(std::io::Error::other)?

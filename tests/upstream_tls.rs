@@ -41,7 +41,7 @@ async fn https_backend(name: &'static str, pki: &Pki) -> (SocketAddr, Arc<Atomic
         .unwrap();
     let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).unwrap();
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
+        rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()

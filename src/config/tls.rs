@@ -21,7 +21,7 @@ pub fn provider() -> Arc<CryptoProvider> {
     PROVIDER
         .get_or_init(|| {
             use rustls::CipherSuite;
-            let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+            let mut provider = rustls::crypto::ring::default_provider();
             provider.cipher_suites.sort_by_key(|s| {
                 !matches!(
                     s.suite(),
@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(*tls13[0], CipherSuite::TLS13_AES_128_GCM_SHA256);
         assert_eq!(
             ours.len(),
-            rustls::crypto::aws_lc_rs::default_provider().cipher_suites.len()
+            rustls::crypto::ring::default_provider().cipher_suites.len()
         );
     }
 }
