@@ -5,6 +5,7 @@
 //! change or a certificate file changes on disk; handshakes in progress keep the table they
 //! started with. Kubernetes Secrets arrive as PEM in the model and use the same path.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +24,11 @@ use crate::config::{HostMatch, ListenerClaim, TlsConfig, tls};
 /// How long a client may take to complete the TLS handshake (rustls has no deadline).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// TLS 1.3 session tickets sent after each full handshake (rustls's default is 2): a client
+/// resumes with one, and each ticket costs the handshake a record and a session-cache entry.
+/// Go's crypto/tls sends one too.
+pub const TLS13_TICKETS: usize = 1;
+
 /// Certificates of one port by server name.
 #[derive(Debug, Default)]
 pub struct SniTable {
@@ -34,10 +40,15 @@ pub struct SniTable {
 
 impl SniTable {
     /// The certificate for `name`: exact host, then longest wildcard, then the default.
+    /// rustls hands over SNI already lowercased, so the usual lookup allocates nothing.
     pub fn find(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
         if let Some(name) = name {
-            let name = name.to_ascii_lowercase();
-            if let Some(c) = self.exact.get(&name) {
+            let name: Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(name.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(name)
+            };
+            if let Some(c) = self.exact.get(name.as_ref()) {
                 return Some(c.clone());
             }
             if let Some((_, c)) = self
@@ -194,6 +205,7 @@ impl TlsPort {
             .with_cert_resolver(resolver.clone());
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         config.ignore_client_order = true;
+        config.send_tls13_tickets = TLS13_TICKETS;
         Ok(TlsPort {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             resolver,
@@ -279,5 +291,49 @@ impl TlsPort {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> Arc<CertifiedKey> {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&pair)
+            .unwrap();
+        tls::certified_key(cert.pem().as_bytes(), pair.serialize_pem().as_bytes()).unwrap()
+    }
+
+    fn table() -> (SniTable, [Arc<CertifiedKey>; 3]) {
+        let (exact, wild, default) = (key("a.test"), key("*.b.test"), key("default.test"));
+        let mut t = SniTable::default();
+        t.exact.insert("a.test".to_owned(), exact.clone());
+        t.wildcard.push((".b.test".to_owned(), wild.clone()));
+        t.default = Some(default.clone());
+        (t, [exact, wild, default])
+    }
+
+    #[test]
+    fn server_names_match_exact_then_wildcard_then_default_in_any_case() {
+        let (t, [exact, wild, default]) = table();
+        let is = |name, want: &Arc<CertifiedKey>| {
+            assert!(Arc::ptr_eq(&t.find(name).unwrap(), want), "{name:?}");
+        };
+        is(Some("a.test"), &exact);
+        is(Some("A.Test"), &exact);
+        is(Some("x.b.test"), &wild);
+        is(Some("X.B.TEST"), &wild);
+        is(Some("b.test"), &default);
+        is(Some("other.test"), &default);
+        is(None, &default);
+    }
+
+    #[test]
+    fn one_tls13_ticket_is_sent_per_handshake() {
+        let port = TlsPort::new(&[], &[]).unwrap();
+        assert_eq!(port.acceptor.config().send_tls13_tickets, 1);
     }
 }
