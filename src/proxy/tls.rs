@@ -24,11 +24,6 @@ use crate::config::{HostMatch, ListenerClaim, TlsConfig, tls};
 /// How long a client may take to complete the TLS handshake (rustls has no deadline).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// TLS 1.3 session tickets sent after each full handshake (rustls's default is 2): a client
-/// resumes with one, and each ticket costs the handshake a record and a session-cache entry.
-/// Go's crypto/tls sends one too.
-pub const TLS13_TICKETS: usize = 1;
-
 /// Certificates of one port by server name.
 #[derive(Debug, Default)]
 pub struct SniTable {
@@ -205,7 +200,6 @@ impl TlsPort {
             .with_cert_resolver(resolver.clone());
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         config.ignore_client_order = true;
-        config.send_tls13_tickets = TLS13_TICKETS;
         Ok(TlsPort {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             resolver,
@@ -329,11 +323,5 @@ mod tests {
         is(Some("b.test"), &default);
         is(Some("other.test"), &default);
         is(None, &default);
-    }
-
-    #[test]
-    fn one_tls13_ticket_is_sent_per_handshake() {
-        let port = TlsPort::new(&[], &[]).unwrap();
-        assert_eq!(port.acceptor.config().send_tls13_tickets, 1);
     }
 }
