@@ -71,6 +71,7 @@ need=()
 for pair in wrk:wrk nginx:nginx haproxy:haproxy h2load:nghttp2-client cc:gcc curl:curl python3:python3 openssl:openssl; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
+[[ -f /usr/include/openssl/ssl.h ]] || need+=(libssl-dev) # tlsload.c
 # Debian ships nginx's stream module as a separate package.
 NGINX_STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 if ! command -v nginx >/dev/null 2>&1 || ! nginx -V 2>&1 | grep -q -- '--with-stream '; then
@@ -123,6 +124,7 @@ wait_port() {
 
 # ------------------------------------------------------------------ build
 cc -O2 -pthread -o "$WORK/benchtool" "$HERE/benchtool.c"
+cc -O2 -pthread -o "$WORK/tlsload" "$HERE/tlsload.c" -lssl -lcrypto || die "cannot build tlsload (libssl-dev)"
 if [[ -n ${SLUICE_BIN:-} ]]; then
     SLUICE=$SLUICE_BIN
 else
@@ -163,6 +165,18 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -keyout "$WORK/tls.key" -out "$WORK/tls.crt" -subj /CN=bench.test \
     -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 2>/dev/null || die "openssl could not make a certificate"
 cat "$WORK/tls.crt" "$WORK/tls.key" >"$WORK/tls.pem" # HAProxy wants both in one file
+# The tlska client (wrk, OpenSSL) offers TLS 1.3 with AES-128-GCM only, so all three proxies run
+# the same record protection (left to the servers, nginx would follow wrk's AES-256 preference).
+cat >"$WORK/openssl-aes128.cnf" <<'EOF'
+openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_module
+[ssl_module]
+system_default = client_tls
+[client_tls]
+MinProtocol = TLSv1.3
+Ciphersuites = TLS_AES_128_GCM_SHA256
+EOF
 # One gRPC request for h2load: a length-prefixed EchoRequest {message: "hi"}.
 printf '\x00\x00\x00\x00\x04\x0a\x02hi' >"$WORK/grpc.bin"
 # Access policies, the same in all three proxies: an allow list of 10,000 CIDRs (9,999 that
@@ -265,9 +279,9 @@ port_for() { # port_for SCENARIO TARGET
     bulk:sluice) echo $SLUICE_BULK ;;
     bulk:nginx) echo $NGINX_BULK ;;
     bulk:haproxy) echo $HAPROXY_BULK ;;
-    tls:sluice) echo $SLUICE_TLS ;;
-    tls:nginx) echo $NGINX_TLS ;;
-    tls:haproxy) echo $HAPROXY_TLS ;;
+    tls:sluice | tlsfull:sluice | tlska:sluice) echo $SLUICE_TLS ;;
+    tls:nginx | tlsfull:nginx | tlska:nginx) echo $NGINX_TLS ;;
+    tls:haproxy | tlsfull:haproxy | tlska:haproxy) echo $HAPROXY_TLS ;;
     grpc:sluice) echo $SLUICE_GRPC ;;
     grpc:nginx) echo $NGINX_GRPC ;;
     grpc:haproxy) echo $HAPROXY_GRPC ;;
@@ -292,6 +306,14 @@ for t in "sluice $SLUICE_HTTP" "nginx $NGINX_HTTP" "haproxy $HAPROXY_HTTP"; do
     [[ $h2 =~ ^a[123]$ ]] || die "$1 does not answer h2c (got: $h2)"
     tls=$(curl -s --max-time 2 --cacert "$WORK/tls.crt" "https://127.0.0.1:$(port_for tls "$1")/" || true)
     [[ $tls =~ ^a[123]$ ]] || die "$1 does not answer HTTPS (got: $tls)"
+    # What the TLS scenarios measure: full handshakes only in tlsfull, resumptions offered and
+    # taken in tls (the proxy issues tickets and accepts them), AES-128-GCM in tlska.
+    hs=$("$WORK/tlsload" 127.0.0.1 "$(port_for tls "$1")" 1 2 full bench.test | grep '^handshakes:')
+    [[ $hs =~ ^handshakes:\ [1-9][0-9]*\ full,\ 0\ resumed$ ]] || die "$1: tlsload full did not do only full handshakes ($hs)"
+    hs=$("$WORK/tlsload" 127.0.0.1 "$(port_for tls "$1")" 1 2 resume bench.test | grep '^handshakes:')
+    [[ $hs =~ ^handshakes:\ [12]\ full,\ [1-9][0-9]*\ resumed$ ]] || die "$1 does not resume TLS sessions ($hs)"
+    suite=$(OPENSSL_CONF=$WORK/openssl-aes128.cnf timeout 5 openssl s_client -connect "127.0.0.1:$(port_for tls "$1")" </dev/null 2>/dev/null | grep -m1 '^New, ' || true)
+    [[ $suite == 'New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256' ]] || die "$1: the tlska client did not get TLS 1.3 AES-128-GCM ($suite)"
     tlsup=$(curl -s --max-time 2 "http://127.0.0.1:$(port_for tlsup "$1")/" || true)
     [[ $tlsup =~ ^t[123]$ ]] || die "$1 does not reach the HTTPS backends (got: $tlsup)"
     policy=$(curl -s --max-time 2 -u bench:secret "http://127.0.0.1:$(port_for policy "$1")/" || true)
@@ -342,8 +364,13 @@ measure() {
     close | tcpconn)
         timeout $bound wrk -t2 -c$CONNS -d"${secs}s" --latency -H 'Connection: close' \
             "http://127.0.0.1:$port/" >>"$out" 2>&1 || true ;;
-    tls) # a new connection per request: every request is a full TLS handshake (wrk never resumes)
+    tls) # a new connection per request; wrk resumes the TLS 1.3 session of its previous one
         timeout $bound wrk -t2 -c$CONNS -d"${secs}s" --latency -H 'Connection: close' \
+            "https://127.0.0.1:$port/" >>"$out" 2>&1 || true ;;
+    tlsfull) # a new connection per request, every handshake a full one (tlsload counts them)
+        timeout $bound "$WORK/tlsload" 127.0.0.1 "$port" "$secs" $CONNS full bench.test >>"$out" 2>&1 || true ;;
+    tlska) # HTTPS keep-alive, the client offering only TLS 1.3 with AES-128-GCM
+        OPENSSL_CONF=$WORK/openssl-aes128.cnf timeout $bound wrk -t2 -c$CONNS -d"${secs}s" --latency \
             "https://127.0.0.1:$port/" >>"$out" 2>&1 || true ;;
     h2)
         timeout $bound h2load -t2 -c$H2_CONNS -m$H2_STREAMS -D "$secs" \
@@ -422,11 +449,11 @@ done
 echo "busy_before_runs=$busy" >>"$WORK/meta.txt"
 
 # ------------------------------------------------------------------ the runs
-read -ra SCENARIOS <<<"${SCENARIOS:-h1 close h2 tls tcpconn bulk grpc tlsup policy}"
+read -ra SCENARIOS <<<"${SCENARIOS:-h1 close h2 tls tlsfull tlska tcpconn bulk grpc tlsup policy}"
 TARGETS=(sluice nginx haproxy direct)
 # skipped SCENARIO TARGET: the backends speak plain HTTP/1.1, so no direct h2c or TLS figure;
 # the backends have no access policies, so no direct policy figure (compare with h1).
-skipped() { [[ ($1 == h2 || $1 == tls || $1 == policy) && $2 == direct ]]; }
+skipped() { [[ ($1 == h2 || $1 == tls || $1 == tlsfull || $1 == tlska || $1 == policy) && $2 == direct ]]; }
 log "warm-up (1 s per proxy)"
 for t in "${TARGETS[@]}"; do measure 0 h1 "$t" 1; done
 rm -f "$WORK"/raw/0-*

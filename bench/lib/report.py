@@ -15,7 +15,9 @@ SCENARIOS = [
     ("h1", "HTTP/1.1 keep-alive", "wrk -t2 -c64"),
     ("close", "HTTP/1.1 new connection per request", "wrk -t2 -c64 -H 'Connection: close'"),
     ("h2", "HTTP/2 h2c (prior knowledge)", "h2load -t2 -c16 -m4"),
-    ("tls", "TLS handshakes/s (HTTPS, new connection per request)", "wrk -t2 -c64 -H 'Connection: close' https://"),
+    ("tls", "TLS handshakes/s, resumed (HTTPS, new connection per request, TLS 1.3 tickets)", "wrk -t2 -c64 -H 'Connection: close' https://"),
+    ("tlsfull", "TLS handshakes/s, full (HTTPS, new connection per request, no resumption)", "tlsload 64 connections full"),
+    ("tlska", "HTTPS keep-alive (TLS 1.3, AES-128-GCM)", "wrk -t2 -c64 https://"),
     ("tcpconn", "TCP short connections", "wrk -t2 -c64 -H 'Connection: close' via the L4 proxy"),
     ("bulk", "TCP bulk throughput", "4 streams, MB/s (10^6 B)"),
     ("grpc", "gRPC unary (h2c client, HTTP/2 to h2c gRPC backends)", "h2load -t2 -c16 -m4 -d grpc.bin"),
@@ -131,7 +133,7 @@ def main() -> None:
             continue  # not run (SCENARIOS picked a subset)
         g = {t: agg.get((scen, t), {}) for t in TARGETS}
         bulk = scen == "bulk"
-        unit = "MB/s" if bulk else ("handshakes/s" if scen == "tls" else "req/s")
+        unit = "MB/s" if bulk else ("handshakes/s" if scen in ("tls", "tlsfull") else "req/s")
         label = f"**{title}**<br>`{how}`"
 
         def row(metric, key, kind, ratios=True, first=False):

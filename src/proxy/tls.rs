@@ -5,6 +5,7 @@
 //! change or a certificate file changes on disk; handshakes in progress keep the table they
 //! started with. Kubernetes Secrets arrive as PEM in the model and use the same path.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,10 +35,15 @@ pub struct SniTable {
 
 impl SniTable {
     /// The certificate for `name`: exact host, then longest wildcard, then the default.
+    /// rustls hands over SNI already lowercased, so the usual lookup allocates nothing.
     pub fn find(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
         if let Some(name) = name {
-            let name = name.to_ascii_lowercase();
-            if let Some(c) = self.exact.get(&name) {
+            let name: Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(name.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(name)
+            };
+            if let Some(c) = self.exact.get(name.as_ref()) {
                 return Some(c.clone());
             }
             if let Some((_, c)) = self
@@ -279,5 +285,43 @@ impl TlsPort {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> Arc<CertifiedKey> {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&pair)
+            .unwrap();
+        tls::certified_key(cert.pem().as_bytes(), pair.serialize_pem().as_bytes()).unwrap()
+    }
+
+    fn table() -> (SniTable, [Arc<CertifiedKey>; 3]) {
+        let (exact, wild, default) = (key("a.test"), key("*.b.test"), key("default.test"));
+        let mut t = SniTable::default();
+        t.exact.insert("a.test".to_owned(), exact.clone());
+        t.wildcard.push((".b.test".to_owned(), wild.clone()));
+        t.default = Some(default.clone());
+        (t, [exact, wild, default])
+    }
+
+    #[test]
+    fn server_names_match_exact_then_wildcard_then_default_in_any_case() {
+        let (t, [exact, wild, default]) = table();
+        let is = |name, want: &Arc<CertifiedKey>| {
+            assert!(Arc::ptr_eq(&t.find(name).unwrap(), want), "{name:?}");
+        };
+        is(Some("a.test"), &exact);
+        is(Some("A.Test"), &exact);
+        is(Some("x.b.test"), &wild);
+        is(Some("X.B.TEST"), &wild);
+        is(Some("b.test"), &default);
+        is(Some("other.test"), &default);
+        is(None, &default);
     }
 }
