@@ -6,14 +6,15 @@
 //! Envoy (`idle_timeout`) and HAProxy (`timeout client`) all close them.
 //!
 //! Each stream holds a [`StreamGuard`] from its request until hyper drops its response body
-//! (sent, or reset); the connection counts open streams and is signalled when the
-//! last one ends. [`idle`] waits for that signal while streams are open and
+//! (sent, or reset); the connection's [`Streams`] counts open streams and is signalled when
+//! the last one ends (kept apart from the [`Connection`], which HTTP/1.1 connections have
+//! too and which then needs neither). [`idle`] waits for that signal while streams are open and
 //! on one lazily re-armed timer while none is, so a busy connection costs a counter per
 //! stream, not a timer registration.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -23,21 +24,30 @@ use tokio::time::Instant;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::http::Connection;
 
-/// One open stream on `conn`, from its request until its response body is finished.
+/// The open streams of one HTTP/2 connection.
+#[derive(Debug, Default)]
+pub struct Streams {
+    /// Streams open now.
+    open: AtomicU32,
+    /// Signalled when the last open stream ends.
+    quiet: tokio::sync::Notify,
+}
+
+/// One open stream, from its request until its response body is finished.
 #[derive(Debug)]
-pub struct StreamGuard(Arc<Connection>);
+pub struct StreamGuard(Arc<Streams>);
 
 impl StreamGuard {
-    /// Counts a new stream on `conn`.
-    pub fn new(conn: Arc<Connection>) -> Self {
-        conn.streams.fetch_add(1, Ordering::Relaxed);
-        StreamGuard(conn)
+    /// Counts a new stream in `streams`.
+    pub fn new(streams: Arc<Streams>) -> Self {
+        streams.open.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(streams)
     }
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        if self.0.streams.fetch_sub(1, Ordering::Relaxed) == 1 {
+        if self.0.open.fetch_sub(1, Ordering::Relaxed) == 1 {
             // The connection turned quiet: its idle timer starts now.
             self.0.quiet.notify_one();
         }
@@ -81,23 +91,23 @@ impl Body for TrackedBody {
     }
 }
 
-/// Resolves once no stream has been open on `conn` for its idle timeout (measured from the
-/// connection's start when it never had one).
+/// Resolves once no stream has been open in `streams` for `conn`'s idle timeout (measured
+/// from the connection's start when it never had one).
 ///
 /// One timer, re-armed lazily: it may fire early (a stream ran meanwhile), and then waits
 /// again for what is left; it is moved earlier only when the connection turned quiet with
 /// a shorter timeout than the one it was armed for (requests reached another pool). The
 /// quiet period starts when this future sees the signal of the last stream's end (it runs
 /// in the connection's task, woken right then), so streams read no clock.
-pub async fn idle(conn: &Connection) {
+pub async fn idle(conn: &Connection, streams: &Streams) {
     let mut quiet_since = Instant::now();
     let timer = tokio::time::sleep(conn.keep_idle());
     tokio::pin!(timer);
     loop {
-        let notified = conn.quiet.notified();
+        let notified = streams.quiet.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if conn.streams.load(Ordering::Relaxed) > 0 {
+        if streams.open.load(Ordering::Relaxed) > 0 {
             // Busy: nothing to time until the last open stream ends.
             notified.await;
             quiet_since = Instant::now();

@@ -11,8 +11,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -63,16 +63,14 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// `X-Forwarded-For` element for this client, computed once.
     pub client_ip: HeaderValue,
-    /// What the smuggling guard found on this connection.
-    pub verdict: Arc<Verdict>,
+    /// What the smuggling guard found on this connection: created when hyper takes the
+    /// connection over (sluice's own HTTP/1.1 loop and HTTP/2 need none), so a connection
+    /// that never gets there does not carry one.
+    verdict: OnceLock<Arc<Verdict>>,
     /// How long the connection may wait idle for its next request, in milliseconds: the
     /// `timeouts.idle` of the pool that served its latest request (the header deadline
     /// until one has).
     keep_idle_ms: AtomicU64,
-    /// HTTP/2 streams open on this connection (see [`h2idle`](crate::proxy::h2idle)).
-    pub(super) streams: AtomicU32,
-    /// Signalled when the last open HTTP/2 stream ends.
-    pub(super) quiet: tokio::sync::Notify,
 }
 
 impl Connection {
@@ -82,11 +80,21 @@ impl Connection {
             listener,
             peer,
             client_ip: headers::client_ip_value(peer.ip()),
-            verdict: Arc::default(),
+            verdict: OnceLock::new(),
             keep_idle_ms: AtomicU64::new(millis(crate::proxy::server::HEADER_READ_TIMEOUT)),
-            streams: AtomicU32::new(0),
-            quiet: tokio::sync::Notify::new(),
         }
+    }
+
+    /// The verdict the smuggling guard of this connection reports to (created on first use).
+    pub fn guard_verdict(&self) -> Arc<Verdict> {
+        self.verdict.get_or_init(Arc::default).clone()
+    }
+
+    /// Advances the guard's request index: `Err(status)` when the guard refused this
+    /// request's head (see [`Verdict::next_request`]). Without a guard, every request is
+    /// in order.
+    fn framing(&self) -> Result<(), StatusCode> {
+        self.verdict.get().map_or(Ok(()), |v| v.next_request())
     }
 
     /// The client address of a request on this connection (see [`TrustedProxies::client`]).
@@ -134,7 +142,7 @@ pub fn handle(
     conn: Arc<Connection>,
 ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static {
     // Always advance the guard's request index, even when check_request fails.
-    let framing = conn.verdict.next_request();
+    let framing = conn.framing();
     let serving = Box::pin(serve(
         req.map(|b| ClientBody::Incoming(LimitedBody::new(b))),
         conn,

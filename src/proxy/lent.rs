@@ -1,12 +1,13 @@
 //! A boxed future whose heap block comes from, and returns to, the worker's free list.
 //!
 //! A request's future is KiBs (routing, balancing, the upstream exchange nested inside each
-//! other). Kept inline in the connection's future, that space stays allocated for the whole
-//! life of a keep-alive connection, idle or not — most of an idle connection's memory. Boxed,
-//! it would cost a trip through glibc's large-chunk path per request (blocks over 1 KiB
-//! miss its thread cache). [`Lent`] boxes it in a block taken from a per-worker list of
-//! blocks of the same layout and gives the block back when the future is dropped: per
-//! request a `Vec` pop and push; per idle connection, no request-sized block.
+//! other, the answer writer). Kept inline in the connection's future, that space stays
+//! allocated for the whole life of a keep-alive connection, idle or not — most of an idle
+//! connection's memory. Boxed, it would cost a trip through glibc's large-chunk path per
+//! request (blocks over 1 KiB miss its thread cache). [`Lent`] boxes it in a block taken
+//! from a per-worker list of blocks of the same layout and gives the block back when the
+//! future is dropped: per request a `Vec` pop and push; per idle connection, no
+//! request-sized block.
 //!
 //! `unsafe` is allowed here, and only for what `Box` does inside: allocating a block for a
 //! layout, writing the future into it, pinning it at that address, dropping it in place and
@@ -21,41 +22,43 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll};
 
-/// Blocks kept per worker: enough for the requests in flight on it at one moment.
-const KEEP: usize = 1024;
+/// Blocks kept per worker and layout: enough for the requests in flight on it at one moment
+/// (wrk's 64 connections need 32 a worker), bounded so a burst of thousands does not stay
+/// resident afterwards.
+const KEEP: usize = 256;
+/// Layouts with a free list per worker (a plain and a TLS connection's burst, say); futures
+/// of further layouts get blocks of their own, freed as usual.
+const LAYOUTS: usize = 4;
 
-/// A worker's free blocks, all of one layout (the first one lent on this thread; futures
-/// of any other layout get blocks of their own, freed as usual).
+/// A worker's free blocks, by layout (the first [`LAYOUTS`] lent on this thread).
 struct Blocks {
-    layout: Option<Layout>,
-    free: Vec<NonNull<u8>>,
+    lists: Vec<(Layout, Vec<NonNull<u8>>)>,
 }
 
 impl Drop for Blocks {
     fn drop(&mut self) {
-        if let Some(layout) = self.layout {
-            for block in self.free.drain(..) {
+        for (layout, free) in &mut self.lists {
+            for block in free.drain(..) {
                 // SAFETY: every block in the list was allocated with `layout`.
-                unsafe { dealloc(block.as_ptr(), layout) };
+                unsafe { dealloc(block.as_ptr(), *layout) };
             }
         }
     }
 }
 
 thread_local! {
-    static BLOCKS: RefCell<Blocks> = const {
-        RefCell::new(Blocks { layout: None, free: Vec::new() })
-    };
+    static BLOCKS: RefCell<Blocks> = const { RefCell::new(Blocks { lists: Vec::new() }) };
 }
 
 fn take_block(layout: Layout) -> NonNull<u8> {
     let reused = BLOCKS.with(|b| {
         let mut b = b.borrow_mut();
-        match b.layout {
-            Some(l) if l == layout => b.free.pop(),
-            Some(_) => None,
+        match b.lists.iter_mut().find(|(l, _)| *l == layout) {
+            Some((_, free)) => free.pop(),
             None => {
-                b.layout = Some(layout);
+                if b.lists.len() < LAYOUTS {
+                    b.lists.push((layout, Vec::new()));
+                }
                 None
             }
         }
@@ -71,11 +74,12 @@ fn give_block(block: NonNull<u8>, layout: Layout) {
     let kept = BLOCKS
         .try_with(|b| {
             let mut b = b.borrow_mut();
-            if b.layout == Some(layout) && b.free.len() < KEEP {
-                b.free.push(block);
-                true
-            } else {
-                false
+            match b.lists.iter_mut().find(|(l, _)| *l == layout) {
+                Some((_, free)) if free.len() < KEEP => {
+                    free.push(block);
+                    true
+                }
+                _ => false,
             }
         })
         .unwrap_or(false);
@@ -172,12 +176,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn futures_of_another_layout_get_blocks_of_their_own() {
+    async fn futures_of_another_layout_get_blocks_of_their_own_and_are_reused_too() {
         let drops = Arc::new(AtomicUsize::new(0));
         let big = Lent::new(Big::new(0, &drops));
         let small = Lent::new(async { 7u8 });
+        let small_block = small.future.as_ptr() as usize;
         assert_eq!(small.await, 7);
         assert_eq!(big.await, 0);
         assert_eq!(drops.load(Ordering::Relaxed), 1);
+        let again = Lent::new(async { 8u8 });
+        assert_eq!(
+            again.future.as_ptr() as usize,
+            small_block,
+            "block not reused"
+        );
+        assert_eq!(again.await, 8);
+    }
+
+    #[test]
+    fn at_most_keep_blocks_stay_on_a_worker() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let many: Vec<_> = (0..KEEP + 8)
+            .map(|_| Lent::new(Big::new(0, &drops)))
+            .collect();
+        drop(many);
+        let kept = BLOCKS.with(|b| {
+            let b = b.borrow();
+            let layout = Layout::new::<Big>();
+            b.lists
+                .iter()
+                .find(|(l, _)| *l == layout)
+                .map_or(0, |(_, f)| f.len())
+        });
+        assert_eq!(kept, KEEP);
+        assert_eq!(drops.load(Ordering::Relaxed), KEEP + 8);
     }
 }

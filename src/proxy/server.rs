@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::proxy::buffers;
-use crate::proxy::h2idle::{self, StreamGuard, TrackedBody};
+use crate::proxy::h2idle::{self, StreamGuard, Streams, TrackedBody};
 use crate::proxy::http::{Connection, Listener, handle};
 use crate::proxy::http1::guard::Guarded;
 use crate::proxy::http1::server::{self as h1server, ClientStream, Outcome, Replay};
@@ -32,6 +32,8 @@ use crate::proxy::tls::TlsPort;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head accepted; larger gets 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Connection futures up to this size are spawned as they are, larger ones boxed first.
+const INLINE_CONNECTION_FUTURE: usize = 1024;
 /// HTTP/2 concurrent streams per connection.
 pub const H2_MAX_STREAMS: u32 = 100;
 /// HTTP/2 header list limit.
@@ -230,13 +232,11 @@ pub async fn accept_loop<A: Acceptor>(
                     match limit.try_acquire() {
                         Some(slot) => {
                             let (acceptor, drain) = (acceptor.clone(), drain.clone());
-                            // The connection's future (KiBs) is created in its own box once
-                            // the task runs: the task itself stays small, and spawning moves
-                            // only a few words (a large future is copied at every move).
-                            tracker.spawn(async move {
-                                Box::pin(acceptor.serve(stream, peer, drain)).await;
-                                drop(slot);
-                            });
+                            spawn_connection(
+                                &tracker,
+                                move || acceptor.serve(stream, peer, drain),
+                                slot,
+                            );
                         }
                         None => {
                             tracing::warn!(client = %peer, max = limit.max, "connection limit reached, shedding");
@@ -251,6 +251,31 @@ pub async fn accept_loop<A: Acceptor>(
                 }
             },
         }
+    }
+}
+
+/// Spawns the future `serving` makes for one connection. A small one (an HTTP connection's
+/// idle state) lives in the task itself: one allocation per connection. A large one (KiBs)
+/// is written into its own box once the task runs, so the task stays small and spawning
+/// moves only a few words (a large future is copied at every move).
+fn spawn_connection<F>(
+    tracker: &TaskTracker,
+    serving: impl FnOnce() -> F + Send + 'static,
+    slot: ConnectionSlot,
+) where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if size_of::<F>() <= INLINE_CONNECTION_FUTURE {
+        let serving = serving();
+        tracker.spawn(async move {
+            serving.await;
+            drop(slot);
+        });
+    } else {
+        tracker.spawn(async move {
+            Box::pin(serving()).await;
+            drop(slot);
+        });
     }
 }
 
@@ -367,6 +392,10 @@ impl HttpAcceptor {
     }
 
     /// Serves HTTP on `io`, whose first bytes (already read) are `first`.
+    ///
+    /// Only the simple HTTP/1.1 loop is inline: its idle state is what a keep-alive
+    /// connection holds most of its life, and this future is allocated at the size of its
+    /// largest branch. HTTP/2 and hyper's HTTP/1 are boxed where they start.
     async fn serve_io<S>(
         &self,
         io: S,
@@ -377,41 +406,60 @@ impl HttpAcceptor {
     ) where
         S: ClientStream + Send + 'static,
     {
-        let peer = conn.peer;
         if h2 {
-            io.set_nodelay();
-            let io = Replay::new(first.freeze(), io);
-            let streams = conn.clone();
-            let service = service_fn(move |req| {
+            return Box::pin(self.serve_h2(io, first, conn, drain)).await;
+        }
+        // Simple requests are served by our own loop; the first one that is not hands
+        // the connection (and the bytes read so far) to hyper.
+        let io = match h1server::serve_simple(io, first, &conn, &drain).await {
+            Outcome::Done => return,
+            Outcome::Fallback(io) => io,
+        };
+        Box::pin(self.serve_hyper_h1(io, conn, drain)).await;
+    }
+
+    /// Serves HTTP/2 on `io`, whose first bytes (already read) are `first`.
+    async fn serve_h2<S>(&self, io: S, first: BytesMut, conn: Arc<Connection>, drain: Drain)
+    where
+        S: ClientStream + Send + 'static,
+    {
+        let peer = conn.peer;
+        io.set_nodelay();
+        let io = Replay::new(first.freeze(), io);
+        let streams = Arc::new(Streams::default());
+        let service = {
+            let (conn, streams) = (conn.clone(), streams.clone());
+            service_fn(move |req| {
                 let stream = StreamGuard::new(streams.clone());
-                let response = handle(req, streams.clone());
+                let response = handle(req, conn.clone());
                 async move {
                     let response = response.await?;
                     Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, stream)))
                 }
-            });
-            drive!(
-                self.http2.serve_connection(TokioIo::new(io), service),
-                drain,
-                peer,
-                h2idle::idle(&conn)
-            );
-        } else {
-            // Simple requests are served by our own loop; the first one that is not hands
-            // the connection (and the bytes read so far) to hyper.
-            let io = match h1server::serve_simple(io, first, &conn, &drain).await {
-                Outcome::Done => return,
-                Outcome::Fallback(io) => io,
-            };
-            let io = TokioIo::new(Guarded::new(io, conn.verdict.clone()));
-            let service = service_fn(move |req| handle(req, conn.clone()));
-            drive!(
-                self.http1.serve_connection(io, service).with_upgrades(),
-                drain,
-                peer,
-                std::future::pending::<()>()
-            );
-        }
+            })
+        };
+        drive!(
+            self.http2.serve_connection(TokioIo::new(io), service),
+            drain,
+            peer,
+            h2idle::idle(&conn, &streams)
+        );
+    }
+
+    /// Serves the rest of an HTTP/1 connection with hyper (behind the smuggling guard).
+    async fn serve_hyper_h1<S>(&self, io: Replay<S>, conn: Arc<Connection>, drain: Drain)
+    where
+        S: ClientStream + Send + 'static,
+    {
+        let peer = conn.peer;
+        let io = TokioIo::new(Guarded::new(io, conn.guard_verdict()));
+        let service = service_fn(move |req| handle(req, conn.clone()));
+        drive!(
+            self.http1.serve_connection(io, service).with_upgrades(),
+            drain,
+            peer,
+            std::future::pending::<()>()
+        );
     }
 }
 
@@ -479,8 +527,15 @@ impl Acceptor for HttpAcceptor {
     }
 
     async fn serve(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, drain: Drain) {
-        let Some(peer) = client_address(&mut stream, peer, self.proxy_protocol).await else {
-            return;
+        // Boxed: the PROXY header is read through a 1 KiB buffer, which would otherwise be
+        // part of every connection's future for its whole life.
+        let peer = if self.proxy_protocol {
+            match Box::pin(client_address(&mut stream, peer, true)).await {
+                Some(peer) => peer,
+                None => return,
+            }
+        } else {
+            peer
         };
         let conn = Arc::new(Connection::new(self.listener.clone(), peer));
         match &self.tls {

@@ -72,6 +72,12 @@ impl ClientStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
 /// Serves simple requests on `io` (whose first bytes, already read, are in `rbuf`) until
 /// the connection ends or a request needs hyper.
 ///
+/// A keep-alive connection spends most of its life waiting for its next request, so this
+/// future is only its idle state: the stream, the (then empty and handed back) read buffer,
+/// the idle deadline and the drain signal. Everything a request needs — the request path's
+/// future, the answer writer, the drain cut — lives in a [`burst`] future, in a block lent
+/// by the worker from the first byte of a request until the connection is idle again.
+///
 /// Nagle's algorithm stays on (one system call saved) while every answer is the
 /// connection's last and of known length: closing pushes out whatever Nagle held back,
 /// so it never delays such an answer. It is turned off before any other answer.
@@ -81,37 +87,94 @@ pub async fn serve_simple<S: ClientStream>(
     conn: &Arc<Connection>,
     drain: &Drain,
 ) -> Outcome<S> {
-    let mut nodelay = false;
+    // The first head is due within the header deadline of the connection's start.
+    let mut state = State {
+        nodelay: false,
+        idle_due: Instant::now() + HEADER_READ_TIMEOUT,
+    };
     let deadline = tokio::time::sleep(HEADER_READ_TIMEOUT);
     let stopped = drain.stop.cancelled();
-    let cut = drain.cut.cancelled();
-    tokio::pin!(deadline, stopped, cut);
-    // The first head is due within the header deadline of the connection's start.
-    let mut idle_due = Instant::now() + HEADER_READ_TIMEOUT;
+    tokio::pin!(deadline, stopped);
     loop {
-        // Read a complete head (the next one may already be buffered: pipelining). An idle
-        // connection may wait until `idle_due` for its first byte; once part of a head is
-        // here, the rest must follow within the header deadline.
-        let mut due = idle_due;
-        let head = loop {
-            if !rbuf.is_empty() {
-                match OFFSETS.with_borrow_mut(|offsets| parse(&rbuf, offsets)) {
-                    Parsed::Simple(head) => break head,
-                    Parsed::Partial if rbuf.len() <= MAX_HEADER_BYTES => {
-                        due = due.min(Instant::now() + HEADER_READ_TIMEOUT);
-                    }
-                    Parsed::Partial | Parsed::Other => return fallback(io, rbuf),
-                }
-            }
-            // While nothing arrives the buffer is back in the worker's free list.
+        if rbuf.is_empty() {
+            // Idle until `idle_due`; while nothing arrives the buffer is back in the
+            // worker's free list.
             tokio::select! {
                 biased;
                 read = buffers::read(&mut io, &mut rbuf) => match read {
                     Ok(0) | Err(_) => return Outcome::Done,
                     Ok(_) => {}
                 },
-                _ = &mut stopped, if rbuf.is_empty() => return Outcome::Done,
-                _ = expired(&mut deadline, due) => return Outcome::Done,
+                _ = &mut stopped => return Outcome::Done,
+                _ = expired(&mut deadline, state.idle_due) => return Outcome::Done,
+            }
+        }
+        let step = Lent::new(burst(
+            &mut io,
+            &mut rbuf,
+            conn,
+            drain,
+            &mut deadline,
+            &mut state,
+        ))
+        .await;
+        match step {
+            Step::Idle => {}
+            Step::Done => return Outcome::Done,
+            Step::Fallback(rbuf) => return fallback(io, rbuf),
+        }
+    }
+}
+
+/// What a connection keeps between its bursts.
+struct State {
+    /// Nagle's algorithm is off.
+    nodelay: bool,
+    /// When the connection, idle, times out.
+    idle_due: Instant,
+}
+
+/// How a burst ended.
+enum Step {
+    /// Every answer is written and nothing more is buffered: the connection waits.
+    Idle,
+    /// The connection is finished.
+    Done,
+    /// The next request is hyper's: these are the bytes read so far.
+    Fallback(BytesMut),
+}
+
+/// Serves the requests in `rbuf` (not empty), and those pipelined behind them, until an
+/// answer is written with nothing more buffered.
+async fn burst<S: ClientStream>(
+    io: &mut S,
+    rbuf: &mut BytesMut,
+    conn: &Arc<Connection>,
+    drain: &Drain,
+    deadline: &mut Pin<&mut Sleep>,
+    state: &mut State,
+) -> Step {
+    let cut = drain.cut.cancelled();
+    tokio::pin!(cut);
+    loop {
+        // Read a complete head (the next one may already be buffered: pipelining). Once
+        // part of a head is here, the rest must follow within the header deadline.
+        let mut due = state.idle_due;
+        let head = loop {
+            match OFFSETS.with_borrow_mut(|offsets| parse(rbuf, offsets)) {
+                Parsed::Simple(head) => break head,
+                Parsed::Partial if rbuf.len() <= MAX_HEADER_BYTES => {
+                    due = due.min(Instant::now() + HEADER_READ_TIMEOUT);
+                }
+                Parsed::Partial | Parsed::Other => return Step::Fallback(std::mem::take(rbuf)),
+            }
+            tokio::select! {
+                biased;
+                read = buffers::read(io, rbuf) => match read {
+                    Ok(0) | Err(_) => return Step::Done,
+                    Ok(_) => {}
+                },
+                _ = expired(deadline, due) => return Step::Done,
             }
         };
         // The head leaves the buffer without a copy: header values are slices of it.
@@ -121,18 +184,18 @@ pub async fn serve_simple<S: ClientStream>(
         // No await since the parse: the offsets are this head's.
         let Some(mut req) = OFFSETS.with_borrow(|offsets| head.request(&block, offsets)) else {
             let mut all = BytesMut::from(&block[..]);
-            all.extend_from_slice(&rbuf);
-            return fallback(io, all);
+            all.extend_from_slice(rbuf);
+            return Step::Fallback(all);
         };
         let length = head.content_length as usize;
         while rbuf.len() < length {
             tokio::select! {
                 biased;
-                read = buffers::read(&mut io, &mut rbuf) => match read {
-                    Ok(0) | Err(_) => return Outcome::Done,
+                read = buffers::read(io, rbuf) => match read {
+                    Ok(0) | Err(_) => return Step::Done,
                     Ok(_) => {}
                 },
-                _ = expired(&mut deadline, due) => return Outcome::Done,
+                _ = expired(deadline, due) => return Step::Done,
             }
         }
         if length > 0 {
@@ -142,24 +205,22 @@ pub async fn serve_simple<S: ClientStream>(
         let mut close = head.close;
         let response = tokio::select! {
             biased;
-            // Lent, not inline: a connection waiting for its next request then holds no
-            // request-sized state.
-            response = Lent::new(serve(req, conn.clone(), Ok(()))) => response,
-            _ = &mut cut => return Outcome::Done,
+            response = serve(req, conn.clone(), Ok(())) => response,
+            _ = &mut cut => return Step::Done,
         };
         // Draining: this answer is the connection's last, and says so.
         close |= drain.stop.is_cancelled();
         let last_of_known_length = close && response.body().size_hint().exact().is_some();
-        if !(nodelay || last_of_known_length) {
+        if !(state.nodelay || last_of_known_length) {
             io.set_nodelay();
-            nodelay = true;
+            state.nodelay = true;
         }
         // The write buffer is lent for this answer only.
         let mut wbuf = buffers::take_write();
         let written = tokio::select! {
             biased;
-            written = respond(&mut io, &mut wbuf, response, is_head, &mut close) => written,
-            _ = &mut cut => return Outcome::Done,
+            written = respond(io, &mut wbuf, response, is_head, &mut close) => written,
+            _ = &mut cut => return Step::Done,
         };
         buffers::give_write(wbuf);
         if written.is_err() || close {
@@ -168,9 +229,12 @@ pub async fn serve_simple<S: ClientStream>(
             if S::CLOSES_IN_BAND {
                 let _ = io.shutdown().await;
             }
-            return Outcome::Done;
+            return Step::Done;
         }
-        idle_due = Instant::now() + conn.keep_idle();
+        state.idle_due = Instant::now() + conn.keep_idle();
+        if rbuf.is_empty() {
+            return Step::Idle;
+        }
     }
 }
 
