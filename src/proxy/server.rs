@@ -391,7 +391,7 @@ impl HttpAcceptor {
         }
     }
 
-    /// Serves HTTP on `io`, whose first bytes (already read) are `first`.
+    /// Serves HTTP on `io` (a TLS connection), whose first bytes (already read) are `first`.
     ///
     /// Only the simple HTTP/1.1 loop is inline: its idle state is what a keep-alive
     /// connection holds most of its life, and this future is allocated at the size of its
@@ -526,36 +526,111 @@ impl Acceptor for HttpAcceptor {
         }
     }
 
-    async fn serve(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr, drain: Drain) {
-        // Boxed: the PROXY header is read through a 1 KiB buffer, which would otherwise be
-        // part of every connection's future for its whole life.
-        let peer = if self.proxy_protocol {
-            match Box::pin(client_address(&mut stream, peer, true)).await {
-                Some(peer) => peer,
-                None => return,
+    fn serve(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        drain: Drain,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        // An async block rather than an async fn, which would keep a second copy of its
+        // arguments for the connection's whole life.
+        async move {
+            // Boxed: the PROXY header is read through a 1 KiB buffer, which would otherwise be
+            // part of every connection's future for its whole life.
+            let peer = if self.proxy_protocol {
+                match Box::pin(client_address(&mut stream, peer, true)).await {
+                    Some(peer) => peer,
+                    None => return,
+                }
+            } else {
+                peer
+            };
+            let conn = Arc::new(Connection::new(self.listener.clone(), peer));
+            if let Some(tls) = &self.tls {
+                // Boxed, the handshake and the TLS connection (KiBs of rustls state): this
+                // future is allocated at the size of its largest branch.
+                return Box::pin(self.serve_tls(tls.clone(), stream, conn, drain)).await;
             }
-        } else {
-            peer
-        };
-        let conn = Arc::new(Connection::new(self.listener.clone(), peer));
-        match &self.tls {
-            Some(tls) => {
-                // Boxed, the handshake and the TLS connection: both are large, and every
-                // connection's future, plain ones included, is allocated (and written)
-                // at the size of its largest branch. Nagle off before the handshake.
-                let _ = stream.set_nodelay(true);
-                let Some(tls_stream) = Box::pin(tls.accept(stream)).await else {
-                    return;
-                };
-                let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-                Box::pin(self.serve_io(tls_stream, BytesMut::new(), h2, conn, drain)).await;
+            // The plain path is written out here rather than through `serve_io`: an async fn
+            // keeps its arguments for its whole life, so each nested call would hold its own
+            // copy of the stream and the first bytes.
+            let Some((h2, first)) = sniff_h2(&mut stream).await else {
+                return;
+            };
+            if h2 {
+                return Box::pin(self.serve_h2(stream, first, conn, drain)).await;
             }
-            None => {
-                let Some((h2, first)) = sniff_h2(&mut stream).await else {
-                    return;
-                };
-                self.serve_io(stream, first, h2, conn, drain).await;
-            }
+            let io = match h1server::serve_simple(stream, first, &conn, &drain).await {
+                Outcome::Done => return,
+                Outcome::Fallback(io) => io,
+            };
+            Box::pin(self.serve_hyper_h1(io, conn, drain)).await;
         }
+    }
+}
+
+impl HttpAcceptor {
+    /// Serves a connection to a TLS port: the handshake, then HTTP as ALPN chose.
+    async fn serve_tls(
+        &self,
+        tls: Arc<TlsPort>,
+        stream: TcpStream,
+        conn: Arc<Connection>,
+        drain: Drain,
+    ) {
+        // Nagle off before the handshake, whose flights it would delay.
+        let _ = stream.set_nodelay(true);
+        let Some(tls_stream) = tls.accept(stream).await else {
+            return;
+        };
+        let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+        // Boxed: the TLS connection is a KiB, and each async fn it passes through keeps
+        // its own copy of its arguments.
+        self.serve_io(Box::new(tls_stream), BytesMut::new(), h2, conn, drain)
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `make` returns, without making one.
+    fn size_of_output<F, R>(_: F) -> usize
+    where
+        F: FnOnce(Arc<HttpAcceptor>, TcpStream, SocketAddr, Drain) -> R,
+    {
+        size_of::<R>()
+    }
+
+    #[test]
+    fn an_http_connections_future_is_small_enough_to_live_in_its_task() {
+        // Its idle state is what an idle keep-alive connection holds for its whole life:
+        // anything request-sized belongs in the lent burst or a box.
+        let size = size_of_output(|a: Arc<HttpAcceptor>, s, p, d| a.serve(s, p, d));
+        eprintln!("HTTP connection future: {size} bytes");
+        fn out4<A, B, C, D, R>(_: impl FnOnce(A, B, C, D) -> R) -> usize {
+            size_of::<R>()
+        }
+        fn out1<A, R>(_: impl FnOnce(A) -> R) -> usize {
+            size_of::<R>()
+        }
+        eprintln!(
+            "simple {} sniff {} sleep {} cancelled {} tcp {} notified {}",
+            out4(
+                |io: TcpStream, b: BytesMut, c: &'static Arc<Connection>, d: &'static Drain| {
+                    h1server::serve_simple(io, b, c, d)
+                }
+            ),
+            out1(|io: &'static mut TcpStream| sniff_h2(io)),
+            size_of::<tokio::time::Sleep>(),
+            size_of::<tokio_util::sync::WaitForCancellationFuture<'static>>(),
+            size_of::<TcpStream>(),
+            size_of::<tokio::sync::futures::Notified<'static>>()
+        );
+        assert!(
+            size <= INLINE_CONNECTION_FUTURE,
+            "an HTTP connection's future is {size} bytes"
+        );
     }
 }

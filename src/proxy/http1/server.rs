@@ -63,7 +63,7 @@ impl ClientStream for tokio::net::TcpStream {
     }
 }
 
-impl ClientStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+impl ClientStream for Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
     const CLOSES_IN_BAND: bool = true;
     /// Already off: TLS ports set it before the handshake, whose flights it would delay.
     fn set_nodelay(&self) {}
@@ -81,47 +81,51 @@ impl ClientStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
 /// Nagle's algorithm stays on (one system call saved) while every answer is the
 /// connection's last and of known length: closing pushes out whatever Nagle held back,
 /// so it never delays such an answer. It is turned off before any other answer.
-pub async fn serve_simple<S: ClientStream>(
+pub fn serve_simple<'a, S: ClientStream + 'a>(
     mut io: S,
     mut rbuf: BytesMut,
-    conn: &Arc<Connection>,
-    drain: &Drain,
-) -> Outcome<S> {
-    // The first head is due within the header deadline of the connection's start.
-    let mut state = State {
-        nodelay: false,
-        idle_due: Instant::now() + HEADER_READ_TIMEOUT,
-    };
-    let deadline = tokio::time::sleep(HEADER_READ_TIMEOUT);
-    let stopped = drain.stop.cancelled();
-    tokio::pin!(deadline, stopped);
-    loop {
-        if rbuf.is_empty() {
-            // Idle until `idle_due`; while nothing arrives the buffer is back in the
-            // worker's free list.
-            tokio::select! {
-                biased;
-                read = buffers::read(&mut io, &mut rbuf) => match read {
-                    Ok(0) | Err(_) => return Outcome::Done,
-                    Ok(_) => {}
-                },
-                _ = &mut stopped => return Outcome::Done,
-                _ = expired(&mut deadline, state.idle_due) => return Outcome::Done,
+    conn: &'a Arc<Connection>,
+    drain: &'a Drain,
+) -> impl Future<Output = Outcome<S>> + 'a {
+    // An async block rather than an async fn, which would keep a second copy of its
+    // arguments for the connection's whole life.
+    async move {
+        // The first head is due within the header deadline of the connection's start.
+        let mut state = State {
+            nodelay: false,
+            idle_due: Instant::now() + HEADER_READ_TIMEOUT,
+        };
+        let deadline = tokio::time::sleep(HEADER_READ_TIMEOUT);
+        let stopped = drain.stop.cancelled();
+        tokio::pin!(deadline, stopped);
+        loop {
+            if rbuf.is_empty() {
+                // Idle until `idle_due`; while nothing arrives the buffer is back in the
+                // worker's free list.
+                tokio::select! {
+                    biased;
+                    read = buffers::read(&mut io, &mut rbuf) => match read {
+                        Ok(0) | Err(_) => return Outcome::Done,
+                        Ok(_) => {}
+                    },
+                    _ = &mut stopped => return Outcome::Done,
+                    _ = expired(&mut deadline, state.idle_due) => return Outcome::Done,
+                }
             }
-        }
-        let step = Lent::new(burst(
-            &mut io,
-            &mut rbuf,
-            conn,
-            drain,
-            &mut deadline,
-            &mut state,
-        ))
-        .await;
-        match step {
-            Step::Idle => {}
-            Step::Done => return Outcome::Done,
-            Step::Fallback(rbuf) => return fallback(io, rbuf),
+            let step = Lent::new(burst(
+                &mut io,
+                &mut rbuf,
+                conn,
+                drain,
+                &mut deadline,
+                &mut state,
+            ))
+            .await;
+            match step {
+                Step::Idle => {}
+                Step::Done => return Outcome::Done,
+                Step::Fallback(rbuf) => return fallback(io, rbuf),
+            }
         }
     }
 }
@@ -243,17 +247,21 @@ async fn burst<S: ClientStream>(
 /// costs a clock read, not a re-registration with the timer wheel; the timer is re-armed
 /// at most once per timeout period, or when `due` moved before it (a partial head after a
 /// long idle wait).
-async fn expired(timer: &mut Pin<&mut Sleep>, due: Instant) {
-    if timer.deadline() > due {
-        timer.as_mut().reset(due);
-    }
-    loop {
-        timer.as_mut().await;
-        if Instant::now() >= due {
-            return;
+fn expired<'a>(timer: &'a mut Pin<&mut Sleep>, due: Instant) -> impl Future<Output = ()> + 'a {
+    // A `poll_fn`, not an async fn: it is part of an idle connection's state, and holds
+    // only its two arguments this way.
+    std::future::poll_fn(move |cx| {
+        if timer.deadline() > due {
+            timer.as_mut().reset(due);
         }
-        timer.as_mut().reset(due);
-    }
+        loop {
+            std::task::ready!(timer.as_mut().poll(cx));
+            if Instant::now() >= due {
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(due);
+        }
+    })
 }
 
 fn fallback<S: ClientStream>(io: S, rbuf: BytesMut) -> Outcome<S> {
