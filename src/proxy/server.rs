@@ -608,26 +608,6 @@ mod tests {
         // Its idle state is what an idle keep-alive connection holds for its whole life:
         // anything request-sized belongs in the lent burst or a box.
         let size = size_of_output(|a: Arc<HttpAcceptor>, s, p, d| a.serve(s, p, d));
-        eprintln!("HTTP connection future: {size} bytes");
-        fn out4<A, B, C, D, R>(_: impl FnOnce(A, B, C, D) -> R) -> usize {
-            size_of::<R>()
-        }
-        fn out1<A, R>(_: impl FnOnce(A) -> R) -> usize {
-            size_of::<R>()
-        }
-        eprintln!(
-            "simple {} sniff {} sleep {} cancelled {} tcp {} notified {}",
-            out4(
-                |io: TcpStream, b: BytesMut, c: &'static Arc<Connection>, d: &'static Drain| {
-                    h1server::serve_simple(io, b, c, d)
-                }
-            ),
-            out1(|io: &'static mut TcpStream| sniff_h2(io)),
-            size_of::<tokio::time::Sleep>(),
-            size_of::<tokio_util::sync::WaitForCancellationFuture<'static>>(),
-            size_of::<TcpStream>(),
-            size_of::<tokio::sync::futures::Notified<'static>>()
-        );
         assert!(
             size <= INLINE_CONNECTION_FUTURE,
             "an HTTP connection's future is {size} bytes"
