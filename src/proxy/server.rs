@@ -526,6 +526,10 @@ impl Acceptor for HttpAcceptor {
         }
     }
 
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep a second copy of its arguments"
+    )]
     fn serve(
         self: Arc<Self>,
         mut stream: TcpStream,

@@ -81,6 +81,10 @@ impl ClientStream for Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>
 /// Nagle's algorithm stays on (one system call saved) while every answer is the
 /// connection's last and of known length: closing pushes out whatever Nagle held back,
 /// so it never delays such an answer. It is turned off before any other answer.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep a second copy of its arguments"
+)]
 pub fn serve_simple<'a, S: ClientStream + 'a>(
     mut io: S,
     mut rbuf: BytesMut,
