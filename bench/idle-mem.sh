@@ -124,8 +124,6 @@ printf 'bench:{SHA}%s\n' "$(printf secret | openssl dgst -binary -sha1 | base64)
 NGINX_STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 render "$HERE/conf/nginx.conf.in" "$DIR/nginx.conf"
 if nginx -V 2>&1 | grep -q -- '--with-stream '; then sed -i '/^load_module/d' "$DIR/nginx.conf"; fi
-# nginx before 1.23.4 leaves TLS 1.3 out of its default protocols; these figures are TLS 1.3 for all.
-sed -i 's|^\( *\)ssl_certificate_key .*;|&\n\1ssl_protocols TLSv1.2 TLSv1.3;|' "$DIR/nginx.conf"
 render "$HERE/conf/haproxy.cfg.in" "$WORK/haproxy.cfg"
 render "$HERE/conf/sluice.yaml.in" "$WORK/sluice.yaml"
 
