@@ -191,8 +191,9 @@ pub async fn write_status(
             }
             AddressSource::OwnService(mode) => {
                 let gateways = &shared.reports.gateways;
-                sync_services(&mut writer, &services, gateways, mode, &shared.taken).await;
-                Addressing::Own(mode, &services)
+                let owned = services::Owned::new(&services, mode);
+                sync_services(&mut writer, &owned, gateways, mode, &shared.taken).await;
+                Addressing::Own(owned)
             }
         };
         sync_classes(&mut writer, &stores.classes, &shared.reports, &now).await;
@@ -241,14 +242,15 @@ enum Addressing<'a> {
     /// The same for every Gateway.
     Shared(Vec<GatewayStatusAddress>),
     /// Each Gateway's own Service's.
-    Own(&'a ServiceMode, &'a [Arc<Service>]),
+    Own(services::Owned<'a>),
 }
 
 impl Addressing<'_> {
     fn of(&self, gateway: &str) -> Vec<GatewayStatusAddress> {
         match self {
             Addressing::Shared(all) => all.clone(),
-            Addressing::Own(mode, services) => services::find(services, mode, gateway)
+            Addressing::Own(owned) => owned
+                .gateway(gateway)
                 .map(|s| services::addresses(s))
                 .unwrap_or_default()
                 .iter()
@@ -262,20 +264,16 @@ impl Addressing<'_> {
 /// Gateways that are gone (server-side apply, only when one differs).
 async fn sync_services(
     writer: &mut Writer,
-    existing: &[Arc<Service>],
+    existing: &services::Owned<'_>,
     gateways: &BTreeMap<String, GatewayView>,
     mode: &ServiceMode,
     taken: &BTreeSet<u16>,
 ) {
     let want = services::desired(gateways, existing, mode, taken);
     let api: Api<Service> = Api::namespaced(writer.client.clone(), &mode.namespace);
-    let ours = |s: &&Arc<Service>| mode.owns(s);
     for svc in &want {
         let name = svc.metadata.name.clone().unwrap_or_default();
-        let have = existing
-            .iter()
-            .filter(ours)
-            .find(|e| e.metadata.name.as_deref() == Some(name.as_str()));
+        let have = existing.named(&name);
         let key = format!("service:{name}");
         if have.is_some_and(|h| services::up_to_date(h, svc)) {
             writer.written.remove(&key);
@@ -294,11 +292,16 @@ async fn sync_services(
             Err(e) => tracing::warn!(error = %e, service = name, "Gateway Service not written"),
         }
     }
-    for gone in existing
+    let wanted: BTreeSet<&str> = want
         .iter()
-        .filter(ours)
-        .filter(|e| !want.iter().any(|w| w.metadata.name == e.metadata.name))
-    {
+        .filter_map(|w| w.metadata.name.as_deref())
+        .collect();
+    for gone in existing.all().filter(|e| {
+        !e.metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| wanted.contains(n))
+    }) {
         let name = gone.metadata.name.clone().unwrap_or_default();
         match api.delete(&name, &Default::default()).await {
             Ok(_) => tracing::info!(service = name, "Gateway Service deleted"),

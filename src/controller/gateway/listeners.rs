@@ -111,14 +111,17 @@ pub fn evaluate(
     let mut ports = Ports::held(cx.held);
     // Port -> the oldest Gateway with a listener on it (per-Gateway Services only).
     let mut holders: BTreeMap<u16, String> = BTreeMap::new();
+    let owned = cx
+        .own
+        .map(|(mode, existing)| services::Owned::new(existing, mode));
     let mut out = Vec::with_capacity(gateways.len());
     for gw in gateways {
         let ns = gw.namespace().unwrap_or_else(|| "default".to_owned());
         let name = format!("{ns}/{}", gw.name_any());
         let refused = gateway_refusal(gw);
-        let own_targets = cx.own.map(|(mode, existing)| {
-            services::targets(services::find(existing, mode, &name).map(Arc::as_ref))
-        });
+        let own_targets = owned
+            .as_ref()
+            .map(|o| services::targets(o.gateway(&name).map(Arc::as_ref)));
         let mut views = Vec::new();
         for (i, l) in gw.spec.listeners.iter().enumerate() {
             let (mut view, cert) = listener(l, i, &ns, cx.secrets, cx.grants);

@@ -9,7 +9,7 @@
 //! Services; every replica reads its ports back from them, so all replicas bind the same
 //! ports, and a Gateway keeps its ports as long as it lives.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
@@ -104,19 +104,37 @@ fn fnv32(bytes: &[u8]) -> u32 {
     })
 }
 
-/// The Service made for `gateway`, if it exists (by its name and [`LABEL`]: the watch
-/// caches drop annotations).
-pub fn find<'a>(
-    services: &'a [Arc<Service>],
-    mode: &ServiceMode,
-    gateway: &str,
-) -> Option<&'a Arc<Service>> {
-    let name = service_name(gateway);
-    services.iter().find(|s| {
-        s.namespace().as_deref() == Some(mode.namespace.as_str())
-            && s.name_any() == name
-            && mode.owns(s)
-    })
+/// This controller's Gateway Services by name, indexed once per translation or status round
+/// (a lookup per Gateway would otherwise scan every Service of the cluster).
+pub struct Owned<'a>(HashMap<&'a str, &'a Arc<Service>>);
+
+impl<'a> Owned<'a> {
+    /// The Services of `services` that `mode` owns (by [`LABEL`]: the watch caches drop
+    /// annotations).
+    pub fn new(services: &'a [Arc<Service>], mode: &ServiceMode) -> Owned<'a> {
+        Owned(
+            services
+                .iter()
+                .filter(|s| mode.owns(s))
+                .filter_map(|s| Some((s.metadata.name.as_deref()?, s)))
+                .collect(),
+        )
+    }
+
+    /// The Service made for Gateway `namespace/name`, if it exists.
+    pub fn gateway(&self, gateway: &str) -> Option<&'a Arc<Service>> {
+        self.named(&service_name(gateway))
+    }
+
+    /// The owned Service called `name`.
+    pub fn named(&self, name: &str) -> Option<&'a Arc<Service>> {
+        self.0.get(name).copied()
+    }
+
+    /// Every owned Service.
+    pub fn all(&self) -> impl Iterator<Item = &'a Arc<Service>> + '_ {
+        self.0.values().copied()
+    }
 }
 
 impl ServiceMode {
@@ -156,7 +174,7 @@ type Plan<'a> = (&'a String, &'a GatewayView, BTreeMap<u16, Option<u16>>);
 /// range, never one sluice serves for anything else (`taken`).
 pub fn desired(
     gateways: &BTreeMap<String, GatewayView>,
-    existing: &[Arc<Service>],
+    existing: &Owned<'_>,
     mode: &ServiceMode,
     taken: &BTreeSet<u16>,
 ) -> Vec<Service> {
@@ -164,7 +182,7 @@ pub fn desired(
     let mut plans: Vec<Plan<'_>> = Vec::new();
     // First, every port that is the listener's own or kept from the existing Service.
     for (name, view) in gateways.iter().filter(|(_, v)| v.refused.is_none()) {
-        let before = targets(find(existing, mode, name).map(Arc::as_ref));
+        let before = targets(existing.gateway(name).map(Arc::as_ref));
         let mut ports: BTreeMap<u16, Option<u16>> = BTreeMap::new();
         for l in view.listeners.iter().filter(|l| l.attachable) {
             let target = if !l.own_port {

@@ -47,7 +47,9 @@ fn two_gateways(existing: Vec<Arc<Service>>) -> GatewayObjects {
 /// The leader's Services for the translation `t`, given what exists.
 fn services_for(t: &Translation, existing: &[Arc<Service>], taken: &[u16]) -> Vec<Service> {
     let taken: BTreeSet<u16> = taken.iter().copied().collect();
-    services::desired(&t.reports.gateways, existing, &mode(), &taken)
+    let mode = mode();
+    let owned = services::Owned::new(existing, &mode);
+    services::desired(&t.reports.gateways, &owned, &mode, &taken)
 }
 
 fn ports(s: &Service) -> Vec<(i32, i32)> {
