@@ -22,18 +22,8 @@
 #                     applies BackendPools and fails on any `forbidden` in its log
 set -euo pipefail
 
-# wait_established CRD...: poll until every CRD is Established (60 s at most). `kubectl wait
-# --for=condition=Established` fails at once when it reads a CRD before the API server wrote
-# any condition ("<nil> is of the type <nil>"), which tests/support/kube.rs saw happen.
-wait_established() {
-  local crd deadline=$((SECONDS + 60))
-  for crd in "$@"; do
-    until [[ $(kubectl get "$crd" -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null) == True ]]; do
-      ((SECONDS < deadline)) || return 1
-      sleep 0.2
-    done
-  done
-}
+# shellcheck source=lib/crd.sh
+. "$(dirname "$0")/lib/crd.sh"
 cd "$(dirname "$0")/.."
 
 CHART=charts/sluice
@@ -463,7 +453,7 @@ cluster_checks() {
   kubectl create namespace sluice-edge >/dev/null
   kubectl apply -f - <<<"$SERVICEMONITOR_CRD" >/dev/null
   kubectl apply -f - <<<"$PROMETHEUSRULE_CRD" >/dev/null
-  wait_established crd/servicemonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com
+  wait_established kubectl crd/servicemonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com
   local f
   for f in namespaced all-features daemonset; do
     if kubectl apply --dry-run=server -f "$work/$f.yaml" >"$work/out" 2>"$work/err"; then
@@ -485,7 +475,7 @@ cluster_checks() {
     bad "helm install (default values): $(cat "$work/err")"
     end_section "helm install"
   fi
-  wait_established crd/backendpools.sluice.dev &&
+  wait_established kubectl crd/backendpools.sluice.dev &&
     ok "the chart installed the BackendPool CRD and it is Established" || bad "CRD backendpools.sluice.dev not Established"
   local objects
   objects=$(kubectl get -n "$NS" deployment/sluice serviceaccount/sluice service/sluice service/sluice-admin \

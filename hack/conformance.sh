@@ -225,25 +225,15 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 phase cluster $t
 
-# wait_established CRD...: poll until every CRD is Established (60 s at most). `kubectl wait
-# --for=condition=Established` fails at once when it reads a CRD before the API server wrote
-# any condition ("<nil> is of the type <nil>"), which tests/support/kube.rs saw happen.
-wait_established() {
-  local crd deadline=$((SECONDS + 60))
-  for crd in "$@"; do
-    until [[ $(k get "$crd" -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null) == True ]]; do
-      ((SECONDS < deadline)) || return 1
-      sleep 0.2
-    done
-  done
-}
+# shellcheck source=lib/crd.sh
+. "$ROOT/hack/lib/crd.sh"
 
 # --- 3. Gateway API CRDs -----------------------------------------------------------------------
 
 t=$SECONDS
 k apply --server-side --force-conflicts -f "$suite/crds/" >/dev/null
 # shellcheck disable=SC2046
-wait_established $(k get crd -o name) || die "the Gateway API CRDs are not Established after 60 s"
+wait_established k $(k get crd -o name) || die "the Gateway API CRDs are not Established after 60 s"
 phase crds $t
 
 # --- 4. sluice ---------------------------------------------------------------------------------

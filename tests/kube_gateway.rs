@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::free_port;
+use common::{EchoServer, free_port};
 use support::controller::ControllerProcess;
 use support::fixtures::{echoes, service};
 use support::http::request;
@@ -195,23 +195,29 @@ spec:
     )
 }
 
+/// A control plane with the Gateway API and sluice CRDs, a namespace named after `prefix`, and
+/// the Services `web` (echo `pod-a` on 198.18.0.2) and `web-v2` (`pod-b` on 198.18.0.3) in it;
+/// `None` (the test skips) without the control-plane binaries or the CRDs.
+fn with_gateway_api(test: &str, prefix: &str) -> Option<(KubeCluster, String, [EchoServer; 2])> {
+    let kube = KubeCluster::start_or_skip(test)?;
+    let dir = crd_dir_or_skip(test)?;
+    install_gateway_api(&kube, &dir);
+    kube.install_crd();
+    let ns = kube.new_namespace(prefix);
+    let (servers, backend_port) = echoes(["pod-a", "pod-b"]);
+    kube.apply(&service(&ns, "web", "198.18.0.2", backend_port));
+    kube.apply(&service(&ns, "web-v2", "198.18.0.3", backend_port));
+    Some((kube, ns, servers))
+}
+
 #[test]
 #[ignore = "needs SLUICE_KUBE_BINS, hack/in-netns.sh and the Gateway API CRDs"]
 fn a_gateway_and_its_routes_serve_traffic_and_report_the_status_the_spec_requires() {
     let test =
         "a_gateway_and_its_http_routes_serve_traffic_and_report_the_status_the_spec_requires";
-    let Some(kube) = KubeCluster::start_or_skip(test) else {
+    let Some((kube, ns, _echoes)) = with_gateway_api(test, "e2e-gateway") else {
         return;
     };
-    let Some(dir) = crd_dir_or_skip(test) else {
-        return;
-    };
-    install_gateway_api(&kube, &dir);
-    kube.install_crd();
-    let ns = kube.new_namespace("e2e-gateway");
-    let (_echoes, backend_port) = echoes(["pod-a", "pod-b"]);
-    kube.apply(&service(&ns, "web", "198.18.0.2", backend_port));
-    kube.apply(&service(&ns, "web-v2", "198.18.0.3", backend_port));
     let rt = tokio::runtime::Runtime::new().unwrap();
     kube.apply(&service(&ns, "grpc", "198.18.0.4", grpc_health(&rt)));
     let port = free_port();
@@ -433,18 +439,9 @@ fn two_gateways(ns: &str, port: u16) -> String {
 #[ignore = "needs SLUICE_KUBE_BINS, hack/in-netns.sh and the Gateway API CRDs"]
 fn gateways_sharing_a_port_each_get_a_service_and_their_own_traffic() {
     let test = "gateways_sharing_a_port_each_get_a_service_and_their_own_traffic";
-    let Some(kube) = KubeCluster::start_or_skip(test) else {
+    let Some((kube, ns, _echoes)) = with_gateway_api(test, "e2e-gateway-svc") else {
         return;
     };
-    let Some(dir) = crd_dir_or_skip(test) else {
-        return;
-    };
-    install_gateway_api(&kube, &dir);
-    kube.install_crd();
-    let ns = kube.new_namespace("e2e-gateway-svc");
-    let (_echoes, backend_port) = echoes(["pod-a", "pod-b"]);
-    kube.apply(&service(&ns, "web", "198.18.0.2", backend_port));
-    kube.apply(&service(&ns, "web-v2", "198.18.0.3", backend_port));
     let (port, own) = (free_port(), free_port());
     let range = format!("{own}-{own}");
     let c = start_controller_with(

@@ -251,7 +251,7 @@ impl Addressing<'_> {
             Addressing::Shared(all) => all.clone(),
             Addressing::Own(owned) => owned
                 .gateway(gateway)
-                .map(|s| services::addresses(s))
+                .map(|s| super::index::service_addresses(s))
                 .unwrap_or_default()
                 .iter()
                 .map(|a| address_entry(a))

@@ -352,6 +352,33 @@ fn merge(endpoints: &mut Vec<EndpointConfig>, resolved: Vec<EndpointConfig>) {
     }
 }
 
+/// Where a Service is reached: its load balancer's addresses (IP, else hostname), else its
+/// cluster IPs (none for a headless Service). Ingress and Gateway status publish these.
+pub fn service_addresses(service: &Service) -> Vec<String> {
+    let balanced: Vec<String> = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+        .collect();
+    if !balanced.is_empty() {
+        return balanced;
+    }
+    let Some(spec) = service.spec.as_ref() else {
+        return Vec::new();
+    };
+    let ips = match &spec.cluster_ips {
+        Some(ips) if !ips.is_empty() => ips.clone(),
+        _ => spec.cluster_ip.iter().cloned().collect(),
+    };
+    ips.into_iter()
+        .filter(|ip| !ip.is_empty() && ip != "None")
+        .collect()
+}
+
 /// `namespace/name` of a pool.
 pub fn pool_name(p: &BackendPool) -> String {
     format!(

@@ -73,28 +73,10 @@ pub fn load_balancer(
             let svc = services.iter().find(|s| {
                 s.namespace().as_deref() == Some(namespace.as_str()) && s.name_any() == *name
             })?;
-            let balanced: Vec<_> = svc
-                .status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.ip.as_deref().or(i.hostname.as_deref()))
-                .map(entry)
-                .collect();
-            if !balanced.is_empty() {
-                return Some(balanced);
-            }
-            let spec = svc.spec.as_ref()?;
-            let ips: Vec<&String> = match &spec.cluster_ips {
-                Some(ips) if !ips.is_empty() => ips.iter().collect(),
-                _ => spec.cluster_ip.iter().collect(),
-            };
             Some(
-                ips.into_iter()
-                    .filter(|ip| ip.as_str() != "None")
-                    .map(|ip| entry(ip))
+                super::index::service_addresses(svc)
+                    .iter()
+                    .map(|a| entry(a))
                     .collect(),
             )
         }

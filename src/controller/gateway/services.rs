@@ -292,30 +292,6 @@ pub fn up_to_date(have: &Service, want: &Service) -> bool {
         && have.labels().get(HASH_LABEL) == want.labels().get(HASH_LABEL)
 }
 
-/// The addresses a Gateway's Service gives it: its load balancer's, else its cluster IPs.
-pub fn addresses(service: &Service) -> Vec<String> {
-    let ingress: Vec<String> = service
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
-        .collect();
-    if !ingress.is_empty() {
-        return ingress;
-    }
-    let spec = service.spec.as_ref();
-    let ips = spec
-        .and_then(|s| s.cluster_ips.clone())
-        .or_else(|| spec.and_then(|s| s.cluster_ip.clone()).map(|ip| vec![ip]))
-        .unwrap_or_default();
-    ips.into_iter()
-        .filter(|ip| !ip.is_empty() && ip != "None")
-        .collect()
-}
-
 /// `--gateway-service-type`.
 pub fn parse_type(text: &str) -> Result<String, String> {
     match text {

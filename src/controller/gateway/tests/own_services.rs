@@ -192,14 +192,20 @@ fn a_gateway_service_gives_its_load_balancer_address_else_its_cluster_ip() {
         "spec": {"clusterIP": "198.18.200.7", "clusterIPs": ["198.18.200.7"]},
     }))
     .unwrap();
-    assert_eq!(services::addresses(&svc), ["198.18.200.7"]);
+    assert_eq!(
+        crate::controller::index::service_addresses(&svc),
+        ["198.18.200.7"]
+    );
     let lb: Service = serde_json::from_value(json!({
         "metadata": {"name": "s"},
         "spec": {"clusterIP": "198.18.200.7"},
         "status": {"loadBalancer": {"ingress": [{"ip": "198.18.9.9"}, {"hostname": "lb.example"}]}},
     }))
     .unwrap();
-    assert_eq!(services::addresses(&lb), ["198.18.9.9", "lb.example"]);
+    assert_eq!(
+        crate::controller::index::service_addresses(&lb),
+        ["198.18.9.9", "lb.example"]
+    );
 }
 
 #[test]
