@@ -97,25 +97,11 @@ fi
 cp "$SLUICE" "$WORK/sluice"
 SLUICE=$WORK/sluice
 
-# The configuration files of bench/run.sh (and the files they name).
-render() {
-    local text
-    text=$(<"$1")
-    for name in DIR WORK NGINX_STREAM_MODULE BE1 BE2 BE3 SRC1 SRC2 SRC3 SLUICE_HTTP SLUICE_TCPCONN \
-        SLUICE_BULK SLUICE_TLS NGINX_HTTP NGINX_H2 NGINX_TCPCONN NGINX_BULK NGINX_TLS HAPROXY_HTTP \
-        HAPROXY_H2 HAPROXY_TCPCONN HAPROXY_BULK HAPROXY_TLS GB1 GB2 GB3 TB1 TB2 TB3 SLUICE_GRPC \
-        NGINX_GRPC HAPROXY_GRPC SLUICE_TLSUP NGINX_TLSUP HAPROXY_TLSUP SLUICE_POLICY NGINX_POLICY \
-        HAPROXY_POLICY SLUICE_ALLOW; do
-        text=${text//@$name@/${!name}}
-    done
-    printf '%s\n' "$text" >"$2"
-}
+# shellcheck source=lib/configs.sh
+. "$HERE/lib/configs.sh"
 DIR=$WORK/nginx
 mkdir -p "$DIR/tmp"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -keyout "$WORK/tls.key" -out "$WORK/tls.crt" -subj /CN=bench.test \
-    -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 2>/dev/null || die "openssl could not make a certificate"
-cat "$WORK/tls.crt" "$WORK/tls.key" >"$WORK/tls.pem"
+make_certificate
 # The policy ports are not measured here: a one-entry allow list keeps the files valid.
 SLUICE_ALLOW='["127.0.0.0/8"]'
 printf 'allow 127.0.0.0/8;\ndeny all;\n' >"$WORK/nginx-allow.conf"
