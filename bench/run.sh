@@ -8,13 +8,17 @@
 # cargo build and use this binary), BACKEND_BIN (likewise for bench-backend, the gRPC and HTTPS
 # backends), SCENARIOS (a subset, e.g. "h1 grpc"), SKIP_SCALE=1, KEEP_WORK=1 (keep the scratch directory),
 # NO_INSTALL=1 (fail instead of running apt-get), RESULTS_DIR (default bench/results),
-# WAIT_IDLE (seconds to wait, at most, for other load to go away first: 180 full, 0 QUICK).
+# WAIT_IDLE (seconds to wait, at most, for other load to go away first: 180 full, 0 QUICK),
+# PERF=1 (profile the proxies: during each sluice/nginx/haproxy measurement, `perf stat` and
+# `perf record -g` on the proxy's pids; a text summary of each, lib/perfsum.py, is saved beside the
+# results file in <results file>-perf/, the perf.data files stay in the scratch directory; the
+# profilers take CPU from the same 2 cores, so rates of a PERF run are lower than usual).
 # See bench/README.md for what each scenario measures.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 COMMAND=
-for v in QUICK ROUNDS DURATION PORT_BASE SLUICE_BIN SCENARIOS SKIP_SCALE IDLE_CONNS; do
+for v in QUICK ROUNDS DURATION PORT_BASE SLUICE_BIN SCENARIOS SKIP_SCALE IDLE_CONNS PERF; do
     [[ -n ${!v:-} ]] && COMMAND+="$v=${!v} "
 done
 COMMAND+="bench/run.sh"
@@ -32,6 +36,7 @@ else
     SCALE_CHANGES=${SCALE_CHANGES:-5}
 fi
 PORT_BASE=${PORT_BASE:-18000}
+PERF=${PERF:-0}
 RESULTS_DIR=${RESULTS_DIR:-$HERE/results}
 WORKERS=2        # every proxy: 2 workers / threads
 CONNS=64         # wrk -c / concurrent streams
@@ -72,6 +77,7 @@ for pair in wrk:wrk nginx:nginx haproxy:haproxy h2load:nghttp2-client cc:gcc cur
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [[ -f /usr/include/openssl/ssl.h ]] || need+=(libssl-dev) # tlsload.c
+[[ $PERF == 1 ]] && ! command -v perf >/dev/null 2>&1 && need+=(linux-perf)
 # Debian ships nginx's stream module as a separate package.
 NGINX_STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 if ! command -v nginx >/dev/null 2>&1 || ! nginx -V 2>&1 | grep -q -- '--with-stream '; then
@@ -149,7 +155,7 @@ cp "$BACKEND" "$WORK/bench-backend"
 # shellcheck source=lib/configs.sh
 . "$HERE/lib/configs.sh"
 DIR=$WORK/nginx
-mkdir -p "$DIR/tmp" "$WORK/raw"
+mkdir -p "$DIR/tmp" "$WORK/raw" "$WORK/perf"
 make_certificate
 # The tlska client (wrk, OpenSSL) offers TLS 1.3 with AES-128-GCM only, so all three proxies run
 # the same record protection (left to the servers, nginx would follow wrk's AES-256 preference).
@@ -241,6 +247,18 @@ cpu_ticks() {
     done
     echo $total
 }
+# cpu_ticks_split PID...: "utime stime" (clock ticks), each summed over the processes.
+cpu_ticks_split() {
+    local user=0 system=0 pid stat rest
+    for pid in "$@"; do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        rest=${stat##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        user=$((user + ${12})); system=$((system + ${13}))
+    done
+    echo "$user $system"
+}
 # mem_kib FIELD PID...: a /proc/PID/status field (VmRSS, VmHWM) summed over the processes.
 mem_kib() {
     local field=$1 total=0 v
@@ -331,10 +349,45 @@ own_child_ticks() {
         for (i = 1; i <= n; i++) { split(f[i], p, "m"); s += p[1] * 60 + p[2] }
         printf "%d", s * t }' "$WORK/times"
 }
+# perf_start BASE PIDS: perf stat and perf record -g on PIDS (all their threads) until perf_stop.
+# Frame-pointer call chains: the kernel's are complete, which is what the summary groups by (the
+# system call a kernel sample is under); user-space samples are attributed by their own symbol.
+PERF_PIDS=()
+perf_start() {
+    local base=$1 list
+    list=$(tr ' ' '\n' <<<"$2" | grep . | paste -sd,)
+    perf stat -x, -e task-clock,user_time,system_time,context-switches,cpu-migrations,page-faults,cycles,instructions \
+        -p "$list" -o "$base.stat" 2>/dev/null &
+    PERF_PIDS=($!)
+    perf record -q -g -F 999 -p "$list" -o "$base.data" 2>/dev/null &
+    PERF_PIDS+=($!)
+    PIDS+=("${PERF_PIDS[@]}")
+    sleep 0.3 # perf attaches to every thread before the load starts
+}
+# perf_stop: SIGINT makes both write their results; bounded wait (15 s), then SIGKILL.
+perf_stop() {
+    local pid
+    for pid in "${PERF_PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+    for _ in $(seq 150); do
+        local alive=0
+        for pid in "${PERF_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [[ $alive == 0 ]] && break
+        sleep 0.1
+    done
+    for pid in "${PERF_PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+}
+# perf_summary BASE TARGET RAWFILE: the text summary of one profiled run (lib/perfsum.py).
+perf_summary() {
+    timeout 300 perf report -i "$1.data" --no-children --sort dso,sym --percent-limit 0.5 --stdio -g none \
+        2>/dev/null >"$1.report" || true
+    timeout 300 perf script -i "$1.data" -F period,ip,sym,dso 2>/dev/null >"$1.script" || true
+    python3 "$HERE/lib/perfsum.py" --target "$2" --stat "$1.stat" --report "$1.report" --script "$1.script" --run "$3"
+    rm -f "$1.script"
+}
 # measure ROUND SCENARIO TARGET SECONDS: run the load tool once, record its output, the load
 # average, and the CPU ticks the proxy, the backends, the load tool and everything else used.
 measure() {
-    local round=$1 scen=$2 target=$3 secs=$4 port pids out c0 c1 b0 b1 m0 m1 bound
+    local round=$1 scen=$2 target=$3 secs=$4 port pids out c0 c1 b0 b1 m0 m1 bound u0 s0 u1 s1 profiled=0
     port=$(port_for "$scen" "$target")
     pids=$(pids_of "$target")
     out=$WORK/raw/$round-$scen-$target.txt
@@ -343,6 +396,12 @@ measure() {
         echo "# round=$round scenario=$scen target=$target port=$port seconds=$secs"
         echo "# loadavg_before=$(cut -d' ' -f1 /proc/loadavg)"
     } >"$out"
+    if [[ $PERF == 1 && -n $pids && $round != 0 ]]; then
+        profiled=1
+        perf_start "$WORK/perf/$round-$scen-$target" "$pids"
+    fi
+    # shellcheck disable=SC2086
+    read -r u0 s0 < <(cpu_ticks_split $pids)
     # shellcheck disable=SC2086
     c0=$(cpu_ticks $pids); b0=$(cpu_ticks $BACKEND_PIDS); own_child_ticks >"$WORK/o0"; m0=$(busy_ticks)
     case $scen in
@@ -376,6 +435,9 @@ measure() {
     esac
     # shellcheck disable=SC2086
     m1=$(busy_ticks); own_child_ticks >"$WORK/o1"; c1=$(cpu_ticks $pids); b1=$(cpu_ticks $BACKEND_PIDS)
+    # shellcheck disable=SC2086
+    read -r u1 s1 < <(cpu_ticks_split $pids)
+    [[ $profiled == 1 ]] && perf_stop
     local tool=$(($(<"$WORK/o1") - $(<"$WORK/o0")))
     {
         echo "# tool_cpu_seconds=$(awk -v a="$tool" -v t="$CLK_TCK" 'BEGIN {printf "%.3f", a / t}')"
@@ -383,12 +445,16 @@ measure() {
         # (other users of the machine, plus kernel work not charged to a process).
         echo "# other_cpu_seconds=$(awk -v m="$((m1 - m0))" -v p="$((c1 - c0))" -v b="$((b1 - b0))" -v o="$tool" -v t="$CLK_TCK" 'BEGIN {x = (m - p - b - o) / t; if (x < 0) x = 0; printf "%.3f", x}')"
         echo "# proxy_cpu_seconds=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN {printf "%.3f", (b - a) / t}')"
+        echo "# proxy_user_seconds=$(awk -v a="$u0" -v b="$u1" -v t="$CLK_TCK" 'BEGIN {printf "%.3f", (b - a) / t}')"
+        echo "# proxy_system_seconds=$(awk -v a="$s0" -v b="$s1" -v t="$CLK_TCK" 'BEGIN {printf "%.3f", (b - a) / t}')"
         echo "# backend_cpu_seconds=$(awk -v a="$b0" -v b="$b1" -v t="$CLK_TCK" 'BEGIN {printf "%.3f", (b - a) / t}')"
         echo "# loadavg_after=$(cut -d' ' -f1 /proc/loadavg)"
     } >>"$out"
     if [[ $scen == h2 || $scen == grpc ]]; then # keep only the latency summary, not the per-request log
         python3 "$HERE/lib/h2lat.py" "$out.log" >>"$out" && rm -f "$out.log"
     fi
+    # The summary is named .perf, not .txt: report.py reads raw/*.txt as runs.
+    [[ $profiled == 1 ]] && perf_summary "$WORK/perf/$round-$scen-$target" "$target" "$out" >"${out%.txt}.perf"
     sleep 0.5 # let TIME_WAIT churn and CPU settle between runs
 }
 
@@ -500,3 +566,8 @@ mkdir -p "$RESULTS_DIR"
 OUT=$RESULTS_DIR/$(date '+%Y-%m-%d-%H%M')-$MODE.md
 python3 "$HERE/lib/report.py" --work "$WORK" --out "$OUT"
 log "written $OUT"
+if [[ $PERF == 1 ]]; then
+    mkdir -p "${OUT%.md}-perf"
+    for f in "$WORK"/raw/*.perf; do [[ -e $f ]] && cp "$f" "${OUT%.md}-perf/$(basename "${f%.perf}").txt"; done
+    log "profiles in ${OUT%.md}-perf/ (perf.data in $WORK/perf: KEEP_WORK=1 keeps them)"
+fi

@@ -74,6 +74,9 @@ def parse(path: str) -> dict:
     r["cpu"] = cpu
     if cpu > 0 and "count" in r:
         r["per_cpu"] = r["count"] / cpu
+    if cpu > 0 and r.get("count") and "proxy_user_seconds" in r:  # older runs have only the sum
+        r["user_us"] = float(r["proxy_user_seconds"]) * 1e6 / r["count"]
+        r["system_us"] = float(r["proxy_system_seconds"]) * 1e6 / r["count"]
     return r
 
 
@@ -87,7 +90,7 @@ def fmt(v, kind: str) -> str:
         return "n/a"
     if kind == "rate":
         return f"{v:,.0f}"
-    if kind == "ms":
+    if kind == "ms" or kind == "us":
         return f"{v:.2f}" if v < 10 else f"{v:.1f}"
     if kind == "x":
         return f"{v:.2f}x"
@@ -121,6 +124,8 @@ def main() -> None:
             "p50": med([r.get("p50") for r in rs]),
             "p99": med([r.get("p99") for r in rs]),
             "per_cpu": med([r.get("per_cpu") for r in rs]),
+            "user_us": med([r.get("user_us") for r in rs]),
+            "system_us": med([r.get("system_us") for r in rs]),
             "errors": sum(r.get("errors", 0) for r in rs),
             "min": min((r.get("rate") or 0) for r in rs),
             "max": max((r.get("rate") or 0) for r in rs),
@@ -147,6 +152,9 @@ def main() -> None:
             row("p50 ms", "p50", "ms")
             row("p99 ms", "p99", "ms")
         row("MB per proxy CPU-s" if bulk else "req per proxy CPU-s", "per_cpu", "rate")
+        if any(g[t].get("user_us") is not None for t in PROXIES):
+            row("user µs per MB" if bulk else "user µs per request", "user_us", "us")
+            row("system µs per MB" if bulk else "system µs per request", "system_us", "us")
         direct = g["direct"].get("rate")
         pd = [fmt(ratio(g[t].get("rate"), direct), "x") for t in PROXIES]
         if direct:
@@ -249,9 +257,10 @@ medians over rounds. Every proxy has {meta.get('workers')} workers/threads and r
 {table}
 
 Ratios are sluice's value divided by the other's: above 1.00x is better for rates and per-CPU
-figures, below 1.00x is better for latencies. "req per proxy CPU-s" divides the requests served by
+figures, below 1.00x is better for latencies and µs per request. "req per proxy CPU-s" divides the requests served by
 the CPU time (user + system, all processes and threads) the proxy used during the run; it is the
-figure least sensitive to what else runs on the machine. The backends used at most
+figure least sensitive to what else runs on the machine. "user/system µs per request" split that
+CPU time (utime and stime in `/proc/PID/stat`) per request served. The backends used at most
 {backend_max:.2f} CPU-seconds per second in any run.
 
 {memtable}
