@@ -10,9 +10,9 @@
 # NO_INSTALL=1 (fail instead of running apt-get), RESULTS_DIR (default bench/results),
 # WAIT_IDLE (seconds to wait, at most, for other load to go away first: 180 full, 0 QUICK),
 # PERF=1 (profile the proxies: during each sluice/nginx/haproxy measurement, `perf stat` and
-# `perf record -g` on the proxy's pids; a text summary of each, lib/perfsum.py, is saved beside the
-# results file in <results file>-perf/, the perf.data files stay in the scratch directory; the
-# profilers take CPU from the same 2 cores, so rates of a PERF run are lower than usual).
+# `perf record` with call chains on the proxy's pids; a text summary of each, lib/perfsum.py, is
+# saved beside the results file in <results file>-perf/, the perf.data files stay in the scratch
+# directory; the profilers take CPU from the same 2 cores, so rates of a PERF run are lower).
 # See bench/README.md for what each scenario measures.
 set -euo pipefail
 
@@ -349,17 +349,21 @@ own_child_ticks() {
         for (i = 1; i <= n; i++) { split(f[i], p, "m"); s += p[1] * 60 + p[2] }
         printf "%d", s * t }' "$WORK/times"
 }
-# perf_start BASE PIDS: perf stat and perf record -g on PIDS (all their threads) until perf_stop.
-# Frame-pointer call chains: the kernel's are complete, which is what the summary groups by (the
-# system call a kernel sample is under); user-space samples are attributed by their own symbol.
+# perf_start BASE PIDS TARGET: perf stat and perf record on PIDS (all their threads) until perf_stop.
+# Kernel call chains are complete either way (the summary groups kernel samples by them). sluice is
+# built without frame pointers (release profile: line tables only), so its user-space chains come
+# from DWARF unwinding (499 Hz, 16 KiB of stack per sample), which names the callers of malloc and
+# memmove; nginx and HAProxy (Debian, stripped) get frame-pointer chains, their samples are
+# attributed by their own symbol.
 PERF_PIDS=()
 perf_start() {
-    local base=$1 list
+    local base=$1 list graph=(-g -F 999)
+    [[ $3 == sluice ]] && graph=(--call-graph dwarf,16384 -F 499)
     list=$(tr ' ' '\n' <<<"$2" | grep . | paste -sd,)
     perf stat -x, -e task-clock,user_time,system_time,context-switches,cpu-migrations,page-faults,cycles,instructions \
         -p "$list" -o "$base.stat" 2>/dev/null &
     PERF_PIDS=($!)
-    perf record -q -g -F 999 -p "$list" -o "$base.data" 2>/dev/null &
+    perf record -q "${graph[@]}" -p "$list" -o "$base.data" 2>/dev/null &
     PERF_PIDS+=($!)
     PIDS+=("${PERF_PIDS[@]}")
     sleep 0.3 # perf attaches to every thread before the load starts
@@ -378,9 +382,9 @@ perf_stop() {
 }
 # perf_summary BASE TARGET RAWFILE: the text summary of one profiled run (lib/perfsum.py).
 perf_summary() {
-    timeout 300 perf report -i "$1.data" --no-children --sort dso,sym --percent-limit 0.5 --stdio -g none \
+    timeout 300 perf report -i "$1.data" --no-inline --no-children --sort dso,sym --percent-limit 0.5 --stdio -g none \
         2>/dev/null >"$1.report" || true
-    timeout 300 perf script -i "$1.data" -F period,ip,sym,dso 2>/dev/null >"$1.script" || true
+    timeout 300 perf script -i "$1.data" --no-inline -F period,ip,sym,dso 2>/dev/null >"$1.script" || true
     python3 "$HERE/lib/perfsum.py" --target "$2" --stat "$1.stat" --report "$1.report" --script "$1.script" --run "$3"
     rm -f "$1.script"
 }
@@ -398,7 +402,7 @@ measure() {
     } >"$out"
     if [[ $PERF == 1 && -n $pids && $round != 0 ]]; then
         profiled=1
-        perf_start "$WORK/perf/$round-$scen-$target" "$pids"
+        perf_start "$WORK/perf/$round-$scen-$target" "$pids" "$target"
     fi
     # shellcheck disable=SC2086
     read -r u0 s0 < <(cpu_ticks_split $pids)

@@ -129,20 +129,38 @@ def sluice_part(sym):
         return "hyper: " + ("HTTP/2 server/client dispatch" if "proto::h2" in sym else
                             "HTTP/1 dispatch" if "proto::h1" in sym else "other")
     if crate == "tokio":
-        if re.search(r"scheduler|task::|runtime::task|park|context", sym):
+        if re.search(r"tokio::time|runtime::time", sym):
+            return "tokio: timers"
+        if re.search(r"tokio::sync", sym):
+            return "tokio: sync (Notify, semaphores, channels)"
+        if re.search(r"scheduler|task::|park|context|coop", sym):
             return "tokio: task scheduling"
         if re.search(r"io::|driver|registration|poll_evented", sym):
             return "tokio: I/O driver"
-        if "time" in sym:
-            return "tokio: timers"
         return "tokio: other"
     if crate == "sluice":
         return "sluice: own request path"
-    if crate in ("bytes", "http", "httparse", "http_body", "http_body_util"):
-        return f"{crate} crate"
     if crate in STD or crate is None:
         return "std/core/alloc (inlined: moves, drops, hashing)"
-    return f"other crates ({crate})" if crate in ("tonic", "tower", "futures_util", "parking_lot", "arc_swap", "slab", "indexmap", "hashbrown") else "other crates"
+    return f"{crate} crate"
+
+
+# Allocator and copy wrappers skipped when naming who called malloc/free/memmove.
+WRAPPER = re.compile(r"^(__rust_|__rdl_|alloc::alloc::|alloc::raw_vec::|<alloc::raw_vec|core::ptr::copy|"
+                     r"alloc::vec::Vec<T,A>::(reserve|extend|push)|<alloc::alloc::Global|core::intrinsics|\[unknown\])")
+
+
+def mem_caller(frames, own_path):
+    """'caller < its caller' of a libc malloc/free/memmove sample, from the first frames in own code."""
+    own = [f[0] for f in frames[1:] if f[1] == own_path and not WRAPPER.match(f[0])]
+    if not own:
+        return None
+    return " < ".join(trim(x) for x in own[:2])
+
+
+def trim(sym, width=110):
+    sym = re.sub(r"<[^<>]*(?:<[^<>]*>[^<>]*)*>(?=::)", "<..>", sym) if len(sym) > width else sym
+    return sym if len(sym) <= width else sym[: width - 3] + "..."
 
 
 def stat_counts(path):
@@ -198,6 +216,7 @@ def main():
                 print(f"{ev}: {v:,.0f}" + (f", {v / count:.3f}/req" if count else ""))
 
     groups, kgroups, parts = collections.Counter(), collections.Counter(), collections.Counter()
+    callers, mem_total, own_path = collections.Counter(), 0, None
     sched, wake, total, n = 0, 0, 0, 0
     if a.script and os.path.exists(a.script):
         for period, frames in samples(a.script):
@@ -217,6 +236,11 @@ def main():
                 continue
             g = user_group(sym, dso, own_dso)
             groups[g] += period
+            if own_path is None and os.path.basename(dso) == own_dso:
+                own_path = dso
+            if g == "libc malloc/free/memmove":
+                mem_total += period
+                callers[tuple(frames)] += period
             if a.target == "sluice" and g == "own code":
                 parts[sluice_part(sym)] += period
 
@@ -237,6 +261,18 @@ def main():
               f"waking another task (sock_def_readable, ep_poll_callback, try_to_wake_up) {wake / total * 100:.1f}%")
         if parts:
             show("sluice's own binary by crate and part (share of all samples)", parts, total)
+        named = collections.Counter()
+        for frames, v in callers.items():
+            c = mem_caller(list(frames), own_path)
+            if c:
+                named[c] += v
+        if named:  # only with user-space call chains (DWARF): sluice
+            print(f"\n## who calls libc malloc/free/memmove ({sum(named.values()) / mem_total * 100:.0f}% of those samples named)")
+            print("| caller < its caller | share of all samples | µs/req |")
+            print("|---|---:|---:|")
+            for k, v in named.most_common(25):
+                us = f"{v / total * per_req:.2f}" if per_req else "n/a"
+                print(f"| `{k}` | {v / total * 100:.1f}% | {us} |")
     if a.report and os.path.exists(a.report):
         print("\n## perf report --no-children --sort dso,sym --percent-limit 0.5")
         for line in open(a.report, errors="replace"):
