@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report import parse  # noqa: E402  (the same request count as the results table)
 
 MEM = re.compile(r"malloc|free|realloc|calloc|memmove|memcpy|memset|_int_|tcache|unlink_chunk|"
-                 r"malloc_consolidate|sysmalloc|cfree|__libc_|mremap|madvise", re.I)
+                 r"malloc_consolidate|sysmalloc|cfree|__libc_|mremap|madvise|memalign|_lll_lock", re.I)
 CRYPTO_DSO = re.compile(r"libcrypto|libssl|libgnutls|libnettle")
 CRYPTO_SYM = re.compile(r"\bring::|ring_core|aws_lc|\brustls::|aes_|_aes|gcm_|ghash|sha256|sha512|x25519|"
                         r"ecp_nistz|chacha|poly1305", re.I)
@@ -37,6 +37,7 @@ H2_PARTS = [
 # wrappers are often inlined away, so the paths are told by the functions inside them.
 KERNEL_PATHS = [
     ("scheduler: context switches (blocking, preemption on return to user)", ("__schedule", "schedule_idle")),
+    ("eventfd write (waking another worker thread's event loop)", ("eventfd_write",)),
     ("loopback send (sendto/writev: TCP transmit, runs the receiver's TCP path)",
      ("tcp_sendmsg", "__sys_sendto", "__sys_sendmsg", "sock_write_iter", "__x64_sys_sendto", "__x64_sys_writev", "__x64_sys_write")),
     ("loopback recv (recvfrom/readv: TCP receive, copy out)",
@@ -106,7 +107,9 @@ def crate_of(sym):
 def user_group(sym, dso, own_dso):
     base = os.path.basename(dso)
     if "libc.so" in base or "libc-" in base:
-        return "libc malloc/free/memmove" if MEM.search(sym) else "libc other"
+        if MEM.search(sym):
+            return "libc malloc/free/memmove"
+        return "libc memcmp/strlen/other" if re.search(r"mem|str", sym) else "libc other"
     if CRYPTO_DSO.search(base) or (base == own_dso and CRYPTO_SYM.search(sym)):
         return "crypto"
     if base == own_dso:
@@ -216,7 +219,7 @@ def main():
                 print(f"{ev}: {v:,.0f}" + (f", {v / count:.3f}/req" if count else ""))
 
     groups, kgroups, parts = collections.Counter(), collections.Counter(), collections.Counter()
-    callers, mem_total, own_path = collections.Counter(), 0, None
+    callers, mem_total, own_path, memsyms = collections.Counter(), 0, None, collections.Counter()
     sched, wake, total, n = 0, 0, 0, 0
     if a.script and os.path.exists(a.script):
         for period, frames in samples(a.script):
@@ -240,6 +243,7 @@ def main():
                 own_path = dso
             if g == "libc malloc/free/memmove":
                 mem_total += period
+                memsyms["memmove/memcpy/memset" if re.search(r"mem(move|cpy|set)", sym) else "malloc/free (incl. arena locks)"] += period
                 callers[tuple(frames)] += period
             if a.target == "sluice" and g == "own code":
                 parts[sluice_part(sym)] += period
@@ -256,6 +260,7 @@ def main():
     if total:
         print(f"\nsamples: {n} (perf record -F 999, weighted by period)")
         show("grouped (leaf sample: kernel / proxy's own code / libc malloc-free-memmove / crypto / other)", groups, total)
+        show("libc malloc/free/memmove split (share of all samples)", memsyms, total)
         show("kernel samples by path, from the call chain (share of all samples)", kgroups, total)
         print(f"\nof all samples: under __schedule (context switch) {sched / total * 100:.1f}%, "
               f"waking another task (sock_def_readable, ep_poll_callback, try_to_wake_up) {wake / total * 100:.1f}%")
