@@ -3,7 +3,7 @@
 the proxy's samples grouped by what they are, and perf report's top symbols.
 
 Inputs: --stat (perf stat -x, output), --report (perf report --no-children --sort dso,sym text),
---script (perf script -F period,ip,sym,dso of a perf record -g), --run (the run's raw file, for
+--script (perf script -F period,ip,sym,dso of a perf record with call chains), --run (the run's raw file, for
 the request count and the proxy's CPU from /proc). Groups are shares of samples; "µs/req" is that
 share of the proxy's user+system CPU per request (/proc), so the groups of a run add up to it.
 """
@@ -44,7 +44,7 @@ KERNEL_PATHS = [
      ("tcp_recvmsg", "__sys_recvfrom", "__sys_recvmsg", "sock_read_iter", "__x64_sys_recvfrom", "__x64_sys_readv", "__x64_sys_read")),
     ("epoll_wait", ("do_epoll_wait", "ep_poll", "__x64_sys_epoll_wait", "__x64_sys_epoll_pwait")),
     ("epoll_ctl", ("do_epoll_ctl", "__x64_sys_epoll_ctl")),
-    ("futex (thread park/unpark)", ("do_futex", "__x64_sys_futex")),
+    ("futex (thread park/unpark, lock waits)", ("do_futex", "__x64_sys_futex")),
     ("loopback delivery in softirq outside a send (interrupt return)", ("net_rx_action",)),
     ("page faults", ("asm_exc_page_fault", "exc_page_fault")),
     ("timer and other interrupts", ("asm_sysvec_apic_timer_interrupt", "hrtimer_interrupt", "asm_sysvec_reschedule_ipi", "asm_common_interrupt")),
