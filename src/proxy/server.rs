@@ -266,16 +266,37 @@ fn spawn_connection<F>(
     F: Future<Output = ()> + Send + 'static,
 {
     if size_of::<F>() <= INLINE_CONNECTION_FUTURE {
-        let serving = serving();
-        tracker.spawn(async move {
-            serving.await;
-            drop(slot);
+        tracker.spawn(Holding {
+            serving: serving(),
+            _slot: slot,
         });
     } else {
         tracker.spawn(async move {
             Box::pin(serving()).await;
             drop(slot);
         });
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's future with its slot, released when the future is dropped. Not an
+    /// async block: one that awaits a captured future keeps the capture and the awaited
+    /// copy side by side, which doubled every connection's task.
+    struct Holding<F> {
+        #[pin]
+        serving: F,
+        _slot: ConnectionSlot,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Holding<F> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        self.project().serving.poll(cx)
     }
 }
 
