@@ -17,6 +17,7 @@ pub mod h2idle;
 pub mod headers;
 pub mod http;
 pub mod http1;
+pub mod idle;
 pub mod l4;
 pub mod lent;
 pub mod server;

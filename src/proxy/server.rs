@@ -25,6 +25,7 @@ use crate::proxy::h2idle::{self, StreamGuard, Streams, TrackedBody};
 use crate::proxy::http::{Connection, Listener, handle};
 use crate::proxy::http1::guard::Guarded;
 use crate::proxy::http1::server::{self as h1server, ClientStream, Outcome, Replay};
+use crate::proxy::idle;
 use crate::proxy::l4::proxy_protocol;
 use crate::proxy::tls::TlsPort;
 
@@ -107,9 +108,12 @@ impl Workers {
 /// often leave a worker with no pending timer, so each request's timeout cost that. With
 /// this timer pending, the deadlines of requests and connections (seconds away) are never
 /// earlier, and registering them costs no system call; the price is one wake-up a second.
+///
+/// The same tick sweeps the worker's [`idle`] list of waiting keep-alive connections.
 async fn heartbeat() {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        idle::sweep();
     }
 }
 
@@ -224,7 +228,11 @@ pub async fn accept_loop<A: Acceptor>(
     loop {
         tokio::select! {
             biased;
-            _ = drain.stop.cancelled() => break,
+            _ = drain.stop.cancelled() => {
+                // Idle connections wait in the worker's list, not on the signal.
+                idle::drained();
+                break;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     // TCP_NODELAY is the acceptor's to set: an HTTP connection that closes

@@ -147,3 +147,57 @@ async fn a_change_that_cannot_bind_a_new_port_changes_nothing() {
     assert_eq!(endpoints[0].address.port(), 8080, "pools unchanged");
     assert!(dp.pools().iter().all(|p| p.name() != "t/c"));
 }
+
+/// A pool with no endpoints on `port` (its requests get a quick local 503).
+fn empty_pool(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: BackendPool\nmetadata: {{name: {name}, namespace: t}}\nspec: {{listener: {{port: {port}}}, endpoints: []}}\n"
+    )
+}
+
+/// Opens a connection to `port`, has one request answered, and returns it (idle).
+async fn answered_connection(port: u16) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connected");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .expect("sent");
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).await.expect("answered");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    stream
+}
+
+#[tokio::test]
+async fn an_idle_connection_closes_at_once_when_its_port_is_removed_and_others_stay_open() {
+    use tokio::io::AsyncReadExt;
+    let dp = dataplane();
+    let (gone, kept) = (free_port(), free_port());
+    let both = [empty_pool("a", gone), empty_pool("b", kept)].join("---\n");
+    dp.apply(&load_text("pools.yaml", &both).expect("valid"))
+        .expect("applied");
+    let mut on_gone = answered_connection(gone).await;
+    let mut on_kept = answered_connection(kept).await;
+
+    let one = empty_pool("b", kept);
+    dp.apply(&load_text("pools.yaml", &one).expect("valid"))
+        .expect("applied");
+    let mut buf = [0u8; 64];
+    // Well under the worker's one-second idle sweep: the drain itself wakes it.
+    let closed = tokio::time::timeout(Duration::from_millis(500), on_gone.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the removed port's idle connection is still open: {closed:?}"
+    );
+    let still = tokio::time::timeout(Duration::from_millis(300), on_kept.read(&mut buf)).await;
+    assert!(
+        still.is_err(),
+        "the kept port's idle connection ended: {still:?}"
+    );
+    drop(on_kept);
+    answered_connection(kept).await;
+}

@@ -29,6 +29,7 @@ use crate::proxy::buffers;
 use crate::proxy::http::{ClientBody, Connection, serve};
 use crate::proxy::http1::client::parse_length;
 use crate::proxy::http1::strict;
+use crate::proxy::idle::{self, Ticket, Wait};
 use crate::proxy::lent::Lent;
 use crate::proxy::server::{Drain, HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};
 use crate::proxy::upstream::MAX_REPLAY_BODY;
@@ -73,10 +74,11 @@ impl ClientStream for Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>
 /// the connection ends or a request needs hyper.
 ///
 /// A keep-alive connection spends most of its life waiting for its next request, so this
-/// future is only its idle state: the stream, the (then empty and handed back) read buffer,
-/// the idle deadline and the drain signal. Everything a request needs — the request path's
-/// future, the answer writer, the drain cut — lives in a [`burst`] future, in a block lent
-/// by the worker from the first byte of a request until the connection is idle again.
+/// future is only its idle state: the stream, the (then empty and handed back) read buffer
+/// and its entry in the worker's [`idle`] list (which times it out and tells it about
+/// drains). Everything a request needs — the request path's future, the answer writer, the
+/// header deadline, the drain cut — lives in a [`burst`] future, in a block lent by the
+/// worker from the first byte of a request until the connection is idle again.
 ///
 /// Nagle's algorithm stays on (one system call saved) while every answer is the
 /// connection's last and of known length: closing pushes out whatever Nagle held back,
@@ -95,38 +97,17 @@ pub fn serve_simple<'a, S: ClientStream + 'a>(
     // arguments for the connection's whole life.
     async move {
         // The first head is due within the header deadline of the connection's start.
-        let mut state = State {
-            nodelay: false,
-            idle_due: Instant::now() + HEADER_READ_TIMEOUT,
-        };
-        let deadline = tokio::time::sleep(HEADER_READ_TIMEOUT);
-        let stopped = drain.stop.cancelled();
-        tokio::pin!(deadline, stopped);
+        let mut due = Instant::now() + HEADER_READ_TIMEOUT;
+        let mut nodelay = false;
         loop {
-            if rbuf.is_empty() {
-                // Idle until `idle_due`; while nothing arrives the buffer is back in the
-                // worker's free list.
-                tokio::select! {
-                    biased;
-                    read = buffers::read(&mut io, &mut rbuf) => match read {
-                        Ok(0) | Err(_) => return Outcome::Done,
-                        Ok(_) => {}
-                    },
-                    _ = &mut stopped => return Outcome::Done,
-                    _ = expired(&mut deadline, state.idle_due) => return Outcome::Done,
-                }
+            // Idle until `due`; while nothing arrives the buffer is back in the worker's
+            // free list.
+            if rbuf.is_empty() && !wait(&mut io, &mut rbuf, due, drain).await {
+                return Outcome::Done;
             }
-            let step = Lent::new(burst(
-                &mut io,
-                &mut rbuf,
-                conn,
-                drain,
-                &mut deadline,
-                &mut state,
-            ))
-            .await;
+            let step = Lent::new(burst(&mut io, &mut rbuf, conn, drain, due, &mut nodelay)).await;
             match step {
-                Step::Idle => {}
+                Step::Idle(next) => due = next,
                 Step::Done => return Outcome::Done,
                 Step::Fallback(rbuf) => return fallback(io, rbuf),
             }
@@ -134,18 +115,50 @@ pub fn serve_simple<'a, S: ClientStream + 'a>(
     }
 }
 
-/// What a connection keeps between its bursts.
-struct State {
-    /// Nagle's algorithm is off.
-    nodelay: bool,
-    /// When the connection, idle, times out.
-    idle_due: Instant,
+/// Waits for bytes on an idle connection, in the worker's idle list: `false` when the
+/// connection is to close (the client closed it or failed, its idle time passed at `due`,
+/// or its listener is draining).
+fn wait<'a, S: ClientStream>(
+    io: &'a mut S,
+    rbuf: &'a mut BytesMut,
+    due: Instant,
+    drain: &'a Drain,
+) -> impl Future<Output = bool> + 'a {
+    // A `poll_fn`: its state is what an idle connection holds, and only its arguments and
+    // the ticket are in it this way.
+    let mut ticket: Option<Ticket> = None;
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(read) = buffers::poll_read(io, rbuf, cx) {
+            return Poll::Ready(matches!(read, Ok(n) if n > 0));
+        }
+        let ticket = match &mut ticket {
+            Some(ticket) => ticket,
+            None => {
+                // A drain that began while this connection was busy was not announced to it.
+                if idle::any_drained() && drain.stop.is_cancelled() {
+                    return Poll::Ready(false);
+                }
+                ticket.insert(Ticket::wait_until(due))
+            }
+        };
+        match ticket.check(cx.waker()) {
+            Wait::Waiting => Poll::Pending,
+            Wait::Expired => Poll::Ready(false),
+            Wait::Drain if drain.stop.is_cancelled() => Poll::Ready(false),
+            // Another listener's drain: keep waiting (this check registers the waker).
+            Wait::Drain => match ticket.check(cx.waker()) {
+                Wait::Waiting => Poll::Pending,
+                _ => Poll::Ready(false),
+            },
+        }
+    })
 }
 
 /// How a burst ended.
 enum Step {
-    /// Every answer is written and nothing more is buffered: the connection waits.
-    Idle,
+    /// Every answer is written and nothing more is buffered: the connection waits, idle
+    /// until the given time.
+    Idle(Instant),
     /// The connection is finished.
     Done,
     /// The next request is hyper's: these are the bytes read so far.
@@ -153,21 +166,24 @@ enum Step {
 }
 
 /// Serves the requests in `rbuf` (not empty), and those pipelined behind them, until an
-/// answer is written with nothing more buffered.
+/// answer is written with nothing more buffered. `idle_due` is when the connection's idle
+/// time (which the first bytes interrupted) would have ended.
 async fn burst<S: ClientStream>(
     io: &mut S,
     rbuf: &mut BytesMut,
     conn: &Arc<Connection>,
     drain: &Drain,
-    deadline: &mut Pin<&mut Sleep>,
-    state: &mut State,
+    mut idle_due: Instant,
+    nodelay: &mut bool,
 ) -> Step {
     let cut = drain.cut.cancelled();
     tokio::pin!(cut);
+    // Created only when a head or body has to be waited for.
+    let mut timer = std::pin::pin!(None::<Sleep>);
     loop {
         // Read a complete head (the next one may already be buffered: pipelining). Once
         // part of a head is here, the rest must follow within the header deadline.
-        let mut due = state.idle_due;
+        let mut due = idle_due;
         let head = loop {
             match OFFSETS.with_borrow_mut(|offsets| parse(rbuf, offsets)) {
                 Parsed::Simple(head) => break head,
@@ -182,7 +198,7 @@ async fn burst<S: ClientStream>(
                     Ok(0) | Err(_) => return Step::Done,
                     Ok(_) => {}
                 },
-                _ = expired(deadline, due) => return Step::Done,
+                _ = expired(&mut timer, due) => return Step::Done,
             }
         };
         // The head leaves the buffer without a copy: header values are slices of it.
@@ -203,7 +219,7 @@ async fn burst<S: ClientStream>(
                     Ok(0) | Err(_) => return Step::Done,
                     Ok(_) => {}
                 },
-                _ = expired(deadline, due) => return Step::Done,
+                _ = expired(&mut timer, due) => return Step::Done,
             }
         }
         if length > 0 {
@@ -216,12 +232,13 @@ async fn burst<S: ClientStream>(
             response = serve(req, conn.clone(), Ok(())) => response,
             _ = &mut cut => return Step::Done,
         };
-        // Draining: this answer is the connection's last, and says so.
-        close |= drain.stop.is_cancelled();
+        // Draining: this answer is the connection's last, and says so. (Until a listener
+        // on this worker drains, the signal, behind a lock, need not be looked at.)
+        close |= idle::any_drained() && drain.stop.is_cancelled();
         let last_of_known_length = close && response.body().size_hint().exact().is_some();
-        if !(state.nodelay || last_of_known_length) {
+        if !(*nodelay || last_of_known_length) {
             io.set_nodelay();
-            state.nodelay = true;
+            *nodelay = true;
         }
         // The write buffer is lent for this answer only.
         let mut wbuf = buffers::take_write();
@@ -239,32 +256,27 @@ async fn burst<S: ClientStream>(
             }
             return Step::Done;
         }
-        state.idle_due = Instant::now() + conn.keep_idle();
+        idle_due = Instant::now() + conn.keep_idle();
         if rbuf.is_empty() {
-            return Step::Idle;
+            return Step::Idle(idle_due);
         }
     }
 }
 
-/// Waits until `due` on `timer`, which may be armed for an earlier time (an earlier
-/// request's deadline): then it is re-armed for `due` and waited on again. A request thus
-/// costs a clock read, not a re-registration with the timer wheel; the timer is re-armed
-/// at most once per timeout period, or when `due` moved before it (a partial head after a
-/// long idle wait).
-fn expired<'a>(timer: &'a mut Pin<&mut Sleep>, due: Instant) -> impl Future<Output = ()> + 'a {
-    // A `poll_fn`, not an async fn: it is part of an idle connection's state, and holds
-    // only its two arguments this way.
+/// Waits until `due` on `timer` (created on first use, re-armed when `due` moved).
+fn expired<'a>(
+    timer: &'a mut Pin<&mut Option<Sleep>>,
+    due: Instant,
+) -> impl Future<Output = ()> + 'a {
     std::future::poll_fn(move |cx| {
-        if timer.deadline() > due {
-            timer.as_mut().reset(due);
+        if timer.is_none() {
+            timer.set(Some(tokio::time::sleep_until(due)));
         }
-        loop {
-            std::task::ready!(timer.as_mut().poll(cx));
-            if Instant::now() >= due {
-                return Poll::Ready(());
-            }
-            timer.as_mut().reset(due);
+        let mut sleep = timer.as_mut().as_pin_mut().expect("set above");
+        if sleep.deadline() != due {
+            sleep.as_mut().reset(due);
         }
+        sleep.poll(cx)
     })
 }
 
