@@ -33,7 +33,7 @@ pub enum UpstreamProtocol {
     #[serde(rename = "HTTP1")]
     Http1,
     /// HTTP/2: prior-knowledge h2c in plain text, ALPN `h2` with `tls`; one multiplexed
-    /// connection per endpoint.
+    /// connection per endpoint and worker thread.
     #[serde(rename = "HTTP2")]
     Http2,
     /// Whatever the backend picks by ALPN (`h2`, else HTTP/1.1); needs `tls`.

@@ -171,12 +171,24 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const MAX_IDLE_CLIENT_CONNS: usize = 256;
 
 /// Connections of the hyper-based client to one endpoint (backends reached over TLS or
-/// HTTP/2): one shared multiplexed HTTP/2 connection, and HTTP/1.1 connections that each
+/// HTTP/2): one multiplexed HTTP/2 connection per worker, and HTTP/1.1 connections that each
 /// carry one exchange at a time. The plain HTTP/1.1 path never touches these.
-#[derive(Default)]
+///
+/// An HTTP/2 connection's task runs on the worker that opened it, so each worker keeps its
+/// own: a call and the connection carrying it then stay on one thread (no wake-ups of the
+/// other worker, no memory freed on the other thread's allocator).
 pub struct ClientConns {
-    h2: Mutex<Option<hyper::client::conn::http2::SendRequest<ClientBody>>>,
+    h2: Box<[Mutex<Option<hyper::client::conn::http2::SendRequest<ClientBody>>>]>,
     h1: Mutex<Vec<(hyper::client::conn::http1::SendRequest<ClientBody>, Instant)>>,
+}
+
+impl Default for ClientConns {
+    fn default() -> Self {
+        ClientConns {
+            h2: (0..slots()).map(|_| Mutex::new(None)).collect(),
+            h1: Mutex::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ClientConns {
@@ -186,9 +198,13 @@ impl std::fmt::Debug for ClientConns {
 }
 
 impl ClientConns {
-    /// A handle on the endpoint's HTTP/2 connection, while it is open.
+    fn h2_slot(&self) -> &Mutex<Option<hyper::client::conn::http2::SendRequest<ClientBody>>> {
+        &self.h2[SLOT.with(|s| *s) % self.h2.len()]
+    }
+
+    /// A handle on this worker's HTTP/2 connection to the endpoint, while it is open.
     pub fn h2(&self) -> Option<hyper::client::conn::http2::SendRequest<ClientBody>> {
-        let mut h2 = self.h2.lock();
+        let mut h2 = self.h2_slot().lock();
         match &*h2 {
             Some(sender) if !sender.is_closed() => Some(sender.clone()),
             Some(_) => {
@@ -199,10 +215,10 @@ impl ClientConns {
         }
     }
 
-    /// Makes `sender` the endpoint's HTTP/2 connection (a racing newer one replaces an
-    /// older, which closes once its streams end).
+    /// Makes `sender` this worker's HTTP/2 connection to the endpoint (a racing newer one
+    /// replaces an older, which closes once its streams end).
     pub fn set_h2(&self, sender: hyper::client::conn::http2::SendRequest<ClientBody>) {
-        *self.h2.lock() = Some(sender);
+        *self.h2_slot().lock() = Some(sender);
     }
 
     /// An HTTP/1.1 connection ready for a request and idle for less than `max_idle`.
@@ -227,13 +243,15 @@ impl ClientConns {
     }
 
     /// Closes HTTP/1.1 connections idle for `max_idle` or longer, or closed by the peer, and
-    /// forgets a closed HTTP/2 connection (a periodic sweep calls this). An open HTTP/2
-    /// connection stays: it is shared, and the backend closes it when it wants to.
+    /// forgets closed HTTP/2 connections (a periodic sweep calls this). An open HTTP/2
+    /// connection stays: it is multiplexed, and the backend closes it when it wants to.
     pub fn expire(&self, max_idle: Duration) {
         self.expire_h1(max_idle);
-        let mut h2 = self.h2.lock();
-        if h2.as_ref().is_some_and(|s| s.is_closed()) {
-            *h2 = None;
+        for slot in &self.h2 {
+            let mut h2 = slot.lock();
+            if h2.as_ref().is_some_and(|s| s.is_closed()) {
+                *h2 = None;
+            }
         }
     }
 
@@ -250,7 +268,9 @@ impl ClientConns {
     /// Drops every connection handle (the endpoint left the pool); HTTP/2 streams in
     /// flight finish, then the connection closes.
     pub fn clear(&self) {
-        *self.h2.lock() = None;
+        for slot in &self.h2 {
+            *slot.lock() = None;
+        }
         self.h1.lock().clear();
     }
 }

@@ -1,7 +1,8 @@
 //! The upstream client for backends reached over TLS or HTTP/2 (`spec.upstream`), built on
 //! hyper's client connections: HTTPS with rustls, h2c (prior knowledge) and ALPN h2 with
-//! one multiplexed connection per endpoint, HTTP/1.1 over TLS with pooled keep-alive
-//! connections. Bodies and trailers stream through in both directions.
+//! one multiplexed connection per endpoint on each worker (its task runs on the worker that
+//! opened it), HTTP/1.1 over TLS with pooled keep-alive connections. Bodies and trailers
+//! stream through in both directions.
 //!
 //! Plain-text HTTP/1.1 backends never come here: sluice's own client
 //! ([`h1client`](crate::proxy::http1::client)) stays the hot path. Upgrades (WebSocket) are not passed
