@@ -306,7 +306,31 @@ async fn grpc_unary_calls_share_one_h2c_connection_to_the_backend() {
     assert_eq!(
         backend.connections.load(Ordering::SeqCst),
         1,
-        "21 calls, one multiplexed upstream connection"
+        "21 calls on one client connection (one worker), one multiplexed upstream connection"
+    );
+}
+
+#[tokio::test]
+async fn each_worker_opens_its_own_h2c_connection_to_the_backend() {
+    let backend = grpc_backend("a", None, tonic_health::ServingStatus::Serving).await;
+    let port = free_port();
+    let _sluice = Sluice::start(&file(&[PoolDoc::http("grpc", port)
+        .endpoints(&[backend.addr])
+        .spec(|s| s.upstream = upstream("protocol: HTTP2"))]));
+    // The kernel spreads client connections over the 2 workers by their addresses: 16 of
+    // them all land on one worker once in 32768 runs.
+    for i in 0..16 {
+        let mut grpc = client(port).await;
+        for call in 0..2 {
+            let message = format!("connection {i} call {call}");
+            let reply = unary(&mut grpc, echo(&message)).await.unwrap();
+            assert_eq!(reply.into_inner().message, message);
+        }
+    }
+    assert_eq!(
+        backend.connections.load(Ordering::SeqCst),
+        2,
+        "32 calls on 16 client connections, one upstream connection per worker (--workers 2)"
     );
 }
 

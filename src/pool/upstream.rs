@@ -184,10 +184,7 @@ pub struct ClientConns {
 
 impl Default for ClientConns {
     fn default() -> Self {
-        ClientConns {
-            h2: (0..slots()).map(|_| Mutex::new(None)).collect(),
-            h1: Mutex::default(),
-        }
+        Self::with_slots(slots())
     }
 }
 
@@ -198,6 +195,14 @@ impl std::fmt::Debug for ClientConns {
 }
 
 impl ClientConns {
+    /// No connections yet, with `n` HTTP/2 slots (one per worker).
+    fn with_slots(n: usize) -> Self {
+        ClientConns {
+            h2: (0..n.max(1)).map(|_| Mutex::new(None)).collect(),
+            h1: Mutex::default(),
+        }
+    }
+
     fn h2_slot(&self) -> &Mutex<Option<hyper::client::conn::http2::SendRequest<ClientBody>>> {
         &self.h2[SLOT.with(|s| *s) % self.h2.len()]
     }
@@ -292,6 +297,80 @@ mod tests {
                 .expect("an in-memory handshake");
         tokio::spawn(conn);
         (sender, server)
+    }
+
+    /// An HTTP/2 client connection over an in-memory pipe, driven on the current runtime,
+    /// and the pipe's server end (the connection stays open while it lives).
+    async fn h2() -> (
+        hyper::client::conn::http2::SendRequest<ClientBody>,
+        tokio::io::DuplexStream,
+    ) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (sender, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .handshake(hyper_util::rt::TokioIo::new(client))
+                .await
+                .expect("an in-memory handshake");
+        tokio::spawn(conn);
+        (sender, server)
+    }
+
+    /// Runs `work` on a new thread with its own single-threaded runtime, as a worker does.
+    fn on_worker<F: Future<Output = ()> + 'static>(
+        work: impl FnOnce() -> F + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(work())
+        })
+    }
+
+    #[test]
+    fn an_http2_connection_opened_on_one_worker_is_never_handed_to_another() {
+        let wait = Duration::from_secs(10);
+        let conns = std::sync::Arc::new(ClientConns::with_slots(64));
+        let (opened_tx, opened) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let a = conns.clone();
+        let worker_a = on_worker(move || async move {
+            let (sender, _server) = h2().await;
+            a.set_h2(sender);
+            assert!(a.h2().is_some(), "worker A reuses its own connection");
+            opened_tx.send(()).expect("the test waits");
+            go_rx.recv_timeout(wait).expect("the test goes on");
+            assert!(
+                a.h2().is_some(),
+                "worker B's connection did not replace A's"
+            );
+        });
+        opened.recv_timeout(wait).expect("worker A opened");
+        let b = conns.clone();
+        on_worker(move || async move {
+            assert!(
+                b.h2().is_none(),
+                "worker A's open connection is not handed to worker B"
+            );
+            let (sender, _server) = h2().await;
+            b.set_h2(sender);
+            assert!(b.h2().is_some(), "worker B reuses its own connection");
+        })
+        .join()
+        .expect("worker B's checks");
+        let held = || conns.h2.iter().filter(|s| s.lock().is_some()).count();
+        assert_eq!(held(), 2, "one connection per worker");
+        conns.expire(Duration::from_secs(60));
+        assert_eq!(
+            held(),
+            1,
+            "worker B's connection closed with its runtime and is forgotten; A's stays"
+        );
+        go.send(()).expect("worker A waits");
+        worker_a.join().expect("worker A's checks");
+        conns.clear();
+        assert_eq!(held(), 0, "clear drops every worker's connection");
     }
 
     #[tokio::test(start_paused = true)]
