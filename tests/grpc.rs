@@ -268,6 +268,15 @@ fn upstream(yaml: &str) -> Option<sluice::api::UpstreamSpec> {
     Some(PoolDoc::block(yaml))
 }
 
+/// sluice with one pool speaking HTTP/2 (h2c) to `backend`, and the pool's port.
+fn h2c_proxy(backend: SocketAddr) -> (Sluice, u16) {
+    let port = free_port();
+    let sluice = Sluice::start(&file(&[PoolDoc::http("grpc", port)
+        .endpoints(&[backend])
+        .spec(|s| s.upstream = upstream("protocol: HTTP2"))]));
+    (sluice, port)
+}
+
 /// Serves `docs` from a directory that also holds `pki`'s CA as `ca.pem`.
 fn start_with_ca(docs: &[PoolDoc], pki: Option<&Pki>) -> Sluice {
     let dir = tempfile::tempdir().unwrap();
@@ -282,10 +291,7 @@ fn start_with_ca(docs: &[PoolDoc], pki: Option<&Pki>) -> Sluice {
 #[tokio::test]
 async fn grpc_unary_calls_share_one_h2c_connection_to_the_backend() {
     let backend = grpc_backend("a", None, tonic_health::ServingStatus::Serving).await;
-    let port = free_port();
-    let _sluice = Sluice::start(&file(&[PoolDoc::http("grpc", port)
-        .endpoints(&[backend.addr])
-        .spec(|s| s.upstream = upstream("protocol: HTTP2"))]));
+    let (_sluice, port) = h2c_proxy(backend.addr);
     let mut grpc = client(port).await;
     let first = unary(&mut grpc, echo("hello")).await.unwrap().into_inner();
     assert_eq!(
@@ -313,10 +319,7 @@ async fn grpc_unary_calls_share_one_h2c_connection_to_the_backend() {
 #[tokio::test]
 async fn each_worker_opens_its_own_h2c_connection_to_the_backend() {
     let backend = grpc_backend("a", None, tonic_health::ServingStatus::Serving).await;
-    let port = free_port();
-    let _sluice = Sluice::start(&file(&[PoolDoc::http("grpc", port)
-        .endpoints(&[backend.addr])
-        .spec(|s| s.upstream = upstream("protocol: HTTP2"))]));
+    let (_sluice, port) = h2c_proxy(backend.addr);
     // The kernel spreads client connections over the 2 workers by their addresses: 16 of
     // them all land on one worker once in 32768 runs.
     for i in 0..16 {
@@ -337,10 +340,7 @@ async fn each_worker_opens_its_own_h2c_connection_to_the_backend() {
 #[tokio::test]
 async fn grpc_error_status_and_its_metadata_reach_the_client() {
     let backend = grpc_backend("a", None, tonic_health::ServingStatus::Serving).await;
-    let port = free_port();
-    let _sluice = Sluice::start(&file(&[PoolDoc::http("grpc", port)
-        .endpoints(&[backend.addr])
-        .spec(|s| s.upstream = upstream("protocol: HTTP2"))]));
+    let (_sluice, port) = h2c_proxy(backend.addr);
     let mut grpc = client(port).await;
     let req = EchoRequest {
         fail_with: Code::PermissionDenied as i32,
@@ -355,10 +355,7 @@ async fn grpc_error_status_and_its_metadata_reach_the_client() {
 #[tokio::test]
 async fn grpc_server_stream_keeps_every_message_then_the_trailers() {
     let backend = grpc_backend("a", None, tonic_health::ServingStatus::Serving).await;
-    let port = free_port();
-    let _sluice = Sluice::start(&file(&[PoolDoc::http("grpc", port)
-        .endpoints(&[backend.addr])
-        .spec(|s| s.upstream = upstream("protocol: HTTP2"))]));
+    let (_sluice, port) = h2c_proxy(backend.addr);
     let mut grpc = client(port).await;
 
     let (replies, status) = stream(
@@ -492,10 +489,7 @@ async fn silent_h2c_backend() -> SocketAddr {
 #[tokio::test]
 async fn grpc_timeout_bounds_the_wait_and_answers_deadline_exceeded() {
     let backend = silent_h2c_backend().await;
-    let port = free_port();
-    let sluice = Sluice::start(&file(&[PoolDoc::http("grpc", port)
-        .endpoints(&[backend])
-        .spec(|s| s.upstream = upstream("protocol: HTTP2"))]));
+    let (sluice, port) = h2c_proxy(backend);
     let (mut sender, _conn) = h2c(port).await;
     let req = http::Request::post(format!("http://127.0.0.1:{port}/test.Echo/Unary"))
         .header("content-type", "application/grpc")

@@ -79,15 +79,40 @@ struct Idle {
     since: Instant,
 }
 
+/// One `T` per worker thread, each behind its own (uncontended) mutex: a worker touches only
+/// its own slot, a periodic sweep all of them.
+struct PerWorker<T> {
+    slots: Box<[Mutex<T>]>,
+}
+
+impl<T: Default> PerWorker<T> {
+    /// `n` slots (at least one).
+    fn new(n: usize) -> Self {
+        PerWorker {
+            slots: (0..n.max(1)).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// The calling worker's slot.
+    fn mine(&self) -> &Mutex<T> {
+        &self.slots[SLOT.with(|s| *s) % self.slots.len()]
+    }
+
+    /// Every worker's slot.
+    fn all(&self) -> impl Iterator<Item = &Mutex<T>> {
+        self.slots.iter()
+    }
+}
+
 /// Per-worker lists of idle keep-alive connections.
 pub struct UpstreamPool {
-    slots: Box<[Mutex<Vec<Idle>>]>,
+    slots: PerWorker<Vec<Idle>>,
 }
 
 impl Default for UpstreamPool {
     fn default() -> Self {
         UpstreamPool {
-            slots: (0..slots()).map(|_| Mutex::new(Vec::new())).collect(),
+            slots: PerWorker::new(slots()),
         }
     }
 }
@@ -109,15 +134,11 @@ fn next_slot() -> usize {
 }
 
 impl UpstreamPool {
-    fn slot(&self) -> &Mutex<Vec<Idle>> {
-        &self.slots[SLOT.with(|s| *s) % self.slots.len()]
-    }
-
     /// The most recently used idle connection of this worker that still looks open and
     /// was idle for less than `max_idle`.
     pub fn take(&self, max_idle: Duration) -> Option<UpstreamConn> {
         let now = Instant::now();
-        let mut idle = self.slot().lock();
+        let mut idle = self.slots.mine().lock();
         while let Some(entry) = idle.pop() {
             if now.saturating_duration_since(entry.since) < max_idle && entry.conn.looks_open() {
                 let mut conn = entry.conn;
@@ -134,7 +155,7 @@ impl UpstreamPool {
         if !conn.buf.is_empty() {
             return;
         }
-        let mut idle = self.slot().lock();
+        let mut idle = self.slots.mine().lock();
         if idle.len() < MAX_IDLE_PER_WORKER {
             idle.push(Idle {
                 conn,
@@ -147,7 +168,7 @@ impl UpstreamPool {
     /// sweep calls this).
     pub fn expire(&self, max_idle: Duration) {
         let now = Instant::now();
-        for slot in &self.slots {
+        for slot in self.slots.all() {
             slot.lock().retain(|e| {
                 now.saturating_duration_since(e.since) < max_idle && e.conn.looks_open()
             });
@@ -156,7 +177,7 @@ impl UpstreamPool {
 
     /// Drops every idle connection (the endpoint left the pool).
     pub fn clear(&self) {
-        for slot in &self.slots {
+        for slot in self.slots.all() {
             slot.lock().clear();
         }
     }
@@ -178,7 +199,7 @@ const MAX_IDLE_CLIENT_CONNS: usize = 256;
 /// own: a call and the connection carrying it then stay on one thread (no wake-ups of the
 /// other worker, no memory freed on the other thread's allocator).
 pub struct ClientConns {
-    h2: Box<[Mutex<Option<hyper::client::conn::http2::SendRequest<ClientBody>>>]>,
+    h2: PerWorker<Option<hyper::client::conn::http2::SendRequest<ClientBody>>>,
     h1: Mutex<Vec<(hyper::client::conn::http1::SendRequest<ClientBody>, Instant)>>,
 }
 
@@ -198,18 +219,14 @@ impl ClientConns {
     /// No connections yet, with `n` HTTP/2 slots (one per worker).
     fn with_slots(n: usize) -> Self {
         ClientConns {
-            h2: (0..n.max(1)).map(|_| Mutex::new(None)).collect(),
+            h2: PerWorker::new(n),
             h1: Mutex::default(),
         }
     }
 
-    fn h2_slot(&self) -> &Mutex<Option<hyper::client::conn::http2::SendRequest<ClientBody>>> {
-        &self.h2[SLOT.with(|s| *s) % self.h2.len()]
-    }
-
     /// A handle on this worker's HTTP/2 connection to the endpoint, while it is open.
     pub fn h2(&self) -> Option<hyper::client::conn::http2::SendRequest<ClientBody>> {
-        let mut h2 = self.h2_slot().lock();
+        let mut h2 = self.h2.mine().lock();
         match &*h2 {
             Some(sender) if !sender.is_closed() => Some(sender.clone()),
             Some(_) => {
@@ -223,7 +240,7 @@ impl ClientConns {
     /// Makes `sender` this worker's HTTP/2 connection to the endpoint (a racing newer one
     /// replaces an older, which closes once its streams end).
     pub fn set_h2(&self, sender: hyper::client::conn::http2::SendRequest<ClientBody>) {
-        *self.h2_slot().lock() = Some(sender);
+        *self.h2.mine().lock() = Some(sender);
     }
 
     /// An HTTP/1.1 connection ready for a request and idle for less than `max_idle`.
@@ -252,7 +269,7 @@ impl ClientConns {
     /// connection stays: it is multiplexed, and the backend closes it when it wants to.
     pub fn expire(&self, max_idle: Duration) {
         self.expire_h1(max_idle);
-        for slot in &self.h2 {
+        for slot in self.h2.all() {
             let mut h2 = slot.lock();
             if h2.as_ref().is_some_and(|s| s.is_closed()) {
                 *h2 = None;
@@ -273,7 +290,7 @@ impl ClientConns {
     /// Drops every connection handle (the endpoint left the pool); HTTP/2 streams in
     /// flight finish, then the connection closes.
     pub fn clear(&self) {
-        for slot in &self.h2 {
+        for slot in self.h2.all() {
             *slot.lock() = None;
         }
         self.h1.lock().clear();
@@ -359,7 +376,7 @@ mod tests {
         })
         .join()
         .expect("worker B's checks");
-        let held = || conns.h2.iter().filter(|s| s.lock().is_some()).count();
+        let held = || conns.h2.all().filter(|s| s.lock().is_some()).count();
         assert_eq!(held(), 2, "one connection per worker");
         conns.expire(Duration::from_secs(60));
         assert_eq!(

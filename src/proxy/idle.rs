@@ -71,29 +71,25 @@ impl Ticket {
         }
     }
 
-    /// When the connection's idle time is up.
-    pub fn due(&self) -> Instant {
-        LIST.with_borrow(|list| list[self.key as usize].due)
-    }
-
-    /// Where the wait stands; while it goes on, `waker` is what the sweep wakes.
+    /// Where the wait stands. Unless it has expired, `waker` is what the next sweep or
+    /// drain wakes.
     pub fn check(&mut self, waker: &Waker) -> Wait {
-        let drains = DRAINS.get();
-        if drains != self.drains {
-            self.drains = drains;
-            return Wait::Drain;
-        }
-        LIST.with_borrow_mut(|list| {
+        let expired = LIST.with_borrow_mut(|list| {
             let entry = &mut list[self.key as usize];
-            if entry.ended {
-                return Wait::Expired;
+            if !entry.ended && !entry.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                entry.waker = Some(waker.clone());
             }
-            match &entry.waker {
-                Some(w) if w.will_wake(waker) => {}
-                _ => entry.waker = Some(waker.clone()),
-            }
+            entry.ended
+        });
+        let drains = DRAINS.get();
+        if expired {
+            Wait::Expired
+        } else if drains != self.drains {
+            self.drains = drains;
+            Wait::Drain
+        } else {
             Wait::Waiting
-        })
+        }
     }
 }
 
@@ -144,7 +140,8 @@ pub fn any_drained() -> bool {
 }
 
 /// Connections waiting on this worker now.
-pub fn waiting() -> usize {
+#[cfg(test)]
+fn waiting() -> usize {
     LIST.with_borrow(Slab::len)
 }
 
@@ -206,6 +203,12 @@ mod tests {
             ticket.check(&waker),
             Wait::Waiting,
             "told about one drain once"
+        );
+        drained();
+        assert_eq!(
+            wakes.0.load(Ordering::Relaxed),
+            2,
+            "still waiting: woken again"
         );
     }
 }

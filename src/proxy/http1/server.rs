@@ -142,14 +142,10 @@ fn wait<'a, S: ClientStream>(
             }
         };
         match ticket.check(cx.waker()) {
-            Wait::Waiting => Poll::Pending,
             Wait::Expired => Poll::Ready(false),
             Wait::Drain if drain.stop.is_cancelled() => Poll::Ready(false),
-            // Another listener's drain: keep waiting (this check registers the waker).
-            Wait::Drain => match ticket.check(cx.waker()) {
-                Wait::Waiting => Poll::Pending,
-                _ => Poll::Ready(false),
-            },
+            // Waiting, or another listener's drain.
+            Wait::Waiting | Wait::Drain => Poll::Pending,
         }
     })
 }
