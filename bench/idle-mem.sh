@@ -25,6 +25,8 @@ WORKERS=2
 
 log() { printf '[idle-mem %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=lib/procs.sh
+. "$HERE/lib/procs.sh"
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 ((IDLE_CONNS + 200 < $(ulimit -n))) || die "ulimit -n $(ulimit -n) is too low for $IDLE_CONNS connections"
@@ -35,39 +37,14 @@ PIDS=()
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    sleep 0.5
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    stop_pids TERM 50 "${PIDS[@]}"
     rm -rf "$WORK"
     exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Ports: the names bench/run.sh's templates use.
-BE1=$((PORT_BASE + 901)); BE2=$((PORT_BASE + 902)); BE3=$((PORT_BASE + 903))
-SRC1=$((PORT_BASE + 911)); SRC2=$((PORT_BASE + 912)); SRC3=$((PORT_BASE + 913))
-GB1=$((PORT_BASE + 921)); GB2=$((PORT_BASE + 922)); GB3=$((PORT_BASE + 923))
-TB1=$((PORT_BASE + 931)); TB2=$((PORT_BASE + 932)); TB3=$((PORT_BASE + 933))
-SLUICE_HTTP=$((PORT_BASE + 80)); SLUICE_TCPCONN=$((PORT_BASE + 82)); SLUICE_BULK=$((PORT_BASE + 83))
-SLUICE_TLS=$((PORT_BASE + 84)); SLUICE_GRPC=$((PORT_BASE + 85)); SLUICE_TLSUP=$((PORT_BASE + 86))
-SLUICE_POLICY=$((PORT_BASE + 87)); SLUICE_ADMIN=$((PORT_BASE + 90))
-NGINX_HTTP=$((PORT_BASE + 180)); NGINX_H2=$((PORT_BASE + 181)); NGINX_TCPCONN=$((PORT_BASE + 182))
-NGINX_BULK=$((PORT_BASE + 183)); NGINX_TLS=$((PORT_BASE + 184)); NGINX_GRPC=$((PORT_BASE + 185))
-NGINX_TLSUP=$((PORT_BASE + 186)); NGINX_POLICY=$((PORT_BASE + 187))
-HAPROXY_HTTP=$((PORT_BASE + 280)); HAPROXY_H2=$((PORT_BASE + 281)); HAPROXY_TCPCONN=$((PORT_BASE + 282))
-HAPROXY_BULK=$((PORT_BASE + 283)); HAPROXY_TLS=$((PORT_BASE + 284)); HAPROXY_GRPC=$((PORT_BASE + 285))
-HAPROXY_TLSUP=$((PORT_BASE + 286)); HAPROXY_POLICY=$((PORT_BASE + 287))
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { # wait_port PORT PID: at most 15 s
-    for _ in $(seq 150); do
-        port_open "$1" && return 0
-        kill -0 "$2" 2>/dev/null || die "process $2 exited before listening on $1"
-        sleep 0.1
-    done
-    die "nothing listens on port $1 after 15 s"
-}
+bench_ports
 port_for() { # port_for MODE TARGET
     case "$1:$2" in
     h1:sluice | h2:sluice) echo $SLUICE_HTTP ;;
@@ -135,12 +112,6 @@ start() {
     for m in "${MODES[@]}"; do wait_port "$(port_for "$m" "$1")" $TARGET_PID; done
     TARGET_PIDS="$TARGET_PID $(pgrep -P "$TARGET_PID" | tr "\n" " " || true)"
 }
-stop() { # stop PID: TERM, at most 5 s, then KILL
-    kill "$1" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-    kill -9 "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
 rss_kib() { # rss_kib PID...: VmRSS summed
     local total=0 v pid
     for pid in "$@"; do
@@ -177,7 +148,7 @@ for _ in $(seq "$REPEAT"); do
             per=n/a
             ((answered > 0)) && per=$(((after - before) * 1024 / answered))
             printf '| %s | %s | %s/%s | %s | %s | %s |\n' "$mode" "$t" "$answered" "$IDLE_CONNS" "$before" "$after" "$per"
-            stop "$TARGET_PID"
+            stop_pids TERM 50 "$TARGET_PID" # at most 5 s, then KILL
         done
     done
 done

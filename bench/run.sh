@@ -47,6 +47,8 @@ IDLE_CONNS=${IDLE_CONNS:-4000}  # idle keep-alive connections held for the memor
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=lib/procs.sh
+. "$HERE/lib/procs.sh"
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # proxies are configured for <= 8,000 connections
 
@@ -56,15 +58,8 @@ PIDS=()
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     # Bounded wait (5 s) for a clean exit, then SIGKILL whatever is left.
-    for _ in $(seq 50); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [[ $alive == 0 ]] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    stop_pids TERM 50 "${PIDS[@]}"
     if [[ ${KEEP_WORK:-0} == 1 ]]; then log "scratch kept in $WORK"; else rm -rf "$WORK"; fi
     exit "$status"
 }
@@ -93,23 +88,7 @@ fi
 # The Debian packages may start system services; we never touch them and use our own ports.
 
 # ------------------------------------------------------------------ ports
-BE1=$((PORT_BASE + 901)); BE2=$((PORT_BASE + 902)); BE3=$((PORT_BASE + 903))
-SRC1=$((PORT_BASE + 911)); SRC2=$((PORT_BASE + 912)); SRC3=$((PORT_BASE + 913))
-GB1=$((PORT_BASE + 921)); GB2=$((PORT_BASE + 922)); GB3=$((PORT_BASE + 923))   # gRPC (h2c)
-TB1=$((PORT_BASE + 931)); TB2=$((PORT_BASE + 932)); TB3=$((PORT_BASE + 933))   # HTTPS
-SLUICE_GRPC=$((PORT_BASE + 85)); NGINX_GRPC=$((PORT_BASE + 185)); HAPROXY_GRPC=$((PORT_BASE + 285))
-SLUICE_TLSUP=$((PORT_BASE + 86)); NGINX_TLSUP=$((PORT_BASE + 186)); HAPROXY_TLSUP=$((PORT_BASE + 286))
-SLUICE_POLICY=$((PORT_BASE + 87)); NGINX_POLICY=$((PORT_BASE + 187)); HAPROXY_POLICY=$((PORT_BASE + 287))
-SLUICE_HTTP=$((PORT_BASE + 80)); SLUICE_TCPCONN=$((PORT_BASE + 82)); SLUICE_BULK=$((PORT_BASE + 83))
-SLUICE_TLS=$((PORT_BASE + 84)); NGINX_TLS=$((PORT_BASE + 184)); HAPROXY_TLS=$((PORT_BASE + 284))
-SLUICE_ADMIN=$((PORT_BASE + 90))
-NGINX_HTTP=$((PORT_BASE + 180)); NGINX_H2=$((PORT_BASE + 181))
-NGINX_TCPCONN=$((PORT_BASE + 182)); NGINX_BULK=$((PORT_BASE + 183))
-HAPROXY_HTTP=$((PORT_BASE + 280)); HAPROXY_H2=$((PORT_BASE + 281))
-HAPROXY_TCPCONN=$((PORT_BASE + 282)); HAPROXY_BULK=$((PORT_BASE + 283))
-SCALE_ADMIN=$((PORT_BASE + 490)); SCALE_PORT_BASE=$((PORT_BASE + 500))
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+bench_ports
 for p in $BE1 $BE2 $BE3 $SRC1 $SRC2 $SRC3 $GB1 $GB2 $GB3 $TB1 $TB2 $TB3 \
     $SLUICE_GRPC $NGINX_GRPC $HAPROXY_GRPC $SLUICE_TLSUP $NGINX_TLSUP $HAPROXY_TLSUP \
     $SLUICE_POLICY $NGINX_POLICY $HAPROXY_POLICY $SLUICE_HTTP $SLUICE_TCPCONN $SLUICE_BULK $SLUICE_ADMIN \
@@ -118,15 +97,6 @@ for p in $BE1 $BE2 $BE3 $SRC1 $SRC2 $SRC3 $GB1 $GB2 $GB3 $TB1 $TB2 $TB3 \
     $HAPROXY_BULK $SCALE_ADMIN $(seq $SCALE_PORT_BASE $((SCALE_PORT_BASE + 9))); do
     port_open "$p" && die "port $p is in use (set PORT_BASE to move every port)"
 done
-# wait_port PORT PID: wait (at most 15 s) until PORT accepts connections; fail if PID died.
-wait_port() {
-    for _ in $(seq 150); do
-        port_open "$1" && return 0
-        kill -0 "$2" 2>/dev/null || die "process $2 exited before listening on $1"
-        sleep 0.1
-    done
-    die "nothing listens on port $1 after 15 s"
-}
 
 # ------------------------------------------------------------------ build
 cc -O2 -pthread -o "$WORK/benchtool" "$HERE/benchtool.c"
@@ -370,15 +340,7 @@ perf_start() {
 }
 # perf_stop: SIGINT makes both write their results; bounded wait (15 s), then SIGKILL.
 perf_stop() {
-    local pid
-    for pid in "${PERF_PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-    for _ in $(seq 150); do
-        local alive=0
-        for pid in "${PERF_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [[ $alive == 0 ]] && break
-        sleep 0.1
-    done
-    for pid in "${PERF_PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    stop_pids INT 150 "${PERF_PIDS[@]}"
 }
 # perf_summary BASE TARGET RAWFILE: the text summary of one profiled run (lib/perfsum.py).
 perf_summary() {
